@@ -1,0 +1,271 @@
+//! File hashing: chunk a byte stream and compute every chunk hash and the file hash.
+//!
+//! [`FileHasher`] is the simple streaming form (any buffer sizes, one thread).
+//! [`hash_reader`] is the fast form: one thread reads and chunks while the rayon pool
+//! hashes the chunks of earlier blocks, with a bounded number of blocks in flight.
+
+use std::io::{self, Read};
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+
+use crate::chunking::Chunker;
+use crate::hash::{DATA_KEY, XetHash, chunk_hash};
+use crate::merkle::file_hash;
+
+/// One chunk of a file: its hash and its length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkInfo {
+    pub hash: XetHash,
+    pub size: u64,
+}
+
+/// Everything hashing a file yields.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileDigest {
+    pub hash: XetHash,
+    pub size: u64,
+    pub chunks: Vec<ChunkInfo>,
+}
+
+impl FileDigest {
+    pub fn from_chunks(chunks: Vec<ChunkInfo>) -> Self {
+        let pairs: Vec<(XetHash, u64)> = chunks.iter().map(|c| (c.hash, c.size)).collect();
+        FileDigest {
+            hash: file_hash(&pairs),
+            size: chunks.iter().map(|c| c.size).sum(),
+            chunks,
+        }
+    }
+}
+
+/// Streaming hasher: feed any buffers, one thread, bounded memory (no chunk is buffered:
+/// BLAKE3 is fed incrementally).
+pub struct FileHasher {
+    chunker: Chunker,
+    current: blake3::Hasher,
+    current_len: u64,
+    chunks: Vec<ChunkInfo>,
+}
+
+impl Default for FileHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FileHasher {
+    pub fn new() -> Self {
+        FileHasher {
+            chunker: Chunker::new(),
+            current: blake3::Hasher::new_keyed(&DATA_KEY),
+            current_len: 0,
+            chunks: Vec::new(),
+        }
+    }
+
+    pub fn update(&mut self, mut data: &[u8]) {
+        while let Some(n) = self.chunker.next_boundary(data) {
+            self.current.update(&data[..n]);
+            self.current_len += n as u64;
+            self.close_chunk();
+            data = &data[n..];
+        }
+        self.current.update(data);
+        self.current_len += data.len() as u64;
+    }
+
+    fn close_chunk(&mut self) {
+        let hash = XetHash(*self.current.finalize().as_bytes());
+        self.chunks.push(ChunkInfo {
+            hash,
+            size: self.current_len,
+        });
+        self.current.reset();
+        self.current_len = 0;
+    }
+
+    pub fn finish(mut self) -> FileDigest {
+        if self.chunker.finish().is_some() {
+            self.close_chunk();
+        }
+        FileDigest::from_chunks(self.chunks)
+    }
+}
+
+/// Read size of the fast path, and the unit of work handed to the hashing pool.
+const BLOCK: usize = 8 << 20;
+/// Blocks read ahead of the hashing pool; bounds memory at about (DEPTH + 2) * BLOCK.
+const DEPTH: usize = 2;
+
+struct Batch {
+    buf: Vec<u8>,
+    /// Chunk end offsets into `buf`; every chunk in a batch is complete.
+    ends: Vec<usize>,
+}
+
+/// Hashes everything `reader` yields, in parallel, with bounded memory.
+pub fn hash_reader<R: Read + Send>(mut reader: R) -> io::Result<FileDigest> {
+    let (tx, rx) = mpsc::sync_channel::<Batch>(DEPTH);
+    let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+
+    let mut chunks = Vec::new();
+    std::thread::scope(|scope| {
+        let producer = scope.spawn(move || -> io::Result<()> {
+            let mut chunker = Chunker::new();
+            // Bytes of the chunk in progress, carried into the front of the next block.
+            let mut carry: Vec<u8> = Vec::new();
+            loop {
+                let mut buf = recycle_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(BLOCK + crate::MAX_CHUNK_SIZE));
+                buf.clear();
+                buf.extend_from_slice(&carry);
+                let scanned_from = buf.len();
+                let eof = fill(&mut reader, &mut buf, BLOCK)?;
+                let mut ends = Vec::with_capacity(BLOCK / crate::TARGET_CHUNK_SIZE * 2);
+                let mut pos = scanned_from;
+                while let Some(n) = chunker.next_boundary(&buf[pos..]) {
+                    pos += n;
+                    ends.push(pos);
+                }
+                if eof {
+                    if chunker.finish().is_some() {
+                        ends.push(buf.len());
+                    }
+                    carry.clear();
+                } else {
+                    let last = ends.last().copied().unwrap_or(0);
+                    carry.clear();
+                    carry.extend_from_slice(&buf[last..]);
+                    buf.truncate(last);
+                }
+                if !ends.is_empty() && tx.send(Batch { buf, ends }).is_err() {
+                    return Ok(());
+                }
+                if eof {
+                    return Ok(());
+                }
+            }
+        });
+
+        for batch in rx {
+            let mut starts = Vec::with_capacity(batch.ends.len());
+            let mut prev = 0;
+            for &end in &batch.ends {
+                starts.push(prev);
+                prev = end;
+            }
+            let hashed: Vec<ChunkInfo> = starts
+                .par_iter()
+                .zip(batch.ends.par_iter())
+                .map(|(&s, &e)| ChunkInfo {
+                    hash: chunk_hash(&batch.buf[s..e]),
+                    size: (e - s) as u64,
+                })
+                .collect();
+            chunks.extend(hashed);
+            let _ = recycle_tx.send(batch.buf);
+        }
+        producer
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("chunking thread panicked")))
+    })?;
+
+    Ok(FileDigest::from_chunks(chunks))
+}
+
+/// Reads until `buf` holds `want` more bytes or the reader ends; returns true at end of input.
+fn fill<R: Read>(reader: &mut R, buf: &mut Vec<u8>, want: usize) -> io::Result<bool> {
+    let target = buf.len() + want;
+    while buf.len() < target {
+        let before = buf.len();
+        buf.resize(target, 0);
+        match reader.read(&mut buf[before..]) {
+            Ok(0) => {
+                buf.truncate(before);
+                return Ok(true);
+            }
+            Ok(n) => buf.truncate(before + n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => buf.truncate(before),
+            Err(e) => {
+                buf.truncate(before);
+                return Err(e);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// Hashes a file on disk with [`hash_reader`].
+pub fn hash_path(path: &std::path::Path) -> io::Result<FileDigest> {
+    hash_reader(std::fs::File::open(path)?)
+}
+
+/// Hashes an in-memory buffer (one thread).
+pub fn hash_bytes(data: &[u8]) -> FileDigest {
+    let mut h = FileHasher::new();
+    h.update(data);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize) -> Vec<u8> {
+        let mut x = 0x9e3779b97f4a7c15u64;
+        (0..n)
+            .map(|i| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if i % 3 == 0 { 0 } else { (x >> 33) as u8 }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn streaming_equals_parallel_for_any_split() {
+        let d = data(BLOCK * 2 + 12345);
+        let whole = hash_bytes(&d);
+        assert_eq!(whole.size, d.len() as u64);
+        let mut h = FileHasher::new();
+        for piece in d.chunks(77_777) {
+            h.update(piece);
+        }
+        assert_eq!(h.finish(), whole);
+        assert_eq!(hash_reader(&d[..]).unwrap(), whole);
+        // A reader that hands out tiny reads exercises the refill loop.
+        struct Dribble<'a>(&'a [u8]);
+        impl Read for Dribble<'_> {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(out.len()).min(1000);
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        assert_eq!(hash_reader(Dribble(&d)).unwrap(), whole);
+    }
+
+    #[test]
+    fn empty_input() {
+        let d = hash_reader(&[][..]).unwrap();
+        assert_eq!(d.hash, XetHash::ZERO);
+        assert_eq!(d.size, 0);
+        assert!(d.chunks.is_empty());
+        assert_eq!(hash_bytes(&[]), d);
+    }
+
+    #[test]
+    fn read_errors_surface() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk on fire"))
+            }
+        }
+        assert!(hash_reader(Broken).is_err());
+    }
+}

@@ -14,7 +14,12 @@ fn next_merge_cut(entries: &[(XetHash, u64)]) -> usize {
     }
     let end = MAX_CHILDREN.min(entries.len());
     (2..end)
-        .find(|&i| entries[i].0.tail_u64() % MEAN_BRANCHING_FACTOR == 0)
+        .find(|&i| {
+            entries[i]
+                .0
+                .tail_u64()
+                .is_multiple_of(MEAN_BRANCHING_FACTOR)
+        })
         .map_or(end, |i| i + 1)
 }
 

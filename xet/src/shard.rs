@@ -149,13 +149,13 @@ impl Shard {
         let body_end = footer
             .as_ref()
             .map_or(bytes.len(), |f| f.footer_offset as usize);
-        if let Some(f) = &footer {
-            if f.file_info_offset != HEADER_LEN as u64 {
-                return Err(Error::invalid(
-                    "shard footer",
-                    "file info does not follow the header",
-                ));
-            }
+        if let Some(f) = &footer
+            && f.file_info_offset != HEADER_LEN as u64
+        {
+            return Err(Error::invalid(
+                "shard footer",
+                "file info does not follow the header",
+            ));
         }
         let mut r = Reader {
             buf: &bytes[..body_end],
@@ -225,13 +225,13 @@ impl Shard {
             });
         }
 
-        if let Some(f) = &footer {
-            if f.xorb_info_offset != r.pos as u64 {
-                return Err(Error::invalid(
-                    "shard footer",
-                    "xorb info offset disagrees with the file section",
-                ));
-            }
+        if let Some(f) = &footer
+            && f.xorb_info_offset != r.pos as u64
+        {
+            return Err(Error::invalid(
+                "shard footer",
+                "xorb info offset disagrees with the file section",
+            ));
         }
         let mut xorbs = Vec::new();
         loop {
@@ -303,13 +303,13 @@ impl Shard {
         let mut file_lookup = Vec::new();
         let mut index = 0u32;
         for f in &files {
-            if let Some(v) = &f.verification {
-                if v.len() != f.terms.len() {
-                    return Err(Error::invalid(
-                        "shard file info",
-                        "verification entries do not match terms",
-                    ));
-                }
+            if let Some(v) = &f.verification
+                && v.len() != f.terms.len()
+            {
+                return Err(Error::invalid(
+                    "shard file info",
+                    "verification entries do not match terms",
+                ));
             }
             file_lookup.push((truncated(&f.file_hash), index));
             let mut flags = 0;

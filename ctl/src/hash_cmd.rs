@@ -15,7 +15,10 @@ struct HashLine {
 }
 
 pub fn run(files: &[PathBuf], json: bool) -> ExitCode {
-    let results: Vec<_> = files.par_iter().map(|p| xet::file_hash::hash_path(p)).collect();
+    let results: Vec<_> = files
+        .par_iter()
+        .map(|p| xet::file_hash::hash_path(p))
+        .collect();
     let mut ok = Vec::new();
     let mut failed = false;
     let stderr = std::io::stderr();
@@ -32,13 +35,18 @@ pub fn run(files: &[PathBuf], json: bool) -> ExitCode {
     let written = if json {
         let lines: Vec<HashLine> = ok
             .iter()
-            .map(|(p, d)| HashLine { path: p.to_string_lossy().into_owned(), hash: d.hash.to_string(), size: d.size })
+            .map(|(p, d)| HashLine {
+                path: p.to_string_lossy().into_owned(),
+                hash: d.hash.to_string(),
+                size: d.size,
+            })
             .collect();
         serde_json::to_writer_pretty(&mut out, &lines)
             .map_err(std::io::Error::other)
             .and_then(|()| writeln!(out))
     } else {
-        ok.iter().try_for_each(|(p, d)| writeln!(out, "{} {} {}", d.hash, d.size, p.display()))
+        ok.iter()
+            .try_for_each(|(p, d)| writeln!(out, "{} {} {}", d.hash, d.size, p.display()))
     };
     if let Err(e) = written.and_then(|()| out.flush()) {
         // A closed pipe (e.g. `| head`) is not worth a second error message.
@@ -47,5 +55,9 @@ pub fn run(files: &[PathBuf], json: bool) -> ExitCode {
         }
         return ExitCode::FAILURE;
     }
-    if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "zestctl", version, about = "zest: peer-to-peer acceleration for Hugging Face downloads")]
+#[command(
+    name = "zestctl",
+    version,
+    about = "zest: peer-to-peer acceleration for Hugging Face downloads"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -28,8 +28,15 @@ impl Zest for ControlService {
 }
 
 /// Binds the socket (mode 0600, parent 0700) and serves until `shutdown` resolves.
-pub async fn serve(socket: &Path, cache_dir: PathBuf, shutdown: impl Future<Output = ()>) -> Result<()> {
-    if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty() && !p.exists()) {
+pub async fn serve(
+    socket: &Path,
+    cache_dir: PathBuf,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    if let Some(parent) = socket
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
         // A private directory keeps the socket unreachable by others between bind and chmod.
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -42,7 +49,8 @@ pub async fn serve(socket: &Path, cache_dir: PathBuf, shutdown: impl Future<Outp
         if tokio::net::UnixStream::connect(socket).await.is_ok() {
             bail!("another zestd is already listening on {}", socket.display());
         }
-        std::fs::remove_file(socket).with_context(|| format!("removing stale socket {}", socket.display()))?;
+        std::fs::remove_file(socket)
+            .with_context(|| format!("removing stale socket {}", socket.display()))?;
     }
     let listener = UnixListener::bind(socket)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;

@@ -12,7 +12,11 @@ use anyhow::{Context, Result};
 use clap::Parser;
 
 #[derive(Parser, Debug)]
-#[command(name = "zestd", version, about = "zest daemon: peer-to-peer acceleration for Hugging Face downloads")]
+#[command(
+    name = "zestd",
+    version,
+    about = "zest daemon: peer-to-peer acceleration for Hugging Face downloads"
+)]
 struct Args {
     /// Control socket path [default: $XDG_RUNTIME_DIR/zest/zestd.sock, else <HF cache>/.zest/zestd.sock]
     #[arg(long)]

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 /// `HF_HUB_CACHE`, else `$HF_HOME/hub`, else `$XDG_CACHE_HOME/huggingface/hub`, else
@@ -12,12 +14,14 @@ pub fn hf_hub_cache() -> PathBuf {
     if let Some(p) = std::env::var_os("HF_HUB_CACHE") {
         return PathBuf::from(p);
     }
-    let hf_home = std::env::var_os("HF_HOME").map(PathBuf::from).unwrap_or_else(|| {
-        std::env::var_os("XDG_CACHE_HOME")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| home().join(".cache"))
-            .join("huggingface")
-    });
+    let hf_home = std::env::var_os("HF_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| home().join(".cache"))
+                .join("huggingface")
+        });
     hf_home.join("hub")
 }
 

@@ -56,7 +56,7 @@ pub fn repetitive_text(n_bytes: usize) -> Vec<u8> {
     while out.len() < n_bytes {
         out.extend_from_slice(line);
         // A counter every so often keeps boundaries content-defined, not periodic.
-        if i % 97 == 0 {
+        if i.is_multiple_of(97) {
             out.extend_from_slice(format!("line {i}\n").as_bytes());
         }
         i += 1;
@@ -83,7 +83,10 @@ pub fn oracle_files() -> Vec<(&'static str, Vec<u8>)> {
 
 /// Root of the workspace (tests run from their crate directory).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 /// The Python interpreter with the pinned hf_xet and huggingface_hub.

@@ -44,8 +44,9 @@ pub struct FileInfo {
     pub terms: Vec<FileTerm>,
     /// One verification (range) hash per term, when present.
     pub verification: Option<Vec<XetHash>>,
-    /// SHA-256 of the file's bytes, when present.
-    pub sha256: Option<[u8; 32]>,
+    /// SHA-256 of the file's bytes, when present. xet-core stores it as it stores hashes
+    /// (four little-endian words), so its Xet string form is the usual SHA-256 hex.
+    pub sha256: Option<XetHash>,
 }
 
 impl FileInfo {
@@ -93,6 +94,17 @@ pub struct ShardFooter {
     pub materialized_bytes: u64,
     pub stored_bytes: u64,
     pub footer_offset: u64,
+}
+
+/// The shapes a serialized shard takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardForm {
+    /// No footer: what the upload API takes.
+    Upload,
+    /// Footer and lookup tables: what clients cache locally.
+    Stored,
+    /// Footer with empty lookup tables: what the CAS stores server-side.
+    StoredWithoutLookups,
 }
 
 /// A parsed shard.
@@ -210,8 +222,7 @@ impl Shard {
                 None
             };
             let sha256 = if has_ext {
-                let mut s = [0u8; 32];
-                s.copy_from_slice(r.take(32)?);
+                let s = r.hash()?;
                 r.take(16)?;
                 Some(s)
             } else {
@@ -285,10 +296,28 @@ impl Shard {
         })
     }
 
-    /// Serializes the shard. With `with_footer`, writes lookup tables and a footer as a
-    /// stored shard has; without, the form the upload API takes. Files and xorbs are
-    /// written in xet-core's order, so equal content gives equal bytes.
-    pub fn serialize(&self, with_footer: bool) -> Result<Vec<u8>> {
+    /// The form this shard was parsed from (for a shard built in memory: `Upload` unless
+    /// it has a footer).
+    pub fn form(&self) -> ShardForm {
+        match &self.footer {
+            None => ShardForm::Upload,
+            Some(f)
+                if f.file_lookup_num_entries
+                    + f.xorb_lookup_num_entries
+                    + f.chunk_lookup_num_entries
+                    == 0
+                    && !(self.files.is_empty() && self.xorbs.is_empty()) =>
+            {
+                ShardForm::StoredWithoutLookups
+            }
+            Some(_) => ShardForm::Stored,
+        }
+    }
+
+    /// Serializes the shard in the given form. Files and xorbs are written in xet-core's
+    /// order, so equal content gives equal bytes.
+    pub fn serialize(&self, form: ShardForm) -> Result<Vec<u8>> {
+        let with_footer = form != ShardForm::Upload;
         let mut files: Vec<&FileInfo> = self.files.iter().collect();
         files.sort_by(|a, b| word_order(&a.file_hash, &b.file_hash));
         let mut xorbs: Vec<&XorbInfo> = self.xorbs.iter().collect();
@@ -336,7 +365,7 @@ impl Shard {
                 out.extend_from_slice(&[0; 16]);
             }
             if let Some(s) = &f.sha256 {
-                out.extend_from_slice(s);
+                out.extend_from_slice(s.as_bytes());
                 out.extend_from_slice(&[0; 16]);
             }
             index +=
@@ -370,6 +399,11 @@ impl Shard {
             return Ok(out);
         }
 
+        if form == ShardForm::StoredWithoutLookups {
+            file_lookup.clear();
+            xorb_lookup.clear();
+            chunk_lookup.clear();
+        }
         // The sort is stable on the key only, as xet-core's is, so ties keep insertion order.
         chunk_lookup.sort_by_key(|&(k, _, _)| k);
         let file_lookup_offset = out.len() as u64;
@@ -540,7 +574,7 @@ mod tests {
                     chunk_end: 2,
                 }],
                 verification: Some(vec![chunk_hash(b"v")]),
-                sha256: Some([7; 32]),
+                sha256: Some(XetHash([7; 32])),
             }],
             xorbs: vec![XorbInfo {
                 xorb_hash: x,
@@ -569,13 +603,19 @@ mod tests {
     #[test]
     fn round_trip_with_and_without_footer() {
         let s = sample();
-        let bare = s.serialize(false).unwrap();
+        let bare = s.serialize(ShardForm::Upload).unwrap();
         assert_eq!(Shard::parse(&bare).unwrap(), s);
-        let stored = s.serialize(true).unwrap();
+        let stored = s.serialize(ShardForm::Stored).unwrap();
         let parsed = Shard::parse(&stored).unwrap();
         assert_eq!(parsed.files, s.files);
         assert_eq!(parsed.xorbs, s.xorbs);
-        assert_eq!(parsed.serialize(true).unwrap(), stored);
+        assert_eq!(parsed.form(), ShardForm::Stored);
+        assert_eq!(parsed.serialize(ShardForm::Stored).unwrap(), stored);
+        let lean = s.serialize(ShardForm::StoredWithoutLookups).unwrap();
+        assert_eq!(
+            Shard::parse(&lean).unwrap().form(),
+            ShardForm::StoredWithoutLookups
+        );
         let f = parsed.footer.unwrap();
         assert_eq!(f.materialized_bytes, 10);
         assert_eq!(f.chunk_lookup_num_entries, 2);
@@ -583,7 +623,7 @@ mod tests {
 
     #[test]
     fn truncations_are_errors() {
-        let stored = sample().serialize(true).unwrap();
+        let stored = sample().serialize(ShardForm::Stored).unwrap();
         for n in 0..stored.len() {
             assert!(Shard::parse(&stored[..n]).is_err(), "prefix {n}");
         }

@@ -79,7 +79,7 @@ proptest! {
     #[test]
     fn shard_parser_survives_mutation(pos in any::<prop::sample::Index>(), val in any::<u8>()) {
         let shard = sample_shard();
-        let mut bytes = shard.serialize(true).unwrap();
+        let mut bytes = shard.serialize(xet::shard::ShardForm::Stored).unwrap();
         let i = pos.index(bytes.len());
         bytes[i] = val;
         let _ = Shard::parse(&bytes);

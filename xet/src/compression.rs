@@ -144,13 +144,19 @@ pub fn byte_ungroup_4_into(grouped: &[u8], out: &mut Vec<u8>) {
     let (g0, rest) = grouped.split_at(sizes[0]);
     let (g1, rest) = rest.split_at(sizes[1]);
     let (g2, g3) = rest.split_at(sizes[2]);
-    out.reserve(n);
+    let base = out.len();
+    out.resize(base + n, 0);
+    let dst = &mut out[base..];
     let full = n / 4;
-    for i in 0..full {
-        out.extend_from_slice(&[g0[i], g1[i], g2[i], g3[i]]);
+    // Zipped exact-size iterators carry no bounds checks, so this loop vectorizes.
+    for ((((q, &a), &b), &c), &d) in dst.chunks_exact_mut(4).zip(g0).zip(g1).zip(g2).zip(g3) {
+        q[0] = a;
+        q[1] = b;
+        q[2] = c;
+        q[3] = d;
     }
-    for g in [g0, g1, g2].into_iter().take(n % 4) {
-        out.push(g[full]);
+    for (k, g) in [g0, g1, g2].into_iter().take(n % 4).enumerate() {
+        dst[4 * full + k] = g[full];
     }
 }
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need on a fresh machine, then runs
+# formatting and lint checks and every test. CI (.ci/run) calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+log "Python environment with the reference implementations (tests/requirements.txt)"
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+if ! .venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(0 if (m.version("hf_xet"), m.version("huggingface_hub")) == ("1.8.0", "2.4.0") else 1)' 2>/dev/null; then
+  .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+fi
+export ZEST_PYTHON="$PWD/.venv/bin/python"
+
+log "Rust components"
+for c in rustfmt clippy; do
+  rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+done
+
+log "cargo fmt --check"
+cargo fmt --all -- --check
+
+log "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "cargo test (release: the oracle tests hash tens of MiB)"
+cargo test --workspace --release --locked

@@ -4,12 +4,12 @@
 //! peer serving are built on top of this skeleton.
 
 mod control;
-mod paths;
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use zest_proto::paths;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -25,14 +25,16 @@ fn main() {
 
 fn generate(path: &str, bytes: &str) -> Result<(), String> {
     let n: usize = bytes.parse().map_err(|e| format!("size {bytes:?}: {e}"))?;
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?);
+    let mut f =
+        std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?);
     // Written in 64 MiB pieces with distinct seeds so memory stays small and no piece repeats.
     let piece = 64 << 20;
     let mut written = 0;
     let mut seed = 1;
     while written < n {
         let len = piece.min(n - written);
-        f.write_all(&zest_tests::bf16_weights(len, seed)).map_err(|e| e.to_string())?;
+        f.write_all(&zest_tests::bf16_weights(len, seed))
+            .map_err(|e| e.to_string())?;
         written += len;
         seed += 1;
     }
@@ -40,7 +42,12 @@ fn generate(path: &str, bytes: &str) -> Result<(), String> {
 }
 
 fn rate(label: &str, bytes: usize, secs: f64) {
-    println!("{label:<28} {:>8.0} MiB/s  ({:.3} s for {} MiB)", bytes as f64 / secs / 1048576.0, secs, bytes >> 20);
+    println!(
+        "{label:<28} {:>8.0} MiB/s  ({:.3} s for {} MiB)",
+        bytes as f64 / secs / 1048576.0,
+        secs,
+        bytes >> 20
+    );
 }
 
 fn kernels(path: &str) -> Result<(), String> {
@@ -65,11 +72,19 @@ fn kernels(path: &str) -> Result<(), String> {
         std::hint::black_box(xet::hash::chunk_hash(&data[start..end]));
         start = end;
     }
-    rate("chunk hashing (1 thread)", data.len(), t.elapsed().as_secs_f64());
+    rate(
+        "chunk hashing (1 thread)",
+        data.len(),
+        t.elapsed().as_secs_f64(),
+    );
 
     let t = Instant::now();
     let d = xet::file_hash::hash_reader(&data[..]).map_err(|e| e.to_string())?;
-    rate("file hash (pipeline)", data.len(), t.elapsed().as_secs_f64());
+    rate(
+        "file hash (pipeline)",
+        data.len(),
+        t.elapsed().as_secs_f64(),
+    );
     std::hint::black_box(d);
 
     // Decompression over the file's own chunks, as a download sees them.
@@ -92,8 +107,16 @@ fn kernels(path: &str) -> Result<(), String> {
             decompress_into(scheme, c, *len, &mut out).map_err(|e| e.to_string())?;
         }
         let stored: usize = compressed.iter().map(|(c, _)| c.len()).sum();
-        rate(&format!("{} decompress", scheme.name()), raw, t.elapsed().as_secs_f64());
-        println!("{:<28} ratio {:.3}", format!("{} compressed size", scheme.name()), stored as f64 / raw as f64);
+        rate(
+            &format!("{} decompress", scheme.name()),
+            raw,
+            t.elapsed().as_secs_f64(),
+        );
+        println!(
+            "{:<28} ratio {:.3}",
+            format!("{} compressed size", scheme.name()),
+            stored as f64 / raw as f64
+        );
     }
     Ok(())
 }

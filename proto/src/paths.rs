@@ -1,4 +1,5 @@
-//! Where things live by default: the HF cache (as huggingface_hub resolves it) and the socket.
+//! Where things live by default: the HF cache (as huggingface_hub resolves it) and the
+//! control socket. zestd and zestctl both use these, so they always agree.
 
 use std::path::PathBuf;
 

@@ -26,5 +26,8 @@ cargo fmt --all -- --check
 log "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+log "cargo build --bins (tests run zestd and zestctl as real processes)"
+cargo build --workspace --release --bins --locked
+
 log "cargo test (release: the oracle tests hash tens of MiB)"
 cargo test --workspace --release --locked

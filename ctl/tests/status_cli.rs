@@ -12,7 +12,7 @@ fn zestd_exe() -> PathBuf {
     let p = Path::new(env!("CARGO_BIN_EXE_zestctl")).with_file_name("zestd");
     assert!(
         p.exists(),
-        "zestd not built at {}: run `cargo test --workspace`",
+        "zestd not built at {}: run `cargo build --workspace --bins` first (scripts/test.sh does)",
         p.display()
     );
     p

@@ -53,7 +53,18 @@ impl XetHash {
 
     /// The last 8 bytes as a little-endian u64; the Merkle tree and global dedup cut on it.
     pub fn tail_u64(&self) -> u64 {
-        u64::from_le_bytes(self.0[24..32].try_into().unwrap_or([0; 8]))
+        self.words()[3]
+    }
+
+    /// The hash as four little-endian u64 words: how xet-core holds, orders and prints it.
+    pub fn words(&self) -> [u64; 4] {
+        let mut w = [0u64; 4];
+        for (v, bytes) in w.iter_mut().zip(self.0.chunks_exact(8)) {
+            let mut x = [0u8; 8];
+            x.copy_from_slice(bytes);
+            *v = u64::from_le_bytes(x);
+        }
+        w
     }
 
     /// The Xet string form written into a fixed buffer (no allocation; Merkle nodes are hot).

@@ -11,6 +11,7 @@ pub mod error;
 pub mod file_hash;
 pub mod hash;
 pub mod merkle;
+mod reader;
 pub mod reconstruction;
 pub mod shard;
 pub mod xorb;

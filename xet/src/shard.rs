@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 
 use crate::error::{Error, Result};
 use crate::hash::XetHash;
-use crate::xorb::Reader;
+use crate::reader::Reader;
 
 const ENTRY: usize = 48;
 const HEADER_LEN: usize = 48;
@@ -118,23 +118,12 @@ pub struct Shard {
 
 /// xet-core orders hashes as four native u64 words; shards list files and xorbs that way.
 fn word_order(a: &XetHash, b: &XetHash) -> Ordering {
-    let words = |h: &XetHash| -> [u64; 4] {
-        let mut w = [0u64; 4];
-        for (i, v) in w.iter_mut().enumerate() {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(&h.0[i * 8..i * 8 + 8]);
-            *v = u64::from_le_bytes(x);
-        }
-        w
-    };
-    words(a).cmp(&words(b))
+    a.words().cmp(&b.words())
 }
 
-/// First eight bytes of a hash as a little-endian u64: the lookup tables' key.
+/// First word of a hash: the lookup tables' key.
 pub fn truncated(h: &XetHash) -> u64 {
-    let mut x = [0u8; 8];
-    x.copy_from_slice(&h.0[..8]);
-    u64::from_le_bytes(x)
+    h.words()[0]
 }
 
 impl Shard {

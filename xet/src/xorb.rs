@@ -7,6 +7,7 @@ use crate::compression::{CompressionScheme, compress_into, decompress_into};
 use crate::error::{Error, Result};
 use crate::hash::{XetHash, chunk_hash};
 use crate::merkle::xorb_hash;
+use crate::reader::Reader;
 use crate::{MAX_CHUNK_SIZE, MAX_XORB_BYTES, MAX_XORB_CHUNKS};
 
 pub const CHUNK_HEADER_LEN: usize = 8;
@@ -238,7 +239,11 @@ impl XorbFooter {
                 available: total,
             });
         }
-        let info_len = u32::from_le_bytes(read4(xorb, total - 4)) as usize;
+        let info_len = Reader {
+            buf: xorb,
+            pos: total - 4,
+        }
+        .u32()? as usize;
         if info_len < FOOTER_FIXED_LEN || info_len > total - 4 {
             return Err(Error::invalid(
                 "xorb footer",
@@ -371,50 +376,6 @@ impl XorbFooter {
             self.unpacked_chunk_offsets[i - 1]
         };
         Some(end - start)
-    }
-}
-
-fn read4(b: &[u8], at: usize) -> [u8; 4] {
-    let mut out = [0u8; 4];
-    out.copy_from_slice(&b[at..at + 4]);
-    out
-}
-
-pub(crate) struct Reader<'a> {
-    pub(crate) buf: &'a [u8],
-    pub(crate) pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let available = self.buf.len() - self.pos;
-        if n > available {
-            return Err(Error::Truncated {
-                what: "structure",
-                needed: n,
-                available,
-            });
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-    pub(crate) fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-    pub(crate) fn u32(&mut self) -> Result<u32> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    pub(crate) fn u64(&mut self) -> Result<u64> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(a))
-    }
-    pub(crate) fn hash(&mut self) -> Result<XetHash> {
-        let mut a = [0u8; 32];
-        a.copy_from_slice(self.take(32)?);
-        Ok(XetHash(a))
     }
 }
 

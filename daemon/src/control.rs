@@ -8,30 +8,142 @@ use anyhow::{Context, Result, bail};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
+use zest_proto::v1::pull_event::Event;
 use zest_proto::v1::zest_server::{Zest, ZestServer};
-use zest_proto::v1::{StatusReply, StatusRequest};
+use zest_proto::v1::{PullEvent, PullRequest, StatusReply, StatusRequest};
 
-struct ControlService {
-    cache_dir: PathBuf,
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_stream::Stream;
+use tokio_stream::wrappers::ReceiverStream;
+use xet::remote::{RepoRef, RepoType};
+
+use crate::engine::pull::PullSpec;
+use crate::pulls::{PullManager, shutting_down};
+
+pub struct ControlService {
+    pub cache_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub pulls: Arc<PullManager>,
+    pub shutdown: watch::Receiver<bool>,
 }
+
+type PullStream = Pin<Box<dyn Stream<Item = Result<PullEvent, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl Zest for ControlService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
+        let t = &self.pulls.engine().totals;
         Ok(Response::new(StatusReply {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             cache_dir: self.cache_dir.display().to_string(),
-            ..Default::default()
+            state_dir: self.state_dir.display().to_string(),
+            bytes_from_origin: t.from_origin.load(Ordering::Relaxed)
+                + self
+                    .pulls
+                    .active()
+                    .iter()
+                    .map(|p| p.counters.from_origin.load(Ordering::Relaxed))
+                    .sum::<u64>(),
+            bytes_from_peers: t.from_peers.load(Ordering::Relaxed),
+            bytes_from_local: t.from_local.load(Ordering::Relaxed)
+                + self
+                    .pulls
+                    .active()
+                    .iter()
+                    .map(|p| p.counters.from_local.load(Ordering::Relaxed))
+                    .sum::<u64>(),
+            bytes_served: t.served.load(Ordering::Relaxed),
+            pulls: self.pulls.active().iter().map(|p| p.progress()).collect(),
+            pulls_completed: t.pulls_completed.load(Ordering::Relaxed),
+            pulls_failed: t.pulls_failed.load(Ordering::Relaxed),
         }))
+    }
+
+    type PullStream = PullStream;
+
+    async fn pull(&self, request: Request<PullRequest>) -> Result<Response<PullStream>, Status> {
+        let req = request.into_inner();
+        let repo_type = RepoType::parse(&req.repo_type).ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "unknown repo type {:?}: use model or dataset",
+                req.repo_type
+            ))
+        })?;
+        let repo = RepoRef::new(repo_type, &req.repo_id).map_err(Status::invalid_argument)?;
+        let revision = if req.revision.is_empty() {
+            "main".to_string()
+        } else {
+            req.revision
+        };
+        if revision.contains("..") || revision.starts_with('/') || revision.contains('\0') {
+            return Err(Status::invalid_argument(format!(
+                "invalid revision {revision:?}"
+            )));
+        }
+        let endpoint = if req.endpoint.is_empty() {
+            self.pulls.engine().default_endpoint.clone()
+        } else {
+            req.endpoint
+        };
+        let token = (!req.token.is_empty()).then_some(req.token);
+        let spec = PullSpec {
+            repo,
+            revision,
+            include: req.include,
+            exclude: req.exclude,
+            endpoint,
+        };
+        let pull = self.pulls.start(spec, token);
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let mut outcome = pull.outcome.clone();
+        let mut shutdown = self.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let ev = PullEvent { event: Some(Event::Progress(pull.progress())) };
+                        if tx.send(Ok(ev)).await.is_err() {
+                            return; // the client left; the pull goes on
+                        }
+                    }
+                    changed = outcome.changed() => {
+                        let last = outcome.borrow().clone();
+                        let event = match (changed, last) {
+                            (Ok(()), Some(Ok(done))) => Event::Done(done),
+                            (Ok(()), Some(Err(e))) => Event::Failed((&e).into()),
+                            (Ok(()), None) => continue,
+                            (Err(_), _) => Event::Failed((&shutting_down()).into()),
+                        };
+                        let _ = tx.send(Ok(PullEvent { event: Some(Event::Progress(pull.progress())) })).await;
+                        let _ = tx.send(Ok(PullEvent { event: Some(event) })).await;
+                        return;
+                    }
+                    _ = shutdown.changed() => {
+                        let _ = tx.send(Ok(PullEvent { event: Some(Event::Failed((&shutting_down()).into())) })).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(
+            Box::pin(ReceiverStream::new(rx)) as PullStream
+        ))
     }
 }
 
 /// Binds the socket (mode 0600, parent 0700) and serves until `shutdown` resolves.
 pub async fn serve(
     socket: &Path,
-    cache_dir: PathBuf,
+    service: ControlService,
     shutdown: impl Future<Output = ()>,
+    on_ready: impl FnOnce(),
 ) -> Result<()> {
     if let Some(parent) = socket
         .parent()
@@ -55,8 +167,9 @@ pub async fn serve(
     let listener = UnixListener::bind(socket)?;
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
     tracing::info!(socket = %socket.display(), "control socket ready");
+    on_ready();
     let result = tonic::transport::Server::builder()
-        .add_service(ZestServer::new(ControlService { cache_dir }))
+        .add_service(ZestServer::new(service))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     let _ = std::fs::remove_file(socket);

@@ -5,6 +5,7 @@
 //! Everything here is checked against Hugging Face's reference
 //! implementation by the tests in the `zest-tests` crate.
 
+pub mod chunk_stream;
 pub mod chunking;
 pub mod compression;
 pub mod error;
@@ -13,6 +14,7 @@ pub mod hash;
 pub mod merkle;
 mod reader;
 pub mod reconstruction;
+pub mod remote;
 pub mod shard;
 pub mod xorb;
 

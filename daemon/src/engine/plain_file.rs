@@ -1,0 +1,115 @@
+//! Files that are not in Xet come straight from `resolve`, checked against their git blob
+//! id (or LFS sha256) before they count.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use sha1::Digest as _;
+use xet::remote::{HubClient, RepoRef};
+
+use super::error::{Kind, PullError};
+use super::progress::PullCounters;
+
+pub struct PlainJob<'a> {
+    pub repo: &'a RepoRef,
+    pub commit: &'a str,
+    pub path: &'a str,
+    pub size: u64,
+    /// Git blob id of the content (non-LFS files).
+    pub blob_id: &'a str,
+    /// sha256 of the content (LFS files).
+    pub lfs_sha256: Option<&'a str>,
+}
+
+pub async fn download(
+    hub: &HubClient,
+    job: &PlainJob<'_>,
+    dest: &Path,
+    counters: &PullCounters,
+) -> Result<(), PullError> {
+    let mut attempt = 0u32;
+    let policy = xet::remote::RetryPolicy::default();
+    loop {
+        attempt += 1;
+        match try_once(hub, job, dest, counters).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind == Kind::Network && attempt < policy.max_attempts => {
+                tracing::debug!(path = job.path, attempt, "retrying: {e}");
+                tokio::time::sleep(policy.delay(attempt)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn try_once(
+    hub: &HubClient,
+    job: &PlainJob<'_>,
+    dest: &Path,
+    counters: &PullCounters,
+) -> Result<(), PullError> {
+    let mut resp = hub.get_file(job.repo, job.commit, job.path, 0).await?;
+    let mut out = std::io::BufWriter::with_capacity(
+        1 << 20,
+        std::fs::File::create(dest).map_err(|e| PullError::disk("creating a download file", &e))?,
+    );
+    let mut sha1 = sha1::Sha1::new();
+    sha1.update(format!("blob {}\0", job.size).as_bytes());
+    let mut sha256 = sha2::Sha256::new();
+    let mut got = 0u64;
+    loop {
+        let chunk = match resp.chunk().await {
+            Ok(Some(c)) => c,
+            Ok(None) => break,
+            Err(e) => return Err(PullError::new(Kind::Network, format!("{}: {e}", job.path))),
+        };
+        got += chunk.len() as u64;
+        if got > job.size {
+            return Err(PullError::integrity(format!(
+                "{}: more than the {} bytes listed",
+                job.path, job.size
+            )));
+        }
+        sha1.update(&chunk);
+        if job.lfs_sha256.is_some() {
+            sha2::Digest::update(&mut sha256, &chunk);
+        }
+        out.write_all(&chunk)
+            .map_err(|e| PullError::disk("writing a download", &e))?;
+        counters
+            .from_origin
+            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+    }
+    out.flush()
+        .map_err(|e| PullError::disk("writing a download", &e))?;
+    if got != job.size {
+        return Err(PullError::new(
+            Kind::Network,
+            format!("{}: body ended after {got} of {} bytes", job.path, job.size),
+        ));
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    match job.lfs_sha256 {
+        Some(expected) => {
+            let h = hex(&sha2::Digest::finalize(sha256));
+            if !h.eq_ignore_ascii_case(expected) {
+                return Err(PullError::integrity(format!(
+                    "{}: sha256 {h}, the Hub says {expected}",
+                    job.path
+                )));
+            }
+        }
+        None => {
+            let h = hex(&sha1.finalize());
+            if h != job.blob_id {
+                return Err(PullError::integrity(format!(
+                    "{}: git blob id {h}, the Hub says {}",
+                    job.path, job.blob_id
+                )));
+            }
+        }
+    }
+    counters.bytes_done.fetch_add(job.size, Ordering::Relaxed);
+    Ok(())
+}

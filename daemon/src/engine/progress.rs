@@ -1,0 +1,64 @@
+//! Counters a pull updates as it goes; read by progress streams and `zestctl status`.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+#[derive(Default, Debug)]
+pub struct PullCounters {
+    pub files_total: AtomicU32,
+    pub files_done: AtomicU32,
+    pub bytes_total: AtomicU64,
+    /// File bytes written and verified, or found already present.
+    pub bytes_done: AtomicU64,
+    /// Bytes received from the Hub and its CDN (compressed, as sent).
+    pub from_origin: AtomicU64,
+    pub from_peers: AtomicU64,
+    /// File bytes that needed no transfer: already in the cache, or resumed.
+    pub from_local: AtomicU64,
+    pub commit: Mutex<String>,
+    pub phase: Mutex<&'static str>,
+    pub current: Mutex<Vec<String>>,
+}
+
+impl PullCounters {
+    pub fn set_phase(&self, phase: &'static str) {
+        if let Ok(mut p) = self.phase.lock() {
+            *p = phase;
+        }
+    }
+    pub fn start_file(&self, name: &str) {
+        if let Ok(mut c) = self.current.lock() {
+            c.push(name.to_string());
+        }
+    }
+    pub fn finish_file(&self, name: &str) {
+        if let Ok(mut c) = self.current.lock()
+            && let Some(i) = c.iter().position(|n| n == name)
+        {
+            c.remove(i);
+        }
+        self.files_done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Daemon-wide totals since start.
+#[derive(Default, Debug)]
+pub struct Totals {
+    pub from_origin: AtomicU64,
+    pub from_peers: AtomicU64,
+    pub from_local: AtomicU64,
+    pub served: AtomicU64,
+    pub pulls_completed: AtomicU64,
+    pub pulls_failed: AtomicU64,
+}
+
+impl Totals {
+    pub fn add(&self, c: &PullCounters) {
+        self.from_origin
+            .fetch_add(c.from_origin.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.from_peers
+            .fetch_add(c.from_peers.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.from_local
+            .fetch_add(c.from_local.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}

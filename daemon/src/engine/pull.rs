@@ -1,0 +1,307 @@
+//! One pull: a repo at a revision, filtered, into the cache.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt;
+use xet::XetHash;
+use xet::remote::{CasClient, HubClient, RepoRef, TreeEntry};
+
+use super::error::{Kind, PullError};
+use super::filter::Filter;
+use super::progress::PullCounters;
+use super::{Engine, FILE_CONCURRENCY, plain_file, xet_file};
+use crate::cache::layout::random_hex8;
+use crate::cache::lock;
+use crate::cache::shared_store::SharedStore;
+use crate::cache::tree_json::TreeCacheEntry;
+use crate::cache::{RepoCache, safe_relative_path};
+
+#[derive(Clone, Debug)]
+pub struct PullSpec {
+    pub repo: RepoRef,
+    pub revision: String,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub endpoint: String,
+}
+
+pub struct PullOutcome {
+    pub snapshot: PathBuf,
+    pub commit: String,
+    pub files: u32,
+    pub bytes: u64,
+}
+
+pub fn is_commit_hash(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A file to fetch, with what the tree listing says about it.
+struct FileTask {
+    entry: TreeEntry,
+    rel: PathBuf,
+    etag: String,
+    xet: Option<XetHash>,
+}
+
+pub async fn run(
+    engine: &Engine,
+    spec: &PullSpec,
+    token: Option<String>,
+    counters: &Arc<PullCounters>,
+) -> Result<PullOutcome, PullError> {
+    let hub = HubClient::new(&spec.endpoint, token)?;
+    counters.set_phase("listing");
+    let commit = if is_commit_hash(&spec.revision) {
+        spec.revision.clone()
+    } else {
+        let info = hub.repo_info(&spec.repo, &spec.revision).await?;
+        info.sha
+            .ok_or_else(|| PullError::new(Kind::Network, "the Hub's repo info has no commit sha"))?
+    };
+    if !is_commit_hash(&commit) {
+        return Err(PullError::new(
+            Kind::Invalid,
+            format!("the Hub answered a malformed commit id {commit:?}"),
+        ));
+    }
+    if let Ok(mut c) = counters.commit.lock() {
+        *c = commit.clone();
+    }
+    let listing = hub.list_files(&spec.repo, &commit).await?;
+
+    let rc = RepoCache::new(&engine.cache_dir, spec.repo.cache_folder_name());
+    rc.ensure_dirs()
+        .map_err(|e| PullError::new(Kind::Disk, format!("{e:#}")))?;
+    let xet_hashes_valid = listing.iter().all(|f| {
+        f.xet_hash
+            .as_deref()
+            .is_none_or(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    if xet_hashes_valid {
+        let mut entries: Vec<TreeCacheEntry<'_>> = listing
+            .iter()
+            .map(|f| TreeCacheEntry {
+                path: &f.path,
+                size: f.size,
+                blob_id: &f.oid,
+                lfs: f.lfs.as_ref().map(|l| (l.oid.as_str(), l.size)),
+                xet_hash: f.xet_hash.as_deref(),
+            })
+            .collect();
+        rc.write_tree_cache(&commit, &mut entries)
+            .map_err(|e| PullError::new(Kind::Disk, format!("writing the tree listing: {e:#}")))?;
+    }
+
+    let filter = Filter::new(&spec.include, &spec.exclude);
+    let mut tasks = Vec::new();
+    for entry in listing.into_iter().filter(|f| filter.accepts(&f.path)) {
+        let rel = safe_relative_path(&entry.path).map_err(|e| {
+            PullError::new(
+                Kind::Invalid,
+                format!("refusing a file the repo lists: {e:#}"),
+            )
+        })?;
+        let etag = entry
+            .lfs
+            .as_ref()
+            .map(|l| l.oid.clone())
+            .unwrap_or_else(|| entry.oid.clone());
+        if !valid_etag(&etag) {
+            return Err(PullError::new(
+                Kind::Invalid,
+                format!("{}: malformed blob id {etag:?}", entry.path),
+            ));
+        }
+        let xet = match &entry.xet_hash {
+            Some(h) => Some(
+                h.parse::<XetHash>()
+                    .map_err(|e| PullError::new(Kind::Invalid, format!("{}: {e}", entry.path)))?,
+            ),
+            None => None,
+        };
+        tasks.push(FileTask {
+            entry,
+            rel,
+            etag,
+            xet,
+        });
+    }
+    if tasks.is_empty() && (!spec.include.is_empty() || !spec.exclude.is_empty()) {
+        tracing::warn!(repo = %spec.repo, "no files matched the include/exclude patterns");
+    }
+    rc.write_ref(&spec.revision, &commit).map_err(|e| {
+        PullError::new(Kind::Disk, format!("writing refs/{}: {e:#}", spec.revision))
+    })?;
+    counters
+        .files_total
+        .store(tasks.len() as u32, Ordering::Relaxed);
+    counters
+        .bytes_total
+        .store(tasks.iter().map(|t| t.entry.size).sum(), Ordering::Relaxed);
+    counters.set_phase("downloading");
+
+    let refresh_route = format!(
+        "{}/api/{}/{}/xet-read-token/{commit}",
+        hub.endpoint(),
+        spec.repo.repo_type.plural(),
+        spec.repo.id
+    );
+    let cas = Arc::new(CasClient::new(
+        hub.clone(),
+        spec.repo.clone(),
+        refresh_route,
+    ));
+    // Collected first so the futures' lifetimes are concrete (a closure in `map` over a
+    // stream trips the compiler's higher-ranked lifetime inference when spawned).
+    let futures: Vec<_> = tasks
+        .iter()
+        .map(|t| fetch_tracked(engine, &hub, &cas, &rc, spec, &commit, t, counters))
+        .collect();
+    let results: Vec<Result<(), PullError>> = futures_util::stream::iter(futures)
+        .buffer_unordered(FILE_CONCURRENCY)
+        .collect()
+        .await;
+    if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
+        return Err(e);
+    }
+
+    // Only now does the snapshot show the files: all of them, each complete.
+    counters.set_phase("linking");
+    for t in &tasks {
+        rc.link_pointer(&commit, &t.rel, &t.etag)
+            .map_err(|e| PullError::new(Kind::Disk, format!("{e:#}")))?;
+    }
+    let snapshot = rc.snapshot(&commit);
+    std::fs::create_dir_all(&snapshot)
+        .map_err(|e| PullError::disk("creating the snapshot folder", &e))?;
+    Ok(PullOutcome {
+        snapshot,
+        commit,
+        files: tasks.len() as u32,
+        bytes: tasks.iter().map(|t| t.entry.size).sum(),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fetch_tracked(
+    engine: &Engine,
+    hub: &HubClient,
+    cas: &Arc<CasClient>,
+    rc: &RepoCache,
+    spec: &PullSpec,
+    commit: &str,
+    t: &FileTask,
+    counters: &Arc<PullCounters>,
+) -> Result<(), PullError> {
+    counters.start_file(&t.entry.path);
+    let r = fetch_file(engine, hub, cas, rc, spec, commit, t, counters)
+        .await
+        .map_err(|e| e.context(&t.entry.path));
+    counters.finish_file(&t.entry.path);
+    r
+}
+
+fn valid_etag(e: &str) -> bool {
+    !e.is_empty() && e.len() <= 128 && e.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn fetch_file(
+    engine: &Engine,
+    hub: &HubClient,
+    cas: &Arc<CasClient>,
+    rc: &RepoCache,
+    spec: &PullSpec,
+    commit: &str,
+    t: &FileTask,
+    counters: &Arc<PullCounters>,
+) -> Result<(), PullError> {
+    let size = t.entry.size;
+    let local = |counters: &PullCounters| {
+        counters.bytes_done.fetch_add(size, Ordering::Relaxed);
+        counters.from_local.fetch_add(size, Ordering::Relaxed);
+    };
+    if rc.pointer(commit, &t.rel).exists() {
+        local(counters);
+        return Ok(());
+    }
+    rc.write_cachedir_tag();
+    let _lock = lock::lock(&rc.lock_path(&t.etag), 0o664)
+        .await
+        .map_err(|e| PullError::disk("taking the download lock", &e))?;
+    let blob = rc.blob(&t.etag);
+    if blob.exists() {
+        local(counters);
+        return Ok(());
+    }
+    let store = SharedStore::new(&engine.cache_dir);
+    let use_store = SharedStore::enabled();
+    let blobs_dir = rc.storage().join("blobs");
+    match t.xet {
+        Some(xet_hash) => {
+            let hash_str = xet_hash.to_string();
+            if use_store
+                && store.has(&hash_str, size)
+                && store
+                    .link_existing(&blob, &hash_str, size)
+                    .await
+                    .map_err(|e| PullError::new(Kind::Disk, format!("{e:#}")))?
+            {
+                local(counters);
+                return Ok(());
+            }
+            let job = xet_file::XetFileJob {
+                xet_hash,
+                size,
+                sha256: t.entry.lfs.as_ref().map(|l| l.oid.clone()),
+                partial: blobs_dir.join(format!("{}.zest.incomplete", t.etag)),
+                journal: blobs_dir.join(format!("{}.zest.journal", t.etag)),
+                name: t.entry.path.clone(),
+            };
+            xet_file::download(engine, cas, &job, counters).await?;
+            let mode = rc.new_file_mode(&blobs_dir);
+            set_mode(&job.partial, mode)?;
+            std::fs::rename(&job.partial, &blob)
+                .map_err(|e| PullError::disk("moving the download into place", &e))?;
+            let _ = std::fs::remove_file(&job.journal);
+            if use_store {
+                store
+                    .publish(&blob, &hash_str, size)
+                    .await
+                    .map_err(|e| PullError::new(Kind::Disk, format!("{e:#}")))?;
+            }
+        }
+        None => {
+            let tmp = blobs_dir.join(format!("{}.{}.incomplete", t.etag, random_hex8()));
+            let job = plain_file::PlainJob {
+                repo: &spec.repo,
+                commit,
+                path: &t.entry.path,
+                size,
+                blob_id: &t.entry.oid,
+                lfs_sha256: t.entry.lfs.as_ref().map(|l| l.oid.as_str()),
+            };
+            let r = plain_file::download(hub, &job, &tmp, counters).await;
+            if let Err(e) = r {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e);
+            }
+            let mode = rc.new_file_mode(&blobs_dir);
+            set_mode(&tmp, mode)?;
+            if let Err(e) = std::fs::rename(&tmp, &blob) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(PullError::disk("moving the download into place", &e));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn set_mode(p: &std::path::Path, mode: u32) -> Result<(), PullError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| PullError::disk("setting file mode", &e))
+}

@@ -1,0 +1,72 @@
+//! Runs the test hub (a Hub stand-in in front of Hugging Face's reference CAS server) on
+//! loopback until interrupted. Prints one JSON line with its addresses when ready.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Parser;
+use zest_tests::hub::{HubConfig, TEST_TOKEN, TestHub, fixtures};
+
+#[derive(Parser)]
+#[command(about = "A Hugging Face Hub stand-in for tests and the demo, on loopback")]
+struct Args {
+    /// Where the CAS keeps its data (reused across runs).
+    #[arg(long)]
+    data: PathBuf,
+    /// Which repos to serve: `standard` (small test repos) or `bench` (a ~1 GiB model).
+    #[arg(long, default_value = "standard")]
+    fixture: String,
+    /// Size of the bench model.
+    #[arg(long, default_value_t = 1 << 30)]
+    bench_bytes: u64,
+    #[arg(long, default_value_t = 0)]
+    hub_port: u16,
+    #[arg(long, default_value_t = 0)]
+    cas_port: u16,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let repos = match args.fixture.as_str() {
+        "standard" => fixtures::standard(),
+        "bench" => fixtures::bench(&args.data.join("bench-files"), args.bench_bytes)?,
+        other => anyhow::bail!("unknown fixture {other:?}: use `standard` or `bench`"),
+    };
+    let mut config = HubConfig::new(&args.data, repos);
+    config.hub_port = args.hub_port;
+    config.cas_port = args.cas_port;
+    let hub = TestHub::start(config)?;
+    let repos: Vec<_> = hub
+        .repos
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "type": r.repo_type, "id": r.id, "commit": r.commit, "private": r.private,
+                "files": r.files.len(),
+                "bytes": r.files.values().map(|f| f.size).sum::<u64>(),
+            })
+        })
+        .collect();
+    println!(
+        "{}",
+        serde_json::json!({ "endpoint": hub.endpoint, "cas": hub.cas_url, "token": TEST_TOKEN, "repos": repos })
+    );
+    // Serve until a signal ends the process.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    drop(hub);
+    Ok(())
+}

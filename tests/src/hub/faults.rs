@@ -1,0 +1,102 @@
+//! Faults the test hub injects on request, and what it counts.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// Each counter arms that many occurrences of its fault; each occurrence disarms one.
+#[derive(Default, Debug)]
+pub struct Faults {
+    /// Hub API and resolve requests answer 503.
+    pub hub_5xx: AtomicU32,
+    /// Reconstruction requests answer 503.
+    pub recon_5xx: AtomicU32,
+    /// Reconstructions carry URLs that have already expired (fetches answer 403).
+    pub expire_urls: AtomicU32,
+    /// Xorb range fetches answer 503.
+    pub fetch_5xx: AtomicU32,
+    /// Xorb range fetches send part of the body, then reset the connection.
+    pub fetch_drop: AtomicU32,
+    /// Xorb range fetches send a short body that ends cleanly.
+    pub fetch_truncate: AtomicU32,
+    /// Xorb range fetches are paced to this many bytes per second (0: unpaced).
+    pub fetch_rate: AtomicU64,
+}
+
+/// The fault settings as JSON, for `POST /_test/faults`.
+#[derive(Default, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FaultSettings {
+    pub hub_5xx: u32,
+    pub recon_5xx: u32,
+    pub expire_urls: u32,
+    pub fetch_5xx: u32,
+    pub fetch_drop: u32,
+    pub fetch_truncate: u32,
+    pub fetch_rate: u64,
+}
+
+impl Faults {
+    pub fn set(&self, s: &FaultSettings) {
+        self.hub_5xx.store(s.hub_5xx, Ordering::SeqCst);
+        self.recon_5xx.store(s.recon_5xx, Ordering::SeqCst);
+        self.expire_urls.store(s.expire_urls, Ordering::SeqCst);
+        self.fetch_5xx.store(s.fetch_5xx, Ordering::SeqCst);
+        self.fetch_drop.store(s.fetch_drop, Ordering::SeqCst);
+        self.fetch_truncate
+            .store(s.fetch_truncate, Ordering::SeqCst);
+        self.fetch_rate.store(s.fetch_rate, Ordering::SeqCst);
+    }
+
+    /// Disarms one occurrence of `counter`'s fault; true if one was armed.
+    pub fn take(counter: &AtomicU32) -> bool {
+        counter
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    pub fn armed(&self) -> u32 {
+        [
+            &self.hub_5xx,
+            &self.recon_5xx,
+            &self.expire_urls,
+            &self.fetch_5xx,
+            &self.fetch_drop,
+            &self.fetch_truncate,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .sum()
+    }
+}
+
+/// Traffic counters: what the origin sent.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub xorb_bytes: AtomicU64,
+    pub xorb_requests: AtomicU64,
+    pub reconstructions: AtomicU64,
+    pub resolves: AtomicU64,
+    pub plain_bytes: AtomicU64,
+}
+
+#[derive(Default, Debug, Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub xorb_bytes: u64,
+    pub xorb_requests: u64,
+    pub reconstructions: u64,
+    pub resolves: u64,
+    pub plain_bytes: u64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            xorb_bytes: self.xorb_bytes.load(Ordering::SeqCst),
+            xorb_requests: self.xorb_requests.load(Ordering::SeqCst),
+            reconstructions: self.reconstructions.load(Ordering::SeqCst),
+            resolves: self.resolves.load(Ordering::SeqCst),
+            plain_bytes: self.plain_bytes.load(Ordering::SeqCst),
+        }
+    }
+}

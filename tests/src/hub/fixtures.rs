@@ -1,0 +1,81 @@
+//! The repos tests and the demo serve.
+
+use std::path::Path;
+
+use super::repo::{FileSpec, RepoSpec};
+use crate::{bf16_weights, random_bytes, repetitive_text};
+
+pub const MODEL: &str = "zest-test/tiny-model";
+pub const PRIVATE_MODEL: &str = "zest-test/private-model";
+pub const DATASET: &str = "zest-test/tiny-dataset";
+
+/// A small model, a private model and a dataset: plain and Xet files, nested folders, a
+/// name with spaces and parentheses, an empty file, and a Xet file shared by two repos.
+pub fn standard() -> Vec<RepoSpec> {
+    let weights = bf16_weights(6 << 20, 1);
+    vec![
+        RepoSpec::model(
+            MODEL,
+            vec![
+                FileSpec::plain(
+                    ".gitattributes",
+                    "*.safetensors filter=lfs diff=lfs merge=lfs -text\n",
+                ),
+                FileSpec::plain(
+                    "config.json",
+                    r#"{"architectures":["TinyForCausalLM"],"hidden_size":64}"#,
+                ),
+                FileSpec::plain("README.md", repetitive_text(3000)),
+                FileSpec::plain("empty.txt", ""),
+                FileSpec::xet("model.safetensors", weights.clone()),
+                FileSpec::xet(
+                    "nested/deeper/weights (copy 1).bin",
+                    bf16_weights(1 << 20, 2),
+                ),
+                FileSpec::xet("tokenizer/tokenizer.json", repetitive_text(300_000)),
+                FileSpec::plain("tokenizer/special tokens map.json", r#"{"eos":"</s>"}"#),
+            ],
+        ),
+        RepoSpec::model(
+            PRIVATE_MODEL,
+            vec![
+                FileSpec::plain("config.json", r#"{"private":true}"#),
+                FileSpec::xet("model.safetensors", random_bytes(2 << 20, 3)),
+            ],
+        )
+        .private(),
+        RepoSpec::dataset(
+            DATASET,
+            vec![
+                FileSpec::plain("README.md", "# tiny dataset\n"),
+                FileSpec::plain("data/labels.csv", "id,label\n1,a\n2,b\n"),
+                FileSpec::xet(
+                    "data/train-00000-of-00001.parquet",
+                    random_bytes(3 << 20, 4),
+                ),
+                // The same bytes as the model's weights: one xorb set, two repos.
+                FileSpec::xet("data/weights-copy.safetensors", weights),
+            ],
+        ),
+    ]
+}
+
+/// A ~1 GiB model in several files, generated once into `dir`.
+pub fn bench(dir: &Path, total_bytes: u64) -> std::io::Result<Vec<RepoSpec>> {
+    std::fs::create_dir_all(dir)?;
+    let shards = 4u64;
+    let per = total_bytes / shards;
+    let mut files = vec![
+        FileSpec::plain("config.json", r#"{"architectures":["BenchForCausalLM"]}"#),
+        FileSpec::plain("README.md", repetitive_text(2000)),
+    ];
+    for i in 0..shards {
+        let name = format!("model-{:05}-of-{:05}.safetensors", i + 1, shards);
+        let p = dir.join(&name);
+        if std::fs::metadata(&p).map(|m| m.len()).ok() != Some(per) {
+            std::fs::write(&p, bf16_weights(per as usize, 100 + i))?;
+        }
+        files.push(FileSpec::xet_file(&name, p));
+    }
+    Ok(vec![RepoSpec::model("zest-bench/model-1g", files)])
+}

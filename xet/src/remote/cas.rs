@@ -1,0 +1,308 @@
+//! The CAS as a download needs it: reconstructions and xorb byte ranges.
+
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::StatusCode;
+use tokio::sync::Mutex;
+
+use super::error::RemoteError;
+use super::hub::{HubClient, RepoRef, describe_reqwest, read_body, retry_after};
+use super::retry::{RetryPolicy, retryable_status};
+use crate::XetHash;
+use crate::reconstruction::{HttpRange, Reconstruction};
+
+/// A CAS access token, as the Hub's xet-read-token endpoint hands it out.
+#[derive(Clone, Debug)]
+pub struct CasToken {
+    pub endpoint: String,
+    pub access_token: String,
+    pub expires_unix: u64,
+}
+
+impl CasToken {
+    /// Refresh a minute early, as huggingface_hub does, so no request races the expiry.
+    fn fresh(&self) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.expires_unix > now + 60
+    }
+}
+
+/// Where to fetch a byte range from, and a fresh URL when the last one expired.
+pub trait UrlSource: Sync {
+    /// The URL to use; `expired` is the URL that just answered 403.
+    fn url(
+        &self,
+        expired: Option<&str>,
+    ) -> impl Future<Output = Result<String, RemoteError>> + Send;
+}
+
+/// A CAS client for the files of one repo, holding its token.
+pub struct CasClient {
+    hub: HubClient,
+    repo: RepoRef,
+    refresh_route: String,
+    token: Mutex<Option<CasToken>>,
+    retry: RetryPolicy,
+}
+
+impl CasClient {
+    pub fn new(hub: HubClient, repo: RepoRef, refresh_route: String) -> Self {
+        CasClient {
+            hub,
+            repo,
+            refresh_route,
+            token: Mutex::new(None),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The current token, exchanged anew when it is about to expire or `force` is set.
+    pub async fn token(&self, force: bool) -> Result<CasToken, RemoteError> {
+        let mut guard = self.token.lock().await;
+        if let Some(t) = guard.as_ref()
+            && !force
+            && t.fresh()
+        {
+            return Ok(t.clone());
+        }
+        let t = self.hub.xet_token(&self.repo, &self.refresh_route).await?;
+        *guard = Some(t.clone());
+        Ok(t)
+    }
+
+    /// The file's reconstruction: `/v2/reconstructions`, falling back to `/v1` where the
+    /// server does not speak v2.
+    pub async fn reconstruction(&self, file_hash: &XetHash) -> Result<Reconstruction, RemoteError> {
+        match self.reconstruction_at("v2", file_hash).await {
+            Err(RemoteError::Http { status, .. }) if status == 404 || status == 501 => {
+                match self.reconstruction_at("v1", file_hash).await {
+                    Err(RemoteError::Http { status: 404, .. }) => Err(RemoteError::CasNotFound {
+                        what: format!("file {file_hash}"),
+                    }),
+                    other => other,
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn reconstruction_at(
+        &self,
+        version: &str,
+        file_hash: &XetHash,
+    ) -> Result<Reconstruction, RemoteError> {
+        let mut force_token = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let token = self.token(force_token).await?;
+            let url = format!("{}/{version}/reconstructions/{file_hash}", token.endpoint);
+            let res = self
+                .hub
+                .http()
+                .get(&url)
+                .bearer_auth(&token.access_token)
+                .send()
+                .await;
+            let err = match res {
+                Ok(resp) if resp.status().is_success() => {
+                    let body = read_body(resp, &url).await?;
+                    let r = if version == "v2" {
+                        Reconstruction::from_v2_json(&body)?
+                    } else {
+                        Reconstruction::from_v1_json(&body)?
+                    };
+                    r.validate()?;
+                    return Ok(r);
+                }
+                Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !force_token => {
+                    force_token = true;
+                    continue;
+                }
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let wait = retry_after(resp.headers());
+                    let e = RemoteError::Http {
+                        url: url.clone(),
+                        status,
+                        detail: resp
+                            .text()
+                            .await
+                            .unwrap_or_default()
+                            .chars()
+                            .take(200)
+                            .collect(),
+                    };
+                    if !retryable_status(status) {
+                        return Err(e);
+                    }
+                    if attempt < self.retry.max_attempts {
+                        tokio::time::sleep(wait.unwrap_or(self.retry.delay(attempt))).await;
+                        continue;
+                    }
+                    e
+                }
+                Err(e) => RemoteError::Unreachable {
+                    url: url.clone(),
+                    detail: describe_reqwest(&e),
+                },
+            };
+            if attempt >= self.retry.max_attempts {
+                return Err(RemoteError::RetriesExhausted {
+                    url,
+                    attempts: attempt,
+                    last: err.to_string(),
+                });
+            }
+            tokio::time::sleep(self.retry.delay(attempt)).await;
+        }
+    }
+
+    /// Streams the bytes of `range` to `sink`, in order, exactly once each. Dropped
+    /// connections, truncated bodies, 5xx and 429 resume from the first byte not yet
+    /// delivered, after a backoff; an expired URL (403) is replaced through `source`.
+    /// An error from `sink` stops the transfer and is returned as is.
+    pub async fn stream_range(
+        &self,
+        source: &impl UrlSource,
+        range: HttpRange,
+        sink: &mut (impl FnMut(&[u8]) -> Result<(), RemoteError> + Send),
+    ) -> Result<(), RemoteError> {
+        let total = range.len();
+        let mut delivered = 0u64;
+        let mut url = source.url(None).await?;
+        let mut failures = 0u32;
+        let mut last_error = String::new();
+        while delivered < total {
+            if failures >= self.retry.max_attempts {
+                return Err(RemoteError::RetriesExhausted {
+                    url,
+                    attempts: failures,
+                    last: last_error,
+                });
+            }
+            if failures > 0 {
+                tokio::time::sleep(self.retry.delay(failures)).await;
+            }
+            let want = HttpRange {
+                start: range.start + delivered,
+                end: range.end,
+            };
+            let resp = match self
+                .hub
+                .http()
+                .get(&url)
+                .header(reqwest::header::RANGE, want.header_value())
+                .send()
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    failures += 1;
+                    last_error = describe_reqwest(&e);
+                    continue;
+                }
+            };
+            match resp.status() {
+                StatusCode::PARTIAL_CONTENT => {
+                    if let Some(start) = content_range_start(resp.headers())
+                        && start != want.start
+                    {
+                        return Err(RemoteError::protocol(
+                            &url,
+                            format!("asked for bytes from {}, got from {start}", want.start),
+                        ));
+                    }
+                }
+                StatusCode::OK if want.start == 0 && resp.content_length() == Some(total) => {}
+                StatusCode::OK => {
+                    return Err(RemoteError::protocol(
+                        &url,
+                        "the server ignored the Range header",
+                    ));
+                }
+                StatusCode::FORBIDDEN => {
+                    failures += 1;
+                    last_error = "URL expired (403)".into();
+                    tracing::debug!(url, "fetch URL expired; asking for a fresh one");
+                    url = source.url(Some(&url)).await?;
+                    continue;
+                }
+                StatusCode::NOT_FOUND => {
+                    return Err(RemoteError::CasNotFound {
+                        what: format!("xorb range at {url}"),
+                    });
+                }
+                s if retryable_status(s.as_u16()) => {
+                    failures += 1;
+                    last_error = format!("HTTP {s}");
+                    if let Some(wait) = retry_after(resp.headers()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                    continue;
+                }
+                s => {
+                    return Err(RemoteError::Http {
+                        url,
+                        status: s.as_u16(),
+                        detail: "xorb range fetch failed".into(),
+                    });
+                }
+            }
+            let mut resp = resp;
+            let before = delivered;
+            loop {
+                match tokio::time::timeout(Duration::from_secs(60), resp.chunk()).await {
+                    Ok(Ok(Some(bytes))) => {
+                        let take = (bytes.len() as u64).min(total - delivered) as usize;
+                        sink(&bytes[..take])?;
+                        delivered += take as u64;
+                        if delivered == total {
+                            break;
+                        }
+                    }
+                    Ok(Ok(None)) => {
+                        if delivered < total {
+                            last_error = format!(
+                                "body ended after {} of {} bytes",
+                                delivered - before,
+                                total - before
+                            );
+                        }
+                        break;
+                    }
+                    Ok(Err(e)) => {
+                        last_error = describe_reqwest(&e);
+                        break;
+                    }
+                    Err(_) => {
+                        last_error = "stalled for 60 s".into();
+                        break;
+                    }
+                }
+            }
+            if delivered < total {
+                // Progress earns a fresh budget: only a source that keeps failing without
+                // moving forward runs out of attempts.
+                failures = if delivered > before { 1 } else { failures + 1 };
+                tracing::debug!(url, delivered, total, error = %last_error, "range interrupted; resuming");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn content_range_start(h: &reqwest::header::HeaderMap) -> Option<u64> {
+    let v = h.get(reqwest::header::CONTENT_RANGE)?.to_str().ok()?;
+    let rest = v.strip_prefix("bytes ")?;
+    rest.split('-').next()?.trim().parse().ok()
+}

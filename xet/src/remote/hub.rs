@@ -1,0 +1,642 @@
+//! The Hub API as huggingface_hub 2.x uses it for downloads.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Method, Response, StatusCode};
+use serde::Deserialize;
+
+use super::error::RemoteError;
+use super::link::find_rel;
+use super::retry::{RetryPolicy, retryable_status};
+use super::urlenc::{quote_path, quote_segment};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RepoType {
+    Model,
+    Dataset,
+}
+
+impl RepoType {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "model" | "models" | "" => Some(RepoType::Model),
+            "dataset" | "datasets" => Some(RepoType::Dataset),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RepoType::Model => "model",
+            RepoType::Dataset => "dataset",
+        }
+    }
+    /// `models` / `datasets`: the API path segment and the cache folder prefix.
+    pub fn plural(self) -> &'static str {
+        match self {
+            RepoType::Model => "models",
+            RepoType::Dataset => "datasets",
+        }
+    }
+    /// Prefix of `resolve` URLs: models have none.
+    fn url_prefix(self) -> &'static str {
+        match self {
+            RepoType::Model => "",
+            RepoType::Dataset => "datasets/",
+        }
+    }
+}
+
+/// A repository on the Hub.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RepoRef {
+    pub repo_type: RepoType,
+    pub id: String,
+}
+
+impl RepoRef {
+    /// Checks the id the way the Hub names repos: `name` or `namespace/name`, each part made
+    /// of letters, digits, `-`, `_`, `.`, not starting or ending with `-`/`.`, no `--`/`..`.
+    pub fn new(repo_type: RepoType, id: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = id.split('/').collect();
+        if parts.is_empty() || parts.len() > 2 {
+            return Err(format!(
+                "invalid repo id {id:?}: expected `namespace/name` or `name`"
+            ));
+        }
+        for p in &parts {
+            let ok_chars = p
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+            if p.is_empty()
+                || p.len() > 96
+                || !ok_chars
+                || p.starts_with(['-', '.'])
+                || p.ends_with(['-', '.'])
+                || p.contains("--")
+                || p.contains("..")
+            {
+                return Err(format!("invalid repo id {id:?}"));
+            }
+        }
+        Ok(RepoRef {
+            repo_type,
+            id: id.to_string(),
+        })
+    }
+
+    /// `models--org--name`: the repo's folder in the HF cache.
+    pub fn cache_folder_name(&self) -> String {
+        let mut s = self.repo_type.plural().to_string();
+        for part in self.id.split('/') {
+            s.push_str("--");
+            s.push_str(part);
+        }
+        s
+    }
+}
+
+impl std::fmt::Display for RepoRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.repo_type {
+            RepoType::Model => write!(f, "{}", self.id),
+            RepoType::Dataset => write!(f, "datasets/{}", self.id),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub struct RepoInfo {
+    pub sha: Option<String>,
+    #[serde(default)]
+    pub private: Option<bool>,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct LfsInfo {
+    /// The sha256 of the content.
+    pub oid: String,
+    pub size: u64,
+    #[serde(rename = "pointerSize", default)]
+    pub pointer_size: Option<u64>,
+}
+
+/// One entry of `/tree?recursive=true`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+pub struct TreeEntry {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub path: String,
+    #[serde(default)]
+    pub size: u64,
+    /// Git blob id.
+    #[serde(default)]
+    pub oid: String,
+    #[serde(default)]
+    pub lfs: Option<LfsInfo>,
+    #[serde(rename = "xetHash", default)]
+    pub xet_hash: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XetFileData {
+    pub file_hash: String,
+    pub refresh_route: String,
+}
+
+/// What `HEAD /resolve` says about a file.
+#[derive(Clone, Debug)]
+pub struct FileMeta {
+    pub commit: String,
+    /// Normalized: no `W/`, no quotes. The sha256 for LFS/Xet files, the git blob id otherwise.
+    pub etag: String,
+    pub size: Option<u64>,
+    pub location: String,
+    pub xet: Option<XetFileData>,
+}
+
+/// A Hub client for one endpoint and (optionally) one user token.
+#[derive(Clone)]
+pub struct HubClient {
+    http: reqwest::Client,
+    endpoint: String,
+    token: Option<String>,
+    retry: RetryPolicy,
+}
+
+impl HubClient {
+    pub fn new(endpoint: &str, token: Option<String>) -> Result<Self, RemoteError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(60))
+            .user_agent(concat!("zest/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| RemoteError::protocol(endpoint, e.to_string()))?;
+        Ok(HubClient {
+            http,
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            token,
+            retry: RetryPolicy::default(),
+        })
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn has_token(&self) -> bool {
+        self.token.is_some()
+    }
+
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    fn auth_headers(&self) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(t) = &self.token
+            && let Ok(v) = HeaderValue::from_str(&format!("Bearer {t}"))
+        {
+            h.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        h
+    }
+
+    /// Sends a request to the Hub, retrying transient failures, and maps error statuses.
+    async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        ctx: &ErrCtx<'_>,
+    ) -> Result<Response, RemoteError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let res = self
+                .http
+                .request(method.clone(), url)
+                .headers(self.auth_headers())
+                .header(reqwest::header::ACCEPT_ENCODING, "identity")
+                .send()
+                .await;
+            let err = match res {
+                Ok(resp) if resp.status().is_success() || resp.status().is_redirection() => {
+                    return Ok(resp);
+                }
+                Ok(resp) if retryable_status(resp.status().as_u16()) => {
+                    let retry_after = retry_after(resp.headers());
+                    let e = status_error(&resp, url, ctx, self.has_token());
+                    if attempt < self.retry.max_attempts {
+                        tokio::time::sleep(retry_after.unwrap_or(self.retry.delay(attempt))).await;
+                        continue;
+                    }
+                    e
+                }
+                Ok(resp) => return Err(status_error(&resp, url, ctx, self.has_token())),
+                Err(e) => RemoteError::Unreachable {
+                    url: url.to_string(),
+                    detail: describe_reqwest(&e),
+                },
+            };
+            if attempt >= self.retry.max_attempts || !err.is_transient() {
+                return Err(match err {
+                    e @ RemoteError::Unreachable { .. } if attempt > 1 => {
+                        RemoteError::RetriesExhausted {
+                            url: url.to_string(),
+                            attempts: attempt,
+                            last: e.to_string(),
+                        }
+                    }
+                    e => e,
+                });
+            }
+            tracing::debug!(url, attempt, error = %err, "retrying");
+            tokio::time::sleep(self.retry.delay(attempt)).await;
+        }
+    }
+
+    /// `GET /api/{type}s/{id}/revision/{rev}`.
+    pub async fn repo_info(&self, repo: &RepoRef, revision: &str) -> Result<RepoInfo, RemoteError> {
+        let url = format!(
+            "{}/api/{}/{}/revision/{}",
+            self.endpoint,
+            repo.repo_type.plural(),
+            repo.id,
+            quote_segment(revision)
+        );
+        let ctx = ErrCtx {
+            repo,
+            revision,
+            path: None,
+        };
+        let resp = self.send(Method::GET, &url, &ctx).await?;
+        let body = read_body(resp, &url).await?;
+        serde_json::from_slice(&body).map_err(|e| RemoteError::protocol(&url, e.to_string()))
+    }
+
+    /// Every file of the repo at `commit` (`/tree/{commit}?recursive=True&expand=False`,
+    /// following `Link: rel="next"` pages).
+    pub async fn list_files(
+        &self,
+        repo: &RepoRef,
+        commit: &str,
+    ) -> Result<Vec<TreeEntry>, RemoteError> {
+        let mut url = format!(
+            "{}/api/{}/{}/tree/{}?recursive=True&expand=False",
+            self.endpoint,
+            repo.repo_type.plural(),
+            repo.id,
+            quote_segment(commit)
+        );
+        let ctx = ErrCtx {
+            repo,
+            revision: commit,
+            path: None,
+        };
+        let mut files = Vec::new();
+        for _page in 0..100_000 {
+            let resp = self.send(Method::GET, &url, &ctx).await?;
+            let next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|h| find_rel(h, "next"));
+            let body = read_body(resp, &url).await?;
+            let page: Vec<TreeEntry> = serde_json::from_slice(&body)
+                .map_err(|e| RemoteError::protocol(&url, format!("tree listing: {e}")))?;
+            files.extend(page.into_iter().filter(|e| e.kind == "file"));
+            match next {
+                Some(n) => url = n,
+                None => return Ok(files),
+            }
+        }
+        Err(RemoteError::protocol(&url, "tree listing never ends"))
+    }
+
+    /// The `resolve` URL of a file, as huggingface_hub's `hf_hub_url` builds it.
+    pub fn resolve_url(&self, repo: &RepoRef, revision: &str, path: &str) -> String {
+        format!(
+            "{}/{}{}/resolve/{}/{}",
+            self.endpoint,
+            repo.repo_type.url_prefix(),
+            repo.id,
+            quote_segment(revision),
+            quote_path(path)
+        )
+    }
+
+    /// `HEAD /resolve`, following only redirects that stay on the Hub's origin: a redirect
+    /// to another origin (the CDN or the Xet bridge) carries the metadata itself.
+    pub async fn file_meta(
+        &self,
+        repo: &RepoRef,
+        revision: &str,
+        path: &str,
+    ) -> Result<FileMeta, RemoteError> {
+        let mut url = self.resolve_url(repo, revision, path);
+        let ctx = ErrCtx {
+            repo,
+            revision,
+            path: Some(path),
+        };
+        for _ in 0..10 {
+            let resp = self.send(Method::HEAD, &url, &ctx).await?;
+            let h = resp.headers();
+            let location = h
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map(|l| join_url(&url, l));
+            if resp.status().is_redirection()
+                && let Some(target) = &location
+                && same_origin(&url, target)
+            {
+                url = target.clone();
+                continue;
+            }
+            let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+            let commit = get("x-repo-commit").ok_or_else(|| {
+                RemoteError::protocol(
+                    &url,
+                    "no X-Repo-Commit header: this does not look like a Hugging Face Hub (check HF_ENDPOINT)",
+                )
+            })?;
+            let etag = get("x-linked-etag")
+                .or_else(|| get("etag"))
+                .map(normalize_etag)
+                .ok_or_else(|| RemoteError::protocol(&url, "no ETag for the file"))?;
+            let size = get("x-linked-size")
+                .or_else(|| {
+                    if resp.status().is_redirection() {
+                        None
+                    } else {
+                        get("content-length")
+                    }
+                })
+                .and_then(|s| s.parse().ok());
+            let xet = get("x-xet-hash").and_then(|hash| {
+                let route = get("link")
+                    .and_then(|l| find_rel(l, "xet-auth"))
+                    .or_else(|| get("x-xet-refresh-route").map(str::to_string))?;
+                Some(XetFileData {
+                    file_hash: hash.to_string(),
+                    refresh_route: route,
+                })
+            });
+            return Ok(FileMeta {
+                commit: commit.to_string(),
+                etag,
+                size,
+                location: location.unwrap_or_else(|| url.clone()),
+                xet,
+            });
+        }
+        Err(RemoteError::protocol(&url, "too many redirects"))
+    }
+
+    /// `GET` of a plain (non-Xet) file's bytes, following redirects. Authorization is sent
+    /// only to the Hub's own origin, never to a CDN.
+    pub async fn get_file(
+        &self,
+        repo: &RepoRef,
+        revision: &str,
+        path: &str,
+        offset: u64,
+    ) -> Result<Response, RemoteError> {
+        let start = self.resolve_url(repo, revision, path);
+        let mut url = start.clone();
+        let ctx = ErrCtx {
+            repo,
+            revision,
+            path: Some(path),
+        };
+        for _ in 0..10 {
+            let mut req = self
+                .http
+                .get(&url)
+                .header(reqwest::header::ACCEPT_ENCODING, "identity");
+            if same_origin(&start, &url) {
+                req = req.headers(self.auth_headers());
+            }
+            if offset > 0 {
+                req = req.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+            }
+            let resp = req.send().await.map_err(|e| RemoteError::Unreachable {
+                url: url.clone(),
+                detail: describe_reqwest(&e),
+            })?;
+            if resp.status().is_redirection() {
+                let loc = resp
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| RemoteError::protocol(&url, "redirect without Location"))?;
+                url = join_url(&url, loc);
+                continue;
+            }
+            if !resp.status().is_success() {
+                return Err(status_error(&resp, &url, &ctx, self.has_token()));
+            }
+            return Ok(resp);
+        }
+        Err(RemoteError::protocol(&url, "too many redirects"))
+    }
+
+    /// Exchanges the user token for a CAS access token at `refresh_route`
+    /// (`/api/{type}s/{id}/xet-read-token/{rev}`).
+    pub async fn xet_token(
+        &self,
+        repo: &RepoRef,
+        refresh_route: &str,
+    ) -> Result<super::cas::CasToken, RemoteError> {
+        let ctx = ErrCtx {
+            repo,
+            revision: "",
+            path: None,
+        };
+        let resp = self.send(Method::GET, refresh_route, &ctx).await?;
+        let h = resp.headers();
+        let get = |name: &str| {
+            h.get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let (endpoint, token, exp) = (
+            get("x-xet-cas-url"),
+            get("x-xet-access-token"),
+            get("x-xet-token-expiration").and_then(|s| s.parse::<u64>().ok()),
+        );
+        let (Some(endpoint), Some(access_token), Some(expires_unix)) = (endpoint, token, exp)
+        else {
+            return Err(RemoteError::protocol(
+                refresh_route,
+                "the Xet token response lacks X-Xet-Cas-Url / X-Xet-Access-Token / X-Xet-Token-Expiration",
+            ));
+        };
+        Ok(super::cas::CasToken {
+            endpoint: endpoint.trim_end_matches('/').to_string(),
+            access_token,
+            expires_unix,
+        })
+    }
+}
+
+/// What a request was about, for error messages.
+pub(crate) struct ErrCtx<'a> {
+    pub repo: &'a RepoRef,
+    pub revision: &'a str,
+    pub path: Option<&'a str>,
+}
+
+fn status_error(resp: &Response, url: &str, ctx: &ErrCtx<'_>, had_token: bool) -> RemoteError {
+    let h = resp.headers();
+    let code = h
+        .get("x-error-code")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let message = h
+        .get("x-error-message")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let repo = ctx.repo.to_string();
+    let status = resp.status();
+    match (code, status) {
+        ("RevisionNotFound", _) => RemoteError::RevisionNotFound {
+            repo,
+            revision: ctx.revision.to_string(),
+        },
+        ("EntryNotFound", _) => RemoteError::EntryNotFound {
+            repo,
+            revision: ctx.revision.to_string(),
+            path: ctx.path.unwrap_or("").to_string(),
+        },
+        ("GatedRepo", _) => RemoteError::Gated { repo },
+        (_, StatusCode::UNAUTHORIZED)
+            if message == "Invalid credentials in Authorization header" =>
+        {
+            RemoteError::AuthDenied {
+                repo,
+                detail: message,
+            }
+        }
+        ("RepoNotFound", _) | (_, StatusCode::UNAUTHORIZED) if !had_token => {
+            if status == StatusCode::UNAUTHORIZED {
+                RemoteError::AuthRequired { repo }
+            } else {
+                RemoteError::RepoNotFound { repo }
+            }
+        }
+        ("RepoNotFound", _) => RemoteError::RepoNotFound { repo },
+        (_, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => RemoteError::AuthDenied {
+            repo,
+            detail: if message.is_empty() {
+                format!("HTTP {status}")
+            } else {
+                message
+            },
+        },
+        _ => RemoteError::Http {
+            url: url.to_string(),
+            status: status.as_u16(),
+            detail: if message.is_empty() {
+                status.canonical_reason().unwrap_or("error").to_string()
+            } else {
+                message
+            },
+        },
+    }
+}
+
+pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+pub(crate) fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = h
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(60)))
+}
+
+pub(crate) async fn read_body(resp: Response, url: &str) -> Result<bytes::Bytes, RemoteError> {
+    resp.bytes().await.map_err(|e| RemoteError::Unreachable {
+        url: url.to_string(),
+        detail: describe_reqwest(&e),
+    })
+}
+
+fn normalize_etag(e: &str) -> String {
+    e.trim_start_matches("W/").trim_matches('"').to_string()
+}
+
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let u = reqwest::Url::parse(url).ok()?;
+    Some((
+        u.scheme().to_string(),
+        u.host_str()?.to_ascii_lowercase(),
+        u.port_or_known_default()?,
+    ))
+}
+
+pub(crate) fn same_origin(a: &str, b: &str) -> bool {
+    match (origin(a), origin(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn join_url(base: &str, location: &str) -> String {
+    reqwest::Url::parse(base)
+        .and_then(|b| b.join(location))
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| location.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_folder_names() {
+        let r = RepoRef::new(RepoType::Model, "org/model-1.5").unwrap();
+        assert_eq!(r.cache_folder_name(), "models--org--model-1.5");
+        let d = RepoRef::new(RepoType::Dataset, "squad").unwrap();
+        assert_eq!(d.cache_folder_name(), "datasets--squad");
+        for bad in [
+            "", "a/b/c", "../x", "a/..", "-a/b", "a b/c", "a--b/c", "a/b\0",
+        ] {
+            assert!(RepoRef::new(RepoType::Model, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn etags_normalize_like_huggingface_hub() {
+        assert_eq!(normalize_etag("W/\"abc\""), "abc");
+        assert_eq!(normalize_etag("\"abc\""), "abc");
+    }
+
+    #[test]
+    fn origins_include_the_port() {
+        assert!(same_origin("http://127.0.0.1:80/a", "http://127.0.0.1/b"));
+        assert!(!same_origin(
+            "http://127.0.0.1:8000/a",
+            "http://127.0.0.1:8001/a"
+        ));
+    }
+}

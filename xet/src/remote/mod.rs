@@ -1,0 +1,18 @@
+//! Talking to Hugging Face over HTTP: the Hub API (repo info, tree, resolve, Xet tokens) and
+//! the CAS (reconstructions, xorb byte ranges). Only what a download needs.
+//!
+//! Everything here retries transient failures itself (see [`retry`]) and turns the rest into
+//! a [`RemoteError`] that says what happened in words a user can act on.
+
+pub mod cas;
+pub mod error;
+pub mod hub;
+pub mod link;
+pub mod retry;
+pub mod token;
+pub mod urlenc;
+
+pub use cas::{CasClient, CasToken, UrlSource};
+pub use error::RemoteError;
+pub use hub::{FileMeta, HubClient, RepoInfo, RepoRef, RepoType, TreeEntry, XetFileData};
+pub use retry::RetryPolicy;

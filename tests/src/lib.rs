@@ -151,4 +151,5 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(data).into()
 }
 
+pub mod harness;
 pub mod hub;

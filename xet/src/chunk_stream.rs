@@ -11,11 +11,18 @@ pub struct ChunkStreamDecoder {
     pending: Vec<u8>,
     out: Vec<u8>,
     chunks: u64,
+    stored_bytes: u64,
 }
 
 impl ChunkStreamDecoder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Stored (compressed, header included) bytes of the chunks decoded so far: where the
+    /// next chunk starts, relative to the first byte fed.
+    pub fn stored_bytes_decoded(&self) -> u64 {
+        self.stored_bytes
     }
 
     /// Chunks decoded so far.
@@ -95,6 +102,7 @@ impl ChunkStreamDecoder {
         self.out.clear();
         chunk.decompress_into(&mut self.out)?;
         self.chunks += 1;
+        self.stored_bytes += stored.len() as u64;
         on_chunk(&self.out)
     }
 }

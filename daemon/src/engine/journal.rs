@@ -10,9 +10,18 @@ use std::path::Path;
 
 use xet::XetHash;
 
-const MAGIC: &[u8; 8] = b"ZESTJ001";
+const MAGIC: &[u8; 8] = b"ZESTJ002";
 const HEADER_LEN: usize = 8 + 32 + 8;
 const ENTRY_LEN: usize = 4 + 4 + 8 + 32;
+const CHECKPOINT_LEN: usize = 32 + 4 + 8;
+
+/// Where a chunk starts inside a xorb: lets a resumed fetch start mid-range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub xorb: XetHash,
+    pub chunk: u32,
+    pub byte_offset: u64,
+}
 
 /// One chunk of the file, written and verified.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,7 +44,7 @@ impl Journal {
         path: &Path,
         file_hash: &XetHash,
         size: u64,
-    ) -> std::io::Result<(Journal, Vec<ChunkRecord>)> {
+    ) -> std::io::Result<(Journal, Vec<ChunkRecord>, Vec<Checkpoint>)> {
         let mut header = Vec::with_capacity(HEADER_LEN);
         header.extend_from_slice(MAGIC);
         header.extend_from_slice(file_hash.as_bytes());
@@ -46,10 +55,10 @@ impl Journal {
             let _ = f.read_to_end(&mut existing);
         }
         let matches = existing.starts_with(&header);
-        let (records, valid_len) = if matches {
+        let (records, checkpoints, valid_len) = if matches {
             parse_records(&existing[HEADER_LEN..])
         } else {
-            (Vec::new(), 0)
+            (Vec::new(), Vec::new(), 0)
         };
         let file = OpenOptions::new()
             .read(true)
@@ -66,7 +75,7 @@ impl Journal {
         }
         let mut journal = Journal { file };
         journal.seek_end()?;
-        Ok((journal, records))
+        Ok((journal, records, checkpoints))
     }
 
     fn seek_end(&mut self) -> std::io::Result<()> {
@@ -74,9 +83,13 @@ impl Journal {
         self.file.seek(std::io::SeekFrom::End(0)).map(|_| ())
     }
 
-    /// Appends one group of records as a single checksummed record.
-    pub fn append(&mut self, records: &[ChunkRecord]) -> std::io::Result<()> {
-        if records.is_empty() {
+    /// Appends chunk records and checkpoints as a single checksummed record.
+    pub fn append(
+        &mut self,
+        records: &[ChunkRecord],
+        checkpoints: &[Checkpoint],
+    ) -> std::io::Result<()> {
+        if records.is_empty() && checkpoints.is_empty() {
             return Ok(());
         }
         let mut buf = Vec::with_capacity(4 + records.len() * ENTRY_LEN + 8);
@@ -87,6 +100,12 @@ impl Journal {
             buf.extend_from_slice(&r.offset.to_le_bytes());
             buf.extend_from_slice(r.hash.as_bytes());
         }
+        buf.extend_from_slice(&(checkpoints.len() as u32).to_le_bytes());
+        for c in checkpoints {
+            buf.extend_from_slice(c.xorb.as_bytes());
+            buf.extend_from_slice(&c.chunk.to_le_bytes());
+            buf.extend_from_slice(&c.byte_offset.to_le_bytes());
+        }
         let sum = blake3::hash(&buf);
         buf.extend_from_slice(&sum.as_bytes()[..8]);
         self.file.write_all(&buf)
@@ -94,14 +113,20 @@ impl Journal {
 }
 
 /// Records up to the first damaged one, and how many bytes they span.
-fn parse_records(mut body: &[u8]) -> (Vec<ChunkRecord>, usize) {
+fn parse_records(mut body: &[u8]) -> (Vec<ChunkRecord>, Vec<Checkpoint>, usize) {
     let mut out = Vec::new();
+    let mut checkpoints = Vec::new();
     let mut used = 0;
-    while let Some(n) = body
-        .get(..4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-    {
-        let len = 4 + n.saturating_mul(ENTRY_LEN);
+    let u32_at = |b: &[u8], i: usize| -> Option<u32> {
+        let s = b.get(i..i + 4)?;
+        Some(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    };
+    while let Some(n) = u32_at(body, 0).map(|n| n as usize) {
+        let chunks_end = 4 + n.saturating_mul(ENTRY_LEN);
+        let Some(m) = u32_at(body, chunks_end).map(|m| m as usize) else {
+            break;
+        };
+        let len = chunks_end + 4 + m.saturating_mul(CHECKPOINT_LEN);
         let Some(rec) = body.get(..len) else { break };
         let Some(sum) = body.get(len..len + 8) else {
             break;
@@ -109,23 +134,33 @@ fn parse_records(mut body: &[u8]) -> (Vec<ChunkRecord>, usize) {
         if &blake3::hash(rec).as_bytes()[..8] != sum {
             break;
         }
-        for e in rec[4..].chunks_exact(ENTRY_LEN) {
-            let u32_at = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
+        for e in rec[4..chunks_end].chunks_exact(ENTRY_LEN) {
             let mut off = [0u8; 8];
             off.copy_from_slice(&e[8..16]);
             let mut h = [0u8; 32];
             h.copy_from_slice(&e[16..48]);
             out.push(ChunkRecord {
-                index: u32_at(0),
-                size: u32_at(4),
+                index: u32_at(e, 0).unwrap_or(0),
+                size: u32_at(e, 4).unwrap_or(0),
                 offset: u64::from_le_bytes(off),
                 hash: XetHash::from_bytes(h),
+            });
+        }
+        for e in rec[chunks_end + 4..].chunks_exact(CHECKPOINT_LEN) {
+            let mut h = [0u8; 32];
+            h.copy_from_slice(&e[..32]);
+            let mut off = [0u8; 8];
+            off.copy_from_slice(&e[36..44]);
+            checkpoints.push(Checkpoint {
+                xorb: XetHash::from_bytes(h),
+                chunk: u32_at(e, 32).unwrap_or(0),
+                byte_offset: u64::from_le_bytes(off),
             });
         }
         used += len + 8;
         body = &body[len + 8..];
     }
-    (out, used)
+    (out, checkpoints, used)
 }
 
 #[cfg(test)]
@@ -145,11 +180,16 @@ mod tests {
             offset: u64::from(i) * 10,
             hash: xet::hash::chunk_hash(&i.to_le_bytes()),
         };
+        let cp = Checkpoint {
+            xorb: h,
+            chunk: 7,
+            byte_offset: 12345,
+        };
         {
-            let (mut j, recs) = Journal::open(&p, &h, 100).unwrap();
+            let (mut j, recs, _) = Journal::open(&p, &h, 100).unwrap();
             assert!(recs.is_empty());
-            j.append(&[rec(0), rec(1)]).unwrap();
-            j.append(&[rec(2)]).unwrap();
+            j.append(&[rec(0), rec(1)], &[cp]).unwrap();
+            j.append(&[rec(2)], &[]).unwrap();
         }
         // Tear the last record.
         let len = std::fs::metadata(&p).unwrap().len();
@@ -160,13 +200,14 @@ mod tests {
             .set_len(len - 3)
             .unwrap();
         {
-            let (mut j, recs) = Journal::open(&p, &h, 100).unwrap();
+            let (mut j, recs, cps) = Journal::open(&p, &h, 100).unwrap();
             assert_eq!(recs, vec![rec(0), rec(1)]);
-            j.append(&[rec(5)]).unwrap();
+            assert_eq!(cps, vec![cp]);
+            j.append(&[rec(5)], &[]).unwrap();
         }
-        let (_, recs) = Journal::open(&p, &h, 100).unwrap();
+        let (_, recs, _) = Journal::open(&p, &h, 100).unwrap();
         assert_eq!(recs, vec![rec(0), rec(1), rec(5)]);
-        let (_, recs) = Journal::open(&p, &h, 101).unwrap();
+        let (_, recs, _) = Journal::open(&p, &h, 101).unwrap();
         assert!(recs.is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }

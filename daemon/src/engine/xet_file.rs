@@ -18,7 +18,7 @@ use xet::remote::{CasClient, RemoteError, UrlSource};
 
 use super::Engine;
 use super::error::PullError;
-use super::journal::{ChunkRecord, Journal};
+use super::journal::{Checkpoint, ChunkRecord, Journal};
 use super::progress::PullCounters;
 
 pub struct XetFileJob {
@@ -84,11 +84,11 @@ pub async fn download(
     // Resume what an earlier attempt verified, if its bytes still hash right.
     let (file, verified) = open_partial(job)?;
     let file = Arc::new(file);
-    let (journal, records) = Journal::open(&job.journal, &job.xet_hash, job.size)
+    let (journal, records, checkpoints) = Journal::open(&job.journal, &job.xet_hash, job.size)
         .map_err(|e| PullError::disk("opening the resume journal", &e))?;
     let recovered = recover(&file, &records, &terms, verified);
     let table: Arc<Mutex<ChunkTable>> = Arc::new(Mutex::new(vec![None; total_chunks]));
-    let mut resumed_bytes = 0u64;
+    let resumed_bytes: u64 = recovered.values().map(|r| u64::from(r.size)).sum();
     {
         let mut t = lock(&table);
         for r in recovered.values() {
@@ -98,20 +98,12 @@ pub async fn download(
         }
     }
     let journal = Arc::new(Mutex::new(journal));
-    let term_done = |ti: usize| {
-        let t = &terms[ti];
-        (t.first_chunk..t.first_chunk + t.chunks.len()).all(|c| recovered.contains_key(&c))
-    };
-    let todo: Vec<Group> = groups
-        .into_iter()
-        .filter(|g| {
-            let done = g.terms.iter().all(|&ti| term_done(ti));
-            if done {
-                resumed_bytes += g.terms.iter().map(|&ti| terms[ti].len).sum::<u64>();
-            }
-            !done
-        })
-        .collect();
+    let mut todo: Vec<(Group, Start)> = Vec::new();
+    for g in groups {
+        if let Some(start) = resume_point(&g, &terms, &recovered, &checkpoints) {
+            todo.push((g, start));
+        }
+    }
     if resumed_bytes > 0 {
         tracing::info!(file = %job.name, resumed_bytes, "resuming a partial download");
         counters
@@ -121,11 +113,13 @@ pub async fn download(
             .from_local
             .fetch_add(resumed_bytes, Ordering::Relaxed);
     }
+    let recovered = Arc::new(recovered);
 
     let terms = Arc::new(terms);
     let recon = Arc::new(AsyncMutex::new(Arc::new(recon)));
     let mut tasks = JoinSet::new();
-    for group in todo {
+    for (group, start) in todo {
+        let recovered = recovered.clone();
         let (engine, cas, file, terms, table, journal, recon, counters) = (
             engine.clone(),
             cas.clone(),
@@ -149,18 +143,22 @@ pub async fn download(
                 file_hash,
                 group: &group,
             };
-            let records = fetch_group(&cas, &source, &group, &terms, &file, &counters).await?;
-            {
-                let mut t = lock(&table);
-                for r in &records {
-                    if let Some(slot) = t.get_mut(r.index as usize) {
-                        *slot = Some((r.hash, r.size));
-                    }
+            let ctx = GroupCtx {
+                group: &group,
+                start,
+                terms: &terms,
+                recovered: &recovered,
+                file: &file,
+                journal: &journal,
+                counters: &counters,
+            };
+            let records = fetch_group(&cas, &source, &ctx).await?;
+            let mut t = lock(&table);
+            for r in &records {
+                if let Some(slot) = t.get_mut(r.index as usize) {
+                    *slot = Some((r.hash, r.size));
                 }
             }
-            lock(&journal)
-                .append(&records)
-                .map_err(|e| PullError::disk("writing the resume journal", &e))?;
             Ok::<_, PullError>(())
         });
     }
@@ -350,7 +348,8 @@ fn recover(
             offset += u64::from(r.size);
             good.push(**r);
         }
-        if good.len() == t.chunks.len() as usize && offset == t.offset + t.len {
+        // A verified prefix of the term counts, even when the term is unfinished.
+        if offset <= t.offset + t.len {
             for r in good {
                 ok.insert(r.index, r);
             }
@@ -409,24 +408,103 @@ impl UrlSource for GroupUrl<'_> {
     }
 }
 
+/// Where a group's fetch starts: a chunk of the xorb and the byte it starts at.
+#[derive(Clone, Copy, Debug)]
+struct Start {
+    chunk: u32,
+    byte: u64,
+}
+
+/// Whether a group still needs fetching, and from where: the latest checkpoint at or
+/// before the first chunk some term of it still lacks.
+fn resume_point(
+    g: &Group,
+    terms: &[PlacedTerm],
+    recovered: &HashMap<u32, ChunkRecord>,
+    checkpoints: &[Checkpoint],
+) -> Option<Start> {
+    let first_missing = g
+        .terms
+        .iter()
+        .filter_map(|&ti| {
+            let t = &terms[ti];
+            (t.chunks.start..t.chunks.end)
+                .find(|x| !recovered.contains_key(&(t.first_chunk + (x - t.chunks.start))))
+        })
+        .min()?;
+    let best = checkpoints
+        .iter()
+        .filter(|c| {
+            c.xorb == g.xorb
+                && c.chunk >= g.chunks.start
+                && c.chunk <= first_missing
+                && c.byte_offset >= g.bytes.start
+                && c.byte_offset <= g.bytes.end
+        })
+        .max_by_key(|c| c.chunk);
+    Some(match best {
+        Some(c) => Start {
+            chunk: c.chunk,
+            byte: c.byte_offset,
+        },
+        None => Start {
+            chunk: g.chunks.start,
+            byte: g.bytes.start,
+        },
+    })
+}
+
+/// Everything a group fetch reads or writes.
+struct GroupCtx<'a> {
+    group: &'a Group,
+    start: Start,
+    terms: &'a [PlacedTerm],
+    recovered: &'a HashMap<u32, ChunkRecord>,
+    file: &'a File,
+    journal: &'a Mutex<Journal>,
+    counters: &'a PullCounters,
+}
+
+/// Chunk records are flushed to the journal, with a checkpoint, about every this many
+/// chunks (~4 MiB), so a kill loses little.
+const CHECKPOINT_EVERY: usize = 64;
+
 /// Fetches one group's range and writes every chunk of it to each term that uses it.
 async fn fetch_group(
     cas: &CasClient,
     source: &GroupUrl<'_>,
-    group: &Group,
-    terms: &[PlacedTerm],
-    file: &File,
-    counters: &PullCounters,
+    ctx: &GroupCtx<'_>,
 ) -> Result<Vec<ChunkRecord>, PullError> {
+    let GroupCtx {
+        group,
+        start,
+        terms,
+        recovered,
+        file,
+        journal,
+        counters,
+    } = *ctx;
     let mut decoder = ChunkStreamDecoder::new();
-    let mut next = group.chunks.start;
-    // Per term: where its next chunk goes.
-    let mut cursors: Vec<(usize, u64)> = group
-        .terms
-        .iter()
-        .map(|&ti| (ti, terms[ti].offset))
-        .collect();
+    let mut next = start.chunk;
+    // Per term: where its next chunk goes. A resumed fetch starts after chunks already on disk.
+    let mut cursors: Vec<(usize, u64)> = Vec::with_capacity(group.terms.len());
+    for &ti in &group.terms {
+        let t = &terms[ti];
+        let mut cursor = t.offset;
+        for x in t.chunks.start..start.chunk.min(t.chunks.end).max(t.chunks.start) {
+            match recovered.get(&(t.first_chunk + (x - t.chunks.start))) {
+                Some(r) => cursor += u64::from(r.size),
+                None => {
+                    return Err(PullError::integrity(
+                        "resume point ahead of the verified data",
+                    ));
+                }
+            }
+        }
+        cursors.push((ti, cursor));
+    }
     let mut records = Vec::new();
+    let mut flushed = 0usize;
     let mut failure: Option<PullError> = None;
     let mut sink = |bytes: &[u8]| -> Result<(), RemoteError> {
         counters
@@ -471,9 +549,26 @@ async fn fetch_group(
                     .fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
             Ok(())
-        })
+        })?;
+        if records.len() - flushed >= CHECKPOINT_EVERY {
+            let cp = Checkpoint {
+                xorb: group.xorb,
+                chunk: next,
+                byte_offset: start.byte + decoder.stored_bytes_decoded(),
+            };
+            if let Err(e) = lock(journal).append(&records[flushed..], &[cp]) {
+                failure = Some(PullError::disk("writing the resume journal", &e));
+                return Err(RemoteError::Sink("disk".into()));
+            }
+            flushed = records.len();
+        }
+        Ok(())
     };
-    let result = cas.stream_range(source, group.bytes, &mut sink).await;
+    let range = HttpRange {
+        start: start.byte,
+        end: group.bytes.end,
+    };
+    let result = cas.stream_range(source, range, &mut sink).await;
     if let Some(f) = failure {
         return Err(f);
     }
@@ -482,7 +577,7 @@ async fn fetch_group(
     if next != group.chunks.end {
         return Err(PullError::integrity(format!(
             "xorb {}: got chunks {}..{next}, expected up to {}",
-            group.xorb, group.chunks.start, group.chunks.end
+            group.xorb, start.chunk, group.chunks.end
         )));
     }
     for (ti, cursor) in cursors {
@@ -496,6 +591,9 @@ async fn fetch_group(
             )));
         }
     }
+    lock(journal)
+        .append(&records[flushed..], &[])
+        .map_err(|e| PullError::disk("writing the resume journal", &e))?;
     Ok(records)
 }
 

@@ -1,0 +1,288 @@
+//! Running zestd and zestctl as a user would, and comparing caches file by file.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A binary of this workspace, built next to the running test (`cargo build --bins`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> → target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable in target/<profile>/deps");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (scripts/test.sh does) first",
+        p.display()
+    );
+    p
+}
+
+/// A zestd process with its own socket, state dir and cache. Killed when dropped.
+pub struct Daemon {
+    pub dir: PathBuf,
+    pub endpoint: String,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    pub fn start(dir: &Path, endpoint: &str) -> Daemon {
+        let mut d = Daemon {
+            dir: dir.to_path_buf(),
+            endpoint: endpoint.to_string(),
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.join("run/zestd.sock")
+    }
+    pub fn cache(&self) -> PathBuf {
+        self.dir.join("cache")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state")
+    }
+
+    pub fn spawn(&mut self) {
+        let _ = std::fs::create_dir_all(&self.dir);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("zestd.log"))
+            .expect("daemon log");
+        let child = Command::new(bin("zestd"))
+            .arg("--socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.state())
+            .arg("--cache-dir")
+            .arg(self.cache())
+            .arg("--endpoint")
+            .arg(&self.endpoint)
+            .env("RUST_LOG", "info,zestd=debug")
+            .env_remove("HF_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting zestd");
+        self.child = Some(child);
+        let start = Instant::now();
+        while !self.socket().exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "zestd did not start: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("zestd.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = std::fs::remove_file(self.socket());
+    }
+
+    /// SIGTERM, and how long the daemon took to exit.
+    pub fn terminate(&mut self) -> Duration {
+        let start = Instant::now();
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    panic!("zestd ignored SIGTERM for 30 s");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        start.elapsed()
+    }
+
+    /// `zestctl pull` against this daemon; `env` adds variables (HF_TOKEN is cleared first).
+    pub fn pull(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.zestctl_cmd(args, env)
+            .output()
+            .expect("running zestctl")
+    }
+
+    pub fn zestctl_cmd(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
+        let mut c = Command::new(bin("zestctl"));
+        c.arg("--socket").arg(self.socket()).arg("pull").args(args);
+        c.env_remove("HF_TOKEN")
+            .env_remove("HF_ENDPOINT")
+            .env("HF_HOME", self.dir.join("hf-home"));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        let out = Command::new(bin("zestctl"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(["status", "--json"])
+            .output()
+            .expect("zestctl status");
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The snapshot path a successful `zestctl pull` printed last; panics with its stderr.
+pub fn pulled_path(out: &Output) -> PathBuf {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "zestctl pull failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        stdout
+    );
+    PathBuf::from(stdout.lines().last().unwrap_or("").trim())
+}
+
+/// What a cache entry is, for comparison: type, mode, and content or link target.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Entry {
+    Dir(u32),
+    File(u32, u64, [u8; 32]),
+    Link(PathBuf),
+}
+
+/// Every entry under `root`, by relative path.
+pub fn snapshot_tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap_or(&p).to_path_buf();
+            let Ok(md) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            let mode = md.permissions().mode() & 0o7777;
+            if md.file_type().is_symlink() {
+                out.insert(rel, Entry::Link(std::fs::read_link(&p).unwrap_or_default()));
+            } else if md.is_dir() {
+                out.insert(rel, Entry::Dir(mode));
+                stack.push(p);
+            } else {
+                let data = std::fs::read(&p).unwrap_or_default();
+                out.insert(rel, Entry::File(mode, md.len(), crate::sha256(&data)));
+            }
+        }
+    }
+    out
+}
+
+/// Differences between two caches, as readable lines (empty when identical).
+pub fn compare_caches(expected: &Path, actual: &Path) -> Vec<String> {
+    let a = snapshot_tree(expected);
+    let b = snapshot_tree(actual);
+    let mut diffs = Vec::new();
+    for (p, e) in &a {
+        match b.get(p) {
+            None => diffs.push(format!("missing: {} ({e:?})", p.display())),
+            Some(x) if x != e => diffs.push(format!(
+                "differs: {}: expected {e:?}, got {x:?}",
+                p.display()
+            )),
+            _ => {}
+        }
+    }
+    for (p, e) in &b {
+        if !a.contains_key(p) {
+            diffs.push(format!("unexpected: {} ({e:?})", p.display()));
+        }
+    }
+    diffs
+}
+
+/// Runs `python -c script` with a Hugging Face environment pointed at `endpoint`/`cache`.
+pub fn hf_python(
+    script: &str,
+    args: &[&str],
+    endpoint: &str,
+    cache: &Path,
+    home: &Path,
+    extra_env: &[(&str, &str)],
+) -> Output {
+    let mut c = Command::new(crate::python());
+    c.arg("-c")
+        .arg(script)
+        .args(args)
+        .env("HF_ENDPOINT", endpoint)
+        .env("HF_HUB_CACHE", cache)
+        .env("HF_HOME", home)
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env_remove("HF_TOKEN");
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    c.output().expect("running python")
+}
+
+/// Like [`hf_python`], panicking with stderr on failure; returns stdout.
+pub fn hf_python_ok(
+    script: &str,
+    args: &[&str],
+    endpoint: &str,
+    cache: &Path,
+    home: &Path,
+    extra_env: &[(&str, &str)],
+) -> String {
+    let out = hf_python(script, args, endpoint, cache, home, extra_env);
+    assert!(
+        out.status.success(),
+        "python failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    false
+}

@@ -110,3 +110,24 @@ fn status_without_a_daemon_says_how_to_start_one() {
         "{err}"
     );
 }
+
+#[test]
+fn pull_without_a_daemon_says_how_to_start_one() {
+    let scratch = Scratch::new("pull-none");
+    let socket = scratch.path().join("nobody.sock");
+    let start = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_zestctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["pull", "org/model"])
+        .output()
+        .expect("run zestctl");
+    assert!(start.elapsed() < Duration::from_secs(10), "zestctl hung");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no zestd is answering") && err.contains("zestd --socket"),
+        "{err}"
+    );
+}

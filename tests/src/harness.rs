@@ -200,7 +200,15 @@ pub fn snapshot_tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
                 out.insert(rel, Entry::Dir(mode));
                 stack.push(p);
             } else {
-                let data = std::fs::read(&p).unwrap_or_default();
+                let mut data = std::fs::read(&p).unwrap_or_default();
+                if p.extension().is_some_and(|e| e == "refs") {
+                    // A shared-store manifest is a set: concurrent downloads append in
+                    // whatever order they finish.
+                    let text = String::from_utf8_lossy(&data).into_owned();
+                    let mut lines: Vec<&str> = text.lines().collect();
+                    lines.sort_unstable();
+                    data = lines.join("\n").into_bytes();
+                }
                 out.insert(rel, Entry::File(mode, md.len(), crate::sha256(&data)));
             }
         }

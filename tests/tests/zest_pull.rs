@@ -12,6 +12,7 @@ use zest_tests::hub::{FaultSettings, FileSpec, HubConfig, RepoSpec, TEST_TOKEN, 
 /// huggingface_hub's cache for `pulls`, each `(repo, type, allow, ignore)`.
 fn reference_cache(hub: &TestHub, dir: &Path, pulls: &[(&str, &str, &[&str], &[&str])]) -> PathBuf {
     let cache = dir.join("hf-cache");
+    seed_shared_store(&cache);
     for (repo, repo_type, allow, ignore) in pulls {
         let list = |v: &[&str]| {
             if v.is_empty() {
@@ -37,6 +38,27 @@ fn reference_cache(hub: &TestHub, dir: &Path, pulls: &[(&str, &str, &[&str], &[&
         );
     }
     cache
+}
+
+/// Creates the shared blob store exactly as huggingface_hub's first download does. Its
+/// download threads race to create it, and a thread that loses skips the store for its file,
+/// which would make the reference itself vary from run to run.
+fn seed_shared_store(cache: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let store = cache.join("blobs");
+    std::fs::create_dir_all(&store).expect("store");
+    let mode = std::fs::metadata(cache)
+        .expect("cache")
+        .permissions()
+        .mode()
+        & 0o7777;
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(mode)).expect("mode");
+    let marker = store.join(".huggingface-shared-blobs");
+    std::fs::write(&marker, "1\n").expect("marker");
+    let read = 0o400
+        | if mode & 0o010 != 0 { 0o040 } else { 0 }
+        | if mode & 0o001 != 0 { 0o004 } else { 0 };
+    std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(read)).expect("mode");
 }
 
 fn assert_same(expected: &Path, actual: &Path) {
@@ -253,6 +275,7 @@ fn faults_at_the_origin_still_end_in_identical_files() {
         hub_5xx: 2,
         recon_5xx: 2,
         expire_urls: 1,
+        no_v2: 2,
         fetch_5xx: 3,
         fetch_drop: 3,
         fetch_truncate: 3,
@@ -394,12 +417,18 @@ fn zest_and_huggingface_hub_share_one_cache_at_the_same_time() {
         })
     };
     // Two pulls at once, each with its own progress stream.
-    let a = daemon.zestctl_cmd(&[MODEL], &[]).output();
-    let b = daemon
-        .zestctl_cmd(&[DATASET, "--repo-type", "dataset"], &[])
-        .output();
-    pulled_path(&a.expect("zestctl"));
-    pulled_path(&b.expect("zestctl"));
+    let spawn = |args: &[&str]| {
+        daemon
+            .zestctl_cmd(args, &[])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("zestctl")
+    };
+    let a = spawn(&[MODEL]);
+    let b = spawn(&[DATASET, "--repo-type", "dataset"]);
+    pulled_path(&a.wait_with_output().expect("zestctl"));
+    pulled_path(&b.wait_with_output().expect("zestctl"));
     py.join().expect("python thread");
     assert_same(&reference, &daemon.cache());
 }

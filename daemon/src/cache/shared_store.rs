@@ -81,6 +81,13 @@ impl SharedStore {
 
     /// Creates and marks the store; never adopts an unmarked folder with content.
     fn ensure(&self) -> Result<bool> {
+        // Two of our own downloads creating the store at once would see each other's
+        // temporary marker as foreign content and refuse the store (huggingface_hub has that
+        // race between its threads); within this process, one at a time.
+        static CREATING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one = CREATING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = self.dir();
         match std::fs::create_dir(&dir) {
             Ok(()) => {}

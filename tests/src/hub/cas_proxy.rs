@@ -63,6 +63,9 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         if Faults::take(&shared.faults.recon_5xx) {
             return plain(StatusCode::SERVICE_UNAVAILABLE, "injected fault");
         }
+        if path.starts_with("/v2/") && Faults::take(&shared.faults.no_v2) {
+            return plain(StatusCode::NOT_FOUND, "no v2 API here");
+        }
     }
     // Forward to the reference server, as if it were reached at our address: it builds
     // fetch URLs from the Host header.
@@ -155,12 +158,28 @@ async fn fetch_term(shared: &Shared, query: &str, headers: &HeaderMap) -> Respon
         Ok(r) => r,
         Err(e) => return plain(StatusCode::BAD_GATEWAY, &e.to_string()),
     };
-    let status = resp.status();
+    let mut status = resp.status();
     let mut passthrough = vec![];
     for h in ["content-type", "content-range"] {
         if let Some(v) = resp.headers().get(h) {
             passthrough.push((h, v.clone()));
         }
+    }
+    // The reference server answers v1 range fetches with 200; a CDN answers 206 with a
+    // Content-Range, which is what clients meet in production.
+    if status == StatusCode::OK
+        && let Some(start) = headers
+            .get("range")
+            .and_then(|r| r.to_str().ok())
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split('-').next())
+            .and_then(|s| s.parse::<u64>().ok())
+        && let Some(len) = resp.content_length().filter(|l| *l > 0)
+        && let Ok(v) =
+            axum::http::HeaderValue::from_str(&format!("bytes {start}-{}/*", start + len - 1))
+    {
+        status = StatusCode::PARTIAL_CONTENT;
+        passthrough.push(("content-range", v));
     }
     let drop = status.is_success() && Faults::take(&shared.faults.fetch_drop);
     let truncate = status.is_success() && !drop && Faults::take(&shared.faults.fetch_truncate);

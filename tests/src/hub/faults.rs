@@ -13,6 +13,8 @@ pub struct Faults {
     pub recon_5xx: AtomicU32,
     /// Reconstructions carry URLs that have already expired (fetches answer 403).
     pub expire_urls: AtomicU32,
+    /// `/v2/reconstructions` answers 404, as a CAS without the v2 API does.
+    pub no_v2: AtomicU32,
     /// Xorb range fetches answer 503.
     pub fetch_5xx: AtomicU32,
     /// Xorb range fetches send part of the body, then reset the connection.
@@ -30,6 +32,7 @@ pub struct FaultSettings {
     pub hub_5xx: u32,
     pub recon_5xx: u32,
     pub expire_urls: u32,
+    pub no_v2: u32,
     pub fetch_5xx: u32,
     pub fetch_drop: u32,
     pub fetch_truncate: u32,
@@ -41,6 +44,7 @@ impl Faults {
         self.hub_5xx.store(s.hub_5xx, Ordering::SeqCst);
         self.recon_5xx.store(s.recon_5xx, Ordering::SeqCst);
         self.expire_urls.store(s.expire_urls, Ordering::SeqCst);
+        self.no_v2.store(s.no_v2, Ordering::SeqCst);
         self.fetch_5xx.store(s.fetch_5xx, Ordering::SeqCst);
         self.fetch_drop.store(s.fetch_drop, Ordering::SeqCst);
         self.fetch_truncate
@@ -60,6 +64,7 @@ impl Faults {
             &self.hub_5xx,
             &self.recon_5xx,
             &self.expire_urls,
+            &self.no_v2,
             &self.fetch_5xx,
             &self.fetch_drop,
             &self.fetch_truncate,

@@ -223,7 +223,9 @@ impl CasClient {
                         ));
                     }
                 }
-                StatusCode::OK if want.start == 0 && resp.content_length() == Some(total) => {}
+                // Some servers answer a satisfiable range with 200 and just those bytes;
+                // one that ignored the range would send the whole object instead.
+                StatusCode::OK if resp.content_length() == Some(want.len()) => {}
                 StatusCode::OK => {
                     return Err(RemoteError::protocol(
                         &url,

@@ -16,7 +16,10 @@ pub enum RemoteError {
         revision: String,
         path: String,
     },
-    #[error("{repo} needs authentication: set HF_TOKEN or run `hf auth login`")]
+    #[error(
+        "{repo} was not found, or it is private or gated and needs a token: set HF_TOKEN \
+         (or run `hf auth login`) with a token that can read it"
+    )]
     AuthRequired { repo: String },
     #[error(
         "access to {repo} was denied with the token given ({detail}); check that HF_TOKEN is valid and has access"

@@ -14,7 +14,7 @@ use zest_proto::v1::{PullEvent, PullRequest, StatusReply, StatusRequest};
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -22,6 +22,7 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use xet::remote::{RepoRef, RepoType};
 
+use crate::engine::PullCounters;
 use crate::engine::pull::PullSpec;
 use crate::pulls::{PullManager, shutting_down};
 
@@ -38,28 +39,24 @@ type PullStream = Pin<Box<dyn Stream<Item = Result<PullEvent, Status>> + Send>>;
 impl Zest for ControlService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         let t = &self.pulls.engine().totals;
+        let active = self.pulls.active();
+        // Totals count finished pulls; running ones are added from their own counters.
+        let running = |f: fn(&PullCounters) -> &AtomicU64| -> u64 {
+            active
+                .iter()
+                .map(|p| f(&p.counters).load(Ordering::Relaxed))
+                .sum()
+        };
         Ok(Response::new(StatusReply {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             cache_dir: self.cache_dir.display().to_string(),
             state_dir: self.state_dir.display().to_string(),
-            bytes_from_origin: t.from_origin.load(Ordering::Relaxed)
-                + self
-                    .pulls
-                    .active()
-                    .iter()
-                    .map(|p| p.counters.from_origin.load(Ordering::Relaxed))
-                    .sum::<u64>(),
-            bytes_from_peers: t.from_peers.load(Ordering::Relaxed),
-            bytes_from_local: t.from_local.load(Ordering::Relaxed)
-                + self
-                    .pulls
-                    .active()
-                    .iter()
-                    .map(|p| p.counters.from_local.load(Ordering::Relaxed))
-                    .sum::<u64>(),
+            bytes_from_origin: t.from_origin.load(Ordering::Relaxed) + running(|c| &c.from_origin),
+            bytes_from_peers: t.from_peers.load(Ordering::Relaxed) + running(|c| &c.from_peers),
+            bytes_from_local: t.from_local.load(Ordering::Relaxed) + running(|c| &c.from_local),
             bytes_served: t.served.load(Ordering::Relaxed),
-            pulls: self.pulls.active().iter().map(|p| p.progress()).collect(),
+            pulls: active.iter().map(|p| p.progress()).collect(),
             pulls_completed: t.pulls_completed.load(Ordering::Relaxed),
             pulls_failed: t.pulls_failed.load(Ordering::Relaxed),
         }))

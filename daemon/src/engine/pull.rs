@@ -156,10 +156,16 @@ pub async fn run(
     ));
     // Collected first so the futures' lifetimes are concrete (a closure in `map` over a
     // stream trips the compiler's higher-ranked lifetime inference when spawned).
-    let futures: Vec<_> = tasks
-        .iter()
-        .map(|t| fetch_tracked(engine, &hub, &cas, &rc, spec, &commit, t, counters))
-        .collect();
+    let ctx = PullCtx {
+        engine,
+        hub: &hub,
+        cas: &cas,
+        rc: &rc,
+        spec,
+        commit: &commit,
+        counters,
+    };
+    let futures: Vec<_> = tasks.iter().map(|t| fetch_tracked(&ctx, t)).collect();
     let results: Vec<Result<(), PullError>> = futures_util::stream::iter(futures)
         .buffer_unordered(FILE_CONCURRENCY)
         .collect()
@@ -185,22 +191,23 @@ pub async fn run(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn fetch_tracked(
-    engine: &Engine,
-    hub: &HubClient,
-    cas: &Arc<CasClient>,
-    rc: &RepoCache,
-    spec: &PullSpec,
-    commit: &str,
-    t: &FileTask,
-    counters: &Arc<PullCounters>,
-) -> Result<(), PullError> {
-    counters.start_file(&t.entry.path);
-    let r = fetch_file(engine, hub, cas, rc, spec, commit, t, counters)
+/// What every file of one pull shares.
+struct PullCtx<'a> {
+    engine: &'a Engine,
+    hub: &'a HubClient,
+    cas: &'a Arc<CasClient>,
+    rc: &'a RepoCache,
+    spec: &'a PullSpec,
+    commit: &'a str,
+    counters: &'a Arc<PullCounters>,
+}
+
+async fn fetch_tracked(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
+    ctx.counters.start_file(&t.entry.path);
+    let r = fetch_file(ctx, t)
         .await
         .map_err(|e| e.context(&t.entry.path));
-    counters.finish_file(&t.entry.path);
+    ctx.counters.finish_file(&t.entry.path);
     r
 }
 
@@ -208,17 +215,16 @@ fn valid_etag(e: &str) -> bool {
     !e.is_empty() && e.len() <= 128 && e.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn fetch_file(
-    engine: &Engine,
-    hub: &HubClient,
-    cas: &Arc<CasClient>,
-    rc: &RepoCache,
-    spec: &PullSpec,
-    commit: &str,
-    t: &FileTask,
-    counters: &Arc<PullCounters>,
-) -> Result<(), PullError> {
+async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
+    let PullCtx {
+        engine,
+        hub,
+        cas,
+        rc,
+        spec,
+        commit,
+        counters,
+    } = *ctx;
     let size = t.entry.size;
     let local = |counters: &PullCounters| {
         counters.bytes_done.fetch_add(size, Ordering::Relaxed);

@@ -13,7 +13,7 @@ pub mod fixtures;
 pub mod repo;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -218,7 +218,6 @@ async fn build_repos(
         .unwrap_or_default();
 
     struct Pending {
-        repo: usize,
         path: String,
         sha256: String,
         on_disk: PathBuf,
@@ -255,7 +254,6 @@ async fn build_repos(
                         }
                     };
                     pending.push(Pending {
-                        repo: repos.len(),
                         path: f.path.clone(),
                         sha256: sha256.clone(),
                         on_disk,
@@ -332,7 +330,6 @@ async fn build_repos(
                 );
             }
             record.insert(p.sha256.clone(), info.hash.clone());
-            let _ = p.repo;
         }
         std::fs::write(&record_path, serde_json::to_vec_pretty(&record)?)?;
     }
@@ -345,11 +342,4 @@ async fn build_repos(
         r.commit = repo::commit_id(&format!("{}/{}", r.repo_type, r.id), &r.files);
     }
     Ok(repos)
-}
-
-/// Reads a fixture's data dir path, creating it.
-pub fn data_dir(base: &Path, name: &str) -> PathBuf {
-    let d = base.join(name);
-    let _ = std::fs::create_dir_all(&d);
-    d
 }

@@ -3,6 +3,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded; nothing reads the environment concurrently.
     unsafe { std::env::set_var("PROTOC", protoc) };
     println!("cargo:rerun-if-changed=zest.proto");
-    tonic_prost_build::configure().compile_protos(&["zest.proto"], &["."])?;
+    println!("cargo:rerun-if-changed=peer.proto");
+    tonic_prost_build::configure().compile_protos(&["zest.proto", "peer.proto"], &["."])?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 mod daemon_client;
 mod hash_cmd;
 mod pull_cmd;
+mod status_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,9 +57,15 @@ enum Command {
         #[arg(long)]
         exclude: Vec<String>,
     },
-    /// Show the daemon's state and transfer totals.
+    /// Show the daemon's state, transfer totals and connected peers.
     Status {
         /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every peer the daemon knows, with rates and state (connected, choked, banned, ...).
+    Peers {
+        /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -89,7 +96,11 @@ fn main() -> ExitCode {
         }
         Command::Status { json } => {
             let socket = cli.socket.unwrap_or_else(zest_proto::paths::default_socket);
-            report(status(&socket, json))
+            report(status_cmd::status(&socket, json))
+        }
+        Command::Peers { json } => {
+            let socket = cli.socket.unwrap_or_else(zest_proto::paths::default_socket);
+            report(status_cmd::peers(&socket, json))
         }
     }
 }
@@ -102,72 +113,4 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn status(socket: &std::path::Path, json: bool) -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let reply = rt.block_on(async {
-        let mut client = daemon_client::connect(socket).await?;
-        let reply = client.status(zest_proto::v1::StatusRequest {}).await?;
-        anyhow::Ok(reply.into_inner())
-    })?;
-    let pulls: Vec<_> = reply
-        .pulls
-        .iter()
-        .map(|p| {
-            serde_json::json!({
-                "id": p.pull_id, "repo": p.repo, "revision": p.revision, "commit": p.commit,
-                "phase": p.phase, "files_total": p.files_total, "files_done": p.files_done,
-                "bytes_total": p.bytes_total, "bytes_done": p.bytes_done, "current": p.current,
-                "bytes_from_origin": p.bytes_from_origin, "bytes_from_peers": p.bytes_from_peers,
-                "bytes_from_local": p.bytes_from_local,
-            })
-        })
-        .collect();
-    if json {
-        let v = serde_json::json!({
-            "version": reply.version,
-            "pid": reply.pid,
-            "cache_dir": reply.cache_dir,
-            "state_dir": reply.state_dir,
-            "bytes_from_origin": reply.bytes_from_origin,
-            "bytes_from_peers": reply.bytes_from_peers,
-            "bytes_from_local": reply.bytes_from_local,
-            "bytes_served": reply.bytes_served,
-            "pulls_completed": reply.pulls_completed,
-            "pulls_failed": reply.pulls_failed,
-            "pulls": pulls,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        use pull_cmd::human;
-        println!("zestd {} (pid {})", reply.version, reply.pid);
-        println!("cache:        {}", reply.cache_dir);
-        println!("state:        {}", reply.state_dir);
-        println!("from origin:  {}", human(reply.bytes_from_origin));
-        println!("from peers:   {}", human(reply.bytes_from_peers));
-        println!("from local:   {}", human(reply.bytes_from_local));
-        println!("served:       {}", human(reply.bytes_served));
-        println!(
-            "pulls:        {} done, {} failed, {} running",
-            reply.pulls_completed,
-            reply.pulls_failed,
-            reply.pulls.len()
-        );
-        for p in &reply.pulls {
-            println!(
-                "  {} @ {}: {} {}/{} files, {}/{}",
-                p.repo,
-                p.revision,
-                p.phase,
-                p.files_done,
-                p.files_total,
-                human(p.bytes_done),
-                human(p.bytes_total)
-            );
-        }
-    }
-    Ok(())
 }

@@ -10,7 +10,9 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 use zest_proto::v1::pull_event::Event;
 use zest_proto::v1::zest_server::{Zest, ZestServer};
-use zest_proto::v1::{PullEvent, PullRequest, StatusReply, StatusRequest};
+use zest_proto::v1::{
+    PeerInfo, PeersReply, PeersRequest, PullEvent, PullRequest, StatusReply, StatusRequest,
+};
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,6 +33,27 @@ pub struct ControlService {
     pub state_dir: PathBuf,
     pub pulls: Arc<PullManager>,
     pub shutdown: watch::Receiver<bool>,
+}
+
+fn peer_infos(engine: &crate::engine::Engine) -> Vec<PeerInfo> {
+    let Some(set) = &engine.peers else {
+        return Vec::new();
+    };
+    set.rows()
+        .into_iter()
+        .map(|r| PeerInfo {
+            addr: r.addr.to_string(),
+            node_id: r.node_id,
+            state: r.state.to_string(),
+            reason: r.reason,
+            bytes_from: r.bytes_from,
+            bytes_to: r.bytes_to,
+            rate_from: r.rate_from,
+            rate_to: r.rate_to,
+            rtt_ms: r.rtt_ms,
+            source: r.origin,
+        })
+        .collect()
 }
 
 type PullStream = Pin<Box<dyn Stream<Item = Result<PullEvent, Status>> + Send>>;
@@ -59,6 +82,32 @@ impl Zest for ControlService {
             pulls: active.iter().map(|p| p.progress()).collect(),
             pulls_completed: t.pulls_completed.load(Ordering::Relaxed),
             pulls_failed: t.pulls_failed.load(Ordering::Relaxed),
+            peers: peer_infos(self.pulls.engine())
+                .into_iter()
+                .filter(|p| p.state == "connected" || p.state == "choked")
+                .collect(),
+            listen: self
+                .pulls
+                .engine()
+                .peers
+                .as_ref()
+                .and_then(|p| p.local_addr())
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            node_id: self
+                .pulls
+                .engine()
+                .peers
+                .as_ref()
+                .map(|p| p.node_id().to_string())
+                .unwrap_or_default(),
+            indexed_files: self.pulls.engine().index.file_count(),
+        }))
+    }
+
+    async fn peers(&self, _: Request<PeersRequest>) -> Result<Response<PeersReply>, Status> {
+        Ok(Response::new(PeersReply {
+            peers: peer_infos(self.pulls.engine()),
         }))
     }
 

@@ -1,12 +1,11 @@
 //! zestd: the long-running zest daemon. Pulls repos into the Hugging Face cache on
 //! request (`zestctl pull`), over a private control socket.
 
-mod cache;
-mod control;
-mod engine;
-mod pulls;
+use zestd::{control, engine, index, peer, pulls};
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -34,6 +33,22 @@ struct Args {
     /// Xorb ranges fetched at once, over all pulls.
     #[arg(long, default_value_t = engine::DEFAULT_FETCH_CONCURRENCY)]
     fetch_concurrency: usize,
+    /// Serve peers over QUIC on this UDP address, e.g. 0.0.0.0:4747 [default: no listening;
+    /// with --peer, an ephemeral port]
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<String>,
+    /// A peer to exchange chunks with (HOST:PORT); repeatable
+    #[arg(long = "peer", value_name = "HOST:PORT")]
+    peers: Vec<String>,
+}
+
+/// Resolves HOST:PORT (names too) to one socket address.
+fn resolve(s: &str) -> Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .with_context(|| format!("{s:?} is not HOST:PORT"))?
+        .next()
+        .with_context(|| format!("{s:?} resolves to no address"))
 }
 
 fn default_state_dir() -> PathBuf {
@@ -68,9 +83,47 @@ async fn main() -> Result<()> {
         .with_context(|| format!("creating cache dir {}", cache_dir.display()))?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating state dir {}", state_dir.display()))?;
+    // The index keys files by real path; the cache dir must be spelled the same way.
+    let cache_dir = std::fs::canonicalize(&cache_dir).unwrap_or(cache_dir);
     tracing::info!(cache = %cache_dir.display(), state = %state_dir.display(), endpoint, "zestd starting");
 
-    let engine = engine::Engine::new(cache_dir.clone(), endpoint, args.fetch_concurrency);
+    let listen = match (&args.listen, args.peers.is_empty()) {
+        (Some(l), _) => Some(resolve(l)?),
+        (None, false) => Some(SocketAddr::from(([0, 0, 0, 0], 0))),
+        (None, true) => None,
+    };
+    let static_peers = args
+        .peers
+        .iter()
+        .map(|p| resolve(p))
+        .collect::<Result<Vec<_>>>()?;
+
+    let index = index::Index::open(&state_dir)
+        .with_context(|| format!("opening the index in {}", state_dir.display()))?;
+    index::watch::spawn(index.clone(), cache_dir.clone(), |_| {});
+    let totals = Arc::new(engine::Totals::default());
+    let mut engine = engine::Engine::new(
+        cache_dir.clone(),
+        endpoint,
+        args.fetch_concurrency,
+        index.clone(),
+        totals.clone(),
+    );
+    if let Some(listen) = listen {
+        let identity = peer::tls::Identity::load_or_create(&state_dir)
+            .context("loading this daemon's peer identity")?;
+        let provider = peer::serve::Provider::new(index, engine.live.clone(), totals);
+        let set = peer::PeerSet::start(listen, &identity, provider)?;
+        tracing::info!(
+            listen = %set.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            node = peer::conn::short(set.node_id()),
+            "serving peers (QUIC, ALPN zest/1)"
+        );
+        for p in static_peers {
+            set.add(p, peer::Origin::Static);
+        }
+        engine.peers = Some(set);
+    }
     let pulls = pulls::PullManager::new(engine, &state_dir)
         .with_context(|| format!("state dir {}", state_dir.display()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -2,21 +2,30 @@
 //! (Xet files chunk by chunk from the CAS, other files from `resolve`), verifies every
 //! byte, and writes the Hugging Face cache.
 //!
-//! Chunk data reaches a file only through `xet_file::fetch_group`'s sink, which hashes each
-//! chunk; a second source of chunks (peers) plugs in there, beside the CDN.
+//! Chunk data reaches a file through two doors, both in `xet_file`: the CDN sink, which
+//! hashes each chunk the CAS sends, and the peer sink, which accepts a chunk only if it
+//! matches a manifest verified against the Hub's Xet hash. `schedule` decides which door
+//! each range goes through.
 
+pub mod cdn;
 pub mod error;
 pub mod filter;
 pub mod journal;
+pub mod local;
+pub mod peer_fetch;
 pub mod plain_file;
 pub mod progress;
 pub mod pull;
+pub mod schedule;
 pub mod xet_file;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::sync::Semaphore;
+
+use crate::index::Index;
+use crate::peer::{LiveFiles, PeerSet};
 
 pub use error::{Kind, PullError};
 pub use progress::{PullCounters, Totals};
@@ -32,15 +41,30 @@ pub struct Engine {
     pub default_endpoint: String,
     pub fetch_permits: Arc<Semaphore>,
     pub totals: Arc<Totals>,
+    /// Complete files in the cache, for local reuse and for serving.
+    pub index: Index,
+    /// Files downloading now, served to peers as their chunks verify.
+    pub live: Arc<LiveFiles>,
+    /// Where chunks come from besides the origin; None when peers are off.
+    pub peers: Option<PeerSet>,
 }
 
 impl Engine {
-    pub fn new(cache_dir: PathBuf, default_endpoint: String, fetch_concurrency: usize) -> Self {
+    pub fn new(
+        cache_dir: PathBuf,
+        default_endpoint: String,
+        fetch_concurrency: usize,
+        index: Index,
+        totals: Arc<Totals>,
+    ) -> Self {
         Engine {
             cache_dir,
             default_endpoint,
             fetch_permits: Arc::new(Semaphore::new(fetch_concurrency.max(1))),
-            totals: Arc::new(Totals::default()),
+            totals,
+            index,
+            live: Arc::new(LiveFiles::default()),
+            peers: None,
         }
     }
 }

@@ -1,0 +1,262 @@
+//! Fetching a group's byte range of a xorb from the CAS/CDN: chunks are decoded as they
+//! stream in, hashed, written to every term that uses them, and published to the live
+//! table so peers can have them at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::Mutex as AsyncMutex;
+use xet::XetHash;
+use xet::chunk_stream::ChunkStreamDecoder;
+use xet::reconstruction::{HttpRange, Reconstruction};
+use xet::remote::{CasClient, RemoteError, UrlSource};
+
+use super::error::PullError;
+use super::journal::{Checkpoint, ChunkRecord};
+use super::xet_file::{FileCtx, Group, lock};
+use crate::peer::Placed;
+
+/// Hands out the URL for a group's range, fetching a fresh reconstruction when it expired.
+struct GroupUrl<'a> {
+    cas: &'a CasClient,
+    recon: &'a AsyncMutex<Arc<Reconstruction>>,
+    file_hash: XetHash,
+    group: &'a Group,
+}
+
+impl GroupUrl<'_> {
+    fn url_in(&self, r: &Reconstruction) -> Option<String> {
+        r.xorbs.get(&self.group.xorb)?.iter().find_map(|f| {
+            f.ranges
+                .iter()
+                .any(|d| d.chunks.contains(&self.group.chunks) && d.bytes == self.group.bytes)
+                .then(|| f.url.clone())
+        })
+    }
+}
+
+impl UrlSource for GroupUrl<'_> {
+    async fn url(&self, expired: Option<&str>) -> Result<String, RemoteError> {
+        let mut guard = self.recon.lock().await;
+        if let Some(u) = self.url_in(&guard)
+            && Some(u.as_str()) != expired
+        {
+            return Ok(u);
+        }
+        if expired.is_none() {
+            return Err(RemoteError::UrlExpired {
+                what: format!("xorb {}", self.group.xorb),
+            });
+        }
+        let fresh = Arc::new(self.cas.reconstruction(&self.file_hash).await?);
+        *guard = fresh.clone();
+        // The same bytes may be split differently now; any range holding ours will do.
+        self.url_in(&fresh)
+            .or_else(|| {
+                fresh.xorbs.get(&self.group.xorb)?.iter().find_map(|f| {
+                    f.ranges
+                        .iter()
+                        .any(|d| d.chunks.contains(&self.group.chunks))
+                        .then(|| f.url.clone())
+                })
+            })
+            .ok_or_else(|| RemoteError::UrlExpired {
+                what: format!("xorb {} (no longer offered by the CAS)", self.group.xorb),
+            })
+    }
+}
+
+/// Where a group's fetch starts: a chunk of the xorb and the byte it starts at.
+#[derive(Clone, Copy, Debug)]
+pub struct Start {
+    pub chunk: u32,
+    pub byte: u64,
+}
+
+impl Start {
+    pub fn of(g: &Group) -> Self {
+        Start {
+            chunk: g.chunks.start,
+            byte: g.bytes.start,
+        }
+    }
+}
+
+/// Whether a group still needs fetching, and from where: the latest checkpoint at or
+/// before the first chunk some term of it still lacks. Only chunks recovered from the
+/// journal count; the latest checkpoint before the first gap is safe to start from.
+pub fn resume_point(
+    g: &Group,
+    ctx: &FileCtx,
+    recovered: &HashMap<u32, ChunkRecord>,
+    checkpoints: &[Checkpoint],
+) -> Option<Start> {
+    let first_missing = g
+        .terms
+        .iter()
+        .filter_map(|&ti| {
+            let t = &ctx.terms[ti];
+            (t.chunks.start..t.chunks.end)
+                .find(|x| !recovered.contains_key(&(t.first_chunk + (x - t.chunks.start))))
+        })
+        .min()?;
+    let best = checkpoints
+        .iter()
+        .filter(|c| {
+            c.xorb == g.xorb
+                && c.chunk >= g.chunks.start
+                && c.chunk <= first_missing
+                && c.byte_offset >= g.bytes.start
+                && c.byte_offset <= g.bytes.end
+        })
+        .max_by_key(|c| c.chunk);
+    Some(match best {
+        Some(c) => Start {
+            chunk: c.chunk,
+            byte: c.byte_offset,
+        },
+        None => Start::of(g),
+    })
+}
+
+/// Chunk records are flushed to the journal, with a checkpoint, about every this many
+/// chunks (~4 MiB), so a kill loses little.
+const CHECKPOINT_EVERY: usize = 64;
+
+/// Fetches one group's range and writes every chunk of it to each term that uses it.
+/// Chunks before `start` must already be on disk (resume).
+pub async fn fetch_group(ctx: &FileCtx, group: &Group, start: Start) -> Result<(), PullError> {
+    let source = GroupUrl {
+        cas: &ctx.cas,
+        recon: &ctx.recon,
+        file_hash: ctx.hash,
+        group,
+    };
+    let terms = &ctx.terms;
+    let mut decoder = ChunkStreamDecoder::new();
+    let mut next = start.chunk;
+    // Per term: where its next chunk goes. A resumed fetch starts after chunks on disk.
+    let mut cursors: Vec<(usize, u64)> = Vec::with_capacity(group.terms.len());
+    for &ti in &group.terms {
+        let t = &terms[ti];
+        let mut cursor = t.offset;
+        for x in t.chunks.start..start.chunk.min(t.chunks.end).max(t.chunks.start) {
+            match ctx.live.get(t.first_chunk + (x - t.chunks.start)) {
+                Some(p) => cursor += u64::from(p.size),
+                None => {
+                    return Err(PullError::integrity(
+                        "resume point ahead of the verified data",
+                    ));
+                }
+            }
+        }
+        cursors.push((ti, cursor));
+    }
+    let mut records = Vec::new();
+    let mut flushed = 0usize;
+    let mut failure: Option<PullError> = None;
+    let counters = &ctx.counters;
+    let mut sink = |bytes: &[u8]| -> Result<(), RemoteError> {
+        counters
+            .from_origin
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        decoder.feed(bytes, |chunk: &[u8]| -> Result<(), RemoteError> {
+            let k = next;
+            next += 1;
+            if k >= group.chunks.end {
+                failure = Some(PullError::integrity(format!(
+                    "xorb {} sent more chunks than asked",
+                    group.xorb
+                )));
+                return Err(RemoteError::Sink("integrity".into()));
+            }
+            let hash = xet::hash::chunk_hash(chunk);
+            for (ti, cursor) in cursors.iter_mut() {
+                let t = &terms[*ti];
+                if k < t.chunks.start || k >= t.chunks.end {
+                    continue;
+                }
+                if *cursor + chunk.len() as u64 > t.offset + t.len {
+                    failure = Some(PullError::integrity(format!(
+                        "xorb {} chunk {k} overruns its term",
+                        group.xorb
+                    )));
+                    return Err(RemoteError::Sink("integrity".into()));
+                }
+                let index = t.first_chunk + (k - t.chunks.start);
+                let placed = Placed {
+                    hash,
+                    size: chunk.len() as u32,
+                    offset: *cursor,
+                };
+                // A chunk a peer already delivered is the same bytes: leave it.
+                if ctx.live.get(index) != Some(placed) {
+                    if let Err(e) =
+                        std::os::unix::fs::FileExt::write_all_at(ctx.file.as_ref(), chunk, *cursor)
+                    {
+                        failure = Some(PullError::disk("writing the download", &e));
+                        return Err(RemoteError::Sink("disk".into()));
+                    }
+                    if ctx.live.set(index, placed) {
+                        counters
+                            .bytes_done
+                            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    }
+                    records.push(ChunkRecord {
+                        index,
+                        size: placed.size,
+                        offset: placed.offset,
+                        hash,
+                    });
+                }
+                *cursor += chunk.len() as u64;
+            }
+            Ok(())
+        })?;
+        if records.len() - flushed >= CHECKPOINT_EVERY {
+            let cp = Checkpoint {
+                xorb: group.xorb,
+                chunk: next,
+                byte_offset: start.byte + decoder.stored_bytes_decoded(),
+            };
+            if let Err(e) = lock(&ctx.journal).append(&records[flushed..], &[cp]) {
+                failure = Some(PullError::disk("writing the resume journal", &e));
+                return Err(RemoteError::Sink("disk".into()));
+            }
+            flushed = records.len();
+        }
+        Ok(())
+    };
+    let range = HttpRange {
+        start: start.byte,
+        end: group.bytes.end,
+    };
+    let result = ctx.cas.stream_range(&source, range, &mut sink).await;
+    if let Some(f) = failure {
+        return Err(f);
+    }
+    result?;
+    decoder.finish()?;
+    if next != group.chunks.end {
+        return Err(PullError::integrity(format!(
+            "xorb {}: got chunks {}..{next}, expected up to {}",
+            group.xorb, start.chunk, group.chunks.end
+        )));
+    }
+    for (ti, cursor) in cursors {
+        let t = &terms[ti];
+        if cursor != t.offset + t.len {
+            return Err(PullError::integrity(format!(
+                "xorb {}: a term decompressed to {} bytes, the CAS said {}",
+                group.xorb,
+                cursor - t.offset,
+                t.len
+            )));
+        }
+    }
+    lock(&ctx.journal)
+        .append(&records[flushed..], &[])
+        .map_err(|e| PullError::disk("writing the resume journal", &e))?;
+    Ok(())
+}

@@ -1,0 +1,489 @@
+//! The index: which Xet files this machine holds complete in the HF cache, their chunk
+//! manifests, and where xorb chunks sit in them. It lives in sled under the state dir and
+//! is derived data only: anything wrong with it is fixed by rebuilding it from the cache.
+
+mod codec;
+pub mod scan;
+pub mod watch;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use xet::XetHash;
+
+use codec::{Reader, Writer};
+
+/// Bumped whenever the stored layout changes; an index of another format is rebuilt.
+const FORMAT: &[u8] = b"zest-index-2";
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("index database: {0}")]
+    Db(#[from] sled::Error),
+    #[error("index entry for {0} is unreadable")]
+    Corrupt(String),
+}
+
+/// One chunk of a file: its hash and size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    pub hash: XetHash,
+    pub size: u32,
+}
+
+/// A complete file ready to serve: where it is and its verified manifest.
+#[derive(Debug)]
+pub struct HeldFile {
+    pub hash: XetHash,
+    pub path: PathBuf,
+    pub chunks: Vec<Chunk>,
+    /// Byte offset of each chunk, plus the file size at the end.
+    pub offsets: Vec<u64>,
+}
+
+impl HeldFile {
+    fn new(hash: XetHash, path: PathBuf, chunks: Vec<Chunk>) -> Self {
+        let mut offsets = Vec::with_capacity(chunks.len() + 1);
+        let mut at = 0u64;
+        for c in &chunks {
+            offsets.push(at);
+            at += u64::from(c.size);
+        }
+        offsets.push(at);
+        HeldFile {
+            hash,
+            path,
+            chunks,
+            offsets,
+        }
+    }
+    pub fn size(&self) -> u64 {
+        self.offsets.last().copied().unwrap_or(0)
+    }
+}
+
+/// Where a stretch of a xorb's chunks can be read locally.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XorbLocation {
+    pub file: XetHash,
+    /// File chunk index holding the xorb chunk the lookup asked for.
+    pub file_chunk: u32,
+}
+
+#[derive(Clone)]
+pub struct Index {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: sled::Db,
+    /// file hash → size, paths
+    files: sled::Tree,
+    /// file hash → packed manifest (32-byte hash + u32 size per chunk)
+    manifests: sled::Tree,
+    /// real path → file hash, size, mtime (so unchanged files are not hashed again)
+    paths: sled::Tree,
+    /// chunk hash → file hash + chunk index
+    chunks: sled::Tree,
+    /// xorb hash + first xorb chunk (BE) → file hash + file chunk + chunk count
+    xorbs: sled::Tree,
+    /// Manifests recently served, decoded once.
+    hot: Mutex<HashMap<XetHash, Arc<HeldFile>>>,
+}
+
+/// What `paths` remembers about a file on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime_ns: i128,
+}
+
+impl Stamp {
+    pub fn of(meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        }
+    }
+}
+
+impl Index {
+    /// Opens the index under `state_dir`, starting afresh when it is unreadable or of
+    /// another format. A fresh index is empty until the next scan fills it.
+    pub fn open(state_dir: &Path) -> Result<Self, IndexError> {
+        let dir = state_dir.join("index");
+        match Self::try_open(&dir) {
+            Ok(Some(ix)) => return Ok(ix),
+            Ok(None) => tracing::info!("index is of an older format; rebuilding it"),
+            Err(e) => tracing::warn!("index unreadable ({e}); rebuilding it from the cache"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let ix = Self::try_open(&dir)?.ok_or_else(|| IndexError::Corrupt("format".into()))?;
+        Ok(ix)
+    }
+
+    fn try_open(dir: &Path) -> Result<Option<Self>, IndexError> {
+        let db = sled::Config::new().path(dir).open()?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("format")? {
+            Some(f) if f.as_ref() == FORMAT => {}
+            Some(_) => return Ok(None),
+            None => {
+                if !db
+                    .tree_names()
+                    .iter()
+                    .all(|n| n.as_ref() == b"meta" || n.as_ref() == b"__sled__default")
+                {
+                    return Ok(None);
+                }
+                meta.insert("format", FORMAT)?;
+            }
+        }
+        let inner = Inner {
+            files: db.open_tree("files")?,
+            manifests: db.open_tree("manifests")?,
+            paths: db.open_tree("paths")?,
+            chunks: db.open_tree("chunks")?,
+            xorbs: db.open_tree("xorbs")?,
+            hot: Mutex::new(HashMap::new()),
+            db,
+        };
+        Ok(Some(Index {
+            inner: Arc::new(inner),
+        }))
+    }
+
+    pub fn file_count(&self) -> u64 {
+        self.inner.files.len() as u64
+    }
+
+    /// The stamp recorded for `path`, if it is indexed.
+    pub fn stamp(&self, path: &Path) -> Option<(XetHash, Stamp)> {
+        let v = self.inner.paths.get(path_key(path)).ok()??;
+        let mut r = Reader::new(&v);
+        Some((
+            r.hash()?,
+            Stamp {
+                size: r.u64()?,
+                mtime_ns: r.i128()?,
+            },
+        ))
+    }
+
+    /// Every indexed path.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.inner
+            .paths
+            .iter()
+            .keys()
+            .filter_map(|k| k.ok())
+            .filter_map(|k| String::from_utf8(k.to_vec()).ok())
+            .map(PathBuf::from)
+            .collect()
+    }
+
+    /// Records that `path` holds the complete file `hash` with this verified manifest.
+    pub fn insert(
+        &self,
+        hash: XetHash,
+        path: &Path,
+        stamp: Stamp,
+        chunks: &[Chunk],
+    ) -> Result<(), IndexError> {
+        let inner = &self.inner;
+        let key = hash.as_bytes();
+        let mut paths = self.file_paths(&hash);
+        if !paths.iter().any(|p| p == path) {
+            paths.push(path.to_path_buf());
+        }
+        if inner.manifests.get(key)?.is_none() {
+            let mut w = Writer::with_capacity(chunks.len() * 36);
+            for c in chunks {
+                w.hash(&c.hash);
+                w.u32(c.size);
+            }
+            inner.manifests.insert(key, w.into_vec())?;
+            let mut batch = sled::Batch::default();
+            for (i, c) in chunks.iter().enumerate() {
+                let mut w = Writer::with_capacity(36);
+                w.hash(&hash);
+                w.u32(i as u32);
+                batch.insert(c.hash.as_bytes().as_slice(), w.into_vec());
+            }
+            inner.chunks.apply_batch(batch)?;
+        }
+        inner.files.insert(key, encode_paths(stamp.size, &paths))?;
+        let mut w = Writer::with_capacity(56);
+        w.hash(&hash);
+        w.u64(stamp.size);
+        w.i128(stamp.mtime_ns);
+        inner.paths.insert(path_key(path), w.into_vec())?;
+        Ok(())
+    }
+
+    /// Forgets `path`; the file leaves the index when no other path holds it.
+    pub fn remove_path(&self, path: &Path) -> Result<(), IndexError> {
+        let inner = &self.inner;
+        let Some((hash, _)) = self.stamp(path) else {
+            return Ok(());
+        };
+        inner.paths.remove(path_key(path))?;
+        let mut paths = self.file_paths(&hash);
+        paths.retain(|p| p != path);
+        if let Ok(mut hot) = inner.hot.lock() {
+            hot.remove(&hash);
+        }
+        if !paths.is_empty() {
+            let size = self.file_size(&hash).unwrap_or(0);
+            inner
+                .files
+                .insert(hash.as_bytes(), encode_paths(size, &paths))?;
+            return Ok(());
+        }
+        inner.files.remove(hash.as_bytes())?;
+        if let Some(m) = inner.manifests.remove(hash.as_bytes())? {
+            for c in decode_manifest(&m).unwrap_or_default() {
+                // Another file may own the same chunk; only drop entries pointing here.
+                if let Some(v) = inner.chunks.get(c.hash.as_bytes())?
+                    && v.get(..32) == Some(hash.as_bytes().as_slice())
+                {
+                    inner.chunks.remove(c.hash.as_bytes())?;
+                }
+            }
+        }
+        let stale: Vec<sled::IVec> = inner
+            .xorbs
+            .iter()
+            .filter_map(|kv| kv.ok())
+            .filter(|(_, v)| v.get(..32) == Some(hash.as_bytes().as_slice()))
+            .map(|(k, _)| k)
+            .collect();
+        for k in stale {
+            inner.xorbs.remove(k)?;
+        }
+        Ok(())
+    }
+
+    fn file_paths(&self, hash: &XetHash) -> Vec<PathBuf> {
+        let Ok(Some(v)) = self.inner.files.get(hash.as_bytes()) else {
+            return Vec::new();
+        };
+        decode_paths(&v).map(|(_, p)| p).unwrap_or_default()
+    }
+
+    fn file_size(&self, hash: &XetHash) -> Option<u64> {
+        let v = self.inner.files.get(hash.as_bytes()).ok()??;
+        decode_paths(&v).map(|(s, _)| s)
+    }
+
+    pub fn contains(&self, hash: &XetHash) -> bool {
+        self.inner
+            .files
+            .contains_key(hash.as_bytes())
+            .unwrap_or(false)
+    }
+
+    /// The complete file `hash` with its manifest, if some indexed path still holds it.
+    pub fn held(&self, hash: &XetHash) -> Option<Arc<HeldFile>> {
+        if let Ok(hot) = self.inner.hot.lock()
+            && let Some(h) = hot.get(hash)
+        {
+            return Some(h.clone());
+        }
+        let m = self.inner.manifests.get(hash.as_bytes()).ok()??;
+        let chunks = decode_manifest(&m)?;
+        let path = self
+            .file_paths(hash)
+            .into_iter()
+            .find(|p| std::fs::metadata(p).is_ok())?;
+        let held = Arc::new(HeldFile::new(*hash, path, chunks));
+        if let Ok(mut hot) = self.inner.hot.lock() {
+            if hot.len() >= 64 {
+                hot.clear();
+            }
+            hot.insert(*hash, held.clone());
+        }
+        Some(held)
+    }
+
+    /// Where chunk `hash` can be read: a file and the chunk's index in it.
+    pub fn chunk_location(&self, hash: &XetHash) -> Option<(XetHash, u32)> {
+        let v = self.inner.chunks.get(hash.as_bytes()).ok()??;
+        let mut r = Reader::new(&v);
+        Some((r.hash()?, r.u32()?))
+    }
+
+    /// Records, from a trusted reconstruction, that xorb chunks `[start, end)` are the
+    /// file's chunks from `file_chunk` on.
+    pub fn record_xorb_range(
+        &self,
+        xorb: &XetHash,
+        start: u32,
+        end: u32,
+        file: &XetHash,
+        file_chunk: u32,
+    ) -> Result<(), IndexError> {
+        let mut k = Writer::with_capacity(36);
+        k.hash(xorb);
+        k.u32_be(start);
+        let mut v = Writer::with_capacity(40);
+        v.hash(file);
+        v.u32(file_chunk);
+        v.u32(end);
+        self.inner.xorbs.insert(k.into_vec(), v.into_vec())?;
+        Ok(())
+    }
+
+    /// A local file holding xorb chunks `[start, end)`, and the file chunk where `start` is.
+    pub fn xorb_range(&self, xorb: &XetHash, start: u32, end: u32) -> Option<XorbLocation> {
+        let mut lo = Writer::with_capacity(36);
+        lo.hash(xorb);
+        lo.u32_be(0);
+        let mut hi = Writer::with_capacity(36);
+        hi.hash(xorb);
+        hi.u32_be(start);
+        for kv in self.inner.xorbs.range(lo.into_vec()..=hi.into_vec()).rev() {
+            let (k, v) = kv.ok()?;
+            let first = u32::from_be_bytes(k.get(32..36)?.try_into().ok()?);
+            let mut r = Reader::new(&v);
+            let (file, file_chunk, last) = (r.hash()?, r.u32()?, r.u32()?);
+            if first <= start && end <= last && self.contains(&file) {
+                return Some(XorbLocation {
+                    file,
+                    file_chunk: file_chunk + (start - first),
+                });
+            }
+        }
+        None
+    }
+
+    pub fn flush(&self) {
+        let _ = self.inner.db.flush();
+    }
+}
+
+fn path_key(p: &Path) -> Vec<u8> {
+    p.to_string_lossy().into_owned().into_bytes()
+}
+
+fn encode_paths(size: u64, paths: &[PathBuf]) -> Vec<u8> {
+    let mut w = Writer::with_capacity(64);
+    w.u64(size);
+    w.u32(paths.len() as u32);
+    for p in paths {
+        w.bytes(&path_key(p));
+    }
+    w.into_vec()
+}
+
+fn decode_paths(v: &[u8]) -> Option<(u64, Vec<PathBuf>)> {
+    let mut r = Reader::new(v);
+    let size = r.u64()?;
+    let n = r.u32()?;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(PathBuf::from(String::from_utf8(r.bytes()?.to_vec()).ok()?));
+    }
+    Some((size, out))
+}
+
+fn decode_manifest(v: &[u8]) -> Option<Vec<Chunk>> {
+    if !v.len().is_multiple_of(36) {
+        return None;
+    }
+    let mut r = Reader::new(v);
+    let mut out = Vec::with_capacity(v.len() / 36);
+    while !r.is_empty() {
+        out.push(Chunk {
+            hash: r.hash()?,
+            size: r.u32()?,
+        });
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(n: u8) -> Vec<Chunk> {
+        (0..n)
+            .map(|i| Chunk {
+                hash: XetHash::from_bytes([i; 32]),
+                size: 100 + u32::from(i),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn insert_lookup_remove() {
+        let dir = tempdir();
+        let ix = Index::open(&dir).unwrap();
+        let f = XetHash::from_bytes([9; 32]);
+        let file = dir.join("blob");
+        std::fs::write(&file, b"x").unwrap();
+        let stamp = Stamp::of(&std::fs::metadata(&file).unwrap());
+        ix.insert(f, &file, stamp, &chunks(3)).unwrap();
+        ix.record_xorb_range(&XetHash::from_bytes([7; 32]), 10, 13, &f, 0)
+            .unwrap();
+        let held = ix.held(&f).unwrap();
+        assert_eq!(held.chunks.len(), 3);
+        assert_eq!(held.offsets, vec![0, 100, 201, 303]);
+        assert_eq!(
+            ix.chunk_location(&XetHash::from_bytes([2; 32])),
+            Some((f, 2))
+        );
+        assert_eq!(
+            ix.xorb_range(&XetHash::from_bytes([7; 32]), 11, 13),
+            Some(XorbLocation {
+                file: f,
+                file_chunk: 1
+            })
+        );
+        assert_eq!(ix.xorb_range(&XetHash::from_bytes([7; 32]), 11, 14), None);
+        assert_eq!(ix.stamp(&file).map(|s| s.0), Some(f));
+        ix.remove_path(&file).unwrap();
+        assert!(ix.held(&f).is_none());
+        assert_eq!(ix.chunk_location(&XetHash::from_bytes([2; 32])), None);
+        assert_eq!(ix.xorb_range(&XetHash::from_bytes([7; 32]), 11, 13), None);
+        assert_eq!(ix.file_count(), 0);
+    }
+
+    #[test]
+    fn garbage_index_is_rebuilt() {
+        let dir = tempdir();
+        std::fs::create_dir_all(dir.join("index")).unwrap();
+        std::fs::write(dir.join("index/db"), b"this is not a sled database").unwrap();
+        std::fs::write(dir.join("index/conf"), b"garbage\x00\xff").unwrap();
+        let ix = Index::open(&dir).unwrap();
+        assert_eq!(ix.file_count(), 0);
+    }
+
+    #[test]
+    fn other_format_is_rebuilt() {
+        let dir = tempdir();
+        {
+            let db = sled::open(dir.join("index")).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert("format", b"zest-index-0".as_slice())
+                .unwrap();
+            db.open_tree("files").unwrap().insert(b"k", b"v").unwrap();
+            db.flush().unwrap();
+        }
+        let ix = Index::open(&dir).unwrap();
+        assert_eq!(ix.file_count(), 0);
+    }
+
+    fn tempdir() -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "zest-index-test-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+}

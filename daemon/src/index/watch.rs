@@ -1,0 +1,93 @@
+//! Keeps the index current: a `notify` watcher on the cache triggers a reconcile shortly
+//! after changes settle, and a slow periodic reconcile catches anything a watcher missed.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+
+use super::Index;
+use super::scan::{ScanReport, reconcile};
+
+/// Quiet time after the last event before reconciling, so a burst of writes costs one pass.
+const SETTLE: Duration = Duration::from_millis(300);
+const PERIODIC: Duration = Duration::from_secs(600);
+const PERIODIC_WITHOUT_WATCHER: Duration = Duration::from_secs(30);
+
+/// Scans once, then watches `cache_dir` until the runtime stops. `on_scan` hears each pass.
+pub fn spawn(
+    index: Index,
+    cache_dir: PathBuf,
+    on_scan: impl Fn(ScanReport) + Send + Sync + 'static,
+) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let watcher = {
+        let tx = tx.clone();
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res
+                && !ev.kind.is_access()
+                && !ev.paths.iter().all(|p| is_scratch(p))
+            {
+                let _ = tx.send(());
+            }
+        })
+        .and_then(|mut w| w.watch(&cache_dir, RecursiveMode::Recursive).map(|()| w))
+    };
+    let periodic = match &watcher {
+        Ok(_) => PERIODIC,
+        Err(e) => {
+            tracing::warn!(
+                "cannot watch {} ({e}); rescanning every {}s instead",
+                cache_dir.display(),
+                PERIODIC_WITHOUT_WATCHER.as_secs()
+            );
+            PERIODIC_WITHOUT_WATCHER
+        }
+    };
+    tokio::spawn(async move {
+        // Dropping the watcher stops it; it lives as long as this task.
+        let _watcher = watcher.ok();
+        loop {
+            let ix = index.clone();
+            let dir = cache_dir.clone();
+            match tokio::task::spawn_blocking(move || reconcile(&ix, &dir)).await {
+                Ok(r) => {
+                    if r.added + r.removed > 0 {
+                        tracing::info!(
+                            added = r.added,
+                            removed = r.removed,
+                            kept = r.kept,
+                            "index updated"
+                        );
+                    }
+                    on_scan(r);
+                }
+                Err(e) => tracing::warn!("index scan failed: {e}"),
+            }
+            if let Ok(None) = tokio::time::timeout(periodic, rx.recv()).await {
+                return;
+            }
+            // Let the burst settle (but not forever), then take it all as one change.
+            for _ in 0..10 {
+                tokio::time::sleep(SETTLE).await;
+                let mut more = false;
+                while rx.try_recv().is_ok() {
+                    more = true;
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+/// Files that are never indexed: downloads in progress, journals, locks.
+fn is_scratch(p: &std::path::Path) -> bool {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    name.ends_with(".incomplete") || name.ends_with(".journal") || name.ends_with(".lock")
+}

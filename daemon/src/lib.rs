@@ -1,0 +1,9 @@
+//! zestd's library: the pieces of the daemon, public so the integration tests can drive
+//! the peer protocol directly (a hostile peer is written against it).
+
+pub mod cache;
+pub mod control;
+pub mod engine;
+pub mod index;
+pub mod peer;
+pub mod pulls;

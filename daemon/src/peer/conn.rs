@@ -1,0 +1,187 @@
+//! Asking one peer: have, manifest and get requests over one QUIC connection.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use xet::XetHash;
+use zest_proto::peer;
+
+use super::limits::{MAX_FRAME, STALL};
+use super::stats::PeerStats;
+use super::wire::{self, WireError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("peer sent nothing for {0:?}")]
+    Stalled(Duration),
+    #[error("peer is busy")]
+    Busy,
+    #[error("peer does not have it: {0}")]
+    NotFound(String),
+    #[error("peer broke the protocol: {0}")]
+    Protocol(String),
+    #[error("peer connection: {0}")]
+    Connection(String),
+    /// The caller refused what the peer sent (it did not verify).
+    #[error("{0}")]
+    Rejected(String),
+    /// The caller stopped the transfer for its own reasons (not the peer's fault).
+    #[error("stopped: {0}")]
+    Stopped(String),
+}
+
+impl From<WireError> for PeerError {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::TooLarge(_) | WireError::Decode(_) => PeerError::Protocol(e.to_string()),
+            other => PeerError::Connection(other.to_string()),
+        }
+    }
+}
+
+impl From<quinn::ConnectionError> for PeerError {
+    fn from(e: quinn::ConnectionError) -> Self {
+        PeerError::Connection(e.to_string())
+    }
+}
+
+/// A live connection to a peer that passed the handshake.
+#[derive(Clone)]
+pub struct PeerConn {
+    pub conn: quinn::Connection,
+    pub node_id: String,
+    pub addr: SocketAddr,
+    pub stats: Arc<PeerStats>,
+}
+
+impl std::fmt::Debug for PeerConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "peer {} ({})", self.addr, short(&self.node_id))
+    }
+}
+
+pub fn short(node_id: &str) -> &str {
+    node_id.get(..12).unwrap_or(node_id)
+}
+
+impl PeerConn {
+    async fn send(
+        &self,
+        kind: peer::request::Kind,
+    ) -> Result<(quinn::SendStream, quinn::RecvStream), PeerError> {
+        let (mut send, recv) = self.conn.open_bi().await?;
+        wire::write(&mut send, &peer::Request { kind: Some(kind) }).await?;
+        send.finish()
+            .map_err(|e| PeerError::Connection(e.to_string()))?;
+        Ok((send, recv))
+    }
+
+    async fn one_reply(&self, kind: peer::request::Kind) -> Result<peer::Response, PeerError> {
+        let (_send, mut recv) = self.send(kind).await?;
+        match tokio::time::timeout(STALL * 2, wire::read::<peer::Response>(&mut recv)).await {
+            Err(_) => Err(PeerError::Stalled(STALL * 2)),
+            Ok(Err(e)) => Err(e.into()),
+            Ok(Ok(None)) => Err(PeerError::Protocol("empty reply".into())),
+            Ok(Ok(Some(r))) => Ok(r),
+        }
+    }
+
+    /// What the peer holds of each file.
+    pub async fn have(&self, files: &[XetHash]) -> Result<Vec<peer::FileHave>, PeerError> {
+        let req = peer::request::Kind::Have(peer::HaveRequest {
+            files: files.iter().map(|h| h.as_bytes().to_vec()).collect(),
+        });
+        match self.one_reply(req).await?.kind {
+            Some(peer::response::Kind::Have(h)) => Ok(h.files),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The chunk hashes the peer claims for `[start, end)` of `file`. Unverified.
+    pub async fn manifest(
+        &self,
+        file: &XetHash,
+        start: u32,
+        end: u32,
+    ) -> Result<Vec<peer::ChunkClaim>, PeerError> {
+        let req = peer::request::Kind::Manifest(peer::ManifestRequest {
+            file: file.as_bytes().to_vec(),
+            start,
+            end,
+        });
+        match self.one_reply(req).await?.kind {
+            Some(peer::response::Kind::Manifest(m)) => Ok(m.chunks),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Streams chunks `[start, end)` of `file` into `on_chunk`, in order, which checks
+    /// each one. A stream that goes quiet for [`STALL`] is abandoned.
+    pub async fn get(
+        &self,
+        file: &XetHash,
+        start: u32,
+        end: u32,
+        mut on_chunk: impl FnMut(u32, &[u8]) -> Result<(), PeerError>,
+    ) -> Result<(), PeerError> {
+        let req = peer::request::Kind::Get(peer::GetRequest {
+            file: file.as_bytes().to_vec(),
+            start,
+            end,
+        });
+        let (_send, mut recv) = self.send(req).await?;
+        let mut next = start;
+        let result = async {
+            while next < end {
+                let frame = match tokio::time::timeout(
+                    STALL,
+                    wire::read::<peer::Response>(&mut recv),
+                )
+                .await
+                {
+                    Err(_) => return Err(PeerError::Stalled(STALL)),
+                    Ok(r) => r?,
+                };
+                match frame.and_then(|f| f.kind) {
+                    Some(peer::response::Kind::Chunk(c)) => {
+                        if c.index != next {
+                            return Err(PeerError::Protocol(format!(
+                                "sent chunk {} where {next} was due",
+                                c.index
+                            )));
+                        }
+                        if c.data.len() > xet::MAX_CHUNK_SIZE {
+                            return Err(PeerError::Protocol("chunk over the size limit".into()));
+                        }
+                        self.stats.received(c.data.len() as u64);
+                        on_chunk(c.index, &c.data)?;
+                        next += 1;
+                    }
+                    other => return Err(unexpected(other)),
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if result.is_err() {
+            // Tell the peer to stop sending what we no longer read.
+            let _ = recv.stop(0u32.into());
+        }
+        result
+    }
+}
+
+fn unexpected(kind: Option<peer::response::Kind>) -> PeerError {
+    match kind {
+        Some(peer::response::Kind::Error(e)) => match e.code.as_str() {
+            "busy" => PeerError::Busy,
+            "not_found" => PeerError::NotFound(e.message),
+            _ => PeerError::Protocol(format!("{}: {}", e.code, e.message)),
+        },
+        None => PeerError::Protocol("stream ended early".into()),
+        Some(_) => PeerError::Protocol("unexpected reply".into()),
+    }
+}
+
+const _: () = assert!(MAX_FRAME > xet::MAX_CHUNK_SIZE + 64);

@@ -1,0 +1,164 @@
+//! Files being downloaded right now, shared between the download that fills them and the
+//! peer server that serves their verified chunks onward (serve while downloading).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use xet::XetHash;
+
+/// A chunk on disk: its hash, size and offset in the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub hash: XetHash,
+    pub size: u32,
+    pub offset: u64,
+}
+
+pub struct LiveFile {
+    pub hash: XetHash,
+    /// An open handle, so serving survives the rename into the cache.
+    pub file: Arc<File>,
+    state: Mutex<LiveState>,
+}
+
+struct LiveState {
+    chunks: Vec<Option<Placed>>,
+    /// Chunk ranges being fetched from the origin now (one entry per fetch).
+    fetching: Vec<(u32, u32)>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl LiveFile {
+    pub fn new(hash: XetHash, file: Arc<File>, total_chunks: usize) -> Self {
+        LiveFile {
+            hash,
+            file,
+            state: Mutex::new(LiveState {
+                chunks: vec![None; total_chunks],
+                fetching: Vec::new(),
+            }),
+        }
+    }
+
+    pub fn total_chunks(&self) -> u32 {
+        lock(&self.state).chunks.len() as u32
+    }
+
+    /// Records a chunk as written and verified (its hash came from the CAS's bytes or
+    /// matched a trusted manifest). True if the slot was empty.
+    pub fn set(&self, index: u32, placed: Placed) -> bool {
+        match lock(&self.state).chunks.get_mut(index as usize) {
+            Some(slot) => slot.replace(placed).is_none(),
+            None => false,
+        }
+    }
+
+    pub fn get(&self, index: u32) -> Option<Placed> {
+        lock(&self.state)
+            .chunks
+            .get(index as usize)
+            .copied()
+            .flatten()
+    }
+
+    pub fn has(&self, index: u32) -> bool {
+        self.get(index).is_some()
+    }
+
+    /// Which of `[start, end)` are missing.
+    pub fn missing(&self, start: u32, end: u32) -> Vec<u32> {
+        let s = lock(&self.state);
+        (start..end)
+            .filter(|&i| s.chunks.get(i as usize).is_some_and(|c| c.is_none()))
+            .collect()
+    }
+
+    pub fn held_ranges(&self) -> Vec<(u32, u32)> {
+        super::wire::ranges_of(lock(&self.state).chunks.iter().map(|c| c.is_some()))
+    }
+
+    pub fn held_count(&self) -> usize {
+        lock(&self.state)
+            .chunks
+            .iter()
+            .filter(|c| c.is_some())
+            .count()
+    }
+
+    /// Every chunk, if all are present.
+    pub fn all(&self) -> Option<Vec<Placed>> {
+        lock(&self.state).chunks.iter().copied().collect()
+    }
+
+    /// Copies of every slot.
+    pub fn slots(&self) -> Vec<Option<Placed>> {
+        lock(&self.state).chunks.clone()
+    }
+
+    pub fn start_fetching(&self, range: (u32, u32)) {
+        lock(&self.state).fetching.push(range);
+    }
+
+    pub fn stop_fetching(&self, range: (u32, u32)) {
+        let mut s = lock(&self.state);
+        if let Some(i) = s.fetching.iter().position(|r| *r == range) {
+            s.fetching.remove(i);
+        }
+    }
+
+    /// Sorted, merged ranges in fetch.
+    pub fn fetching_ranges(&self) -> Vec<(u32, u32)> {
+        let mut r = lock(&self.state).fetching.clone();
+        r.sort_unstable();
+        let mut out: Vec<(u32, u32)> = Vec::with_capacity(r.len());
+        for (a, b) in r {
+            match out.last_mut() {
+                Some(last) if a <= last.1 => last.1 = last.1.max(b),
+                _ => out.push((a, b)),
+            }
+        }
+        out
+    }
+}
+
+/// The registry of files in progress, by Xet hash.
+#[derive(Default)]
+pub struct LiveFiles {
+    map: Mutex<HashMap<XetHash, Arc<LiveFile>>>,
+}
+
+impl LiveFiles {
+    pub fn get(&self, hash: &XetHash) -> Option<Arc<LiveFile>> {
+        lock(&self.map).get(hash).cloned()
+    }
+
+    /// Registers `file`; it stays served until the guard drops.
+    pub fn register(self: &Arc<Self>, file: Arc<LiveFile>) -> LiveGuard {
+        lock(&self.map).insert(file.hash, file.clone());
+        LiveGuard {
+            registry: self.clone(),
+            file,
+        }
+    }
+}
+
+pub struct LiveGuard {
+    registry: Arc<LiveFiles>,
+    pub file: Arc<LiveFile>,
+}
+
+impl Drop for LiveGuard {
+    fn drop(&mut self) {
+        let mut map = lock(&self.registry.map);
+        if map
+            .get(&self.file.hash)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.file))
+        {
+            map.remove(&self.file.hash);
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Answering a peer's requests from the index (complete files in the HF cache) and from
+//! files still downloading. Every chunk is re-hashed as it is read, so a file changed on
+//! disk is never passed on as what the manifest says.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::Semaphore;
+use xet::XetHash;
+use zest_proto::peer;
+
+use super::limits::{MAX_GET_CHUNKS, MAX_HAVE_FILES, MAX_MANIFEST_CHUNKS, MAX_UPLOADS};
+use super::live::{LiveFiles, Placed};
+use super::stats::PeerStats;
+use super::wire::{self, WireError};
+use crate::engine::Totals;
+use crate::index::{HeldFile, Index};
+
+#[derive(Clone)]
+pub struct Provider {
+    pub index: Index,
+    pub live: Arc<LiveFiles>,
+    pub uploads: Arc<Semaphore>,
+    pub totals: Arc<Totals>,
+}
+
+impl Provider {
+    pub fn new(index: Index, live: Arc<LiveFiles>, totals: Arc<Totals>) -> Self {
+        Provider {
+            index,
+            live,
+            uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
+            totals,
+        }
+    }
+}
+
+/// Where chunk `i` of a file is, if held.
+type Lookup = Box<dyn Fn(u32) -> Option<Placed> + Send>;
+
+/// Where a file's chunks are read from.
+enum Source {
+    Held(Arc<HeldFile>),
+    Live(Arc<super::live::LiveFile>),
+}
+
+impl Provider {
+    fn source(&self, hash: &XetHash) -> Option<Source> {
+        if let Some(h) = self.index.held(hash) {
+            return Some(Source::Held(h));
+        }
+        self.live.get(hash).map(Source::Live)
+    }
+
+    fn have(&self, files: &[Vec<u8>]) -> peer::Response {
+        if files.len() > MAX_HAVE_FILES {
+            return wire::error("bad_request", "too many files in one have request");
+        }
+        let mut out = Vec::with_capacity(files.len());
+        for f in files {
+            let Some(hash) = XetHash::from_slice(f) else {
+                return wire::error("bad_request", "a file hash is not 32 bytes");
+            };
+            let mut fh = peer::FileHave {
+                file: f.clone(),
+                ..Default::default()
+            };
+            match self.source(&hash) {
+                Some(Source::Held(h)) => {
+                    let n = h.chunks.len() as u32;
+                    fh.complete = true;
+                    fh.total_chunks = n;
+                    fh.held = if n > 0 { vec![0, n] } else { Vec::new() };
+                }
+                Some(Source::Live(l)) => {
+                    fh.total_chunks = l.total_chunks();
+                    fh.held = wire::flatten(&l.held_ranges());
+                    fh.fetching = wire::flatten(&l.fetching_ranges());
+                }
+                None => {}
+            }
+            out.push(fh);
+        }
+        peer::Response {
+            kind: Some(peer::response::Kind::Have(peer::HaveReply { files: out })),
+        }
+    }
+
+    fn manifest(&self, req: &peer::ManifestRequest) -> peer::Response {
+        let Some(hash) = XetHash::from_slice(&req.file) else {
+            return wire::error("bad_request", "the file hash is not 32 bytes");
+        };
+        if req.start >= req.end || req.end - req.start > MAX_MANIFEST_CHUNKS {
+            return wire::error("bad_request", "manifest range empty or too long");
+        }
+        let claim = |i: u32, h: &XetHash, size: u32| peer::ChunkClaim {
+            index: i,
+            hash: h.as_bytes().to_vec(),
+            size,
+        };
+        let chunks: Vec<peer::ChunkClaim> = match self.source(&hash) {
+            Some(Source::Held(h)) => (req.start..req.end.min(h.chunks.len() as u32))
+                .map(|i| {
+                    let c = h.chunks[i as usize];
+                    claim(i, &c.hash, c.size)
+                })
+                .collect(),
+            Some(Source::Live(l)) => (req.start..req.end)
+                .filter_map(|i| l.get(i).map(|p| claim(i, &p.hash, p.size)))
+                .collect(),
+            None => return wire::error("not_found", "no such file here"),
+        };
+        peer::Response {
+            kind: Some(peer::response::Kind::Manifest(peer::ManifestReply {
+                chunks,
+            })),
+        }
+    }
+
+    /// Streams chunks `[start, end)`; ends with a `not_found` error at the first chunk it
+    /// does not hold.
+    async fn get(
+        &self,
+        req: &peer::GetRequest,
+        send: &mut quinn::SendStream,
+        stats: &PeerStats,
+    ) -> Result<(), WireError> {
+        let Some(hash) = XetHash::from_slice(&req.file) else {
+            return wire::write(
+                send,
+                &wire::error("bad_request", "file hash is not 32 bytes"),
+            )
+            .await;
+        };
+        if req.start >= req.end || req.end - req.start > MAX_GET_CHUNKS {
+            return wire::write(send, &wire::error("bad_request", "range empty or too long")).await;
+        }
+        let Ok(_permit) = self.uploads.clone().try_acquire_owned() else {
+            return wire::write(send, &wire::error("busy", "too many uploads; retry later")).await;
+        };
+        let (file, lookup): (Arc<File>, Lookup) = match self.source(&hash) {
+            Some(Source::Held(h)) => match File::open(&h.path) {
+                Ok(f) => {
+                    let h = h.clone();
+                    (
+                        Arc::new(f),
+                        Box::new(move |i| {
+                            let c = h.chunks.get(i as usize)?;
+                            Some(Placed {
+                                hash: c.hash,
+                                size: c.size,
+                                offset: h.offsets[i as usize],
+                            })
+                        }),
+                    )
+                }
+                Err(_) => {
+                    return wire::write(send, &wire::error("not_found", "file left the cache"))
+                        .await;
+                }
+            },
+            Some(Source::Live(l)) => {
+                let file = l.file.clone();
+                (file, Box::new(move |i| l.get(i)))
+            }
+            None => {
+                return wire::write(send, &wire::error("not_found", "no such file here")).await;
+            }
+        };
+        for i in req.start..req.end {
+            let Some(p) = lookup(i) else {
+                return wire::write(send, &wire::error("not_found", format!("no chunk {i}"))).await;
+            };
+            let f = file.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; p.size as usize];
+                f.read_exact_at(&mut buf, p.offset)?;
+                Ok::<_, std::io::Error>(buf)
+            })
+            .await;
+            let data = match read {
+                Ok(Ok(d)) if xet::hash::chunk_hash(&d) == p.hash => d,
+                Ok(Ok(_)) => {
+                    tracing::warn!(file = %hash, chunk = i, "stored chunk no longer matches its hash; not serving it");
+                    return wire::write(send, &wire::error("not_found", "stored data changed"))
+                        .await;
+                }
+                _ => {
+                    return wire::write(send, &wire::error("internal", "cannot read the file"))
+                        .await;
+                }
+            };
+            let n = data.len() as u64;
+            let frame = peer::Response {
+                kind: Some(peer::response::Kind::Chunk(peer::ChunkData {
+                    index: i,
+                    data,
+                })),
+            };
+            wire::write(send, &frame).await?;
+            stats.sent(n);
+            self.totals.served.fetch_add(n, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Handles one request stream to the end.
+    pub async fn handle(
+        &self,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+        stats: &PeerStats,
+    ) -> Result<(), WireError> {
+        let req = match wire::read::<peer::Request>(&mut recv).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                let _ = wire::write(&mut send, &wire::error("bad_request", e.to_string())).await;
+                let _ = send.finish();
+                return Err(e);
+            }
+        };
+        match req.kind {
+            Some(peer::request::Kind::Have(h)) => {
+                wire::write(&mut send, &self.have(&h.files)).await?
+            }
+            Some(peer::request::Kind::Manifest(m)) => {
+                wire::write(&mut send, &self.manifest(&m)).await?
+            }
+            Some(peer::request::Kind::Get(g)) => self.get(&g, &mut send, stats).await?,
+            None => wire::write(&mut send, &wire::error("bad_request", "unknown request")).await?,
+        }
+        send.finish()?;
+        Ok(())
+    }
+}

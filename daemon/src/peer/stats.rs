@@ -1,0 +1,65 @@
+//! Per-peer byte counts and recent rates.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Rates are averaged over this window.
+const WINDOW: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+pub struct PeerStats {
+    pub bytes_from: AtomicU64,
+    pub bytes_to: AtomicU64,
+    from: Meter,
+    to: Meter,
+}
+
+impl PeerStats {
+    pub fn received(&self, n: u64) {
+        self.bytes_from.fetch_add(n, Ordering::Relaxed);
+        self.from.add(n);
+    }
+    pub fn sent(&self, n: u64) {
+        self.bytes_to.fetch_add(n, Ordering::Relaxed);
+        self.to.add(n);
+    }
+    pub fn rate_from(&self) -> f64 {
+        self.from.rate()
+    }
+    pub fn rate_to(&self) -> f64 {
+        self.to.rate()
+    }
+}
+
+/// Bytes per one-second bucket over the last few seconds.
+#[derive(Default)]
+struct Meter {
+    buckets: Mutex<Vec<(Instant, u64)>>,
+}
+
+impl Meter {
+    fn add(&self, n: u64) {
+        let now = Instant::now();
+        let Ok(mut b) = self.buckets.lock() else {
+            return;
+        };
+        match b.last_mut() {
+            Some((t, total)) if now.duration_since(*t) < Duration::from_secs(1) => *total += n,
+            _ => b.push((now, n)),
+        }
+        b.retain(|(t, _)| now.duration_since(*t) <= WINDOW);
+    }
+    fn rate(&self) -> f64 {
+        let now = Instant::now();
+        let Ok(b) = self.buckets.lock() else {
+            return 0.0;
+        };
+        let total: u64 = b
+            .iter()
+            .filter(|(t, _)| now.duration_since(*t) <= WINDOW)
+            .map(|(_, n)| n)
+            .sum();
+        total as f64 / WINDOW.as_secs_f64()
+    }
+}

@@ -23,22 +23,74 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// A UDP port on loopback nobody is using right now.
+pub fn free_udp_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding a UDP port");
+    s.local_addr().expect("local addr").port()
+}
+
 /// A zestd process with its own socket, state dir and cache. Killed when dropped.
 pub struct Daemon {
     pub dir: PathBuf,
     pub endpoint: String,
+    /// Extra zestd arguments (--listen, --peer, ...), kept across restarts.
+    pub args: Vec<String>,
     child: Option<Child>,
 }
 
 impl Daemon {
     pub fn start(dir: &Path, endpoint: &str) -> Daemon {
+        Self::start_with(dir, endpoint, &[])
+    }
+
+    pub fn start_with(dir: &Path, endpoint: &str, args: &[String]) -> Daemon {
         let mut d = Daemon {
             dir: dir.to_path_buf(),
             endpoint: endpoint.to_string(),
+            args: args.to_vec(),
             child: None,
         };
         d.spawn();
         d
+    }
+
+    /// A daemon serving peers on a free loopback port, with these static peers.
+    pub fn start_peer(dir: &Path, endpoint: &str, peers: &[String]) -> Daemon {
+        let mut args = vec![
+            "--listen".to_string(),
+            format!("127.0.0.1:{}", free_udp_port()),
+        ];
+        for p in peers {
+            args.push("--peer".into());
+            args.push(p.clone());
+        }
+        Self::start_with(dir, endpoint, &args)
+    }
+
+    /// The QUIC address this daemon serves peers on.
+    pub fn listen(&self) -> String {
+        let v = self.status_json();
+        v["listen"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// `zestctl peers --json`.
+    pub fn peers_json(&self) -> Vec<serde_json::Value> {
+        let out = Command::new(bin("zestctl"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(["peers", "--json"])
+            .output()
+            .expect("zestctl peers");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// Peers in `state` (connected, banned, ...), by address.
+    pub fn peers_in_state(&self, state: &str) -> Vec<String> {
+        self.peers_json()
+            .iter()
+            .filter(|p| p["state"] == state)
+            .filter_map(|p| p["addr"].as_str().map(String::from))
+            .collect()
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -67,6 +119,7 @@ impl Daemon {
             .arg(self.cache())
             .arg("--endpoint")
             .arg(&self.endpoint)
+            .args(&self.args)
             .env("RUST_LOG", "info,zestd=debug")
             .env_remove("HF_TOKEN")
             .stdout(Stdio::null())
@@ -293,4 +346,25 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(25));
     }
     false
+}
+
+/// Creates the shared blob store exactly as huggingface_hub's first download does. Its
+/// download threads race to create it, and a thread that loses skips the store for its file,
+/// which would make the reference itself vary from run to run.
+pub fn seed_shared_store(cache: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let store = cache.join("blobs");
+    std::fs::create_dir_all(&store).expect("store");
+    let mode = std::fs::metadata(cache)
+        .expect("cache")
+        .permissions()
+        .mode()
+        & 0o7777;
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(mode)).expect("mode");
+    let marker = store.join(".huggingface-shared-blobs");
+    std::fs::write(&marker, "1\n").expect("marker");
+    let read = 0o400
+        | if mode & 0o010 != 0 { 0o040 } else { 0 }
+        | if mode & 0o001 != 0 { 0o004 } else { 0 };
+    std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(read)).expect("mode");
 }

@@ -142,7 +142,10 @@ impl Scratch {
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        // ZEST_KEEP_SCRATCH=1 keeps daemons' logs and caches for a look afterwards.
+        if std::env::var_os("ZEST_KEEP_SCRATCH").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 

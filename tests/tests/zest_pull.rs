@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use zest_tests::Scratch;
-use zest_tests::harness::{Daemon, compare_caches, hf_python_ok, pulled_path, wait_until};
+use zest_tests::harness::{
+    Daemon, compare_caches, hf_python_ok, pulled_path, seed_shared_store, wait_until,
+};
 use zest_tests::hub::fixtures::{self, DATASET, MODEL, PRIVATE_MODEL};
 use zest_tests::hub::{FaultSettings, FileSpec, HubConfig, RepoSpec, TEST_TOKEN, TestHub};
 
@@ -38,27 +40,6 @@ fn reference_cache(hub: &TestHub, dir: &Path, pulls: &[(&str, &str, &[&str], &[&
         );
     }
     cache
-}
-
-/// Creates the shared blob store exactly as huggingface_hub's first download does. Its
-/// download threads race to create it, and a thread that loses skips the store for its file,
-/// which would make the reference itself vary from run to run.
-fn seed_shared_store(cache: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let store = cache.join("blobs");
-    std::fs::create_dir_all(&store).expect("store");
-    let mode = std::fs::metadata(cache)
-        .expect("cache")
-        .permissions()
-        .mode()
-        & 0o7777;
-    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(mode)).expect("mode");
-    let marker = store.join(".huggingface-shared-blobs");
-    std::fs::write(&marker, "1\n").expect("marker");
-    let read = 0o400
-        | if mode & 0o010 != 0 { 0o040 } else { 0 }
-        | if mode & 0o001 != 0 { 0o004 } else { 0 };
-    std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(read)).expect("mode");
 }
 
 fn assert_same(expected: &Path, actual: &Path) {

@@ -1,0 +1,370 @@
+//! Several zestd on loopback, each with its own HF cache and state dir, exchanging chunks
+//! over QUIC: seeded fleets, flash crowds, hostile peers, caches written by
+//! huggingface_hub, restarts. Origin bytes are read from the test CAS's own counters.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use zest_tests::Scratch;
+use zest_tests::harness::{
+    Daemon, bin, compare_caches, free_udp_port, hf_python_ok, pulled_path, seed_shared_store,
+    wait_until,
+};
+use zest_tests::hub::fixtures::{self, MODEL};
+use zest_tests::hub::{HubConfig, RepoSpec, TEST_TOKEN, TestHub};
+
+fn start_hub(scratch: &Scratch, repos: Vec<RepoSpec>) -> TestHub {
+    TestHub::start(HubConfig::new(scratch.path().join("hub"), repos)).expect("test hub")
+}
+
+fn xorb_bytes(hub: &TestHub) -> u64 {
+    hub.stats.snapshot().xorb_bytes
+}
+
+fn assert_same(expected: &Path, actual: &Path) {
+    let diffs = compare_caches(expected, actual);
+    assert!(diffs.is_empty(), "caches differ:\n{}", diffs.join("\n"));
+}
+
+fn pull_ok(d: &Daemon, repo: &str) {
+    let out = d.pull(&[repo], &[]);
+    let _ = pulled_path(&out);
+}
+
+fn num(d: &Daemon, key: &str) -> u64 {
+    d.status_json()[key].as_u64().unwrap_or(0)
+}
+
+/// Waits until `d` has `n` connected peers.
+fn wait_connected(d: &Daemon, n: usize) {
+    assert!(
+        wait_until(Duration::from_secs(20), || d
+            .peers_in_state("connected")
+            .len()
+            >= n),
+        "{} never had {n} peers: {:?}\n{}",
+        d.dir.display(),
+        d.peers_json(),
+        d.log()
+    );
+}
+
+/// Pulls `repo` on every daemon at once.
+fn pull_all(daemons: &[&Daemon], repo: &str) {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = daemons
+            .iter()
+            .map(|d| s.spawn(move || d.pull(&[repo], &[])))
+            .collect();
+        for (h, d) in handles.into_iter().zip(daemons) {
+            let out = h.join().expect("pull thread");
+            assert!(
+                out.status.success(),
+                "pull on {} failed: {}\n{}",
+                d.dir.display(),
+                String::from_utf8_lossy(&out.stderr),
+                d.log()
+            );
+        }
+    });
+}
+
+#[test]
+fn seeded_fleet_takes_nothing_from_the_origin() {
+    let scratch = Scratch::new("peers-seeded");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
+    pull_ok(&seed, MODEL);
+    let one_copy = xorb_bytes(&hub);
+    assert!(one_copy > 1_000_000);
+
+    let addr = seed.listen();
+    let nodes: Vec<Daemon> = (0..3)
+        .map(|i| {
+            Daemon::start_peer(
+                &scratch.path().join(format!("node{i}")),
+                &hub.endpoint,
+                std::slice::from_ref(&addr),
+            )
+        })
+        .collect();
+    for n in &nodes {
+        wait_connected(n, 1);
+    }
+    let before = xorb_bytes(&hub);
+    pull_all(&nodes.iter().collect::<Vec<_>>(), MODEL);
+    let origin = xorb_bytes(&hub) - before;
+    assert!(
+        origin * 100 <= one_copy,
+        "three seeded pulls took {origin} bytes from the origin (one copy is {one_copy})"
+    );
+    for n in &nodes {
+        assert_same(&seed.cache(), &n.cache());
+        let status = n.status_json();
+        assert!(
+            status["bytes_from_peers"].as_u64().unwrap_or(0) > 0,
+            "{status}"
+        );
+    }
+    assert!(num(&seed, "bytes_served") > 0);
+    let rows = seed.peers_json();
+    assert!(
+        rows.iter()
+            .any(|p| p["bytes_to"].as_u64().unwrap_or(0) > 0 && p["state"] == "connected"),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn flash_crowd_fetches_each_range_about_once() {
+    let scratch = Scratch::new("peers-flash");
+    let repos = fixtures::bench(&scratch.path().join("bench-data"), 48 << 20).expect("fixture");
+    let repo = repos[0].id.clone();
+    let hub = start_hub(&scratch, repos);
+
+    let mut daemons: Vec<Daemon> = Vec::new();
+    for i in 0..4 {
+        let peers: Vec<String> = daemons.iter().map(|d| d.listen()).collect();
+        daemons.push(Daemon::start_peer(
+            &scratch.path().join(format!("node{i}")),
+            &hub.endpoint,
+            &peers,
+        ));
+    }
+    for d in &daemons {
+        wait_connected(d, 3);
+    }
+    pull_all(&daemons.iter().collect::<Vec<_>>(), &repo);
+    let crowd = xorb_bytes(&hub);
+
+    // One copy, in the same units: a lone daemon with no peers.
+    let lone = Daemon::start(&scratch.path().join("lone"), &hub.endpoint);
+    pull_ok(&lone, &repo);
+    let one_copy = xorb_bytes(&hub) - crowd;
+    let copies = crowd as f64 / one_copy as f64;
+    eprintln!("flash crowd of 4: {crowd} origin bytes = {copies:.2} copies");
+    assert!(
+        copies <= 1.5,
+        "a flash crowd of 4 took {copies:.2} copies from the origin"
+    );
+    let from_peers: u64 = daemons.iter().map(|d| num(d, "bytes_from_peers")).sum();
+    let served: u64 = daemons.iter().map(|d| num(d, "bytes_served")).sum();
+    assert!(
+        from_peers > 0 && served >= from_peers,
+        "{from_peers} {served}"
+    );
+    for d in &daemons {
+        assert_same(&lone.cache(), &d.cache());
+    }
+}
+
+/// A zest-evilpeer process, killed when dropped.
+struct EvilPeer {
+    child: Child,
+    addr: String,
+}
+
+impl EvilPeer {
+    fn start(dir: &Path, cache: &Path, mode: &str) -> EvilPeer {
+        let port = free_udp_port();
+        let mut child = Command::new(bin("zest-evilpeer"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--mode", mode])
+            .arg("--cache")
+            .arg(cache)
+            .arg("--state")
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting zest-evilpeer");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("evil peer ready line");
+        assert!(line.starts_with("ready"), "evil peer said {line:?}");
+        assert!(
+            !line.contains("(0 files)"),
+            "evil peer holds nothing: {line}"
+        );
+        EvilPeer {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for EvilPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
+    let scratch = Scratch::new("peers-hostile");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
+    pull_ok(&seed, MODEL);
+    let modes = ["wrong-bytes", "false-claims", "stall"];
+    let evil: Vec<EvilPeer> = modes
+        .iter()
+        .map(|m| EvilPeer::start(&scratch.path().join(format!("evil-{m}")), &seed.cache(), m))
+        .collect();
+
+    // Each liar alone: the pull must still complete from the origin, correct.
+    for (m, e) in modes.iter().zip(&evil) {
+        let n = Daemon::start_peer(
+            &scratch.path().join(format!("victim-{m}")),
+            &hub.endpoint,
+            std::slice::from_ref(&e.addr),
+        );
+        wait_connected(&n, 1);
+        pull_ok(&n, MODEL);
+        assert_same(&seed.cache(), &n.cache());
+        let banned = n.peers_in_state("banned");
+        if *m == "stall" {
+            assert!(banned.is_empty(), "a slow peer is not a liar: {banned:?}");
+            assert!(
+                n.log().contains("peer transfer abandoned"),
+                "the stalled transfer was never abandoned:\n{}",
+                n.log()
+            );
+        } else {
+            assert_eq!(banned, vec![e.addr.clone()], "{m}: {:?}", n.peers_json());
+            // Banned for the daemon's lifetime: it does not come back.
+            std::thread::sleep(Duration::from_secs(2));
+            assert!(n.peers_in_state("connected").is_empty());
+        }
+    }
+
+    // All of them plus an honest seed: correct files, and most bytes from the seed.
+    let mut peers: Vec<String> = evil.iter().map(|e| e.addr.clone()).collect();
+    peers.push(seed.listen());
+    let n = Daemon::start_peer(&scratch.path().join("crowd"), &hub.endpoint, &peers);
+    wait_connected(&n, 4);
+    pull_ok(&n, MODEL);
+    assert_same(&seed.cache(), &n.cache());
+    assert!(num(&n, "bytes_from_peers") > 0);
+    for liar in &evil[..2] {
+        let rows = n.peers_json();
+        let row = rows.iter().find(|p| p["addr"] == liar.addr.as_str());
+        // A liar that was asked for anything is banned; one never asked may stay connected.
+        if let Some(r) = row
+            && r["bytes_from"].as_u64().unwrap_or(0) > 0
+        {
+            assert_eq!(r["state"], "banned", "{rows:?}");
+        }
+    }
+}
+
+#[test]
+fn huggingface_hub_written_model_is_indexed_and_served() {
+    let scratch = Scratch::new("peers-hf-written");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let holder = Daemon::start_peer(&scratch.path().join("holder"), &hub.endpoint, &[]);
+    seed_shared_store(&holder.cache());
+    hf_python_ok(
+        "import sys\nfrom huggingface_hub import snapshot_download\nprint(snapshot_download(sys.argv[1]))",
+        &[MODEL],
+        &hub.endpoint,
+        &holder.cache(),
+        &scratch.path().join("hf-home"),
+        &[],
+    );
+    let xet_files = hub
+        .repo(MODEL)
+        .files
+        .values()
+        .filter(|f| f.size > 0)
+        .filter_map(|f| f.xet_hash.clone())
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64;
+    assert!(xet_files > 0);
+    // The watcher notices what huggingface_hub wrote, without a restart.
+    assert!(
+        wait_until(Duration::from_secs(20), || num(&holder, "indexed_files")
+            >= xet_files),
+        "indexed {} of {xet_files} files:\n{}",
+        num(&holder, "indexed_files"),
+        holder.log()
+    );
+    let before = xorb_bytes(&hub);
+    let n = Daemon::start_peer(
+        &scratch.path().join("node"),
+        &hub.endpoint,
+        &[holder.listen()],
+    );
+    wait_connected(&n, 1);
+    pull_ok(&n, MODEL);
+    assert_eq!(xorb_bytes(&hub), before, "the origin sent xorb bytes");
+    assert!(num(&n, "bytes_from_peers") > 0);
+    assert_same(&holder.cache(), &n.cache());
+
+    // Files that leave the cache leave the index.
+    std::fs::remove_dir_all(holder.cache()).expect("removing the cache");
+    std::fs::create_dir_all(holder.cache()).expect("cache");
+    assert!(
+        wait_until(Duration::from_secs(20), || num(&holder, "indexed_files")
+            == 0),
+        "index still lists {} files",
+        num(&holder, "indexed_files")
+    );
+}
+
+#[test]
+fn restarted_daemon_keeps_or_rebuilds_its_index_and_serves_again() {
+    let scratch = Scratch::new("peers-restart");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let mut seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
+    pull_ok(&seed, MODEL);
+    let indexed = num(&seed, "indexed_files");
+    assert!(indexed > 0);
+
+    // A clean restart: the index is there at once.
+    seed.terminate();
+    seed.spawn();
+    assert_eq!(num(&seed, "indexed_files"), indexed);
+    let before = xorb_bytes(&hub);
+    let a = Daemon::start_peer(&scratch.path().join("a"), &hub.endpoint, &[seed.listen()]);
+    wait_connected(&a, 1);
+    pull_ok(&a, MODEL);
+    assert_eq!(xorb_bytes(&hub), before);
+    assert_same(&seed.cache(), &a.cache());
+
+    // A crash that leaves garbage where the index was: rebuilt from the cache.
+    seed.kill9();
+    let ix = seed.state().join("index");
+    for entry in std::fs::read_dir(&ix).expect("index dir").flatten() {
+        if entry.path().is_file() {
+            std::fs::write(entry.path(), b"\xffgarbage, not sled").expect("corrupting");
+        }
+    }
+    seed.spawn();
+    assert!(
+        wait_until(Duration::from_secs(20), || num(&seed, "indexed_files")
+            == indexed),
+        "index not rebuilt:\n{}",
+        seed.log()
+    );
+    let b = Daemon::start_peer(&scratch.path().join("b"), &hub.endpoint, &[seed.listen()]);
+    wait_connected(&b, 1);
+    pull_ok(&b, MODEL);
+    assert_eq!(xorb_bytes(&hub), before);
+    assert!(num(&b, "bytes_from_peers") > 0);
+    assert_same(&seed.cache(), &b.cache());
+}
+
+#[test]
+fn daemon_without_peer_flags_serves_nobody() {
+    // A daemon started without --listen/--peer serves nobody and says so.
+    let scratch = Scratch::new("peers-off");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let d = Daemon::start(&scratch.path().join("d"), &hub.endpoint);
+    let out = d.pull(&[fixtures::PRIVATE_MODEL], &[("HF_TOKEN", TEST_TOKEN)]);
+    let _ = pulled_path(&out);
+    let s = d.status_json();
+    assert_eq!(s["listen"], "");
+    assert!(s["peers"].as_array().is_some_and(|p| p.is_empty()));
+}

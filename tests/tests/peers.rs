@@ -368,3 +368,29 @@ fn daemon_without_peer_flags_serves_nobody() {
     assert_eq!(s["listen"], "");
     assert!(s["peers"].as_array().is_some_and(|p| p.is_empty()));
 }
+
+#[test]
+fn a_new_revision_reuses_chunks_already_in_the_cache() {
+    let scratch = Scratch::new("peers-revision");
+    // v1 goes into the CAS first, then v2 in a later upload that deduplicates against it,
+    // as when a new revision is pushed.
+    drop(start_hub(&scratch, fixtures::revisions()[..1].to_vec()));
+    let hub = start_hub(&scratch, fixtures::revisions());
+    let d = Daemon::start(&scratch.path().join("d"), &hub.endpoint);
+    pull_ok(&d, fixtures::MODEL_V1);
+    let before = xorb_bytes(&hub);
+    let local_before = num(&d, "bytes_from_local");
+    let out = d.pull(&[fixtures::MODEL_V2], &[]);
+    let snapshot = pulled_path(&out);
+    let origin = xorb_bytes(&hub) - before;
+    let reused = num(&d, "bytes_from_local") - local_before;
+    let size = std::fs::metadata(snapshot.join("model.safetensors"))
+        .expect("v2 weights")
+        .len();
+    assert!(
+        reused > size / 2 && origin < size / 2,
+        "v2 ({size} bytes): {reused} reused from v1, {origin} from the origin"
+    );
+    let want = hub.repo(fixtures::MODEL_V2).files["model.safetensors"].size;
+    assert_eq!(size, want);
+}

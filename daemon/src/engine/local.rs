@@ -1,17 +1,24 @@
-//! The first source of a file: another copy already in this cache (another repo, another
-//! revision, a cache without the shared store). Copied chunk by chunk, each chunk checked
+//! The first source of a file: what this cache already holds. A whole file with the same
+//! Xet hash (another repo, a cache without the shared store), or the xorb chunks of single
+//! terms inside other files (another revision). Copied chunk by chunk, each chunk checked
 //! against the index's manifest, so a copy that changed on disk is never trusted.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use xet::XetHash;
+
 use super::Engine;
 use super::error::{Kind, PullError};
+use super::journal::ChunkRecord;
 use super::progress::PullCounters;
-use super::xet_file::{XetFileJob, check_file_hash, check_sha256};
-use crate::index::Chunk;
+use super::xet_file::{FileCtx, XetFileJob, check_file_hash, check_sha256, lock};
+use crate::index::{Chunk, HeldFile};
+use crate::peer::Placed;
 
 /// Copies the file from a local holder if there is one; None when there is none or the
 /// copy did not verify (the caller then downloads it).
@@ -73,4 +80,92 @@ pub async fn copy_held(
     counters.bytes_done.fetch_add(job.size, Ordering::Relaxed);
     counters.from_local.fetch_add(job.size, Ordering::Relaxed);
     Ok(Some(held.chunks.clone()))
+}
+
+/// Takes every term whose xorb chunks some other complete local file holds (learned from
+/// that file's reconstruction) from that file: dedup across files and revisions. Each chunk
+/// must hash to the holder's manifest entry; a term that does not is left to other sources.
+pub async fn reuse_chunks(ctx: &Arc<FileCtx>) -> Result<(), PullError> {
+    let c = ctx.clone();
+    tokio::task::spawn_blocking(move || reuse_blocking(&c))
+        .await
+        .map_err(|e| PullError::new(Kind::Internal, e.to_string()))?
+}
+
+fn reuse_blocking(ctx: &FileCtx) -> Result<(), PullError> {
+    let index = &ctx.engine.index;
+    let mut opened: HashMap<XetHash, (Arc<HeldFile>, File)> = HashMap::new();
+    let mut reused = 0u64;
+    let mut buf = vec![0u8; xet::MAX_CHUNK_SIZE];
+    for t in &ctx.terms {
+        let (a, b) = t.file_chunks();
+        if ctx.live.missing(a, b).is_empty() {
+            continue;
+        }
+        let Some(loc) = index.xorb_range(&t.xorb, t.chunks.start, t.chunks.end) else {
+            continue;
+        };
+        if loc.file == ctx.hash {
+            continue;
+        }
+        if !opened.contains_key(&loc.file) {
+            let Some(held) = index.held(&loc.file) else {
+                continue;
+            };
+            let Ok(f) = File::open(&held.path) else {
+                continue;
+            };
+            opened.insert(loc.file, (held, f));
+        }
+        let Some((held, src)) = opened.get(&loc.file) else {
+            continue;
+        };
+        let first = loc.file_chunk as usize;
+        let Some(chunks) = held.chunks.get(first..first + (b - a) as usize) else {
+            continue;
+        };
+        if chunks.iter().map(|c| u64::from(c.size)).sum::<u64>() != t.len {
+            continue;
+        }
+        let mut offset = t.offset;
+        let mut records = Vec::with_capacity(chunks.len());
+        for (k, c) in chunks.iter().enumerate() {
+            let data = &mut buf[..c.size as usize];
+            if src.read_exact_at(data, held.offsets[first + k]).is_err()
+                || xet::hash::chunk_hash(data) != c.hash
+            {
+                break;
+            }
+            let index = a + k as u32;
+            let placed = Placed {
+                hash: c.hash,
+                size: c.size,
+                offset,
+            };
+            if !ctx.live.has(index) {
+                ctx.file
+                    .write_all_at(data, offset)
+                    .map_err(|e| PullError::disk("writing the download", &e))?;
+                if ctx.live.set(index, placed) {
+                    reused += u64::from(c.size);
+                }
+                records.push(ChunkRecord {
+                    index,
+                    size: c.size,
+                    offset,
+                    hash: c.hash,
+                });
+            }
+            offset += u64::from(c.size);
+        }
+        lock(&ctx.journal)
+            .append(&records, &[])
+            .map_err(|e| PullError::disk("writing the resume journal", &e))?;
+    }
+    if reused > 0 {
+        tracing::info!(file = %ctx.name, bytes = reused, "reused chunks already in the cache");
+        ctx.counters.bytes_done.fetch_add(reused, Ordering::Relaxed);
+        ctx.counters.from_local.fetch_add(reused, Ordering::Relaxed);
+    }
+    Ok(())
 }

@@ -189,6 +189,7 @@ pub async fn download(
     });
     // Served to peers from here on, chunk by chunk as they verify.
     let _served = engine.live.register(live.clone());
+    super::local::reuse_chunks(&ctx).await?;
     let mut work = Vec::new();
     for g in groups {
         if let Some(start) = super::cdn::resume_point(&g, &ctx, &recovered, &checkpoints) {

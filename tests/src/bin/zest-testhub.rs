@@ -23,6 +23,9 @@ struct Args {
     hub_port: u16,
     #[arg(long, default_value_t = 0)]
     cas_port: u16,
+    /// Address to listen on (benchmarks put the hub in its own network namespace).
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
 }
 
 fn main() -> Result<()> {
@@ -39,6 +42,7 @@ fn main() -> Result<()> {
     let mut config = HubConfig::new(&args.data, repos);
     config.hub_port = args.hub_port;
     config.cas_port = args.cas_port;
+    config.host = args.host;
     let hub = TestHub::start(config)?;
     let repos: Vec<_> = hub
         .repos

@@ -79,3 +79,32 @@ pub fn bench(dir: &Path, total_bytes: u64) -> std::io::Result<Vec<RepoSpec>> {
     }
     Ok(vec![RepoSpec::model("zest-bench/model-1g", files)])
 }
+
+pub const MODEL_V1: &str = "zest-test/model-v1";
+pub const MODEL_V2: &str = "zest-test/model-v2";
+
+/// Two versions of a model whose weights differ only at the end: the second shares most
+/// of its xorb chunks with the first, as a fine-tune or a new revision does.
+pub fn revisions() -> Vec<RepoSpec> {
+    let v1 = bf16_weights(8 << 20, 7);
+    let mut v2 = v1.clone();
+    let tail = v2.len() - (512 << 10);
+    v2.truncate(tail);
+    v2.extend_from_slice(&random_bytes(1 << 20, 8));
+    vec![
+        RepoSpec::model(
+            MODEL_V1,
+            vec![
+                FileSpec::plain("config.json", r#"{"v":1}"#),
+                FileSpec::xet("model.safetensors", v1),
+            ],
+        ),
+        RepoSpec::model(
+            MODEL_V2,
+            vec![
+                FileSpec::plain("config.json", r#"{"v":2}"#),
+                FileSpec::xet("model.safetensors", v2),
+            ],
+        ),
+    ]
+}

@@ -37,6 +37,9 @@ pub struct HubConfig {
     pub page_size: usize,
     pub hub_port: u16,
     pub cas_port: u16,
+    /// Address the hub and CAS listen on (loopback unless a benchmark puts them in a
+    /// network namespace of their own).
+    pub host: String,
 }
 
 impl HubConfig {
@@ -49,6 +52,7 @@ impl HubConfig {
             page_size: 3,
             hub_port: 0,
             cas_port: 0,
+            host: "127.0.0.1".into(),
         }
     }
 }
@@ -134,8 +138,8 @@ impl TestHub {
 
         let repos = build_repos(&ctx, &config, &internal_cas).await?;
 
-        let hub_listener = TcpListener::bind(("127.0.0.1", config.hub_port)).await?;
-        let cas_listener = TcpListener::bind(("127.0.0.1", config.cas_port)).await?;
+        let hub_listener = TcpListener::bind((config.host.as_str(), config.hub_port)).await?;
+        let cas_listener = TcpListener::bind((config.host.as_str(), config.cas_port)).await?;
         let endpoint = format!("http://{}", hub_listener.local_addr()?);
         let cas_url = format!("http://{}", cas_listener.local_addr()?);
 

@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Fleet benchmark: how much a fleet of zest daemons takes from the origin, and how long the
+# last node waits, against huggingface_hub+hf_xet pulling the same model through the same
+# link in the same run.
+#
+# Two network namespaces, created here and removed on exit:
+#   zb-origin  the test hub in front of Hugging Face's reference CAS server, 10.77.0.1
+#   zb-fleet   N zestd daemons, 10.77.0.2; they reach each other on the namespace's loopback
+# joined by one veth pair whose origin side is shaped with tc (token bucket, RATE). Origin
+# egress is read from that interface's tx_bytes counter and reported in copies of the model.
+#
+#   sudo benches/fleet.sh [N=4] [SIZE_BYTES=536870912] [RATE=400mbit]
+#
+# Cases: seeded (one daemon holds the model, N-1 pull at once) and flash crowd (N pull at
+# once, nobody holds it). Needs root, iproute2 (ip, tc) and the test environment
+# (scripts/test.sh creates .venv). Prints a Markdown report.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-4}
+size=${2:-536870912}
+rate=${3:-400mbit}
+[ "$(id -u)" = 0 ] || { echo "needs root (network namespaces and tc)" >&2; exit 1; }
+command -v tc >/dev/null || { echo "needs tc (Debian: iproute2)" >&2; exit 1; }
+py=${ZEST_PYTHON:-$PWD/.venv/bin/python}
+[ -x "$py" ] || { echo "no Python env at $py: run scripts/test.sh first" >&2; exit 1; }
+cargo build --release -q --workspace --bins
+bin=$PWD/target/release
+data=${ZEST_BENCH_DIR:-$PWD/bench-data}/fleet-$size
+mkdir -p "$data"
+work=$(mktemp -d "$data/run.XXXX")
+O=zb-origin F=zb-fleet
+inO() { ip netns exec "$O" "$@"; }
+inF() { ip netns exec "$F" "$@"; }
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.2
+  ip netns del "$O" 2>/dev/null || true
+  ip netns del "$F" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+ip netns del "$O" 2>/dev/null || true
+ip netns del "$F" 2>/dev/null || true
+
+ip netns add "$O"
+ip netns add "$F"
+ip link add zb-o type veth peer name zb-f
+ip link set zb-o netns "$O"
+ip link set zb-f netns "$F"
+inO ip addr add 10.77.0.1/24 dev zb-o
+inF ip addr add 10.77.0.2/24 dev zb-f
+for ns in "$O" "$F"; do ip -n "$ns" link set lo up; done
+inO ip link set zb-o up
+inF ip link set zb-f up
+# Everything the origin sends to the fleet goes through this bucket.
+inO tc qdisc add dev zb-o root tbf rate "$rate" burst 256kb latency 100ms
+
+inO "$bin/zest-testhub" --host 10.77.0.1 --fixture bench --bench-bytes "$size" --data "$data/hub" \
+  > "$work/hub.json" 2> "$work/hub.log" &
+pids+=($!)
+for _ in $(seq 1200); do [ -s "$work/hub.json" ] && break; sleep 0.5; done
+[ -s "$work/hub.json" ] || { echo "the test hub did not start: $(tail -5 "$work/hub.log")" >&2; exit 1; }
+endpoint=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/hub.json")
+model_bytes=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["repos"][0]["bytes"])' "$work/hub.json")
+repo=zest-bench/model-1g
+egress() { inO cat /sys/class/net/zb-o/statistics/tx_bytes; }
+now() { date +%s.%N; }
+rate_bits=$("$py" -c 'import re,sys; m=re.fullmatch(r"(\d+)([kmg]?)bit",sys.argv[1]); print(int(m[1])*{"":1,"k":10**3,"m":10**6,"g":10**9}[m[2]])' "$rate")
+one_copy_s=$(echo "$model_bytes * 8 / $rate_bits" | bc -l)
+
+# Daemon i listens on 127.0.0.1:47500+i inside the fleet namespace; everyone knows everyone.
+start_daemons() { # tag count
+  local tag=$1 count=$2 peers=() i
+  for i in $(seq 0 $((count - 1))); do peers+=(--peer "127.0.0.1:$((47500 + i))"); done
+  for i in $(seq 0 $((count - 1))); do
+    local d=$work/$tag/$i
+    mkdir -p "$d"
+    inF "$bin/zestd" --socket "$d/sock" --state-dir "$d/state" --cache-dir "$d/cache" \
+      --endpoint "$endpoint" --listen "127.0.0.1:$((47500 + i))" "${peers[@]}" 2> "$d/log" &
+    pids+=($!)
+    echo $! > "$d/pid"
+  done
+  for i in $(seq 0 $((count - 1))); do
+    for _ in $(seq 200); do [ -S "$work/$tag/$i/sock" ] && break; sleep 0.05; done
+  done
+  sleep 2 # connections up
+}
+stop_daemons() { # tag count
+  local i
+  for i in $(seq 0 $(($2 - 1))); do kill "$(cat "$work/$1/$i/pid")" 2>/dev/null || true; done
+  sleep 0.5
+}
+pull() { inF "$bin/zestctl" --socket "$work/$1/$2/sock" pull "$repo" > "$work/$1/$2/out" 2> "$work/$1/$2/err"; }
+pull_many() { # tag first last → seconds until the last one finished
+  local tag=$1 t0 p=() i
+  t0=$(now)
+  for i in $(seq "$2" "$3"); do pull "$tag" "$i" & p+=($!); done
+  for x in "${p[@]}"; do wait "$x" || { echo "a pull failed: $(cat "$work/$tag"/*/err)" >&2; exit 1; }; done
+  echo "$(now) - $t0" | bc -l
+}
+check_same() { # tag i, against the first node's snapshot
+  local a b
+  a=$(tail -1 "$work/$1/$2/out"); b=$(tail -1 "$work/$3/$4/out")
+  for f in "$a"/*; do cmp -s "$f" "$b/$(basename "$f")" || { echo "content differs: $f" >&2; exit 1; }; done
+}
+peer_bytes() { inF "$bin/zestctl" --socket "$work/$1/$2/sock" status --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["bytes_from_peers"])'; }
+
+# Reference: huggingface_hub+hf_xet, one node, then N nodes at once, through the same link.
+hf_pull() { inF env HF_ENDPOINT="$endpoint" HF_HOME="$work/hf/$1/home" HF_HUB_CACHE="$work/hf/$1/cache" HF_HUB_DISABLE_PROGRESS_BARS=1 \
+  "$py" -c 'import sys; from huggingface_hub import snapshot_download; snapshot_download(sys.argv[1])' "$repo" > /dev/null; }
+e0=$(egress); t0=$(now); hf_pull solo; hf_solo_s=$(echo "$(now) - $t0" | bc -l); hf_solo_b=$(( $(egress) - e0 ))
+e0=$(egress); t0=$(now); p=()
+for i in $(seq 1 "$n"); do hf_pull "crowd$i" & p+=($!); done
+for x in "${p[@]}"; do wait "$x"; done
+hf_crowd_s=$(echo "$(now) - $t0" | bc -l); hf_crowd_b=$(( $(egress) - e0 ))
+
+# Seeded: node 0 pulls alone (this is zest's one-copy run), then nodes 1..N-1 at once.
+start_daemons seeded "$n"
+e0=$(egress); zest_solo_s=$(pull_many seeded 0 0); zest_solo_b=$(( $(egress) - e0 ))
+e0=$(egress); seeded_s=$(pull_many seeded 1 $((n - 1))); seeded_b=$(( $(egress) - e0 ))
+for i in $(seq 1 $((n - 1))); do check_same seeded 0 seeded "$i"; done
+seeded_peer=$(peer_bytes seeded 1)
+stop_daemons seeded "$n"
+
+# Flash crowd: N fresh daemons pull at once.
+start_daemons flash "$n"
+e0=$(egress); flash_s=$(pull_many flash 0 $((n - 1))); flash_b=$(( $(egress) - e0 ))
+for i in $(seq 1 $((n - 1))); do check_same flash 0 flash "$i"; done
+check_same flash 0 seeded 0
+stop_daemons flash "$n"
+
+copies() { echo "scale=3; $1 / $zest_solo_b" | bc -l; }
+ratio() { echo "scale=2; $1 / $one_copy_s" | bc -l; }
+cat <<EOF
+### Fleet: $n daemons, $(numfmt --to=iec "$model_bytes") model, origin link $rate
+
+One copy at line rate: $(printf %.2f "$one_copy_s") s. One copy through the link (zest alone) = $zest_solo_b origin bytes (IP level).
+
+| case | origin egress | copies | time to last node | × one-copy time |
+|---|---:|---:|---:|---:|
+| zest, one node alone | $zest_solo_b | 1.000 | $(printf %.2f "$zest_solo_s") s | $(ratio "$zest_solo_s") |
+| zest seeded: $((n - 1)) pull from 1 holder | $seeded_b | $(copies "$seeded_b") | $(printf %.2f "$seeded_s") s | $(ratio "$seeded_s") |
+| zest flash crowd: $n pull at once | $flash_b | $(copies "$flash_b") | $(printf %.2f "$flash_s") s | $(ratio "$flash_s") |
+| huggingface_hub+hf_xet, one node | $hf_solo_b | $(copies "$hf_solo_b") | $(printf %.2f "$hf_solo_s") s | $(ratio "$hf_solo_s") |
+| huggingface_hub+hf_xet, $n nodes at once | $hf_crowd_b | $(copies "$hf_crowd_b") | $(printf %.2f "$hf_crowd_s") s | $(ratio "$hf_crowd_s") |
+
+Flash crowd vs huggingface_hub for $n nodes: time $(echo "scale=2; $flash_s / $hf_crowd_s" | bc -l)×, origin bytes $(echo "scale=2; $flash_b / $hf_crowd_b" | bc -l)×. A seeded node took $(numfmt --to=iec "$seeded_peer") from peers.
+EOF

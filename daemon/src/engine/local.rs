@@ -108,17 +108,17 @@ fn reuse_blocking(ctx: &FileCtx) -> Result<(), PullError> {
         if loc.file == ctx.hash {
             continue;
         }
-        if !opened.contains_key(&loc.file) {
-            let Some(held) = index.held(&loc.file) else {
-                continue;
-            };
-            let Ok(f) = File::open(&held.path) else {
-                continue;
-            };
-            opened.insert(loc.file, (held, f));
-        }
-        let Some((held, src)) = opened.get(&loc.file) else {
-            continue;
+        let (held, src) = match opened.entry(loc.file) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                let Some(held) = index.held(&loc.file) else {
+                    continue;
+                };
+                let Ok(f) = File::open(&held.path) else {
+                    continue;
+                };
+                v.insert((held, f))
+            }
         };
         let first = loc.file_chunk as usize;
         let Some(chunks) = held.chunks.get(first..first + (b - a) as usize) else {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on an embedded default, offline: a local Hugging Face Hub stand-in (in front
 # of HF's reference CAS server) with a small model, a zestd on loopback, `zestctl pull`
-# into a fresh HF cache, and huggingface_hub reading the result offline.
+# into a fresh HF cache, and huggingface_hub reading the result offline. Then a small fleet:
+# three more daemons on loopback, peered with the first, pull the same model at once and
+# take it from their peers instead of the origin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -25,7 +27,7 @@ echo "   hub at $endpoint"
 
 echo "== starting zestd (cache $work/cache)"
 "$bin/zestd" --socket "$work/zestd.sock" --state-dir "$work/state" --cache-dir "$work/cache" \
-  --endpoint "$endpoint" 2> "$work/zestd.log" &
+  --endpoint "$endpoint" --listen 127.0.0.1:0 2> "$work/zestd.log" &
 pids+=($!)
 for _ in $(seq 200); do [ -S "$work/zestd.sock" ] && break; sleep 0.05; done
 
@@ -45,3 +47,24 @@ for r in info.repos:
 PY
 echo "== zestctl status"
 "$bin/zestctl" --socket "$work/zestd.sock" status | sed 's/^/   /'
+
+echo "== a fleet: three more daemons on loopback, each with --peer <the first>"
+first=$("$bin/zestctl" --socket "$work/zestd.sock" status --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["listen"])')
+fleet_pids=()
+for i in 1 2 3; do
+  "$bin/zestd" --socket "$work/n$i.sock" --state-dir "$work/n$i/state" --cache-dir "$work/n$i/cache" \
+    --endpoint "$endpoint" --listen 127.0.0.1:0 --peer "$first" 2> "$work/n$i.log" &
+  pids+=($!)
+done
+for i in 1 2 3; do for _ in $(seq 200); do [ -S "$work/n$i.sock" ] && break; sleep 0.05; done; done
+sleep 1
+for i in 1 2 3; do "$bin/zestctl" --socket "$work/n$i.sock" pull zest-test/tiny-model > /dev/null 2>&1 & fleet_pids+=($!); done
+for p in "${fleet_pids[@]}"; do wait "$p"; done
+for i in 1 2 3; do
+  "$bin/zestctl" --socket "$work/n$i.sock" status --json | .venv/bin/python -c '
+import json, sys
+s = json.load(sys.stdin)
+print("   node %s: %9d bytes from peers, %6d from the origin" % (sys.argv[1], s["bytes_from_peers"], s["bytes_from_origin"]))' "$i"
+done
+echo "== zestctl peers (on the first daemon)"
+"$bin/zestctl" --socket "$work/zestd.sock" peers | sed 's/^/   /'

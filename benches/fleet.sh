@@ -13,7 +13,8 @@
 #
 # Cases: seeded (one daemon holds the model, N-1 pull at once) and flash crowd (N pull at
 # once, nobody holds it). Needs root, iproute2 (ip, tc) and the test environment
-# (scripts/test.sh creates .venv). Prints a Markdown report.
+# (scripts/test.sh creates .venv). Prints a Markdown report. ZEST_BENCH_KEEP=1 keeps the
+# daemons' logs and caches under bench-data/ (RUST_LOG passes through to zestd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-4}
@@ -21,6 +22,9 @@ size=${2:-536870912}
 rate=${3:-400mbit}
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces and tc)" >&2; exit 1; }
 command -v tc >/dev/null || { echo "needs tc (Debian: iproute2)" >&2; exit 1; }
+# The namespaces have fixed names: one run at a time.
+exec 9> /tmp/zest-fleet-bench.lock
+flock -n 9 || { echo "another fleet benchmark is running" >&2; exit 1; }
 py=${ZEST_PYTHON:-$PWD/.venv/bin/python}
 [ -x "$py" ] || { echo "no Python env at $py: run scripts/test.sh first" >&2; exit 1; }
 cargo build --release -q --workspace --bins
@@ -33,11 +37,14 @@ inO() { ip netns exec "$O" "$@"; }
 inF() { ip netns exec "$F" "$@"; }
 pids=()
 cleanup() {
+  # `ip netns exec` under a function runs in a subshell: find the real processes by path.
+  pkill -f -- "$work/" 2>/dev/null || true
+  pkill -f -- "--data $data/hub" 2>/dev/null || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.2
+  sleep 0.5
   ip netns del "$O" 2>/dev/null || true
   ip netns del "$F" 2>/dev/null || true
-  rm -rf "$work"
+  [ -n "${ZEST_BENCH_KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 ip netns del "$O" 2>/dev/null || true
@@ -69,34 +76,35 @@ now() { date +%s.%N; }
 rate_bits=$("$py" -c 'import re,sys; m=re.fullmatch(r"(\d+)([kmg]?)bit",sys.argv[1]); print(int(m[1])*{"":1,"k":10**3,"m":10**6,"g":10**9}[m[2]])' "$rate")
 one_copy_s=$(echo "$model_bytes * 8 / $rate_bits" | bc -l)
 
-# Daemon i listens on 127.0.0.1:47500+i inside the fleet namespace; everyone knows everyone.
-start_daemons() { # tag count
-  local tag=$1 count=$2 peers=() i
-  for i in $(seq 0 $((count - 1))); do peers+=(--peer "127.0.0.1:$((47500 + i))"); done
+# Daemon i listens on 127.0.0.1:BASE+i inside the fleet namespace; everyone knows everyone.
+start_daemons() { # tag count base_port
+  local tag=$1 count=$2 base=$3 peers=() i
+  for i in $(seq 0 $((count - 1))); do peers+=(--peer "127.0.0.1:$((base + i))"); done
   for i in $(seq 0 $((count - 1))); do
     local d=$work/$tag/$i
     mkdir -p "$d"
     inF "$bin/zestd" --socket "$d/sock" --state-dir "$d/state" --cache-dir "$d/cache" \
-      --endpoint "$endpoint" --listen "127.0.0.1:$((47500 + i))" "${peers[@]}" 2> "$d/log" &
-    pids+=($!)
-    echo $! > "$d/pid"
+      --endpoint "$endpoint" --listen "127.0.0.1:$((base + i))" "${peers[@]}" 2> "$d/log" &
   done
   for i in $(seq 0 $((count - 1))); do
     for _ in $(seq 200); do [ -S "$work/$tag/$i/sock" ] && break; sleep 0.05; done
+    [ -S "$work/$tag/$i/sock" ] || { echo "daemon $tag/$i did not start: $(tail -5 "$work/$tag/$i/log")" >&2; exit 1; }
   done
   sleep 2 # connections up
 }
 stop_daemons() { # tag count
   local i
-  for i in $(seq 0 $(($2 - 1))); do kill "$(cat "$work/$1/$i/pid")" 2>/dev/null || true; done
-  sleep 0.5
+  for i in $(seq 0 $(($2 - 1))); do
+    pkill -f -- "--socket $work/$1/$i/sock" 2>/dev/null || true
+    while pgrep -f -- "--socket $work/$1/$i/sock" >/dev/null; do sleep 0.1; done
+  done
 }
 pull() { inF "$bin/zestctl" --socket "$work/$1/$2/sock" pull "$repo" > "$work/$1/$2/out" 2> "$work/$1/$2/err"; }
 pull_many() { # tag first last → seconds until the last one finished
   local tag=$1 t0 p=() i
   t0=$(now)
   for i in $(seq "$2" "$3"); do pull "$tag" "$i" & p+=($!); done
-  for x in "${p[@]}"; do wait "$x" || { echo "a pull failed: $(cat "$work/$tag"/*/err)" >&2; exit 1; }; done
+  for x in "${p[@]}"; do wait "$x" || { echo "a pull failed: $(cat "$work/$tag"/*/err; tail -5 "$work/$tag"/*/log)" >&2; exit 1; }; done
   echo "$(now) - $t0" | bc -l
 }
 check_same() { # tag i, against the first node's snapshot
@@ -116,7 +124,7 @@ for x in "${p[@]}"; do wait "$x"; done
 hf_crowd_s=$(echo "$(now) - $t0" | bc -l); hf_crowd_b=$(( $(egress) - e0 ))
 
 # Seeded: node 0 pulls alone (this is zest's one-copy run), then nodes 1..N-1 at once.
-start_daemons seeded "$n"
+start_daemons seeded "$n" 47500
 e0=$(egress); zest_solo_s=$(pull_many seeded 0 0); zest_solo_b=$(( $(egress) - e0 ))
 e0=$(egress); seeded_s=$(pull_many seeded 1 $((n - 1))); seeded_b=$(( $(egress) - e0 ))
 for i in $(seq 1 $((n - 1))); do check_same seeded 0 seeded "$i"; done
@@ -124,7 +132,7 @@ seeded_peer=$(peer_bytes seeded 1)
 stop_daemons seeded "$n"
 
 # Flash crowd: N fresh daemons pull at once.
-start_daemons flash "$n"
+start_daemons flash "$n" 47600
 e0=$(egress); flash_s=$(pull_many flash 0 $((n - 1))); flash_b=$(( $(egress) - e0 ))
 for i in $(seq 1 $((n - 1))); do check_same flash 0 flash "$i"; done
 check_same flash 0 seeded 0

@@ -32,6 +32,8 @@ pub use progress::{PullCounters, Totals};
 
 /// How many xorb ranges are fetched at once, over all pulls.
 pub const DEFAULT_FETCH_CONCURRENCY: usize = 24;
+/// Origin ranges in flight over all files that peers are downloading too.
+pub const SWARM_FETCH_CONCURRENCY: usize = 4;
 /// How many files of one pull are worked on at once.
 pub const FILE_CONCURRENCY: usize = 8;
 
@@ -40,6 +42,9 @@ pub struct Engine {
     pub cache_dir: PathBuf,
     pub default_endpoint: String,
     pub fetch_permits: Arc<Semaphore>,
+    /// Origin ranges in flight, over all files, while peers download the same files: few,
+    /// so that daemons starting together leave each other ranges to claim.
+    pub swarm_fetch_permits: Arc<Semaphore>,
     pub totals: Arc<Totals>,
     /// Complete files in the cache, for local reuse and for serving.
     pub index: Index,
@@ -61,6 +66,7 @@ impl Engine {
             cache_dir,
             default_endpoint,
             fetch_permits: Arc::new(Semaphore::new(fetch_concurrency.max(1))),
+            swarm_fetch_permits: Arc::new(Semaphore::new(SWARM_FETCH_CONCURRENCY)),
             totals,
             index,
             live: Arc::new(LiveFiles::default()),

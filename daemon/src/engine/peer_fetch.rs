@@ -22,6 +22,8 @@ use crate::peer::{PeerConn, PeerError, Placed};
 pub struct View {
     pub conn: PeerConn,
     pub complete: bool,
+    /// The peer knows the file (holds, fetches or is downloading some of it).
+    pub involved: bool,
     pub held: Vec<(u32, u32)>,
     pub fetching: Vec<(u32, u32)>,
 }
@@ -86,6 +88,7 @@ fn parse_view(conn: PeerConn, fh: FileHave, total: u32) -> Option<View> {
     }
     Some(View {
         conn,
+        involved: fh.total_chunks != 0 || !held.is_empty() || !fetching.is_empty(),
         complete: fh.complete && covered(&held, 0, total),
         held,
         fetching,

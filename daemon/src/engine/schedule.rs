@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
 use super::cdn::{Start, fetch_group};
@@ -27,8 +28,15 @@ use crate::peer::PeerError;
 const REFRESH: Duration = Duration::from_millis(150);
 /// How long to wait on peers that make no progress before taking a range from the CDN.
 const PATIENCE: Duration = Duration::from_secs(4);
-/// Origin ranges in flight per file while peers are around (they fetch the rest).
-const CDN_WITH_PEERS: usize = 4;
+/// Origin ranges in flight per file while peers download it too (they fetch the rest);
+/// the engine's swarm permits bound it over all files.
+const CDN_WITH_PEERS: usize = 2;
+/// Daemons asked to pull the same thing at the same moment spread their first claims over
+/// this window, so each sees the others' claims before it makes its own.
+const FIRST_CLAIM_SPREAD: Duration = Duration::from_millis(200);
+/// With peers connected but none (yet) downloading this file, the origin is used as
+/// sparingly as in a swarm for this long, so peers starting a moment later find work left.
+const SWARM_GRACE: Duration = Duration::from_secs(1);
 /// Peer transfers in flight per file.
 const PEER_PARALLEL: usize = 8;
 const TICK: Duration = Duration::from_millis(50);
@@ -84,6 +92,14 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
     let mut unverifiable = 0u32;
     let mut peers_off = false;
     let mut progress = (0u64, Instant::now());
+    let started = Instant::now();
+
+    if let Some(s) = &set {
+        let peers = s.usable();
+        if !peers.is_empty() && refresh(ctx, &peers).await.values().any(|v| v.involved) {
+            tokio::time::sleep(FIRST_CLAIM_SPREAD.mul_f64(rand::random::<f64>())).await;
+        }
+    }
 
     loop {
         if tasks.is_empty() && slots.iter().all(|s| s.st == St::Done) {
@@ -132,12 +148,10 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         let patient = progress.1.elapsed() < PATIENCE;
         let mut cdn_busy = slots.iter().filter(|s| s.st == St::Cdn).count();
         let mut peer_busy = slots.iter().filter(|s| s.st == St::Peer).count();
-        let cdn_limit = if views.is_empty() {
-            usize::MAX
-        } else {
-            CDN_WITH_PEERS
-        };
-        let mut claimed: Vec<usize> = Vec::new();
+        let swarm = views.values().any(|v| v.involved)
+            || (!peers.is_empty() && started.elapsed() < SWARM_GRACE);
+        let cdn_limit = if swarm { CDN_WITH_PEERS } else { usize::MAX };
+        let mut claimed: Vec<(usize, Option<OwnedSemaphorePermit>)> = Vec::new();
         for &i in &order {
             let slot = &mut slots[i];
             if slot.st != St::Todo {
@@ -178,19 +192,27 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
                 continue;
             }
             if cdn_busy < cdn_limit {
+                let permit = if swarm {
+                    match ctx.engine.swarm_fetch_permits.clone().try_acquire_owned() {
+                        Ok(p) => Some(p),
+                        Err(_) => continue,
+                    }
+                } else {
+                    None
+                };
                 for r in &ranges {
                     ctx.live.start_fetching(*r);
                 }
                 slot.st = St::Cdn;
                 cdn_busy += 1;
-                claimed.push(i);
+                claimed.push((i, permit));
             }
         }
         if !claimed.is_empty() && !views.is_empty() {
             // Another node may have claimed the same range a moment ago: look again, and
             // leave contested ranges to the lower node id.
             let fresh = refresh(ctx, &peers).await;
-            claimed.retain(|&i| {
+            claimed.retain(|&(i, _)| {
                 let slot = &mut slots[i];
                 let ranges = ctx.group_ranges(&slot.group);
                 let missing = ctx.group_missing(&slot.group);
@@ -212,9 +234,10 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
             views = fresh;
             last_refresh = Some(Instant::now());
         }
-        for i in claimed {
+        for (i, swarm_permit) in claimed {
             let (ctx, group, start) = (ctx.clone(), slots[i].group.clone(), slots[i].start);
             tasks.spawn(async move {
+                let _swarm_permit = swarm_permit;
                 let r = async {
                     let _permit = ctx
                         .engine

@@ -7,3 +7,4 @@ pub mod engine;
 pub mod index;
 pub mod peer;
 pub mod pulls;
+pub mod sync;

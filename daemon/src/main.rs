@@ -124,6 +124,7 @@ async fn main() -> Result<()> {
         }
         engine.peers = Some(set);
     }
+    let peer_set = engine.peers.clone();
     let pulls = pulls::PullManager::new(engine, &state_dir)
         .with_context(|| format!("state dir {}", state_dir.display()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -141,9 +142,14 @@ async fn main() -> Result<()> {
     let server = control::serve(&socket, service, shutdown, move || {
         pulls.resume_unfinished()
     });
-    server
+    let served = server
         .await
-        .with_context(|| format!("control socket {}", socket.display()))
+        .with_context(|| format!("control socket {}", socket.display()));
+    // Peers hear a clean close (code 0) rather than waiting out the idle timeout.
+    if let Some(set) = peer_set {
+        set.close();
+    }
+    served
 }
 
 async fn shutdown_signal() {

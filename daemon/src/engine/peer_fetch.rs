@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -331,6 +330,3 @@ pub async fn fetch_from_peer(
     }
     Ok(())
 }
-
-/// Shared so the scheduler can hand it to tasks.
-pub type SharedTrusted = Arc<Trusted>;

@@ -96,8 +96,14 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
 
     if let Some(s) = &set {
         let peers = s.usable();
-        if !peers.is_empty() && refresh(ctx, &peers).await.values().any(|v| v.involved) {
-            tokio::time::sleep(FIRST_CLAIM_SPREAD.mul_f64(rand::random::<f64>())).await;
+        if !peers.is_empty() {
+            views = refresh(ctx, &peers).await;
+            last_refresh = Some(Instant::now());
+            if views.values().any(|v| v.involved) {
+                tokio::time::sleep(FIRST_CLAIM_SPREAD.mul_f64(rand::random::<f64>())).await;
+                // What peers claimed meanwhile is what the spread is for: look again.
+                last_refresh = None;
+            }
         }
     }
 

@@ -21,6 +21,7 @@ use super::journal::{ChunkRecord, Journal};
 use super::progress::PullCounters;
 use crate::index::Chunk;
 use crate::peer::{LiveFile, Placed};
+pub use crate::sync::lock;
 
 pub struct XetFileJob {
     pub xet_hash: XetHash,
@@ -77,41 +78,20 @@ pub struct FileCtx {
 impl FileCtx {
     /// File chunk ranges of a group's terms, sorted and merged.
     pub fn group_ranges(&self, g: &Group) -> Vec<(u32, u32)> {
-        let mut r: Vec<(u32, u32)> = g
-            .terms
-            .iter()
-            .map(|&t| self.terms[t].file_chunks())
-            .collect();
-        r.sort_unstable();
-        let mut out: Vec<(u32, u32)> = Vec::with_capacity(r.len());
-        for (a, b) in r {
-            match out.last_mut() {
-                Some(l) if a <= l.1 => l.1 = l.1.max(b),
-                _ => out.push((a, b)),
-            }
-        }
-        out
+        crate::peer::wire::merge(
+            g.terms
+                .iter()
+                .map(|&t| self.terms[t].file_chunks())
+                .collect(),
+        )
     }
 
     /// File chunks of a group not on disk yet, as ranges.
     pub fn group_missing(&self, g: &Group) -> Vec<(u32, u32)> {
-        let mut out = Vec::new();
-        for (a, b) in self.group_ranges(g) {
-            let missing = self.live.missing(a, b);
-            let mut run: Option<(u32, u32)> = None;
-            for i in missing {
-                run = match run {
-                    Some((s, e)) if e == i => Some((s, i + 1)),
-                    Some(r) => {
-                        out.push(r);
-                        Some((i, i + 1))
-                    }
-                    None => Some((i, i + 1)),
-                };
-            }
-            out.extend(run);
-        }
-        out
+        self.group_ranges(g)
+            .into_iter()
+            .flat_map(|(a, b)| self.live.missing(a, b))
+            .collect()
     }
 }
 
@@ -243,10 +223,6 @@ pub async fn check_sha256(job: &XetFileJob) -> Result<(), PullError> {
         )));
     }
     Ok(())
-}
-
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 pub fn check_file_hash(job: &XetFileJob, chunks: &[(XetHash, u64)]) -> Result<(), PullError> {

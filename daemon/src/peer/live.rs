@@ -3,9 +3,11 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use xet::XetHash;
+
+use crate::sync::lock;
 
 /// A chunk on disk: its hash, size and offset in the file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,10 +28,6 @@ struct LiveState {
     chunks: Vec<Option<Placed>>,
     /// Chunk ranges being fetched from the origin now (one entry per fetch).
     fetching: Vec<(u32, u32)>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl LiveFile {
@@ -69,11 +67,16 @@ impl LiveFile {
         self.get(index).is_some()
     }
 
-    /// Which of `[start, end)` are missing.
-    pub fn missing(&self, start: u32, end: u32) -> Vec<u32> {
+    /// The ranges of `[start, end)` not on disk yet.
+    pub fn missing(&self, start: u32, end: u32) -> Vec<(u32, u32)> {
         let s = lock(&self.state);
-        (start..end)
-            .filter(|&i| s.chunks.get(i as usize).is_some_and(|c| c.is_none()))
+        let slots = s
+            .chunks
+            .get(start as usize..end as usize)
+            .unwrap_or_default();
+        super::wire::ranges_of(slots.iter().map(|c| c.is_none()))
+            .into_iter()
+            .map(|(a, b)| (a + start, b + start))
             .collect()
     }
 
@@ -112,16 +115,7 @@ impl LiveFile {
 
     /// Sorted, merged ranges in fetch.
     pub fn fetching_ranges(&self) -> Vec<(u32, u32)> {
-        let mut r = lock(&self.state).fetching.clone();
-        r.sort_unstable();
-        let mut out: Vec<(u32, u32)> = Vec::with_capacity(r.len());
-        for (a, b) in r {
-            match out.last_mut() {
-                Some(last) if a <= last.1 => last.1 = last.1.max(b),
-                _ => out.push((a, b)),
-            }
-        }
-        out
+        super::wire::merge(lock(&self.state).fetching.clone())
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -15,6 +15,7 @@ use super::serve::Provider;
 use super::stats::PeerStats;
 use super::tls::{Identity, remote_node_id};
 use super::wire;
+use crate::sync::lock;
 
 pub const VERSION: u32 = 1;
 const CAPABILITIES: [&str; 3] = ["have", "manifest", "get"];
@@ -83,10 +84,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct PeerSet {
     inner: Arc<Inner>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// One row of `zestctl peers`.

@@ -80,6 +80,19 @@ pub fn unflatten(flat: &[u32]) -> Option<Vec<(u32, u32)>> {
     Some(out)
 }
 
+/// Sorts ranges and merges the ones that overlap or touch.
+pub fn merge(mut ranges: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match out.last_mut() {
+            Some(l) if a <= l.1 => l.1 = l.1.max(b),
+            _ => out.push((a, b)),
+        }
+    }
+    out
+}
+
 /// Sorted, merged ranges of the indices for which `held` is true.
 pub fn ranges_of(held: impl Iterator<Item = bool>) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
@@ -114,5 +127,9 @@ mod tests {
         assert_eq!(unflatten(&[3, 2]), None);
         assert_eq!(unflatten(&[0, 4, 2, 6]), None);
         assert_eq!(unflatten(&[1]), None);
+        assert_eq!(
+            merge(vec![(5, 7), (0, 2), (1, 3), (3, 4)]),
+            vec![(0, 4), (5, 7)]
+        );
     }
 }

@@ -26,6 +26,9 @@ const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const CHOKE: Duration = Duration::from_secs(1);
 /// Requests for chunks a peer said it held, answered `not_found`, before it is banned.
 const STRIKES_TO_BAN: u32 = 2;
+/// Strikes closer together than this count as one: parallel requests that fail at the same
+/// moment (a file changing hands between download and index) are one event, not many.
+const STRIKE_WINDOW: Duration = Duration::from_secs(5);
 
 /// QUIC application close codes.
 const CLOSE_VERSION: u32 = 1;
@@ -71,7 +74,8 @@ struct SetState {
     peers: HashMap<SocketAddr, Entry>,
     /// node id → why
     banned: HashMap<String, String>,
-    strikes: HashMap<String, u32>,
+    /// Strike count and when the last one counted.
+    strikes: HashMap<String, (u32, Option<Instant>)>,
 }
 
 struct Inner {
@@ -192,9 +196,12 @@ impl PeerSet {
     pub fn strike(&self, node_id: &str, reason: &str) {
         let n = {
             let mut st = lock(&self.inner.state);
-            let n = st.strikes.entry(node_id.to_string()).or_insert(0);
-            *n += 1;
-            *n
+            let now = Instant::now();
+            let e = st.strikes.entry(node_id.to_string()).or_insert((0, None));
+            if e.1.is_none_or(|t| now.duration_since(t) >= STRIKE_WINDOW) {
+                *e = (e.0 + 1, Some(now));
+            }
+            e.0
         };
         if n >= STRIKES_TO_BAN {
             self.ban(node_id, reason);

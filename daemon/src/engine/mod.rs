@@ -14,9 +14,11 @@ pub mod journal;
 pub mod local;
 pub mod peer_fetch;
 pub mod plain_file;
+pub mod prefix_sha256;
 pub mod progress;
 pub mod pull;
 pub mod schedule;
+pub mod swarm_origin;
 pub mod xet_file;
 
 use std::path::PathBuf;
@@ -32,8 +34,6 @@ pub use progress::{PullCounters, Totals};
 
 /// How many xorb ranges are fetched at once, over all pulls.
 pub const DEFAULT_FETCH_CONCURRENCY: usize = 24;
-/// Origin ranges in flight over all files that peers are downloading too.
-pub const SWARM_FETCH_CONCURRENCY: usize = 4;
 /// How many files of one pull are worked on at once.
 pub const FILE_CONCURRENCY: usize = 8;
 
@@ -42,9 +42,8 @@ pub struct Engine {
     pub cache_dir: PathBuf,
     pub default_endpoint: String,
     pub fetch_permits: Arc<Semaphore>,
-    /// Origin ranges in flight, over all files, while peers download the same files: few,
-    /// so that daemons starting together leave each other ranges to claim.
-    pub swarm_fetch_permits: Arc<Semaphore>,
+    /// Origin ranges in flight, over all files, while peers download the same files.
+    pub swarm_origin: Arc<swarm_origin::SwarmOrigin>,
     pub totals: Arc<Totals>,
     /// Complete files in the cache, for local reuse and for serving.
     pub index: Index,
@@ -66,7 +65,7 @@ impl Engine {
             cache_dir,
             default_endpoint,
             fetch_permits: Arc::new(Semaphore::new(fetch_concurrency.max(1))),
-            swarm_fetch_permits: Arc::new(Semaphore::new(SWARM_FETCH_CONCURRENCY)),
+            swarm_origin: Arc::default(),
             totals,
             index,
             live: Arc::new(LiveFiles::default()),

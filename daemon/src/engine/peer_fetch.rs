@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
+use std::sync::Mutex;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -94,29 +95,69 @@ fn parse_view(conn: PeerConn, fh: FileHave, total: u32) -> Option<View> {
     })
 }
 
-/// A chunk manifest of the file that hashes to the Hub's Xet hash, with chunk offsets.
-pub struct Trusted {
-    pub chunks: Vec<(XetHash, u32)>,
-    pub offsets: Vec<u64>,
+/// What we may check peers' chunks against: for each file chunk, its hash, size and offset,
+/// once they are proven by the file's Xet hash (a whole manifest) or by the xorb hash of a
+/// xorb the file uses from its first chunk. Entries are only ever added, never changed.
+pub struct Trust {
+    chunks: Mutex<Vec<Option<TrustedChunk>>>,
 }
 
-impl Trusted {
-    /// Checks `chunks` against the file's Xet hash, size and the CAS's term lengths.
-    fn verify(ctx: &FileCtx, chunks: Vec<(XetHash, u32)>) -> Option<Self> {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrustedChunk {
+    pub hash: XetHash,
+    pub size: u32,
+    pub offset: u64,
+}
+
+impl Trust {
+    pub fn new(total: u32) -> Self {
+        Trust {
+            chunks: Mutex::new(vec![None; total as usize]),
+        }
+    }
+
+    pub fn get(&self, i: u32) -> Option<TrustedChunk> {
+        lock(&self.chunks).get(i as usize).copied().flatten()
+    }
+
+    /// True if every chunk of every range is trusted.
+    pub fn covers(&self, ranges: &[(u32, u32)]) -> bool {
+        let c = lock(&self.chunks);
+        ranges
+            .iter()
+            .all(|&(a, b)| (a..b).all(|i| c.get(i as usize).is_some_and(|t| t.is_some())))
+    }
+
+    pub fn is_full(&self) -> bool {
+        lock(&self.chunks).iter().all(|c| c.is_some())
+    }
+
+    fn fill(&self, entries: impl IntoIterator<Item = (u32, TrustedChunk)>) {
+        let mut c = lock(&self.chunks);
+        for (i, t) in entries {
+            if let Some(slot) = c.get_mut(i as usize) {
+                slot.get_or_insert(t);
+            }
+        }
+    }
+
+    /// Trusts a whole-file manifest if it hashes to the file's Xet hash and agrees with the
+    /// file's size and the CAS's term lengths.
+    fn fill_file(&self, ctx: &FileCtx, chunks: &[(XetHash, u32)]) -> bool {
         let pairs: Vec<(XetHash, u64)> = chunks.iter().map(|(h, s)| (*h, u64::from(*s))).collect();
         if chunks.len() != ctx.live.total_chunks() as usize
             || xet::merkle::file_hash(&pairs) != ctx.hash
         {
-            return None;
+            return false;
         }
         let mut offsets = Vec::with_capacity(chunks.len());
         let mut at = 0u64;
-        for (_, s) in &chunks {
+        for (_, s) in chunks {
             offsets.push(at);
             at += u64::from(*s);
         }
         if at != ctx.size {
-            return None;
+            return false;
         }
         let terms_agree = ctx.terms.iter().all(|t| {
             let (a, b) = t.file_chunks();
@@ -127,22 +168,202 @@ impl Trusted {
                     .sum::<u64>()
                     == t.len
         });
-        terms_agree.then_some(Trusted { chunks, offsets })
+        if terms_agree {
+            self.fill(chunks.iter().zip(&offsets).enumerate().map(
+                |(i, ((hash, size), offset))| {
+                    (
+                        i as u32,
+                        TrustedChunk {
+                            hash: *hash,
+                            size: *size,
+                            offset: *offset,
+                        },
+                    )
+                },
+            ));
+        }
+        terms_agree
     }
 }
 
-/// How getting a manifest went.
+/// A xorb this file uses from its first chunk on: its terms here cover xorb chunks
+/// `[0, len)` with no gap, so claimed hashes for them can be checked against the xorb hash.
+/// (If the xorb has chunks beyond `len`, the check fails and nobody is to blame.)
+pub struct XorbSpan {
+    pub xorb: XetHash,
+    pub len: u32,
+    /// Indices into the file's terms.
+    pub terms: Vec<usize>,
+}
+
+impl XorbSpan {
+    /// The spans of a file's xorbs that can be checked this way.
+    pub fn of(ctx: &FileCtx) -> Vec<XorbSpan> {
+        let mut by_xorb: HashMap<XetHash, Vec<usize>> = HashMap::new();
+        for (i, t) in ctx.terms.iter().enumerate() {
+            by_xorb.entry(t.xorb).or_default().push(i);
+        }
+        let mut spans: Vec<XorbSpan> = by_xorb
+            .into_iter()
+            .filter_map(|(xorb, terms)| {
+                let merged = crate::peer::wire::merge(
+                    terms
+                        .iter()
+                        .map(|&t| (ctx.terms[t].chunks.start, ctx.terms[t].chunks.end))
+                        .collect(),
+                );
+                match merged.as_slice() {
+                    [(0, len)] => Some(XorbSpan {
+                        xorb,
+                        len: *len,
+                        terms,
+                    }),
+                    _ => None,
+                }
+            })
+            .collect();
+        spans.sort_by_key(|s| ctx.terms[s.terms[0]].first_chunk);
+        spans
+    }
+
+    /// The file chunk ranges the span's terms occupy.
+    pub fn file_ranges(&self, ctx: &FileCtx) -> Vec<(u32, u32)> {
+        crate::peer::wire::merge(
+            self.terms
+                .iter()
+                .map(|&t| ctx.terms[t].file_chunks())
+                .collect(),
+        )
+    }
+}
+
+/// Claimed hash and size of each chunk of `ranges`: ours where we hold it (verified), else
+/// from a peer that holds it. None while some chunk is held by nobody we can ask.
+async fn collect_claims(
+    ctx: &FileCtx,
+    views: &HashMap<String, View>,
+    ranges: &[(u32, u32)],
+) -> Option<HashMap<u32, (XetHash, u32)>> {
+    let mut claims: HashMap<u32, (XetHash, u32)> = HashMap::new();
+    let slots = ctx.live.slots();
+    let mut missing = Vec::new();
+    for &(a, b) in ranges {
+        for i in a..b {
+            match slots.get(i as usize).copied().flatten() {
+                Some(p) => {
+                    claims.insert(i, (p.hash, p.size));
+                }
+                None => missing.push(i),
+            }
+        }
+    }
+    for (a, b) in crate::peer::wire::merge(missing.iter().map(|&i| (i, i + 1)).collect()) {
+        let mut start = a;
+        while start < b {
+            let v = views
+                .values()
+                .find(|v| v.held.iter().any(|&(s, e)| s <= start && start < e))?;
+            let end = v
+                .held
+                .iter()
+                .find(|&&(s, e)| s <= start && start < e)
+                .map(|&(_, e)| e.min(b))
+                .unwrap_or(b)
+                .min(start + MAX_MANIFEST_CHUNKS);
+            let list = v.conn.manifest(&ctx.hash, start, end).await.ok()?;
+            let mut got = HashMap::new();
+            add_claims(&mut got, list, start, end);
+            for i in start..end {
+                claims.insert(i, *got.get(&i)?);
+            }
+            start = end;
+        }
+    }
+    Some(claims)
+}
+
+/// How checking a xorb's claimed chunk hashes went.
+pub enum XorbOutcome {
+    Trusted,
+    /// Some chunk is held by nobody we can ask yet.
+    NotYet,
+    /// The claims do not hash to the xorb hash (a liar, or a xorb with chunks this file
+    /// does not use); nobody can be blamed.
+    Failed,
+}
+
+/// Trusts the span's chunks if their claimed hashes, in xorb order, hash to the xorb hash
+/// and their sizes add up to each term's length.
+pub async fn verify_xorb(
+    ctx: &FileCtx,
+    trust: &Trust,
+    views: &HashMap<String, View>,
+    span: &XorbSpan,
+) -> XorbOutcome {
+    let ranges = span.file_ranges(ctx);
+    let Some(claims) = collect_claims(ctx, views, &ranges).await else {
+        return XorbOutcome::NotYet;
+    };
+    let mut in_xorb: Vec<Option<(XetHash, u32)>> = vec![None; span.len as usize];
+    for &ti in &span.terms {
+        let t = &ctx.terms[ti];
+        let mut sum = 0u64;
+        for j in 0..t.chunks.len() {
+            let Some(&c) = claims.get(&(t.first_chunk + j)) else {
+                return XorbOutcome::NotYet;
+            };
+            let slot = &mut in_xorb[(t.chunks.start + j) as usize];
+            if slot.is_some_and(|had| had != c) {
+                return XorbOutcome::Failed;
+            }
+            *slot = Some(c);
+            sum += u64::from(c.1);
+        }
+        if sum != t.len {
+            return XorbOutcome::Failed;
+        }
+    }
+    let Some(list) = in_xorb
+        .into_iter()
+        .map(|c| c.map(|(h, s)| (h, u64::from(s))))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return XorbOutcome::NotYet;
+    };
+    if xet::merkle::xorb_hash(&list) != span.xorb {
+        return XorbOutcome::Failed;
+    }
+    let mut entries = Vec::new();
+    for &ti in &span.terms {
+        let t = &ctx.terms[ti];
+        let mut offset = t.offset;
+        for j in 0..t.chunks.len() {
+            let (hash, size) = list[(t.chunks.start + j) as usize];
+            let size = size as u32;
+            entries.push((t.first_chunk + j, TrustedChunk { hash, size, offset }));
+            offset += u64::from(size);
+        }
+    }
+    trust.fill(entries);
+    XorbOutcome::Trusted
+}
+
+/// How getting a whole-file manifest went.
 pub enum ManifestOutcome {
-    Trusted(Trusted),
+    Trusted,
     /// Not possible yet (nobody holds enough).
     NotYet,
     /// Peers' claims were put together and did not verify; nobody can be blamed.
     Unverifiable,
 }
 
-/// Gets a trusted manifest: from one peer that holds the whole file (a wrong one gets it
+/// Trusts a whole manifest: from one peer that holds the whole file (a wrong one gets it
 /// banned), else pieced together from what every peer holds plus what we hold ourselves.
-pub async fn acquire_manifest(ctx: &FileCtx, views: &HashMap<String, View>) -> ManifestOutcome {
+pub async fn acquire_manifest(
+    ctx: &FileCtx,
+    trust: &Trust,
+    views: &HashMap<String, View>,
+) -> ManifestOutcome {
     let total = ctx.live.total_chunks();
     let Some(set) = &ctx.engine.peers else {
         return ManifestOutcome::NotYet;
@@ -175,59 +396,23 @@ pub async fn acquire_manifest(ctx: &FileCtx, views: &HashMap<String, View>) -> M
         }
         let list: Option<Vec<(XetHash, u32)>> =
             (0..total).map(|i| claims.get(&i).copied()).collect();
-        match list.and_then(|l| Trusted::verify(ctx, l)) {
-            Some(t) => {
-                tracing::debug!(file = %ctx.name, peer = ?v.conn, "manifest verified");
-                return ManifestOutcome::Trusted(t);
-            }
-            None => set.ban(
-                &v.conn.node_id,
-                "said it holds a file, but its manifest does not hash to the file's Xet hash",
-            ),
+        if list.is_some_and(|l| trust.fill_file(ctx, &l)) {
+            tracing::debug!(file = %ctx.name, peer = ?v.conn, "manifest verified");
+            return ManifestOutcome::Trusted;
         }
+        set.ban(
+            &v.conn.node_id,
+            "said it holds a file, but its manifest does not hash to the file's Xet hash",
+        );
     }
-    // Piece it together: ours, plus each missing run from some peer that holds it.
-    let mut slots: Vec<Option<(XetHash, u32)>> = ctx
-        .live
-        .slots()
-        .into_iter()
-        .map(|s| s.map(|p| (p.hash, p.size)))
-        .collect();
-    let missing = crate::peer::wire::ranges_of(slots.iter().map(|s| s.is_none()));
-    for &(a, b) in &missing {
-        let mut start = a;
-        while start < b {
-            let Some(v) = views
-                .values()
-                .find(|v| v.held.iter().any(|&(s, e)| s <= start && start < e))
-            else {
-                return ManifestOutcome::NotYet;
-            };
-            let end = v
-                .held
-                .iter()
-                .find(|&&(s, e)| s <= start && start < e)
-                .map(|&(_, e)| e.min(b))
-                .unwrap_or(b)
-                .min(start + MAX_MANIFEST_CHUNKS);
-            let Ok(list) = v.conn.manifest(&ctx.hash, start, end).await else {
-                return ManifestOutcome::NotYet;
-            };
-            let mut claims = HashMap::new();
-            add_claims(&mut claims, list, start, end);
-            for i in start..end {
-                match claims.get(&i) {
-                    Some(c) => slots[i as usize] = Some(*c),
-                    None => return ManifestOutcome::NotYet,
-                }
-            }
-            start = end;
-        }
-    }
-    let list: Option<Vec<(XetHash, u32)>> = slots.into_iter().collect();
-    match list.and_then(|l| Trusted::verify(ctx, l)) {
-        Some(t) => ManifestOutcome::Trusted(t),
-        None => ManifestOutcome::Unverifiable,
+    let Some(claims) = collect_claims(ctx, views, &[(0, total)]).await else {
+        return ManifestOutcome::NotYet;
+    };
+    let list: Option<Vec<(XetHash, u32)>> = (0..total).map(|i| claims.get(&i).copied()).collect();
+    match list {
+        Some(l) if trust.fill_file(ctx, &l) => ManifestOutcome::Trusted,
+        Some(_) => ManifestOutcome::Unverifiable,
+        None => ManifestOutcome::NotYet,
     }
 }
 
@@ -258,11 +443,11 @@ pub enum PeerFetchError {
 const MIN_RATE: f64 = 2.0 * 1024.0 * 1024.0;
 const SLOW_AFTER: Duration = Duration::from_secs(3);
 
-/// Fetches `ranges` of the file from one peer, checking each chunk against `trusted`
+/// Fetches `ranges` of the file from one peer, checking each chunk against `trust`
 /// before it is written.
 pub async fn fetch_from_peer(
     ctx: &FileCtx,
-    trusted: &Trusted,
+    trust: &Trust,
     peer: &PeerConn,
     ranges: &[(u32, u32)],
 ) -> Result<(), PeerFetchError> {
@@ -276,14 +461,18 @@ pub async fn fetch_from_peer(
             let mut fatal: Option<PullError> = None;
             let r = peer
                 .get(&ctx.hash, start, end, |i, data| {
-                    let (hash, size) = trusted.chunks[i as usize];
+                    let Some(TrustedChunk { hash, size, offset }) = trust.get(i) else {
+                        // Only trusted ranges are asked for; a chunk outside them is noise.
+                        return Err(PeerError::Protocol(format!(
+                            "sent chunk {i}, not asked for"
+                        )));
+                    };
                     if data.len() != size as usize || xet::hash::chunk_hash(data) != hash {
                         return Err(PeerError::Rejected(format!(
                             "sent chunk {i} of {} with the wrong content",
                             ctx.hash
                         )));
                     }
-                    let offset = trusted.offsets[i as usize];
                     let placed = Placed { hash, size, offset };
                     if !ctx.live.has(i) {
                         if let Err(e) = ctx.file.write_all_at(data, offset) {

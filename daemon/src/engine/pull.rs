@@ -267,7 +267,7 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
                 journal: blobs_dir.join(format!("{}.zest.journal", t.etag)),
                 name: t.entry.path.clone(),
             };
-            let manifest = xet_file::download(engine, cas, &job, counters).await?;
+            let done = xet_file::download(engine, cas, &job, counters).await?;
             let mode = rc.new_file_mode(&blobs_dir);
             set_mode(&job.partial, mode)?;
             std::fs::rename(&job.partial, &blob)
@@ -279,7 +279,8 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
                     .await
                     .map_err(|e| PullError::new(Kind::Disk, format!("{e:#}")))?;
             }
-            crate::index::scan::record_pulled(&engine.index, &blob, xet_hash, &manifest);
+            crate::index::scan::record_pulled(&engine.index, &blob, xet_hash, &done.chunks);
+            drop(done.serving);
         }
         None => {
             let tmp = blobs_dir.join(format!("{}.{}.incomplete", t.etag, random_hex8()));

@@ -13,14 +13,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 
 use super::cdn::{Start, fetch_group};
 use super::error::{Kind, PullError};
 use super::peer_fetch::{
-    ManifestOutcome, PeerFetchError, Trusted, View, acquire_manifest, fetch_from_peer, refresh,
+    ManifestOutcome, PeerFetchError, Trust, View, XorbOutcome, XorbSpan, acquire_manifest,
+    fetch_from_peer, refresh, verify_xorb,
 };
+use super::swarm_origin::{SwarmOrigin, SwarmSlot};
 use super::xet_file::{FileCtx, Group};
 use crate::peer::PeerError;
 
@@ -42,10 +43,22 @@ const PEER_PARALLEL: usize = 8;
 const TICK: Duration = Duration::from_millis(50);
 /// Pieced-together manifests that fail before peers are given up on for this file.
 const MAX_UNVERIFIABLE: u32 = 3;
+/// Failed checks of a xorb's claimed chunk hashes before only the whole-file manifest is
+/// waited for (a xorb this file uses only part of can never pass).
+const MAX_XORB_TRIES: u32 = 2;
+/// A claim is announced this long before the origin is asked, and then checked against
+/// the peers' claims once more. Longer than [`REFRESH`]: two nodes that claim the same range
+/// within this window both see both claims at their check (and the lower node id keeps it);
+/// a node claiming later already saw the earlier claim and does not claim at all.
+const CLAIM_SETTLE: Duration = Duration::from_millis(250);
+/// How often claims are gathered again to extend what we can check peers' chunks against.
+const TRUST_RETRY: Duration = Duration::from_millis(300);
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum St {
     Todo,
+    /// Announced as `fetching`, waiting out [`CLAIM_SETTLE`] before the origin is asked.
+    Claimed,
     Cdn,
     Peer,
     Done,
@@ -57,6 +70,8 @@ struct Slot {
     st: St,
     /// Peers that failed this group.
     avoid: HashSet<String>,
+    /// While claimed: since when, and this node's share of origin streams.
+    claim: Option<(Instant, Option<SwarmSlot>)>,
 }
 
 enum Outcome {
@@ -77,6 +92,7 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
             start,
             st: St::Todo,
             avoid: HashSet::new(),
+            claim: None,
         })
         .collect();
     let mut order: Vec<usize> = (0..slots.len()).collect();
@@ -87,8 +103,10 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
     let mut tasks: JoinSet<(usize, Outcome)> = JoinSet::new();
     let mut views: HashMap<String, View> = HashMap::new();
     let mut last_refresh: Option<Instant> = None;
-    let mut trusted: Option<Arc<Trusted>> = None;
-    let mut last_manifest_try: Option<Instant> = None;
+    let trust = Arc::new(Trust::new(ctx.live.total_chunks()));
+    let spans = XorbSpan::of(ctx);
+    let mut span_tries = vec![0u32; spans.len()];
+    let mut last_trust_try: Option<Instant> = None;
     let mut unverifiable = 0u32;
     let mut peers_off = false;
     let mut progress = (0u64, Instant::now());
@@ -127,22 +145,52 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         let held = views.values().map(View::held_count).sum::<u64>() + ctx.live.held_count() as u64;
         if held > progress.0 {
             progress = (held, Instant::now());
+            ctx.engine.swarm_origin.note_progress();
         }
-        if trusted.is_none()
-            && !views.is_empty()
-            && last_manifest_try.is_none_or(|t| t.elapsed() >= Duration::from_millis(300))
+        if !views.is_empty()
+            && !trust.is_full()
+            && last_trust_try.is_none_or(|t| t.elapsed() >= TRUST_RETRY)
         {
-            last_manifest_try = Some(Instant::now());
-            match acquire_manifest(ctx, &views).await {
-                ManifestOutcome::Trusted(t) => trusted = Some(Arc::new(t)),
-                ManifestOutcome::NotYet => {}
-                ManifestOutcome::Unverifiable => {
-                    unverifiable += 1;
-                    tracing::warn!(file = %ctx.name, "chunk hashes pieced together from peers do not verify");
-                    if unverifiable >= MAX_UNVERIFIABLE {
-                        tracing::warn!(file = %ctx.name, "fetching the rest of this file from the origin");
-                        peers_off = true;
-                        views.clear();
+            last_trust_try = Some(Instant::now());
+            // The whole file at once when a peer has it all (one request, and a liar is
+            // caught) or the swarm holds every chunk.
+            let whole = [(0, ctx.live.total_chunks())];
+            if views.values().any(|v| v.complete) || held_somewhere(ctx, &views, &whole) {
+                match acquire_manifest(ctx, &trust, &views).await {
+                    ManifestOutcome::Trusted => {
+                        tracing::debug!(file = %ctx.name, after = ?started.elapsed(), "chunk manifest trusted");
+                    }
+                    ManifestOutcome::NotYet => {}
+                    ManifestOutcome::Unverifiable => {
+                        unverifiable += 1;
+                        tracing::warn!(file = %ctx.name, "chunk hashes pieced together from peers do not verify");
+                        if unverifiable >= MAX_UNVERIFIABLE {
+                            tracing::warn!(file = %ctx.name, "fetching the rest of this file from the origin");
+                            peers_off = true;
+                            views.clear();
+                        }
+                    }
+                }
+            }
+            // Otherwise xorb by xorb, as soon as each is held somewhere: peers then trade a
+            // xorb while the origin still sends others, instead of waiting for whole files.
+            for (k, span) in spans.iter().enumerate() {
+                let ranges = span.file_ranges(ctx);
+                if views.is_empty()
+                    || span_tries[k] >= MAX_XORB_TRIES
+                    || trust.covers(&ranges)
+                    || !held_somewhere(ctx, &views, &ranges)
+                {
+                    continue;
+                }
+                match verify_xorb(ctx, &trust, &views, span).await {
+                    XorbOutcome::Trusted => {
+                        tracing::debug!(file = %ctx.name, xorb = %span.xorb, after = ?started.elapsed(), "xorb chunk hashes trusted")
+                    }
+                    XorbOutcome::NotYet => {}
+                    XorbOutcome::Failed => {
+                        span_tries[k] += 1;
+                        tracing::debug!(file = %ctx.name, xorb = %span.xorb, "claimed chunk hashes do not hash to the xorb");
                     }
                 }
             }
@@ -151,13 +199,19 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
             }
         }
 
-        let patient = progress.1.elapsed() < PATIENCE;
-        let mut cdn_busy = slots.iter().filter(|s| s.st == St::Cdn).count();
+        // Peers are waited for while the swarm makes progress, on this file or on another
+        // one of the same pull (a fleet works through the files' xorbs a few at a time).
+        let patient =
+            progress.1.elapsed() < PATIENCE || ctx.engine.swarm_origin.progressed_within(PATIENCE);
+        let mut cdn_busy = slots
+            .iter()
+            .filter(|s| matches!(s.st, St::Cdn | St::Claimed))
+            .count();
         let mut peer_busy = slots.iter().filter(|s| s.st == St::Peer).count();
         let swarm = views.values().any(|v| v.involved)
             || (!peers.is_empty() && started.elapsed() < SWARM_GRACE);
         let cdn_limit = if swarm { CDN_WITH_PEERS } else { usize::MAX };
-        let mut claimed: Vec<(usize, Option<OwnedSemaphorePermit>)> = Vec::new();
+        let mut start_now: Vec<(usize, Option<SwarmSlot>)> = Vec::new();
         for &i in &order {
             let slot = &mut slots[i];
             if slot.st != St::Todo {
@@ -168,8 +222,8 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
                 slot.st = St::Done;
                 continue;
             }
-            if let Some(t) = &trusted
-                && peer_busy < PEER_PARALLEL
+            if peer_busy < PEER_PARALLEL
+                && trust.covers(&missing)
                 && let Some(v) = views
                     .values()
                     .filter(|v| !slot.avoid.contains(&v.conn.node_id) && v.holds_all(&missing))
@@ -180,9 +234,11 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
                             .total_cmp(&b.conn.stats.rate_from())
                     })
             {
-                let (ctx, t, conn) = (ctx.clone(), t.clone(), v.conn.clone());
+                let (ctx, t, conn) = (ctx.clone(), trust.clone(), v.conn.clone());
                 tasks.spawn(async move {
+                    let t0 = Instant::now();
                     let r = fetch_from_peer(&ctx, &t, &conn, &missing).await;
+                    tracing::debug!(file = %ctx.name, peer = ?conn, ranges = ?missing, took = ?t0.elapsed(), ok = r.is_ok(), "peer range ended");
                     (i, Outcome::Peer(conn.node_id.clone(), r))
                 });
                 slot.st = St::Peer;
@@ -199,26 +255,49 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
             }
             if cdn_busy < cdn_limit {
                 let permit = if swarm {
-                    match ctx.engine.swarm_fetch_permits.clone().try_acquire_owned() {
-                        Ok(p) => Some(p),
-                        Err(_) => continue,
+                    let involved = views.values().filter(|v| v.involved).count();
+                    match ctx
+                        .engine
+                        .swarm_origin
+                        .try_take(SwarmOrigin::limit(involved))
+                    {
+                        Some(p) => Some(p),
+                        None => continue,
                     }
                 } else {
                     None
                 };
+                cdn_busy += 1;
                 for r in &ranges {
                     ctx.live.start_fetching(*r);
                 }
-                slot.st = St::Cdn;
-                cdn_busy += 1;
-                claimed.push((i, permit));
+                if views.is_empty() {
+                    slot.st = St::Cdn;
+                    start_now.push((i, permit));
+                } else {
+                    slot.st = St::Claimed;
+                    slot.claim = Some((Instant::now(), permit));
+                }
             }
         }
-        if !claimed.is_empty() && !views.is_empty() {
-            // Another node may have claimed the same range a moment ago: look again, and
+        let due: Vec<usize> = (0..slots.len())
+            .filter(|&i| {
+                slots[i].st == St::Claimed
+                    && slots[i]
+                        .claim
+                        .as_ref()
+                        .is_some_and(|(at, _)| at.elapsed() >= CLAIM_SETTLE)
+            })
+            .collect();
+        if !due.is_empty() {
+            // Another node may have claimed the same range meanwhile: look again, and
             // leave contested ranges to the lower node id.
-            let fresh = refresh(ctx, &peers).await;
-            claimed.retain(|&(i, _)| {
+            let fresh = if peers.is_empty() {
+                HashMap::new()
+            } else {
+                refresh(ctx, &peers).await
+            };
+            for i in due {
                 let slot = &mut slots[i];
                 let ranges = ctx.group_ranges(&slot.group);
                 let missing = ctx.group_missing(&slot.group);
@@ -227,20 +306,24 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
                         && (v.holds_any(&missing)
                             || (v.fetches_any(&ranges) && v.conn.node_id < my_id))
                 });
+                let permit = slot.claim.take().and_then(|(_, p)| p);
                 if contested && patient {
                     for r in &ranges {
                         ctx.live.stop_fetching(*r);
                     }
                     slot.st = St::Todo;
-                    false
                 } else {
-                    true
+                    // Still announced as `fetching`; the fetch task ends that when done.
+                    slot.st = St::Cdn;
+                    start_now.push((i, permit));
                 }
-            });
-            views = fresh;
-            last_refresh = Some(Instant::now());
+            }
+            if !peers.is_empty() {
+                views = fresh;
+                last_refresh = Some(Instant::now());
+            }
         }
-        for (i, swarm_permit) in claimed {
+        for (i, swarm_permit) in start_now {
             let (ctx, group, start) = (ctx.clone(), slots[i].group.clone(), slots[i].start);
             tasks.spawn(async move {
                 let _swarm_permit = swarm_permit;
@@ -251,7 +334,10 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
                         .acquire()
                         .await
                         .map_err(|_| PullError::new(Kind::Internal, "shutting down"))?;
-                    fetch_group(&ctx, &group, start).await
+                    let t0 = Instant::now();
+                    let r = fetch_group(&ctx, &group, start).await;
+                    tracing::debug!(file = %ctx.name, xorb = %group.xorb, chunks = ?group.chunks, took = ?t0.elapsed(), ok = r.is_ok(), "origin range ended");
+                    r
                 }
                 .await;
                 for range in ctx.group_ranges(&group) {
@@ -289,6 +375,27 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
             }
         }
     }
+}
+
+/// True if every chunk of `ranges` is on our disk or held by some peer.
+fn held_somewhere(ctx: &FileCtx, views: &HashMap<String, View>, ranges: &[(u32, u32)]) -> bool {
+    ranges.iter().all(|&(a, b)| {
+        ctx.live.missing(a, b).into_iter().all(|(mut at, end)| {
+            while at < end {
+                let next = views
+                    .values()
+                    .flat_map(|v| v.held.iter())
+                    .filter(|&&(s, e)| s <= at && at < e)
+                    .map(|&(_, e)| e)
+                    .max();
+                match next {
+                    Some(e) => at = e,
+                    None => return false,
+                }
+            }
+            true
+        })
+    })
 }
 
 /// What a failed peer transfer says about the peer.

@@ -20,7 +20,7 @@ use super::error::PullError;
 use super::journal::{ChunkRecord, Journal};
 use super::progress::PullCounters;
 use crate::index::Chunk;
-use crate::peer::{LiveFile, Placed};
+use crate::peer::{LiveFile, LiveGuard, Placed};
 pub use crate::sync::lock;
 
 pub struct XetFileJob {
@@ -95,6 +95,15 @@ impl FileCtx {
     }
 }
 
+/// A verified download, ready to be moved into place.
+pub struct Downloaded {
+    pub chunks: Vec<Chunk>,
+    /// Peers are still served from the download's open file while this lives: the caller
+    /// drops it once the index knows the file's place in the cache, so there is no moment
+    /// when a peer that was told "held" hears "not found".
+    pub serving: Option<LiveGuard>,
+}
+
 /// Downloads `job` into `job.partial`, verified, and returns its chunk manifest. The caller
 /// moves it into place.
 pub async fn download(
@@ -102,14 +111,20 @@ pub async fn download(
     cas: &Arc<CasClient>,
     job: &XetFileJob,
     counters: &Arc<PullCounters>,
-) -> Result<Vec<Chunk>, PullError> {
+) -> Result<Downloaded, PullError> {
     if job.size == 0 {
         File::create(&job.partial).map_err(|e| PullError::disk("creating an empty file", &e))?;
         check_file_hash(job, &[])?;
-        return Ok(Vec::new());
+        return Ok(Downloaded {
+            chunks: Vec::new(),
+            serving: None,
+        });
     }
     if let Some(chunks) = super::local::copy_held(engine, job, counters).await? {
-        return Ok(chunks);
+        return Ok(Downloaded {
+            chunks,
+            serving: None,
+        });
     }
     let recon = cas.reconstruction(&job.xet_hash).await?;
     if recon.offset_into_first_range != 0 || recon.unpacked_len() != job.size {
@@ -168,7 +183,11 @@ pub async fn download(
         recon: AsyncMutex::new(Arc::new(recon)),
     });
     // Served to peers from here on, chunk by chunk as they verify.
-    let _served = engine.live.register(live.clone());
+    let serving = engine.live.register(live.clone());
+    let sha = job
+        .sha256
+        .is_some()
+        .then(|| super::prefix_sha256::Background::start(live.clone()));
     super::local::reuse_chunks(&ctx).await?;
     let mut work = Vec::new();
     for g in groups {
@@ -187,7 +206,13 @@ pub async fn download(
         let _ = std::fs::remove_file(&job.journal);
         return Err(e);
     }
-    check_sha256(job).await?;
+    match (sha, &job.sha256) {
+        (Some(bg), Some(expected)) => match bg.finish(job.size).await {
+            Some(got) => sha256_matches(job, expected, &got)?,
+            None => check_sha256(job).await?,
+        },
+        _ => check_sha256(job).await?,
+    }
     for t in &ctx.terms {
         let _ = engine.index.record_xorb_range(
             &t.xorb,
@@ -197,13 +222,16 @@ pub async fn download(
             t.first_chunk,
         );
     }
-    Ok(placed
-        .iter()
-        .map(|p| Chunk {
-            hash: p.hash,
-            size: p.size,
-        })
-        .collect())
+    Ok(Downloaded {
+        chunks: placed
+            .iter()
+            .map(|p| Chunk {
+                hash: p.hash,
+                size: p.size,
+            })
+            .collect(),
+        serving: Some(serving),
+    })
 }
 
 pub async fn check_sha256(job: &XetFileJob) -> Result<(), PullError> {
@@ -215,6 +243,10 @@ pub async fn check_sha256(job: &XetFileJob) -> Result<(), PullError> {
         .await
         .map_err(|e| PullError::new(super::error::Kind::Internal, e.to_string()))?
         .map_err(|e| PullError::disk("reading back the download", &e))?;
+    sha256_matches(job, expected, &got)
+}
+
+fn sha256_matches(job: &XetFileJob, expected: &str, got: &str) -> Result<(), PullError> {
     if !got.eq_ignore_ascii_case(expected) {
         let _ = std::fs::remove_file(&job.journal);
         return Err(PullError::integrity(format!(

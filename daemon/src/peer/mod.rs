@@ -11,5 +11,5 @@ pub mod tls;
 pub mod wire;
 
 pub use conn::{PeerConn, PeerError};
-pub use live::{LiveFile, LiveFiles, Placed};
+pub use live::{LiveFile, LiveFiles, LiveGuard, Placed};
 pub use set::{Origin, PeerSet};

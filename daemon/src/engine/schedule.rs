@@ -255,12 +255,14 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
             }
             if cdn_busy < cdn_limit {
                 let permit = if swarm {
-                    let involved = views.values().filter(|v| v.involved).count();
-                    match ctx
-                        .engine
-                        .swarm_origin
-                        .try_take(SwarmOrigin::limit(involved))
-                    {
+                    // In the first moments of a pull, connected peers count as a crowd
+                    // forming: daemons started together do not see each other's claims
+                    // yet, and two streams each would put every xorb into one wave.
+                    let mut crowd = views.values().filter(|v| v.involved).count();
+                    if started.elapsed() < SWARM_GRACE {
+                        crowd = crowd.max(peers.len());
+                    }
+                    match ctx.engine.swarm_origin.try_take(SwarmOrigin::limit(crowd)) {
                         Some(p) => Some(p),
                         None => continue,
                     }

@@ -24,9 +24,9 @@ pub struct SwarmOrigin {
 pub struct SwarmSlot(Arc<SwarmOrigin>);
 
 impl SwarmOrigin {
-    /// Origin ranges in flight allowed with `involved` peers downloading the same file.
-    pub fn limit(involved: usize) -> usize {
-        if involved >= 2 { 1 } else { 2 }
+    /// Origin ranges in flight allowed with `crowd` peers downloading the same file.
+    pub fn limit(crowd: usize) -> usize {
+        if crowd >= 2 { 1 } else { 2 }
     }
 
     pub fn note_progress(&self) {

@@ -99,7 +99,13 @@ fn parse_view(conn: PeerConn, fh: FileHave, total: u32) -> Option<View> {
 /// once they are proven by the file's Xet hash (a whole manifest) or by the xorb hash of a
 /// xorb the file uses from its first chunk. Entries are only ever added, never changed.
 pub struct Trust {
-    chunks: Mutex<Vec<Option<TrustedChunk>>>,
+    state: Mutex<TrustState>,
+}
+
+struct TrustState {
+    chunks: Vec<Option<TrustedChunk>>,
+    /// Chunks still without an entry, so the scheduler's per-tick "all trusted?" is cheap.
+    untrusted: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,31 +118,38 @@ pub struct TrustedChunk {
 impl Trust {
     pub fn new(total: u32) -> Self {
         Trust {
-            chunks: Mutex::new(vec![None; total as usize]),
+            state: Mutex::new(TrustState {
+                chunks: vec![None; total as usize],
+                untrusted: total as usize,
+            }),
         }
     }
 
     pub fn get(&self, i: u32) -> Option<TrustedChunk> {
-        lock(&self.chunks).get(i as usize).copied().flatten()
+        lock(&self.state).chunks.get(i as usize).copied().flatten()
     }
 
     /// True if every chunk of every range is trusted.
     pub fn covers(&self, ranges: &[(u32, u32)]) -> bool {
-        let c = lock(&self.chunks);
+        let st = lock(&self.state);
+        let c = &st.chunks;
         ranges
             .iter()
             .all(|&(a, b)| (a..b).all(|i| c.get(i as usize).is_some_and(|t| t.is_some())))
     }
 
     pub fn is_full(&self) -> bool {
-        lock(&self.chunks).iter().all(|c| c.is_some())
+        lock(&self.state).untrusted == 0
     }
 
     fn fill(&self, entries: impl IntoIterator<Item = (u32, TrustedChunk)>) {
-        let mut c = lock(&self.chunks);
+        let mut st = lock(&self.state);
         for (i, t) in entries {
-            if let Some(slot) = c.get_mut(i as usize) {
-                slot.get_or_insert(t);
+            if let Some(slot) = st.chunks.get_mut(i as usize)
+                && slot.is_none()
+            {
+                *slot = Some(t);
+                st.untrusted -= 1;
             }
         }
     }
@@ -228,12 +241,7 @@ impl XorbSpan {
 
     /// The file chunk ranges the span's terms occupy.
     pub fn file_ranges(&self, ctx: &FileCtx) -> Vec<(u32, u32)> {
-        crate::peer::wire::merge(
-            self.terms
-                .iter()
-                .map(|&t| ctx.terms[t].file_chunks())
-                .collect(),
-        )
+        ctx.term_ranges(&self.terms)
     }
 }
 

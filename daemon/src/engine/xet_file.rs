@@ -78,12 +78,12 @@ pub struct FileCtx {
 impl FileCtx {
     /// File chunk ranges of a group's terms, sorted and merged.
     pub fn group_ranges(&self, g: &Group) -> Vec<(u32, u32)> {
-        crate::peer::wire::merge(
-            g.terms
-                .iter()
-                .map(|&t| self.terms[t].file_chunks())
-                .collect(),
-        )
+        self.term_ranges(&g.terms)
+    }
+
+    /// File chunk ranges of the terms at these indices, sorted and merged.
+    pub fn term_ranges(&self, terms: &[usize]) -> Vec<(u32, u32)> {
+        crate::peer::wire::merge(terms.iter().map(|&t| self.terms[t].file_chunks()).collect())
     }
 
     /// File chunks of a group not on disk yet, as ranges.

@@ -52,6 +52,7 @@ fn peer_infos(engine: &crate::engine::Engine) -> Vec<PeerInfo> {
             rate_to: r.rate_to,
             rtt_ms: r.rtt_ms,
             source: r.origin,
+            fleet: r.fleet,
         })
         .collect()
 }

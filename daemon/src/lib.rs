@@ -2,7 +2,9 @@
 //! the peer protocol directly (a hostile peer is written against it).
 
 pub mod cache;
+pub mod config;
 pub mod control;
+pub mod discovery;
 pub mod engine;
 pub mod index;
 pub mod peer;

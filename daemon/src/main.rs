@@ -1,7 +1,7 @@
 //! zestd: the long-running zest daemon. Pulls repos into the Hugging Face cache on
 //! request (`zestctl pull`), over a private control socket.
 
-use zestd::{control, engine, index, peer, pulls};
+use zestd::{config, control, discovery, engine, index, peer, pulls};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,6 +18,9 @@ use zest_proto::paths;
     about = "zest daemon: peer-to-peer acceleration for Hugging Face downloads"
 )]
 struct Args {
+    /// A TOML file holding any of these options (same names, with `_`); flags override it
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Control socket path [default: $XDG_RUNTIME_DIR/zest/zestd.sock, else <HF cache>/.zest/zestd.sock]
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -30,16 +33,155 @@ struct Args {
     /// Hub endpoint for pulls that do not name one [default: $HF_ENDPOINT, else https://huggingface.co]
     #[arg(long)]
     endpoint: Option<String>,
-    /// Xorb ranges fetched at once, over all pulls.
-    #[arg(long, default_value_t = engine::DEFAULT_FETCH_CONCURRENCY)]
-    fetch_concurrency: usize,
-    /// Serve peers over QUIC on this UDP address, e.g. 0.0.0.0:4747 [default: no listening;
-    /// with --peer, an ephemeral port]
+    /// Xorb ranges fetched at once, over all pulls [default: 24]
+    #[arg(long)]
+    fetch_concurrency: Option<usize>,
+    /// Serve peers over QUIC on this UDP address, or `off` [default: 0.0.0.0:4747, another
+    /// port if that one is taken]
     #[arg(long, value_name = "ADDR:PORT")]
     listen: Option<String>,
     /// A peer to exchange chunks with (HOST:PORT); repeatable
     #[arg(long = "peer", value_name = "HOST:PORT")]
     peers: Vec<String>,
+    /// A public BitTorrent tracker (http://…/announce) to announce public content to; repeatable
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
+    /// A tracker of this fleet's own: private content is announced there too, under fleet
+    /// keys; repeatable
+    #[arg(long = "private-tracker", value_name = "URL")]
+    private_trackers: Vec<String>,
+    /// Join the Mainline DHT (public content only) [default: off]
+    #[arg(long)]
+    dht: bool,
+    /// DHT bootstrap node (HOST:PORT) instead of the public ones; repeatable
+    #[arg(long = "dht-bootstrap", value_name = "HOST:PORT")]
+    dht_bootstrap: Vec<String>,
+    /// UDP port of the DHT node [default: any free port]
+    #[arg(long, value_name = "PORT")]
+    dht_port: Option<u16>,
+    /// Do not announce or browse on the LAN (mDNS) [default: on, on the listen interfaces]
+    #[arg(long, conflicts_with = "mdns")]
+    no_mdns: bool,
+    /// Announce and browse on the LAN even if the config file says not to
+    #[arg(long)]
+    mdns: bool,
+    /// The fleet's shared secret (a file of at least 16 bytes)
+    #[arg(long, value_name = "FILE")]
+    fleet_key_file: Option<PathBuf>,
+    /// Offer public content to fleet peers only [default: to everyone]
+    #[arg(long)]
+    no_public_seeding: bool,
+    /// Connections to peers at most [default: 64]
+    #[arg(long)]
+    max_peers: Option<usize>,
+}
+
+/// Every option, after the config file and the flags.
+struct Settings {
+    socket: PathBuf,
+    state_dir: PathBuf,
+    cache_dir: PathBuf,
+    endpoint: String,
+    fetch_concurrency: usize,
+    listen: config::Listen,
+    peers: Vec<String>,
+    discovery: discovery::DiscoveryConfig,
+    fleet_key_file: Option<PathBuf>,
+    max_peers: usize,
+}
+
+fn settings(args: Args) -> Result<Settings> {
+    let (file, base) = match &args.config {
+        Some(p) => (config::FileConfig::load(p)?, p.clone()),
+        None => (config::FileConfig::default(), PathBuf::from(".")),
+    };
+    let rel = |p: PathBuf| config::resolve_relative(&base, p);
+    let list = |flag: Vec<String>, conf: Option<Vec<String>>| {
+        if flag.is_empty() {
+            conf.unwrap_or_default()
+        } else {
+            flag
+        }
+    };
+    let endpoint = args
+        .endpoint
+        .or(file.endpoint)
+        .or_else(|| std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()))
+        .unwrap_or_else(|| "https://huggingface.co".into())
+        .trim_end_matches('/')
+        .to_string();
+    let listen = match args.listen.or(file.listen) {
+        Some(l) => config::parse_listen(&l),
+        None => config::Listen::Default,
+    };
+    let mdns = if args.no_mdns {
+        false
+    } else {
+        args.mdns || file.mdns.unwrap_or(true)
+    };
+    Ok(Settings {
+        socket: args
+            .socket
+            .or(file.socket.map(rel))
+            .unwrap_or_else(paths::default_socket),
+        state_dir: args
+            .state_dir
+            .or(file.state_dir.map(rel))
+            .unwrap_or_else(default_state_dir),
+        cache_dir: args
+            .cache_dir
+            .or(file.cache_dir.map(rel))
+            .unwrap_or_else(paths::hf_hub_cache),
+        endpoint,
+        fetch_concurrency: args
+            .fetch_concurrency
+            .or(file.fetch_concurrency)
+            .unwrap_or(engine::DEFAULT_FETCH_CONCURRENCY),
+        listen,
+        peers: list(args.peers, file.peers),
+        discovery: discovery::DiscoveryConfig {
+            trackers: list(args.trackers, file.trackers),
+            private_trackers: list(args.private_trackers, file.private_trackers),
+            dht: args.dht || file.dht.unwrap_or(false),
+            dht_bootstrap: list(args.dht_bootstrap, file.dht_bootstrap),
+            dht_port: args.dht_port.or(file.dht_port),
+            mdns,
+            seed_public: !args.no_public_seeding && file.seed_public.unwrap_or(true),
+        },
+        fleet_key_file: args.fleet_key_file.or(file.fleet_key_file.map(rel)),
+        max_peers: args
+            .max_peers
+            .or(file.max_peers)
+            .unwrap_or(peer::set::DEFAULT_MAX_PEERS)
+            .max(1),
+    })
+}
+
+/// Binds the peer endpoint: an explicit address must work; the default port falls back to
+/// any free port (a second daemon on one machine, say).
+fn start_peer_set(
+    listen: &config::Listen,
+    identity: &peer::tls::Identity,
+    provider: peer::serve::Provider,
+    opts: peer::SetOptions,
+) -> Result<Option<peer::PeerSet>> {
+    match listen {
+        config::Listen::Off => Ok(None),
+        config::Listen::Explicit(a) => {
+            peer::PeerSet::start(resolve(a)?, identity, provider, opts).map(Some)
+        }
+        config::Listen::Default => {
+            let preferred = SocketAddr::from(([0, 0, 0, 0], config::DEFAULT_PORT));
+            match peer::PeerSet::start(preferred, identity, provider.clone(), opts.clone()) {
+                Ok(s) => Ok(Some(s)),
+                Err(e) => {
+                    tracing::info!("{e:#}; listening on another port");
+                    let any = SocketAddr::from(([0, 0, 0, 0], 0));
+                    peer::PeerSet::start(any, identity, provider, opts).map(Some)
+                }
+            }
+        }
+    }
 }
 
 /// Resolves HOST:PORT (names too) to one socket address.
@@ -70,15 +212,11 @@ async fn main() -> Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let socket = args.socket.unwrap_or_else(paths::default_socket);
-    let cache_dir = args.cache_dir.unwrap_or_else(paths::hf_hub_cache);
-    let state_dir = args.state_dir.unwrap_or_else(default_state_dir);
-    let endpoint = args
-        .endpoint
-        .or_else(|| std::env::var("HF_ENDPOINT").ok().filter(|e| !e.is_empty()))
-        .unwrap_or_else(|| "https://huggingface.co".into())
-        .trim_end_matches('/')
-        .to_string();
+    let cfg = settings(args)?;
+    let socket = cfg.socket.clone();
+    let cache_dir = cfg.cache_dir.clone();
+    let state_dir = cfg.state_dir.clone();
+    let endpoint = cfg.endpoint.clone();
     std::fs::create_dir_all(&cache_dir)
         .with_context(|| format!("creating cache dir {}", cache_dir.display()))?;
     std::fs::create_dir_all(&state_dir)
@@ -87,16 +225,20 @@ async fn main() -> Result<()> {
     let cache_dir = std::fs::canonicalize(&cache_dir).unwrap_or(cache_dir);
     tracing::info!(cache = %cache_dir.display(), state = %state_dir.display(), endpoint, "zestd starting");
 
-    let listen = match (&args.listen, args.peers.is_empty()) {
-        (Some(l), _) => Some(resolve(l)?),
-        (None, false) => Some(SocketAddr::from(([0, 0, 0, 0], 0))),
-        (None, true) => None,
-    };
-    let static_peers = args
+    let static_peers = cfg
         .peers
         .iter()
         .map(|p| resolve(p))
         .collect::<Result<Vec<_>>>()?;
+    let fleet = match &cfg.fleet_key_file {
+        Some(p) => Some(peer::FleetKey::from_file(p)?),
+        None => None,
+    };
+    if fleet.is_none() && !cfg.discovery.private_trackers.is_empty() {
+        tracing::warn!(
+            "private trackers without a fleet key: only public content is announced there"
+        );
+    }
 
     let index = index::Index::open(&state_dir)
         .with_context(|| format!("opening the index in {}", state_dir.display()))?;
@@ -105,24 +247,42 @@ async fn main() -> Result<()> {
     let mut engine = engine::Engine::new(
         cache_dir.clone(),
         endpoint,
-        args.fetch_concurrency,
+        cfg.fetch_concurrency,
         index.clone(),
         totals.clone(),
     );
-    if let Some(listen) = listen {
-        let identity = peer::tls::Identity::load_or_create(&state_dir)
-            .context("loading this daemon's peer identity")?;
-        let provider = peer::serve::Provider::new(index, engine.live.clone(), totals);
-        let set = peer::PeerSet::start(listen, &identity, provider)?;
+    let identity = peer::tls::Identity::load_or_create(&state_dir)
+        .context("loading this daemon's peer identity")?;
+    let mut provider = peer::serve::Provider::new(index.clone(), engine.live.clone(), totals);
+    provider.serve_public = cfg.discovery.seed_public;
+    let opts = peer::SetOptions {
+        fleet,
+        max_peers: cfg.max_peers,
+    };
+    let mut discovery = None;
+    if let Some(set) = start_peer_set(&cfg.listen, &identity, provider, opts)? {
+        let local = set
+            .local_addr()
+            .context("the peer endpoint has no address")?;
         tracing::info!(
-            listen = %set.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            listen = %local,
             node = peer::conn::short(set.node_id()),
+            fleet = set.fleet_key().is_some(),
             "serving peers (QUIC, ALPN zest/1)"
         );
         for p in static_peers {
             set.add(p, peer::Origin::Static);
         }
+        discovery = Some(
+            discovery::Discovery::start(&cfg.discovery, &set, local, index, engine.wanted.clone())
+                .await?,
+        );
+        engine.discovering = !cfg.discovery.trackers.is_empty()
+            || !cfg.discovery.private_trackers.is_empty()
+            || cfg.discovery.dht;
         engine.peers = Some(set);
+    } else if !static_peers.is_empty() {
+        anyhow::bail!("--peer needs a listening peer endpoint (--listen is off)");
     }
     let peer_set = engine.peers.clone();
     let pulls = pulls::PullManager::new(engine, &state_dir)
@@ -145,7 +305,11 @@ async fn main() -> Result<()> {
     let served = server
         .await
         .with_context(|| format!("control socket {}", socket.display()));
-    // Peers hear a clean close (code 0) rather than waiting out the idle timeout.
+    // Trackers hear `stopped`, the LAN a goodbye, peers a clean close (code 0) rather
+    // than waiting out the idle timeout.
+    if let Some(d) = discovery {
+        d.stop().await;
+    }
     if let Some(set) = peer_set {
         set.close();
     }

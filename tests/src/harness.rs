@@ -23,6 +23,12 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Writes a fleet secret to `path` and returns the zestd arguments that use it.
+pub fn fleet_key(path: &Path, secret: &str) -> Vec<String> {
+    std::fs::write(path, format!("{secret}\n")).expect("writing the fleet key");
+    vec!["--fleet-key-file".into(), path.display().to_string()]
+}
+
 /// A UDP port on loopback nobody is using right now.
 pub fn free_udp_port() -> u16 {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("binding a UDP port");
@@ -56,6 +62,16 @@ impl Daemon {
 
     /// A daemon serving peers on a free loopback port, with these static peers.
     pub fn start_peer(dir: &Path, endpoint: &str, peers: &[String]) -> Daemon {
+        Self::start_peer_with(dir, endpoint, peers, &[])
+    }
+
+    /// [`Daemon::start_peer`] with more zestd arguments.
+    pub fn start_peer_with(
+        dir: &Path,
+        endpoint: &str,
+        peers: &[String],
+        extra: &[String],
+    ) -> Daemon {
         let mut args = vec![
             "--listen".to_string(),
             format!("127.0.0.1:{}", free_udp_port()),
@@ -64,6 +80,7 @@ impl Daemon {
             args.push("--peer".into());
             args.push(p.clone());
         }
+        args.extend_from_slice(extra);
         Self::start_with(dir, endpoint, &args)
     }
 
@@ -119,6 +136,7 @@ impl Daemon {
             .arg(self.cache())
             .arg("--endpoint")
             .arg(&self.endpoint)
+            .args(self.default_args())
             .args(&self.args)
             .env("RUST_LOG", "info,zestd=debug")
             .env_remove("HF_TOKEN")
@@ -136,6 +154,18 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Tests stay on loopback and off the LAN unless they ask otherwise.
+    fn default_args(&self) -> Vec<String> {
+        let mut a = Vec::new();
+        if !self.args.iter().any(|x| x == "--listen") {
+            a.extend(["--listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
+        if !self.args.iter().any(|x| x == "--mdns") {
+            a.push("--no-mdns".to_string());
+        }
+        a
     }
 
     pub fn log(&self) -> String {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, bin, compare_caches, free_udp_port, hf_python_ok, pulled_path, seed_shared_store,
-    wait_until,
+    Daemon, bin, compare_caches, fleet_key, free_udp_port, hf_python_ok, pulled_path,
+    seed_shared_store, wait_until,
 };
 use zest_tests::hub::fixtures::{self, MODEL};
 use zest_tests::hub::{HubConfig, RepoSpec, TEST_TOKEN, TestHub};
@@ -263,7 +263,14 @@ fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
 fn huggingface_hub_written_model_is_indexed_and_served() {
     let scratch = Scratch::new("peers-hf-written");
     let hub = start_hub(&scratch, fixtures::standard());
-    let holder = Daemon::start_peer(&scratch.path().join("holder"), &hub.endpoint, &[]);
+    // Files zest did not pull itself have no known visibility, so they are served to the
+    // fleet only: both daemons share a fleet key.
+    let fleet = fleet_key(
+        &scratch.path().join("fleet.key"),
+        "hf-written test fleet secret",
+    );
+    let holder =
+        Daemon::start_peer_with(&scratch.path().join("holder"), &hub.endpoint, &[], &fleet);
     seed_shared_store(&holder.cache());
     hf_python_ok(
         "import sys\nfrom huggingface_hub import snapshot_download\nprint(snapshot_download(sys.argv[1]))",
@@ -291,10 +298,11 @@ fn huggingface_hub_written_model_is_indexed_and_served() {
         holder.log()
     );
     let before = xorb_bytes(&hub);
-    let n = Daemon::start_peer(
+    let n = Daemon::start_peer_with(
         &scratch.path().join("node"),
         &hub.endpoint,
         &[holder.listen()],
+        &fleet,
     );
     wait_connected(&n, 1);
     pull_ok(&n, MODEL);
@@ -357,11 +365,15 @@ fn restarted_daemon_keeps_or_rebuilds_its_index_and_serves_again() {
 }
 
 #[test]
-fn daemon_without_peer_flags_serves_nobody() {
-    // A daemon started without --listen/--peer serves nobody and says so.
+fn daemon_with_listen_off_serves_nobody() {
+    // A daemon started with --listen off serves nobody and says so.
     let scratch = Scratch::new("peers-off");
     let hub = start_hub(&scratch, fixtures::standard());
-    let d = Daemon::start(&scratch.path().join("d"), &hub.endpoint);
+    let d = Daemon::start_with(
+        &scratch.path().join("d"),
+        &hub.endpoint,
+        &["--listen".to_string(), "off".to_string()],
+    );
     let out = d.pull(&[fixtures::PRIVATE_MODEL], &[("HF_TOKEN", TEST_TOKEN)]);
     let _ = pulled_path(&out);
     let s = d.status_json();

@@ -19,6 +19,7 @@ pub mod progress;
 pub mod pull;
 pub mod schedule;
 pub mod swarm_origin;
+pub mod wanted;
 pub mod xet_file;
 
 use std::path::PathBuf;
@@ -51,6 +52,10 @@ pub struct Engine {
     pub live: Arc<LiveFiles>,
     /// Where chunks come from besides the origin; None when peers are off.
     pub peers: Option<PeerSet>,
+    /// Files pulls are about to fetch, for discovery.
+    pub wanted: Arc<wanted::Wanted>,
+    /// Trackers or the DHT are on: a download with no peers yet waits briefly for them.
+    pub discovering: bool,
 }
 
 impl Engine {
@@ -70,6 +75,8 @@ impl Engine {
             index,
             live: Arc::new(LiveFiles::default()),
             peers: None,
+            wanted: Arc::default(),
+            discovering: false,
         }
     }
 }

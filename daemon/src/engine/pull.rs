@@ -52,13 +52,22 @@ pub async fn run(
     token: Option<String>,
     counters: &Arc<PullCounters>,
 ) -> Result<PullOutcome, PullError> {
+    let had_token = token.is_some();
     let hub = HubClient::new(&spec.endpoint, token)?;
     counters.set_phase("listing");
+    let info = if had_token || !is_commit_hash(&spec.revision) {
+        Some(hub.repo_info(&spec.repo, &spec.revision).await?)
+    } else {
+        None
+    };
+    // Private or gated content never leaves the fleet (docs/PROTOCOL.md, "Fleets"). A pull
+    // that worked without a token is public by construction.
+    let private = had_token && info.as_ref().is_none_or(|i| i.restricted());
+    tracing::debug!(repo = %spec.repo, private, "repo visibility");
     let commit = if is_commit_hash(&spec.revision) {
         spec.revision.clone()
     } else {
-        let info = hub.repo_info(&spec.repo, &spec.revision).await?;
-        info.sha
+        info.and_then(|i| i.sha)
             .ok_or_else(|| PullError::new(Kind::Network, "the Hub's repo info has no commit sha"))?
     };
     if !is_commit_hash(&commit) {
@@ -75,6 +84,7 @@ pub async fn run(
     let rc = RepoCache::new(&engine.cache_dir, spec.repo.cache_folder_name());
     rc.ensure_dirs()
         .map_err(|e| PullError::new(Kind::Disk, format!("{e:#}")))?;
+
     let xet_hashes_valid = listing.iter().all(|f| {
         f.xet_hash
             .as_deref()
@@ -129,6 +139,25 @@ pub async fn run(
             xet,
         });
     }
+    for t in &tasks {
+        if let Some(h) = &t.xet
+            && let Err(e) = engine.index.note_visibility(h, private)
+        {
+            tracing::warn!("cannot record {}'s visibility: {e}", t.entry.path);
+        }
+    }
+    let _wanted = engine.wanted.want(
+        tasks
+            .iter()
+            .filter_map(|t| {
+                let w = super::wanted::WantedFile {
+                    size: t.entry.size,
+                    private,
+                };
+                t.xet.map(|h| (h, w))
+            })
+            .collect(),
+    );
     if tasks.is_empty() && (!spec.include.is_empty() || !spec.exclude.is_empty()) {
         tracing::warn!(repo = %spec.repo, "no files matched the include/exclude patterns");
     }
@@ -164,6 +193,7 @@ pub async fn run(
         spec,
         commit: &commit,
         counters,
+        private,
     };
     let futures: Vec<_> = tasks.iter().map(|t| fetch_tracked(&ctx, t)).collect();
     let results: Vec<Result<(), PullError>> = futures_util::stream::iter(futures)
@@ -200,6 +230,7 @@ struct PullCtx<'a> {
     spec: &'a PullSpec,
     commit: &'a str,
     counters: &'a Arc<PullCounters>,
+    private: bool,
 }
 
 async fn fetch_tracked(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
@@ -224,6 +255,7 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
         spec,
         commit,
         counters,
+        private,
     } = *ctx;
     let size = t.entry.size;
     let local = |counters: &PullCounters| {
@@ -266,6 +298,7 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
                 partial: blobs_dir.join(format!("{}.zest.incomplete", t.etag)),
                 journal: blobs_dir.join(format!("{}.zest.journal", t.etag)),
                 name: t.entry.path.clone(),
+                private,
             };
             let done = xet_file::download(engine, cas, &job, counters).await?;
             let mode = rc.new_file_mode(&blobs_dir);

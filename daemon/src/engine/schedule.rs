@@ -95,8 +95,20 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
             claim: None,
         })
         .collect();
+    if let Some(s) = &set
+        && ctx.engine.discovering
+    {
+        let private = ctx.live.private;
+        ctx.engine
+            .wanted
+            .wait_for_discovery(&ctx.hash, || !s.usable_for(private).is_empty())
+            .await;
+    }
     let mut order: Vec<usize> = (0..slots.len()).collect();
-    if set.as_ref().is_some_and(|s| !s.usable().is_empty()) {
+    if set
+        .as_ref()
+        .is_some_and(|s| !s.usable_for(ctx.live.private).is_empty())
+    {
         // Peers starting together then begin on different ranges.
         order.shuffle(&mut rand::rng());
     }
@@ -113,7 +125,7 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
     let started = Instant::now();
 
     if let Some(s) = &set {
-        let peers = s.usable();
+        let peers = s.usable_for(ctx.live.private);
         if !peers.is_empty() {
             views = refresh(ctx, &peers).await;
             last_refresh = Some(Instant::now());
@@ -130,7 +142,7 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
             return Ok(());
         }
         let peers = match (&set, peers_off) {
-            (Some(s), false) => s.usable(),
+            (Some(s), false) => s.usable_for(ctx.live.private),
             _ => Vec::new(),
         };
         if peers.is_empty() {

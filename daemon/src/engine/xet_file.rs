@@ -31,6 +31,8 @@ pub struct XetFileJob {
     pub partial: PathBuf,
     pub journal: PathBuf,
     pub name: String,
+    /// From a private or gated repo: only fleet peers are asked for it or served it.
+    pub private: bool,
 }
 
 /// A term placed in the file.
@@ -148,7 +150,12 @@ pub async fn download(
     let (journal, records, checkpoints) = Journal::open(&job.journal, &job.xet_hash, job.size)
         .map_err(|e| PullError::disk("opening the resume journal", &e))?;
     let recovered = recover(&file, &records, &terms, verified);
-    let live = Arc::new(LiveFile::new(job.xet_hash, file.clone(), total_chunks));
+    let live = Arc::new(LiveFile::with_visibility(
+        job.xet_hash,
+        file.clone(),
+        total_chunks,
+        job.private,
+    ));
     let resumed_bytes: u64 = recovered.values().map(|r| u64::from(r.size)).sum();
     for r in recovered.values() {
         live.set(

@@ -88,6 +88,8 @@ struct Inner {
     chunks: sled::Tree,
     /// xorb hash + first xorb chunk (BE) → file hash + file chunk + chunk count
     xorbs: sled::Tree,
+    /// file hash → 0 public, 1 private or gated (what pulls learned from the Hub)
+    visibility: sled::Tree,
     /// Manifests recently served, decoded once.
     hot: Mutex<HashMap<XetHash, Arc<HeldFile>>>,
 }
@@ -114,17 +116,31 @@ impl Index {
     /// another format. A fresh index is empty until the next scan fills it.
     pub fn open(state_dir: &Path) -> Result<Self, IndexError> {
         let dir = state_dir.join("index");
-        match Self::try_open(&dir) {
+        // Visibility is not derived from the cache (it came from the Hub), so it lives
+        // apart from the index and survives a rebuild. If it is unreadable it starts empty,
+        // which makes everything fleet-only until pulled again: the safe side.
+        let vis_dir = state_dir.join("visibility");
+        let vis = match sled::Config::new().path(&vis_dir).open() {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::warn!("visibility records unreadable ({e}); starting afresh");
+                let _ = std::fs::remove_dir_all(&vis_dir);
+                sled::Config::new().path(&vis_dir).open()?
+            }
+        };
+        let visibility = vis.open_tree("visibility")?;
+        match Self::try_open(&dir, &visibility) {
             Ok(Some(ix)) => return Ok(ix),
             Ok(None) => tracing::info!("index is of an older format; rebuilding it"),
             Err(e) => tracing::warn!("index unreadable ({e}); rebuilding it from the cache"),
         }
         let _ = std::fs::remove_dir_all(&dir);
-        let ix = Self::try_open(&dir)?.ok_or_else(|| IndexError::Corrupt("format".into()))?;
+        let ix = Self::try_open(&dir, &visibility)?
+            .ok_or_else(|| IndexError::Corrupt("format".into()))?;
         Ok(ix)
     }
 
-    fn try_open(dir: &Path) -> Result<Option<Self>, IndexError> {
+    fn try_open(dir: &Path, visibility: &sled::Tree) -> Result<Option<Self>, IndexError> {
         let db = sled::Config::new().path(dir).open()?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
@@ -147,6 +163,7 @@ impl Index {
             paths: db.open_tree("paths")?,
             chunks: db.open_tree("chunks")?,
             xorbs: db.open_tree("xorbs")?,
+            visibility: visibility.clone(),
             hot: Mutex::new(HashMap::new()),
             db,
         };
@@ -278,6 +295,35 @@ impl Index {
         decode_paths(&v).map(|(s, _)| s)
     }
 
+    /// Records what a pull learned from the Hub: whether the repo it took `hash` from
+    /// needs a token. Public wins: bytes anyone can download are public wherever else
+    /// they also appear.
+    pub fn note_visibility(&self, hash: &XetHash, private: bool) -> Result<(), IndexError> {
+        let t = &self.inner.visibility;
+        if private {
+            let _ = t.compare_and_swap(hash.as_bytes(), None as Option<&[u8]>, Some(&[1u8][..]))?;
+        } else {
+            t.insert(hash.as_bytes(), &[0u8])?;
+        }
+        Ok(())
+    }
+
+    /// Whether `hash` is known to be public. Files no pull vouched for (put in the cache
+    /// by other tools) count as private: they stay inside the fleet.
+    pub fn is_public(&self, hash: &XetHash) -> bool {
+        matches!(self.inner.visibility.get(hash.as_bytes()), Ok(Some(v)) if v.as_ref() == [0])
+    }
+
+    /// Every complete file held: its hash and size.
+    pub fn files(&self) -> Vec<(XetHash, u64)> {
+        self.inner
+            .files
+            .iter()
+            .filter_map(|kv| kv.ok())
+            .filter_map(|(k, v)| Some((XetHash::from_slice(&k)?, decode_paths(&v)?.0)))
+            .collect()
+    }
+
     pub fn contains(&self, hash: &XetHash) -> bool {
         self.inner
             .files
@@ -361,6 +407,7 @@ impl Index {
 
     pub fn flush(&self) {
         let _ = self.inner.db.flush();
+        let _ = self.inner.visibility.flush();
     }
 }
 
@@ -449,6 +496,25 @@ mod tests {
         assert_eq!(ix.chunk_location(&XetHash::from_bytes([2; 32])), None);
         assert_eq!(ix.xorb_range(&XetHash::from_bytes([7; 32]), 11, 13), None);
         assert_eq!(ix.file_count(), 0);
+    }
+
+    #[test]
+    fn public_wins_and_unknown_is_private() {
+        let dir = tempdir();
+        let ix = Index::open(&dir).unwrap();
+        let f = XetHash::from_bytes([5; 32]);
+        let file = dir.join("blob");
+        std::fs::write(&file, b"x").unwrap();
+        let stamp = Stamp::of(&std::fs::metadata(&file).unwrap());
+        ix.insert(f, &file, stamp, &chunks(1)).unwrap();
+        assert!(!ix.is_public(&f), "unknown: fleet only");
+        ix.note_visibility(&f, true).unwrap();
+        assert!(!ix.is_public(&f));
+        ix.note_visibility(&f, false).unwrap();
+        assert!(ix.is_public(&f), "the same bytes are public elsewhere");
+        ix.note_visibility(&f, true).unwrap();
+        assert!(ix.is_public(&f), "public wins");
+        assert_eq!(ix.files(), vec![(f, 1)]);
     }
 
     #[test]

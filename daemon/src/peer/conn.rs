@@ -53,6 +53,8 @@ pub struct PeerConn {
     pub node_id: String,
     pub addr: SocketAddr,
     pub stats: Arc<PeerStats>,
+    /// It proved it holds our fleet key (`peer::fleet`).
+    pub fleet: bool,
 }
 
 impl std::fmt::Debug for PeerConn {

@@ -21,6 +21,8 @@ pub struct LiveFile {
     pub hash: XetHash,
     /// An open handle, so serving survives the rename into the cache.
     pub file: Arc<File>,
+    /// Content of a private or gated repo: served to fleet peers only.
+    pub private: bool,
     state: Mutex<LiveState>,
 }
 
@@ -32,9 +34,19 @@ struct LiveState {
 
 impl LiveFile {
     pub fn new(hash: XetHash, file: Arc<File>, total_chunks: usize) -> Self {
+        Self::with_visibility(hash, file, total_chunks, false)
+    }
+
+    pub fn with_visibility(
+        hash: XetHash,
+        file: Arc<File>,
+        total_chunks: usize,
+        private: bool,
+    ) -> Self {
         LiveFile {
             hash,
             file,
+            private,
             state: Mutex::new(LiveState {
                 chunks: vec![None; total_chunks],
                 fetching: Vec::new(),

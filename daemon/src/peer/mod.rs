@@ -2,6 +2,7 @@
 //! index and from downloads in progress; the client side is used by the download engine.
 
 pub mod conn;
+pub mod fleet;
 pub mod limits;
 pub mod live;
 pub mod serve;
@@ -11,5 +12,6 @@ pub mod tls;
 pub mod wire;
 
 pub use conn::{PeerConn, PeerError};
+pub use fleet::FleetKey;
 pub use live::{LiveFile, LiveFiles, LiveGuard, Placed};
-pub use set::{Origin, PeerSet};
+pub use set::{Origin, PeerSet, SetOptions};

@@ -24,6 +24,8 @@ pub struct Provider {
     pub live: Arc<LiveFiles>,
     pub uploads: Arc<Semaphore>,
     pub totals: Arc<Totals>,
+    /// Whether public content is served to peers outside the fleet (config `seed_public`).
+    pub serve_public: bool,
 }
 
 impl Provider {
@@ -33,6 +35,7 @@ impl Provider {
             live,
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
             totals,
+            serve_public: true,
         }
     }
 }
@@ -47,14 +50,23 @@ enum Source {
 }
 
 impl Provider {
-    fn source(&self, hash: &XetHash) -> Option<Source> {
+    /// Where `hash` can be read from, if this peer may have it: private content exists
+    /// for fleet peers only, and for anyone else it is simply not here.
+    fn source(&self, hash: &XetHash, fleet: bool) -> Option<Source> {
         if let Some(h) = self.index.held(hash) {
-            return Some(Source::Held(h));
+            let open = fleet || (self.serve_public && self.index.is_public(hash));
+            if !open {
+                tracing::debug!(file = %hash, "not offered: private content, peer outside the fleet");
+            }
+            return open.then_some(Source::Held(h));
         }
-        self.live.get(hash).map(Source::Live)
+        self.live
+            .get(hash)
+            .filter(|l| fleet || (self.serve_public && !l.private))
+            .map(Source::Live)
     }
 
-    fn have(&self, files: &[Vec<u8>]) -> peer::Response {
+    fn have(&self, files: &[Vec<u8>], fleet: bool) -> peer::Response {
         if files.len() > MAX_HAVE_FILES {
             return wire::error("bad_request", "too many files in one have request");
         }
@@ -67,7 +79,7 @@ impl Provider {
                 file: f.clone(),
                 ..Default::default()
             };
-            match self.source(&hash) {
+            match self.source(&hash, fleet) {
                 Some(Source::Held(h)) => {
                     let n = h.chunks.len() as u32;
                     fh.complete = true;
@@ -88,7 +100,7 @@ impl Provider {
         }
     }
 
-    fn manifest(&self, req: &peer::ManifestRequest) -> peer::Response {
+    fn manifest(&self, req: &peer::ManifestRequest, fleet: bool) -> peer::Response {
         let Some(hash) = XetHash::from_slice(&req.file) else {
             return wire::error("bad_request", "the file hash is not 32 bytes");
         };
@@ -100,7 +112,7 @@ impl Provider {
             hash: h.as_bytes().to_vec(),
             size,
         };
-        let chunks: Vec<peer::ChunkClaim> = match self.source(&hash) {
+        let chunks: Vec<peer::ChunkClaim> = match self.source(&hash, fleet) {
             Some(Source::Held(h)) => (req.start..req.end.min(h.chunks.len() as u32))
                 .map(|i| {
                     let c = h.chunks[i as usize];
@@ -126,6 +138,7 @@ impl Provider {
         req: &peer::GetRequest,
         send: &mut quinn::SendStream,
         stats: &PeerStats,
+        fleet: bool,
     ) -> Result<(), WireError> {
         let Some(hash) = XetHash::from_slice(&req.file) else {
             return wire::write(
@@ -140,7 +153,7 @@ impl Provider {
         let Ok(_permit) = self.uploads.clone().try_acquire_owned() else {
             return wire::write(send, &wire::error("busy", "too many uploads; retry later")).await;
         };
-        let (file, lookup): (Arc<File>, Lookup) = match self.source(&hash) {
+        let (file, lookup): (Arc<File>, Lookup) = match self.source(&hash, fleet) {
             Some(Source::Held(h)) => match File::open(&h.path) {
                 Ok(f) => {
                     let h = h.clone();
@@ -206,12 +219,13 @@ impl Provider {
         Ok(())
     }
 
-    /// Handles one request stream to the end.
+    /// Handles one request stream to the end. `fleet`: the peer proved fleet membership.
     pub async fn handle(
         &self,
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
         stats: &PeerStats,
+        fleet: bool,
     ) -> Result<(), WireError> {
         let req = match wire::read::<peer::Request>(&mut recv).await {
             Ok(Some(r)) => r,
@@ -224,12 +238,12 @@ impl Provider {
         };
         match req.kind {
             Some(peer::request::Kind::Have(h)) => {
-                wire::write(&mut send, &self.have(&h.files)).await?
+                wire::write(&mut send, &self.have(&h.files, fleet)).await?
             }
             Some(peer::request::Kind::Manifest(m)) => {
-                wire::write(&mut send, &self.manifest(&m)).await?
+                wire::write(&mut send, &self.manifest(&m, fleet)).await?
             }
-            Some(peer::request::Kind::Get(g)) => self.get(&g, &mut send, stats).await?,
+            Some(peer::request::Kind::Get(g)) => self.get(&g, &mut send, stats, fleet).await?,
             None => wire::write(&mut send, &wire::error("bad_request", "unknown request")).await?,
         }
         send.finish()?;

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use zest_proto::peer;
 
 use super::conn::{PeerConn, short};
+use super::fleet::{FleetKey, Role};
 use super::serve::Provider;
 use super::stats::PeerStats;
 use super::tls::{Identity, remote_node_id};
@@ -29,11 +30,20 @@ const STRIKES_TO_BAN: u32 = 2;
 /// Strikes closer together than this count as one: parallel requests that fail at the same
 /// moment (a file changing hands between download and index) are one event, not many.
 const STRIKE_WINDOW: Duration = Duration::from_secs(5);
+/// Connections allowed by default; more peers are known but left waiting.
+pub const DEFAULT_MAX_PEERS: usize = 64;
+/// Incoming connections are accepted up to the cap plus this, so newcomers can always
+/// reach a full swarm; beyond it they are told `full`.
+const INCOMING_HEADROOM: usize = 16;
+/// A discovered peer that failed this many dials in a row is forgotten; the source that
+/// found it will offer it again if it comes back.
+const DISCOVERED_GIVE_UP: u32 = 6;
 
 /// QUIC application close codes.
 const CLOSE_VERSION: u32 = 1;
 const CLOSE_BANNED: u32 = 2;
 const CLOSE_SELF: u32 = 3;
+const CLOSE_FULL: u32 = 4;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -50,6 +60,10 @@ impl Origin {
             Origin::Discovered(s) => s.clone(),
         }
     }
+
+    fn is_lan(&self) -> bool {
+        matches!(self, Origin::Discovered(s) if s == "lan")
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,6 +71,8 @@ enum State {
     Connecting,
     Connected,
     Unreachable,
+    /// Known but not dialled: the connection cap is reached.
+    Waiting,
 }
 
 struct Entry {
@@ -67,6 +83,7 @@ struct Entry {
     reason: String,
     choked_until: Option<Instant>,
     stats: Arc<PeerStats>,
+    fleet: bool,
 }
 
 #[derive(Default)]
@@ -76,6 +93,33 @@ struct SetState {
     banned: HashMap<String, String>,
     /// Strike count and when the last one counted.
     strikes: HashMap<String, (u32, Option<Instant>)>,
+    /// Addresses that turned out to be this daemon (a tracker hands us back to ourselves).
+    self_addrs: std::collections::HashSet<SocketAddr>,
+}
+
+impl SetState {
+    fn connected(&self) -> usize {
+        self.peers
+            .values()
+            .filter(|e| matches!(e.state, State::Connected | State::Connecting))
+            .count()
+    }
+}
+
+/// How the peer set behaves.
+#[derive(Clone, Debug)]
+pub struct SetOptions {
+    pub fleet: Option<FleetKey>,
+    pub max_peers: usize,
+}
+
+impl Default for SetOptions {
+    fn default() -> Self {
+        SetOptions {
+            fleet: None,
+            max_peers: DEFAULT_MAX_PEERS,
+        }
+    }
 }
 
 struct Inner {
@@ -83,6 +127,7 @@ struct Inner {
     node_id: String,
     provider: Provider,
     state: Mutex<SetState>,
+    opts: SetOptions,
 }
 
 #[derive(Clone)]
@@ -102,11 +147,17 @@ pub struct PeerRow {
     pub rate_from: f64,
     pub rate_to: f64,
     pub rtt_ms: f64,
+    pub fleet: bool,
 }
 
 impl PeerSet {
     /// Binds the QUIC endpoint on `listen` and starts accepting peers.
-    pub fn start(listen: SocketAddr, identity: &Identity, provider: Provider) -> Result<Self> {
+    pub fn start(
+        listen: SocketAddr,
+        identity: &Identity,
+        provider: Provider,
+        opts: SetOptions,
+    ) -> Result<Self> {
         let mut endpoint = quinn::Endpoint::server(identity.server_config()?, listen)
             .with_context(|| format!("listening for peers on {listen} (UDP)"))?;
         endpoint.set_default_client_config(identity.client_config()?);
@@ -116,6 +167,7 @@ impl PeerSet {
                 node_id: identity.node_id.clone(),
                 provider,
                 state: Mutex::new(SetState::default()),
+                opts,
             }),
         };
         let me = set.clone();
@@ -131,6 +183,15 @@ impl PeerSet {
         &self.inner.node_id
     }
 
+    pub fn fleet_key(&self) -> Option<&FleetKey> {
+        self.inner.opts.fleet.as_ref()
+    }
+
+    /// How many peers are connected or being dialled.
+    pub fn connected_count(&self) -> usize {
+        lock(&self.inner.state).connected()
+    }
+
     /// Adds a peer address from any source; it is dialled, and redialled with backoff.
     pub fn add(&self, addr: SocketAddr, origin: Origin) {
         if Some(addr) == self.local_addr() {
@@ -138,7 +199,7 @@ impl PeerSet {
         }
         {
             let mut st = lock(&self.inner.state);
-            if st.peers.contains_key(&addr) {
+            if st.peers.contains_key(&addr) || st.self_addrs.contains(&addr) {
                 return;
             }
             st.peers.insert(addr, new_entry(origin));
@@ -147,21 +208,40 @@ impl PeerSet {
         tokio::spawn(async move { me.dial_loop(addr).await });
     }
 
-    /// Connected peers that are neither banned nor choked, fastest first.
+    /// Connected peers that are neither banned nor choked, best first: fastest, then on
+    /// the LAN, then nearest.
     pub fn usable(&self) -> Vec<PeerConn> {
         let now = Instant::now();
         let st = lock(&self.inner.state);
-        let mut out: Vec<PeerConn> = st
+        let mut out: Vec<(bool, PeerConn)> = st
             .peers
             .values()
             .filter(|e| e.state == State::Connected && e.choked_until.is_none_or(|t| t <= now))
             .filter(|e| !st.banned.contains_key(&e.node_id))
-            .filter_map(|e| e.conn.clone())
+            .filter_map(|e| e.conn.clone().map(|c| (e.origin.is_lan(), c)))
             .collect();
-        out.sort_by(|a, b| b.stats.rate_from().total_cmp(&a.stats.rate_from()));
+        drop(st);
+        out.sort_by(|(lan_a, a), (lan_b, b)| {
+            b.stats
+                .rate_from()
+                .total_cmp(&a.stats.rate_from())
+                .then(lan_b.cmp(lan_a))
+                .then(a.conn.rtt().cmp(&b.conn.rtt()))
+        });
+        let mut out: Vec<PeerConn> = out.into_iter().map(|(_, c)| c).collect();
         // One connection per node, even when both sides dialled.
         let mut seen = std::collections::HashSet::new();
         out.retain(|c| seen.insert(c.node_id.clone()));
+        out
+    }
+
+    /// The peers a file may be asked of: fleet peers only for private content, so a
+    /// stranger never even learns which private file we want.
+    pub fn usable_for(&self, private: bool) -> Vec<PeerConn> {
+        let mut out = self.usable();
+        if private {
+            out.retain(|c| c.fleet);
+        }
         out
     }
 
@@ -232,6 +312,7 @@ impl PeerSet {
                     (None, State::Connected) => "connected",
                     (None, State::Connecting) => "connecting",
                     (None, State::Unreachable) => "unreachable",
+                    (None, State::Waiting) => "waiting",
                 };
                 PeerRow {
                     addr: *addr,
@@ -251,6 +332,7 @@ impl PeerSet {
                         .as_ref()
                         .map(|c| c.conn.rtt().as_secs_f64() * 1000.0)
                         .unwrap_or(0.0),
+                    fleet: e.fleet,
                 }
             })
             .collect();
@@ -260,14 +342,17 @@ impl PeerSet {
 
     async fn dial_loop(&self, addr: SocketAddr) {
         let mut backoff = BACKOFF_MIN;
+        let mut failures = 0u32;
         loop {
-            let (connected, banned) = {
+            let (connected, banned, full, discovered) = {
                 let st = lock(&self.inner.state);
                 match st.peers.get(&addr) {
                     None => return,
                     Some(e) => (
                         e.state == State::Connected,
                         !e.node_id.is_empty() && st.banned.contains_key(&e.node_id),
+                        e.state != State::Connecting && st.connected() >= self.inner.opts.max_peers,
+                        matches!(e.origin, Origin::Discovered(_)),
                     ),
                 }
             };
@@ -279,16 +364,39 @@ impl PeerSet {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
+            if full {
+                // Over the cap: wait for a slot (a peer leaving frees one).
+                self.set_state(addr, State::Waiting, "connection cap reached");
+                tokio::time::sleep(jitter(Duration::from_secs(2))).await;
+                continue;
+            }
             self.set_state(addr, State::Connecting, "");
             match self.dial(addr).await {
                 Ok(conn) => {
                     backoff = BACKOFF_MIN;
+                    failures = 0;
                     let reason = conn.closed().await;
                     self.lost(addr, &conn, &reason.to_string());
                 }
-                Err(e) => {
+                Err(DialError::Myself) => {
+                    let mut st = lock(&self.inner.state);
+                    st.peers.remove(&addr);
+                    st.self_addrs.insert(addr);
+                    tracing::debug!(%addr, "that address is this daemon; not dialling it again");
+                    return;
+                }
+                Err(DialError::Other(e)) => {
                     tracing::debug!(%addr, "cannot reach peer: {e:#}");
                     self.set_state(addr, State::Unreachable, &format!("{e:#}"));
+                    failures += 1;
+                    if discovered && failures >= DISCOVERED_GIVE_UP {
+                        let mut st = lock(&self.inner.state);
+                        if st.peers.get(&addr).is_some_and(|e| e.conn.is_none()) {
+                            st.peers.remove(&addr);
+                            tracing::debug!(%addr, "forgetting an unreachable discovered peer");
+                            return;
+                        }
+                    }
                 }
             }
             tokio::time::sleep(jitter(backoff)).await;
@@ -296,22 +404,42 @@ impl PeerSet {
         }
     }
 
-    async fn dial(&self, addr: SocketAddr) -> Result<quinn::Connection> {
+    async fn dial(&self, addr: SocketAddr) -> Result<quinn::Connection, DialError> {
         let connecting = self.inner.endpoint.connect(addr, "zest")?;
         let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting)
             .await
             .context("QUIC handshake timed out")??;
+        if remote_node_id(&conn).as_deref() == Some(self.inner.node_id.as_str()) {
+            conn.close(CLOSE_SELF.into(), b"self");
+            return Err(DialError::Myself);
+        }
+        let mine = self.hello(&conn, Role::Dialler);
         let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, async {
             let (mut send, mut recv) = conn.open_bi().await?;
-            wire::write(&mut send, &hello()).await?;
+            wire::write(&mut send, &mine).await?;
             send.finish()?;
             let theirs = wire::read::<peer::Hello>(&mut recv).await?;
             anyhow::Ok(theirs)
         })
         .await
         .context("zest handshake timed out")??;
-        self.admit(conn.clone(), addr, hello, Origin::Static)?;
+        self.admit(conn.clone(), addr, hello, Origin::Static, Role::Acceptor)?;
         Ok(conn)
+    }
+
+    fn hello(&self, conn: &quinn::Connection, role: Role) -> peer::Hello {
+        peer::Hello {
+            version: VERSION,
+            capabilities: CAPABILITIES.iter().map(|s| s.to_string()).collect(),
+            agent: format!("zestd/{}", env!("CARGO_PKG_VERSION")),
+            fleet_proof: self
+                .inner
+                .opts
+                .fleet
+                .as_ref()
+                .map(|k| k.proof(conn, role))
+                .unwrap_or_default(),
+        }
     }
 
     async fn accept_loop(&self) {
@@ -323,6 +451,14 @@ impl PeerSet {
                     let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming)
                         .await
                         .context("QUIC handshake timed out")??;
+                    let full = {
+                        let st = lock(&me.inner.state);
+                        st.connected() >= me.inner.opts.max_peers + INCOMING_HEADROOM
+                    };
+                    if full {
+                        conn.close(CLOSE_FULL.into(), b"full");
+                        anyhow::bail!("connection cap reached");
+                    }
                     let (mut send, mut recv) =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
                             .await
@@ -333,9 +469,9 @@ impl PeerSet {
                     )
                     .await
                     .context("no hello")??;
-                    wire::write(&mut send, &hello()).await?;
+                    wire::write(&mut send, &me.hello(&conn, Role::Acceptor)).await?;
                     send.finish()?;
-                    me.admit(conn.clone(), addr, theirs, Origin::Incoming)?;
+                    me.admit(conn.clone(), addr, theirs, Origin::Incoming, Role::Dialler)?;
                     anyhow::Ok(conn)
                 }
                 .await;
@@ -357,6 +493,7 @@ impl PeerSet {
         addr: SocketAddr,
         hello: Option<peer::Hello>,
         origin: Origin,
+        their_role: Role,
     ) -> Result<()> {
         let Some(hello) = hello else {
             conn.close(CLOSE_VERSION.into(), b"no hello");
@@ -371,6 +508,12 @@ impl PeerSet {
             conn.close(CLOSE_SELF.into(), b"self");
             anyhow::bail!("that address is this daemon");
         }
+        let fleet = self
+            .inner
+            .opts
+            .fleet
+            .as_ref()
+            .is_some_and(|k| k.verify(&conn, their_role, &hello.fleet_proof));
         let stats = {
             let mut st = lock(&self.inner.state);
             if let Some(why) = st.banned.get(&node_id) {
@@ -383,6 +526,7 @@ impl PeerSet {
                 e.stats = Arc::new(PeerStats::default());
             }
             e.node_id = node_id.clone();
+            e.fleet = fleet;
             e.state = State::Connected;
             e.reason.clear();
             e.stats.clone()
@@ -392,18 +536,19 @@ impl PeerSet {
             node_id: node_id.clone(),
             addr,
             stats: stats.clone(),
+            fleet,
         };
         lock(&self.inner.state)
             .peers
             .entry(addr)
             .and_modify(|e| e.conn = Some(pc));
-        tracing::info!(%addr, peer = short(&node_id), agent = hello.agent, "peer connected");
+        tracing::info!(%addr, peer = short(&node_id), agent = hello.agent, fleet, "peer connected");
         let provider = self.inner.provider.clone();
         tokio::spawn(async move {
             while let Ok((send, recv)) = conn.accept_bi().await {
                 let (provider, stats) = (provider.clone(), stats.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = provider.handle(send, recv, &stats).await {
+                    if let Err(e) = provider.handle(send, recv, &stats, fleet).await {
                         tracing::debug!("peer request ended: {e}");
                     }
                 });
@@ -456,14 +601,27 @@ fn new_entry(origin: Origin) -> Entry {
         reason: String::new(),
         choked_until: None,
         stats: Arc::new(PeerStats::default()),
+        fleet: false,
     }
 }
 
-fn hello() -> peer::Hello {
-    peer::Hello {
-        version: VERSION,
-        capabilities: CAPABILITIES.iter().map(|s| s.to_string()).collect(),
-        agent: format!("zestd/{}", env!("CARGO_PKG_VERSION")),
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("that address is this daemon")]
+    Myself,
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+impl From<quinn::ConnectionError> for DialError {
+    fn from(e: quinn::ConnectionError) -> Self {
+        DialError::Other(e.into())
+    }
+}
+
+impl From<quinn::ConnectError> for DialError {
+    fn from(e: quinn::ConnectError) -> Self {
+        DialError::Other(e.into())
     }
 }
 

@@ -69,6 +69,7 @@ async fn main() -> Result<()> {
                 version: zestd::peer::set::VERSION,
                 capabilities: vec!["have".into(), "manifest".into(), "get".into()],
                 agent: format!("zest-evilpeer/{mode:?}"),
+                fleet_proof: Vec::new(),
             };
             if wire::write(&mut send, &hello).await.is_err() {
                 return;

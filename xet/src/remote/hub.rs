@@ -110,6 +110,19 @@ pub struct RepoInfo {
     pub sha: Option<String>,
     #[serde(default)]
     pub private: Option<bool>,
+    /// `false`, or the gating mode (`"auto"`, `"manual"`).
+    #[serde(default)]
+    pub gated: Option<serde_json::Value>,
+}
+
+impl RepoInfo {
+    /// Private or gated: its files need a token, so they must not be offered to strangers.
+    pub fn restricted(&self) -> bool {
+        self.private == Some(true)
+            || self.gated.as_ref().is_some_and(|g| {
+                !matches!(g, serde_json::Value::Bool(false) | serde_json::Value::Null)
+            })
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]

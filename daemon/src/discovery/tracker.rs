@@ -1,0 +1,399 @@
+//! A BitTorrent HTTP tracker client (BEP 3 announce, BEP 23 compact replies): announces
+//! the plan's swarm keys with `started` / `completed` / `stopped`, honours the tracker's
+//! `interval`, and hands the peers it returns to the peer set.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures_util::StreamExt;
+use thiserror::Error;
+use tokio::sync::watch;
+
+use super::bencode::{self, Value};
+use super::plan::{Channel, Plans};
+use super::swarm::{SwarmKey, url_encode};
+use crate::peer::{Origin, PeerSet};
+
+/// Used until the tracker names its own interval.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(1800);
+/// Never announce a key more often than this, whatever the tracker says.
+const FLOOR_INTERVAL: Duration = Duration::from_secs(30);
+/// While a file downloads, ask for new peers this often (bounded by `min interval`).
+const DOWNLOADING_INTERVAL: Duration = Duration::from_secs(30);
+/// Announces in flight to one tracker.
+const PARALLEL: usize = 8;
+/// Announces started per pass, so a huge cache is announced in a steady stream.
+const PER_PASS: usize = 64;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+const NUMWANT: u32 = 50;
+/// Bytes of a reply read at most.
+const MAX_REPLY: usize = 256 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Started,
+    Completed,
+    Stopped,
+    /// A regular re-announce.
+    None,
+}
+
+impl Event {
+    fn param(self) -> Option<&'static str> {
+        match self {
+            Event::Started => Some("started"),
+            Event::Completed => Some("completed"),
+            Event::Stopped => Some("stopped"),
+            Event::None => None,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum TrackerError {
+    #[error("tracker unreachable: {0}")]
+    Http(String),
+    #[error("tracker answered HTTP {0}")]
+    Status(u16),
+    #[error("tracker refused: {0}")]
+    Failure(String),
+    #[error("tracker reply unreadable: {0}")]
+    Reply(String),
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reply {
+    pub interval: Option<Duration>,
+    pub min_interval: Option<Duration>,
+    pub peers: Vec<SocketAddr>,
+}
+
+/// A fresh BitTorrent peer id: `-ZS0100-` and 12 random characters.
+pub fn peer_id() -> [u8; 20] {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut id = *b"-ZS0100-000000000000";
+    for b in &mut id[8..] {
+        *b = ALPHABET[rand::random_range(0..ALPHABET.len())];
+    }
+    id
+}
+
+pub fn parse_reply(body: &[u8]) -> Result<Reply, TrackerError> {
+    let v = bencode::decode(body).map_err(|e| TrackerError::Reply(e.to_string()))?;
+    if let Some(f) = v.get("failure reason").and_then(Value::bytes) {
+        return Err(TrackerError::Failure(String::from_utf8_lossy(f).into()));
+    }
+    let secs = |k: &str| {
+        v.get(k)
+            .and_then(Value::int)
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(s as u64))
+    };
+    let mut peers = Vec::new();
+    match v.get("peers") {
+        Some(Value::Bytes(b)) => {
+            for c in b.chunks_exact(6) {
+                let ip = Ipv4Addr::new(c[0], c[1], c[2], c[3]);
+                peers.push(SocketAddr::from((ip, u16::from_be_bytes([c[4], c[5]]))));
+            }
+        }
+        // The original, non-compact form: a list of dicts.
+        Some(Value::List(l)) => {
+            for p in l {
+                let ip = p
+                    .get("ip")
+                    .and_then(Value::bytes)
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .and_then(|s| s.parse::<std::net::IpAddr>().ok());
+                let port = p.get("port").and_then(Value::int);
+                if let (Some(ip), Some(port)) = (ip, port.and_then(|p| u16::try_from(p).ok())) {
+                    peers.push(SocketAddr::new(ip, port));
+                }
+            }
+        }
+        _ => {}
+    }
+    if let Some(b) = v.get("peers6").and_then(Value::bytes) {
+        for c in b.chunks_exact(18) {
+            let mut ip = [0u8; 16];
+            ip.copy_from_slice(&c[..16]);
+            peers.push(SocketAddr::from((
+                Ipv6Addr::from(ip),
+                u16::from_be_bytes([c[16], c[17]]),
+            )));
+        }
+    }
+    peers.retain(|p| p.port() != 0 && !p.ip().is_unspecified());
+    Ok(Reply {
+        interval: secs("interval"),
+        min_interval: secs("min interval"),
+        peers,
+    })
+}
+
+/// What was last said to the tracker about one key.
+struct Announced {
+    left: u64,
+    next: Instant,
+    /// The tracker accepted a `started` for it.
+    acked: bool,
+}
+
+pub struct Tracker {
+    url: String,
+    wanted: Arc<crate::engine::wanted::Wanted>,
+    channel: Channel,
+    set: PeerSet,
+    peer_id: [u8; 20],
+    port: u16,
+    http: reqwest::Client,
+}
+
+impl Tracker {
+    pub fn new(
+        url: &str,
+        channel: Channel,
+        set: PeerSet,
+        peer_id: [u8; 20],
+        port: u16,
+        wanted: Arc<crate::engine::wanted::Wanted>,
+    ) -> Result<Self> {
+        let parsed = reqwest::Url::parse(url).with_context(|| format!("tracker URL {url:?}"))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            anyhow::bail!("tracker URL {url:?}: only http:// and https:// trackers are supported");
+        }
+        let http = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("zestd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .context("HTTP client for trackers")?;
+        Ok(Tracker {
+            url: url.to_string(),
+            wanted,
+            channel,
+            set,
+            peer_id,
+            port,
+            http,
+        })
+    }
+
+    pub fn announce_url(&self, key: &SwarmKey, left: u64, event: Event) -> String {
+        let sep = if self.url.contains('?') { '&' } else { '?' };
+        let mut u = format!(
+            "{}{sep}info_hash={}&peer_id={}&port={}&uploaded=0&downloaded=0&left={left}&compact=1&numwant={}",
+            self.url,
+            key.url_encoded(),
+            url_encode(&self.peer_id),
+            self.port,
+            if event == Event::Stopped { 0 } else { NUMWANT },
+        );
+        if let Some(e) = event.param() {
+            u.push_str("&event=");
+            u.push_str(e);
+        }
+        u
+    }
+
+    pub async fn announce(
+        &self,
+        key: &SwarmKey,
+        left: u64,
+        event: Event,
+    ) -> Result<Reply, TrackerError> {
+        let resp = self
+            .http
+            .get(self.announce_url(key, left, event))
+            .send()
+            .await
+            .map_err(|e| TrackerError::Http(e.without_url().to_string()))?;
+        if !resp.status().is_success() {
+            return Err(TrackerError::Status(resp.status().as_u16()));
+        }
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(part) = stream.next().await {
+            let part = part.map_err(|e| TrackerError::Http(e.without_url().to_string()))?;
+            if body.len() + part.len() > MAX_REPLY {
+                return Err(TrackerError::Reply("reply too large".into()));
+            }
+            body.extend_from_slice(&part);
+        }
+        parse_reply(&body)
+    }
+
+    /// Announces the plan for this tracker's channel until `stop`, then says `stopped`
+    /// for everything it announced.
+    pub async fn run(
+        self,
+        mut plans: watch::Receiver<Arc<Plans>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let me = Arc::new(self);
+        let mut state: HashMap<SwarmKey, Announced> = HashMap::new();
+        let mut interval = DEFAULT_INTERVAL;
+        let mut min_interval = FLOOR_INTERVAL;
+        let mut failing = false;
+        loop {
+            let plan = plans.borrow_and_update().clone();
+            let plan = plan.get(me.channel);
+            let now = Instant::now();
+            let mut jobs: Vec<(SwarmKey, u64, Event)> = Vec::new();
+            for (k, left) in plan {
+                match state.get(k) {
+                    None => jobs.push((*k, *left, Event::Started)),
+                    Some(a) if a.acked && a.left > 0 && *left == 0 => {
+                        jobs.push((*k, 0, Event::Completed))
+                    }
+                    Some(a) if now >= a.next => {
+                        let ev = if a.acked { Event::None } else { Event::Started };
+                        jobs.push((*k, *left, ev))
+                    }
+                    _ => {}
+                }
+            }
+            for (k, a) in &state {
+                if !plan.contains_key(k) {
+                    jobs.push((*k, a.left, Event::Stopped));
+                }
+            }
+            // Withdrawals and new swarms first; then the rest in key order.
+            jobs.sort_by_key(|(k, _, e)| (*e == Event::None, *k));
+            jobs.truncate(PER_PASS);
+            let answers_new = jobs.iter().any(|(_, _, e)| *e == Event::Started);
+            let results: Vec<_> = futures_util::stream::iter(jobs)
+                .map(|(k, left, ev)| {
+                    let me = me.clone();
+                    async move { (k, left, ev, me.announce(&k, left, ev).await) }
+                })
+                .buffer_unordered(PARALLEL)
+                .collect()
+                .await;
+            for (k, left, ev, r) in results {
+                match r {
+                    Ok(reply) => {
+                        if failing {
+                            tracing::info!(tracker = me.url, "tracker reachable again");
+                            failing = false;
+                        }
+                        interval = reply.interval.unwrap_or(interval).max(FLOOR_INTERVAL);
+                        min_interval = reply.min_interval.unwrap_or(min_interval);
+                        if ev == Event::Stopped {
+                            state.remove(&k);
+                            continue;
+                        }
+                        let every = if left > 0 {
+                            DOWNLOADING_INTERVAL.max(min_interval).min(interval)
+                        } else {
+                            interval
+                        };
+                        state.insert(
+                            k,
+                            Announced {
+                                left,
+                                next: Instant::now() + jitter(every),
+                                acked: true,
+                            },
+                        );
+                        tracing::debug!(tracker = me.url, swarm = %k, ?ev, peers = reply.peers.len(), "announced");
+                        for p in reply.peers {
+                            me.set.add(p, Origin::Discovered("tracker".into()));
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::warn!(tracker = me.url, "announce failed: {e}");
+                            failing = true;
+                        } else {
+                            tracing::debug!(tracker = me.url, "announce failed: {e}");
+                        }
+                        if ev == Event::Stopped {
+                            state.remove(&k);
+                        } else {
+                            // Retry later; a key never acknowledged is retried as `started`.
+                            let retry = Instant::now() + jitter(FLOOR_INTERVAL);
+                            match state.get_mut(&k) {
+                                Some(a) => a.next = retry,
+                                None if ev == Event::Started => {
+                                    let acked = false;
+                                    state.insert(
+                                        k,
+                                        Announced {
+                                            left,
+                                            next: retry,
+                                            acked,
+                                        },
+                                    );
+                                }
+                                None => {}
+                            }
+                        }
+                    }
+                }
+            }
+            if answers_new {
+                me.wanted.note_answered();
+            }
+            tokio::select! {
+                _ = stop.changed() => break,
+                _ = plans.changed() => {}
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        // Leaving: withdraw everything, in parallel, bounded by the caller's timeout.
+        let keys: Vec<(SwarmKey, u64)> = state
+            .iter()
+            .filter(|(_, a)| a.acked)
+            .map(|(k, a)| (*k, a.left))
+            .collect();
+        futures_util::stream::iter(keys)
+            .map(|(k, left)| {
+                let me = me.clone();
+                async move {
+                    let _ = me.announce(&k, left, Event::Stopped).await;
+                }
+            })
+            .buffer_unordered(PARALLEL)
+            .collect::<Vec<()>>()
+            .await;
+    }
+}
+
+fn jitter(d: Duration) -> Duration {
+    d.mul_f64(0.9 + rand::random::<f64>() * 0.2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_and_dict_replies_and_failures() {
+        let mut r = b"d8:intervali900e5:peers12:".to_vec();
+        r.extend_from_slice(&[127, 0, 0, 1, 0x12, 0x8b, 10, 0, 0, 2, 0, 0]);
+        r.extend_from_slice(b"e");
+        let reply = parse_reply(&r).unwrap();
+        assert_eq!(reply.interval, Some(Duration::from_secs(900)));
+        assert_eq!(
+            reply.peers,
+            vec!["127.0.0.1:4747".parse().unwrap()],
+            "port 0 dropped"
+        );
+
+        let dict = b"d5:peersld2:ip9:127.0.0.14:porti4748eeee";
+        assert_eq!(
+            parse_reply(dict).unwrap().peers,
+            vec!["127.0.0.1:4748".parse().unwrap()]
+        );
+        let fail = b"d14:failure reason14:not authorizede";
+        assert!(
+            matches!(parse_reply(fail), Err(TrackerError::Failure(m)) if m == "not authorized")
+        );
+        assert!(parse_reply(b"<html>").is_err());
+        let id = peer_id();
+        assert!(id.starts_with(b"-ZS0100-"));
+    }
+}

@@ -15,6 +15,14 @@ if ! .venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(0 if (m.
 fi
 export ZEST_PYTHON="$PWD/.venv/bin/python"
 
+log "System packages the tests start (opentracker, iproute2 for network namespaces)"
+if ! command -v opentracker >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 || ! command -v sysctl >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq opentracker iproute2 procps
+fi
+
 log "Rust components"
 for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"

@@ -19,6 +19,7 @@ fn peer_json(p: &PeerInfo) -> serde_json::Value {
         "addr": p.addr, "node_id": p.node_id, "state": p.state, "reason": p.reason,
         "source": p.source, "bytes_from": p.bytes_from, "bytes_to": p.bytes_to,
         "rate_from": p.rate_from, "rate_to": p.rate_to, "rtt_ms": p.rtt_ms,
+        "fleet": p.fleet,
     })
 }
 
@@ -132,7 +133,11 @@ pub fn peers(socket: &Path, json: bool) -> anyhow::Result<()> {
             human(p.rate_from as u64),
             human(p.rate_to as u64),
             p.rtt_ms,
-            p.source,
+            if p.fleet {
+                format!("{} (fleet)", p.source)
+            } else {
+                p.source.clone()
+            },
             if p.reason.is_empty() {
                 String::new()
             } else {

@@ -41,6 +41,8 @@ pub struct Daemon {
     pub endpoint: String,
     /// Extra zestd arguments (--listen, --peer, ...), kept across restarts.
     pub args: Vec<String>,
+    /// Run inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
     child: Option<Child>,
 }
 
@@ -54,6 +56,21 @@ impl Daemon {
             dir: dir.to_path_buf(),
             endpoint: endpoint.to_string(),
             args: args.to_vec(),
+            netns: None,
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
+    /// A daemon inside network namespace `ns` (its control socket is a file, so zestctl
+    /// still reaches it from here).
+    pub fn start_in_netns(dir: &Path, endpoint: &str, ns: &str, args: &[String]) -> Daemon {
+        let mut d = Daemon {
+            dir: dir.to_path_buf(),
+            endpoint: endpoint.to_string(),
+            args: args.to_vec(),
+            netns: Some(ns.to_string()),
             child: None,
         };
         d.spawn();
@@ -127,7 +144,15 @@ impl Daemon {
             .append(true)
             .open(self.dir.join("zestd.log"))
             .expect("daemon log");
-        let child = Command::new(bin("zestd"))
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("zestd"));
+                c
+            }
+            None => Command::new(bin("zestd")),
+        };
+        let child = cmd
             .arg("--socket")
             .arg(self.socket())
             .arg("--state-dir")

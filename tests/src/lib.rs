@@ -156,3 +156,4 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 
 pub mod harness;
 pub mod hub;
+pub mod swarms;

@@ -28,8 +28,18 @@ const PARALLEL: usize = 4;
 const PER_PASS: usize = 32;
 
 /// Joins the DHT: through `bootstrap` (HOST:PORT) if given, else the public bootstrap nodes.
-pub async fn start(bootstrap: &[String], port: Option<u16>) -> Result<AsyncDht> {
+pub async fn start(
+    bootstrap: &[String],
+    port: Option<u16>,
+    listen: std::net::IpAddr,
+) -> Result<AsyncDht> {
     let mut b = Dht::builder();
+    // On the same interface as the peer endpoint, when that is one address.
+    if let std::net::IpAddr::V4(ip) = listen
+        && !ip.is_unspecified()
+    {
+        b.bind_address(ip);
+    }
     if !bootstrap.is_empty() {
         b.bootstrap(bootstrap);
     }
@@ -97,19 +107,21 @@ pub async fn run(
                     let Some(id) = id else {
                         return (k, false, false);
                     };
-                    let mut ok = false;
-                    if announce {
-                        match dht.announce_peer(id, Some(port)).await {
-                            Ok(_) => ok = true,
-                            Err(e) => tracing::debug!(swarm = %k, "DHT announce failed: {e}"),
-                        }
-                    }
+                    // Looking up first: a download waits on what it finds, while our
+                    // own announcement helps only those who come later.
                     if lookup {
                         let mut s = dht.get_peers(id);
                         while let Some(peers) = s.next().await {
                             for p in peers {
                                 set.add(SocketAddr::V4(p), Origin::Discovered("dht".into()));
                             }
+                        }
+                    }
+                    let mut ok = false;
+                    if announce {
+                        match dht.announce_peer(id, Some(port)).await {
+                            Ok(_) => ok = true,
+                            Err(e) => tracing::debug!(swarm = %k, "DHT announce failed: {e}"),
                         }
                     }
                     (k, announce && ok, lookup)

@@ -19,13 +19,17 @@ pub struct Lan {
 }
 
 impl Lan {
-    pub fn start(listen: SocketAddr, set: &PeerSet) -> Result<Self> {
-        let daemon = ServiceDaemon::new().context("starting mDNS")?;
+    /// `None` when listening on loopback: mdns-sd joins its multicast group on every
+    /// interface the moment it starts, before it can be narrowed down, so on loopback it is
+    /// not started at all and nothing can leave the machine.
+    pub fn start(listen: SocketAddr, set: &PeerSet) -> Result<Option<Self>> {
         let ip = listen.ip();
         if ip.is_loopback() {
-            daemon.disable_interface(IfKind::All)?;
-            daemon.enable_interface(IfKind::LoopbackV4)?;
-        } else if !ip.is_unspecified() {
+            tracing::info!("LAN discovery (mDNS) is off: listening on loopback only");
+            return Ok(None);
+        }
+        let daemon = ServiceDaemon::new().context("starting mDNS")?;
+        if !ip.is_unspecified() {
             daemon.disable_interface(IfKind::All)?;
             daemon.enable_interface(IfKind::Addr(ip))?;
         }
@@ -69,7 +73,7 @@ impl Lan {
             }
         });
         tracing::info!(%listen, "announcing on the LAN (mDNS {SERVICE})");
-        Ok(Lan { daemon, fullname })
+        Ok(Some(Lan { daemon, fullname }))
     }
 
     pub fn stop(self) {

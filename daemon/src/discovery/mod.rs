@@ -81,7 +81,7 @@ impl Discovery {
             tasks.spawn(t.run(plans.clone(), stop_rx.clone()));
         }
         if cfg.dht {
-            let node = dht::start(&cfg.dht_bootstrap, cfg.dht_port).await?;
+            let node = dht::start(&cfg.dht_bootstrap, cfg.dht_port, listen.ip()).await?;
             tasks.spawn(dht::run(
                 node,
                 wanted.clone(),
@@ -93,7 +93,7 @@ impl Discovery {
         }
         let mdns = if cfg.mdns {
             match mdns::Lan::start(listen, set) {
-                Ok(l) => Some(l),
+                Ok(l) => l,
                 Err(e) => {
                     tracing::warn!("LAN discovery (mDNS) is off: {e:#}");
                     None

@@ -1,0 +1,93 @@
+//! Asks a zest peer for one file the way any stranger could: dials it, says hello (with a
+//! fleet proof if given a fleet key), sends `have` and `get` for chunk 0, and prints what
+//! came back as one JSON line. The private-content tests use it to show that a peer outside
+//! the fleet is refused.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use xet::XetHash;
+use zest_proto::peer;
+use zestd::peer::fleet::{FleetKey, Role};
+use zestd::peer::stats::PeerStats;
+use zestd::peer::tls::{Identity, remote_node_id};
+use zestd::peer::{PeerConn, wire};
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long)]
+    peer: SocketAddr,
+    /// Xet hash of the file to ask for.
+    #[arg(long)]
+    file: XetHash,
+    /// Where the probe keeps its own identity.
+    #[arg(long)]
+    state: PathBuf,
+    #[arg(long)]
+    fleet_key_file: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.state)?;
+    let identity = Identity::load_or_create(&args.state)?;
+    let fleet = match &args.fleet_key_file {
+        Some(p) => Some(FleetKey::from_file(p)?),
+        None => None,
+    };
+    let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    endpoint.set_default_client_config(identity.client_config()?);
+    let conn = endpoint.connect(args.peer, "zest")?.await.context("QUIC")?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let hello = peer::Hello {
+        version: zestd::peer::set::VERSION,
+        capabilities: vec!["have".into(), "get".into()],
+        agent: "zest-probe".into(),
+        fleet_proof: fleet
+            .as_ref()
+            .map(|k| k.proof(&conn, Role::Dialler))
+            .unwrap_or_default(),
+    };
+    wire::write(&mut send, &hello).await?;
+    send.finish()?;
+    wire::read::<peer::Hello>(&mut recv)
+        .await?
+        .context("no hello back")?;
+    let pc = PeerConn {
+        node_id: remote_node_id(&conn).unwrap_or_default(),
+        addr: args.peer,
+        stats: Arc::new(PeerStats::default()),
+        fleet: fleet.is_some(),
+        conn,
+    };
+    let have = pc.have(&[args.file]).await?;
+    let held: u32 = have
+        .iter()
+        .map(|h| {
+            h.held
+                .chunks(2)
+                .map(|r| r[1].saturating_sub(r[0]))
+                .sum::<u32>()
+        })
+        .sum();
+    let mut bytes = 0usize;
+    let get = match pc
+        .get(&args.file, 0, 1, |_, d| {
+            bytes += d.len();
+            Ok(())
+        })
+        .await
+    {
+        Ok(()) => "ok".to_string(),
+        Err(e) => e.to_string(),
+    };
+    println!(
+        "{}",
+        serde_json::json!({ "held_chunks": held, "get": get, "bytes": bytes })
+    );
+    Ok(())
+}

@@ -1,0 +1,269 @@
+//! Discovery infrastructure the tests start themselves, on loopback or inside network
+//! namespaces they create and remove: Debian's opentracker, a local Mainline DHT, and a
+//! bridged LAN of namespaces.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use zestd::discovery::bencode::{self, Value};
+use zestd::discovery::swarm::SwarmKey;
+
+/// An opentracker process (Debian's build is whitelist-only) on a loopback port.
+pub struct Opentracker {
+    child: Child,
+    pub port: u16,
+    whitelist: PathBuf,
+}
+
+impl Opentracker {
+    /// Starts opentracker accepting exactly `keys`.
+    pub fn start(dir: &Path, keys: &[SwarmKey]) -> Opentracker {
+        std::fs::create_dir_all(dir).expect("tracker dir");
+        let whitelist = dir.join("whitelist");
+        let text: String = keys.iter().map(|k| format!("{}\n", k.hex())).collect();
+        std::fs::write(&whitelist, text).expect("whitelist");
+        let port = free_tcp_port();
+        let conf = dir.join("opentracker.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listen.tcp 127.0.0.1:{port}\naccess.whitelist {}\n",
+                whitelist.display()
+            ),
+        )
+        .expect("tracker config");
+        let bin = which("opentracker").unwrap_or_else(|| {
+            panic!("opentracker is not installed: scripts/test.sh installs it (apt-get install opentracker)")
+        });
+        let child = Command::new(bin)
+            .arg("-f")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting opentracker");
+        let t = Opentracker {
+            child,
+            port,
+            whitelist,
+        };
+        assert!(
+            crate::harness::wait_until(Duration::from_secs(10), || TcpStream::connect((
+                "127.0.0.1",
+                port
+            ))
+            .is_ok()),
+            "opentracker did not start"
+        );
+        t
+    }
+
+    pub fn announce_url(&self) -> String {
+        format!("http://127.0.0.1:{}/announce", self.port)
+    }
+
+    pub fn whitelist(&self) -> &Path {
+        &self.whitelist
+    }
+
+    /// (seeders, leechers) the tracker holds for `key`, from its scrape reply.
+    pub fn scrape(&self, key: &SwarmKey) -> (i64, i64) {
+        let body = http_get(
+            self.port,
+            &format!("/scrape?info_hash={}", key.url_encoded()),
+        );
+        let v = bencode::decode(&body).expect("scrape reply is bencode");
+        let Some(Value::Dict(files)) = v.get("files") else {
+            return (0, 0);
+        };
+        match files.get(&key.0[..]) {
+            Some(f) => (
+                f.get("complete").and_then(Value::int).unwrap_or(0),
+                f.get("incomplete").and_then(Value::int).unwrap_or(0),
+            ),
+            None => (0, 0),
+        }
+    }
+}
+
+impl Drop for Opentracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http_get(port: u16, path: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the tracker");
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("request");
+    let mut all = Vec::new();
+    let _ = s.read_to_end(&mut all);
+    let at = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("an HTTP reply");
+    all[at + 4..].to_vec()
+}
+
+pub fn free_tcp_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a TCP port");
+    l.local_addr().expect("local addr").port()
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin", "/sbin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
+
+/// A local Mainline DHT of `n` nodes on loopback; nothing reaches the public DHT.
+pub struct LocalDht {
+    pub net: mainline::Testnet,
+}
+
+impl LocalDht {
+    pub fn start(n: usize) -> LocalDht {
+        LocalDht {
+            net: mainline::Testnet::builder(n)
+                .bind_address(std::net::Ipv4Addr::LOCALHOST)
+                .build()
+                .expect("local DHT"),
+        }
+    }
+
+    /// zestd arguments that join this DHT and no other.
+    pub fn args(&self) -> Vec<String> {
+        let mut a = vec!["--dht".to_string()];
+        for b in &self.net.bootstrap {
+            a.push("--dht-bootstrap".into());
+            a.push(b.clone());
+        }
+        a
+    }
+
+    /// The peers the DHT holds for `key`. (The blocking API: these tests are synchronous.)
+    #[allow(deprecated)]
+    pub fn peers(&self, key: &SwarmKey) -> Vec<std::net::SocketAddrV4> {
+        let id = mainline::Id::from_bytes(key.0).expect("20-byte id");
+        self.net.nodes[0].get_peers(id).flatten().collect()
+    }
+}
+
+/// Runs `ip` with these arguments; panics with its stderr if it fails.
+pub fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("running ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn sysctl_here(setting: &str) {
+    let _ = Command::new("sysctl").args(["-q", "-w", setting]).status();
+}
+
+fn sysctl_in(ns: &str, setting: &str) {
+    let _ = Command::new("ip")
+        .args(["netns", "exec", ns, "sysctl", "-q", "-w", setting])
+        .status();
+}
+
+/// A LAN made of network namespaces: one holding a bridge, `hosts` namespaces each with a
+/// veth on it, and a veth from the test's own namespace (`gateway`) so daemons in the
+/// namespaces can reach the test hub. Everything is removed when dropped.
+pub struct NetnsLan {
+    tag: String,
+    pub hosts: Vec<String>,
+    pub host_ips: Vec<String>,
+    pub gateway: String,
+}
+
+impl NetnsLan {
+    pub fn create(hosts: usize) -> NetnsLan {
+        let tag = format!("{:x}", std::process::id() % 0xffff);
+        let subnet = 10 + (std::process::id() % 200);
+        let bridge_ns = format!("zbr{tag}");
+        let mut lan = NetnsLan {
+            tag: tag.clone(),
+            hosts: Vec::new(),
+            host_ips: Vec::new(),
+            gateway: format!("10.213.{subnet}.1"),
+        };
+        lan.remove();
+        ip(&["netns", "add", &bridge_ns]);
+        ip(&["-n", &bridge_ns, "link", "add", "br0", "type", "bridge"]);
+        ip(&["-n", &bridge_ns, "link", "set", "br0", "up"]);
+        let plug = |inside: &str, ns: Option<&str>, addr: &str| {
+            let outside = format!("{inside}x");
+            ip(&[
+                "link", "add", inside, "type", "veth", "peer", "name", &outside,
+            ]);
+            ip(&["link", "set", &outside, "netns", &bridge_ns]);
+            ip(&[
+                "-n", &bridge_ns, "link", "set", &outside, "master", "br0", "up",
+            ]);
+            let mut pre: Vec<&str> = Vec::new();
+            if let Some(ns) = ns {
+                ip(&["link", "set", inside, "netns", ns]);
+                pre = vec!["-n", ns];
+            }
+            let run = |rest: &[&str]| {
+                let mut a = pre.clone();
+                a.extend_from_slice(rest);
+                ip(&a);
+            };
+            // IPv4 only: IPv6 neighbour discovery would put packets on the wire that no
+            // daemon sent, and the tests count packets.
+            let sysctl = format!("net.ipv6.conf.{inside}.disable_ipv6=1");
+            match ns {
+                Some(ns) => sysctl_in(ns, &sysctl),
+                None => sysctl_here(&sysctl),
+            }
+            run(&["addr", "add", &format!("{addr}/24"), "dev", inside]);
+            run(&["link", "set", inside, "up"]);
+            if ns.is_some() {
+                run(&["link", "set", "lo", "up"]);
+            }
+        };
+        plug(&format!("zg{tag}"), None, &lan.gateway.clone());
+        for i in 0..hosts {
+            let ns = format!("zh{tag}{i}");
+            ip(&["netns", "add", &ns]);
+            let addr = format!("10.213.{subnet}.{}", i + 2);
+            plug(&format!("zv{tag}{i}"), Some(&ns), &addr);
+            lan.hosts.push(ns);
+            lan.host_ips.push(addr);
+        }
+        lan
+    }
+
+    fn remove(&self) {
+        let quiet = |args: &[&str]| {
+            let _ = Command::new("ip")
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        };
+        for i in 0..16 {
+            quiet(&["netns", "del", &format!("zh{}{i}", self.tag)]);
+        }
+        quiet(&["netns", "del", &format!("zbr{}", self.tag)]);
+        quiet(&["link", "del", &format!("zg{}", self.tag)]);
+    }
+}
+
+impl Drop for NetnsLan {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}

@@ -1,0 +1,520 @@
+//! Daemons that find each other with no static peers: through Debian's opentracker, a
+//! local Mainline DHT, or mDNS on a LAN of network namespaces; private repos that stay in
+//! the fleet; peers that come and go mid-pull. Origin bytes come from the test CAS's
+//! counters, tracker contents from its scrape replies, DHT contents from its nodes.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use xet::XetHash;
+use zest_tests::Scratch;
+use zest_tests::harness::{Daemon, bin, compare_caches, fleet_key, pulled_path, wait_until};
+use zest_tests::hub::fixtures::{self, MODEL, PRIVATE_MODEL};
+use zest_tests::hub::{HubConfig, RepoSpec, TEST_TOKEN, TestHub};
+use zest_tests::swarms::{LocalDht, NetnsLan, Opentracker};
+use zestd::discovery::swarm::{SwarmKey, fleet_key as fleet_swarm_key, public_key};
+use zestd::peer::FleetKey;
+
+fn start_hub(scratch: &Scratch, repos: Vec<RepoSpec>) -> TestHub {
+    TestHub::start(HubConfig::new(scratch.path().join("hub"), repos)).expect("test hub")
+}
+
+fn xorb_bytes(hub: &TestHub) -> u64 {
+    hub.stats.snapshot().xorb_bytes
+}
+
+/// The Xet files of `repo` that have content.
+fn xet_files(hub: &TestHub, repo: &str) -> Vec<XetHash> {
+    let mut v: Vec<XetHash> = hub
+        .repo(repo)
+        .files
+        .values()
+        .filter(|f| f.size > 0)
+        .filter_map(|f| f.xet_hash.as_deref()?.parse().ok())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+fn public_keys(hub: &TestHub, repos: &[&str]) -> Vec<SwarmKey> {
+    repos
+        .iter()
+        .flat_map(|r| xet_files(hub, r))
+        .map(|h| public_key(&h))
+        .collect()
+}
+
+fn num(d: &Daemon, key: &str) -> u64 {
+    d.status_json()[key].as_u64().unwrap_or(0)
+}
+
+fn assert_same(expected: &Path, actual: &Path) {
+    let diffs = compare_caches(expected, actual);
+    assert!(diffs.is_empty(), "caches differ:\n{}", diffs.join("\n"));
+}
+
+/// Pulls `repo` on every daemon at once (with `env`); all must succeed.
+fn pull_all(daemons: &[&Daemon], repo: &str, env: &[(&str, &str)]) {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = daemons
+            .iter()
+            .map(|d| s.spawn(move || d.pull(&[repo], env)))
+            .collect();
+        for (h, d) in handles.into_iter().zip(daemons) {
+            let out = h.join().expect("pull thread");
+            assert!(
+                out.status.success(),
+                "pull on {} failed: {}\n{}",
+                d.dir.display(),
+                String::from_utf8_lossy(&out.stderr),
+                d.log()
+            );
+        }
+    });
+}
+
+/// Peers `d` learned from `source` (tracker, dht, lan, incoming, static).
+fn peers_from(d: &Daemon, source: &str) -> usize {
+    d.peers_json()
+        .iter()
+        .filter(|p| p["source"] == source)
+        .count()
+}
+
+fn args(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A seed pulls `repo`; once discovery shows it, `nodes` pull at once and must take
+/// (almost) nothing from the origin, and get identical caches.
+fn seeded_then_crowd(hub: &TestHub, seed: &Daemon, nodes: &[Daemon], announced: impl Fn() -> bool) {
+    let out = seed.pull(&[MODEL], &[]);
+    let _ = pulled_path(&out);
+    let one_copy = xorb_bytes(hub);
+    assert!(
+        wait_until(Duration::from_secs(30), &announced),
+        "the seed's files never showed up in discovery:\n{}",
+        seed.log()
+    );
+    let before = xorb_bytes(hub);
+    pull_all(&nodes.iter().collect::<Vec<_>>(), MODEL, &[]);
+    let origin = xorb_bytes(hub) - before;
+    assert!(
+        origin * 100 <= one_copy,
+        "seeded pulls took {origin} bytes from the origin (one copy is {one_copy})\n{}",
+        nodes[0].log()
+    );
+    for n in nodes {
+        assert_same(&seed.cache(), &n.cache());
+        assert!(num(n, "bytes_from_peers") > 0, "{}", n.status_json());
+        assert!(n.peers_json().iter().all(|p| p["source"] != "static"));
+    }
+}
+
+#[test]
+fn tracker_only_fleet_seeds_and_shares_a_flash_crowd() {
+    let scratch = Scratch::new("disc-tracker");
+    let bench = fixtures::bench(&scratch.path().join("bench-data"), 24 << 20).expect("fixture");
+    let bench_repo = bench[0].id.clone();
+    let mut repos = fixtures::standard();
+    repos.extend(bench);
+    let hub = start_hub(&scratch, repos);
+    let keys = public_keys(&hub, &[MODEL, &bench_repo]);
+    let tracker = Opentracker::start(&scratch.path().join("tracker"), &keys);
+    let t = args(&["--tracker", &tracker.announce_url()]);
+    let start =
+        |name: &str| Daemon::start_peer_with(&scratch.path().join(name), &hub.endpoint, &[], &t);
+
+    // Seeded: three nodes find the seed through the tracker alone.
+    let seed = start("seed");
+    let nodes: Vec<Daemon> = (0..3).map(|i| start(&format!("node{i}"))).collect();
+    let model_keys = public_keys(&hub, &[MODEL]);
+    seeded_then_crowd(&hub, &seed, &nodes, || {
+        model_keys.iter().all(|k| tracker.scrape(k).0 >= 1)
+    });
+    assert!(
+        peers_from(&nodes[0], "tracker") >= 1,
+        "{:?}",
+        nodes[0].peers_json()
+    );
+
+    // A flash crowd: four fresh daemons pull a new model at the same moment.
+    let crowd: Vec<Daemon> = (0..4).map(|i| start(&format!("crowd{i}"))).collect();
+    let before = xorb_bytes(&hub);
+    pull_all(&crowd.iter().collect::<Vec<_>>(), &bench_repo, &[]);
+    let took = xorb_bytes(&hub) - before;
+    // Measured against a copy pulled alone, with no discovery to help it.
+    let lone = Daemon::start(&scratch.path().join("lone-ref"), &hub.endpoint);
+    let b = xorb_bytes(&hub);
+    let lone_out = Command::new(bin("zestctl"))
+        .arg("--socket")
+        .arg(lone.socket())
+        .arg("pull")
+        .arg(&bench_repo)
+        .env("HF_HOME", lone.dir.join("hf-home"))
+        .env_remove("HF_TOKEN")
+        .output()
+        .expect("zestctl");
+    assert!(lone_out.status.success());
+    let one_copy = (xorb_bytes(&hub) - b).max(1);
+    let copies = took as f64 / one_copy as f64;
+    assert!(
+        copies <= 1.5,
+        "a flash crowd of 4 found through the tracker took {copies:.2} copies from the origin"
+    );
+    for d in &crowd {
+        assert_same(&lone.cache(), &d.cache());
+    }
+    // Completed downloads are announced as seeds.
+    let bench_keys = public_keys(&hub, &[&bench_repo]);
+    assert!(
+        wait_until(Duration::from_secs(20), || bench_keys
+            .iter()
+            .all(|k| tracker.scrape(k).0 >= 4)),
+        "{:?}",
+        bench_keys
+            .iter()
+            .map(|k| tracker.scrape(k))
+            .collect::<Vec<_>>()
+    );
+    // A daemon that stops withdraws (event=stopped).
+    let before: i64 = model_keys.iter().map(|k| tracker.scrape(k).0).sum();
+    for mut n in nodes {
+        n.terminate();
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || model_keys
+            .iter()
+            .map(|k| tracker.scrape(k).0)
+            .sum::<i64>()
+            < before),
+        "stopped daemons are still listed"
+    );
+}
+
+#[test]
+fn dht_only_fleet_seeds() {
+    let scratch = Scratch::new("disc-dht");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let dht = LocalDht::start(5);
+    let a = dht.args();
+    let start =
+        |name: &str| Daemon::start_peer_with(&scratch.path().join(name), &hub.endpoint, &[], &a);
+    let seed = start("seed");
+    let nodes: Vec<Daemon> = (0..3).map(|i| start(&format!("node{i}"))).collect();
+    let model_keys = public_keys(&hub, &[MODEL]);
+    seeded_then_crowd(&hub, &seed, &nodes, || {
+        model_keys.iter().all(|k| !dht.peers(k).is_empty())
+    });
+    assert!(
+        peers_from(&nodes[0], "dht") >= 1,
+        "{:?}",
+        nodes[0].peers_json()
+    );
+}
+
+#[test]
+fn lan_only_fleet_seeds_in_network_namespaces() {
+    let lan = NetnsLan::create(4);
+    let scratch = Scratch::new("disc-lan");
+    let mut cfg = HubConfig::new(scratch.path().join("hub"), fixtures::standard());
+    cfg.host = lan.gateway.clone();
+    let hub = TestHub::start(cfg).expect("test hub on the LAN gateway");
+    let daemons: Vec<Daemon> = lan
+        .hosts
+        .iter()
+        .zip(&lan.host_ips)
+        .enumerate()
+        .map(|(i, (ns, ip))| {
+            Daemon::start_in_netns(
+                &scratch.path().join(format!("host{i}")),
+                &hub.endpoint,
+                ns,
+                &args(&["--listen", &format!("{ip}:4747"), "--mdns"]),
+            )
+        })
+        .collect();
+    let (seed, nodes) = daemons.split_first().expect("four hosts");
+    // mDNS announces presence, not content: every host finds every other (some connect
+    // first from the other side, so they show as incoming; nothing else could have told
+    // them).
+    for d in &daemons {
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                d.peers_in_state("connected").len() >= 3
+                    && d.peers_json()
+                        .iter()
+                        .all(|p| p["source"] == "lan" || p["source"] == "incoming")
+            }),
+            "{} found {:?} on the LAN\n{}",
+            d.dir.display(),
+            d.peers_json(),
+            d.log()
+        );
+    }
+    assert!(
+        daemons.iter().map(|d| peers_from(d, "lan")).sum::<usize>() >= 1,
+        "nobody was found through mDNS: {:?}",
+        daemons.iter().map(|d| d.peers_json()).collect::<Vec<_>>()
+    );
+    let out = seed.pull(&[MODEL], &[]);
+    let _ = pulled_path(&out);
+    let one_copy = xorb_bytes(&hub);
+    let before = xorb_bytes(&hub);
+    pull_all(&nodes.iter().collect::<Vec<_>>(), MODEL, &[]);
+    let origin = xorb_bytes(&hub) - before;
+    assert!(
+        origin * 100 <= one_copy,
+        "seeded LAN pulls took {origin} bytes from the origin (one copy is {one_copy})"
+    );
+    for n in nodes {
+        assert_same(&seed.cache(), &n.cache());
+    }
+}
+
+#[test]
+fn loopback_mdns_stays_on_loopback() {
+    // A daemon listening on loopback announces there only: nothing is sent on other
+    // interfaces. Run in a namespace of its own with a veth, and watch that veth.
+    let lan = NetnsLan::create(1);
+    let scratch = Scratch::new("disc-lo");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let ns = &lan.hosts[0];
+    let veth = format!("zv{:x}0", std::process::id() % 0xffff);
+    let packets = || -> u64 {
+        let out = Command::new("ip")
+            .args(["-n", ns, "-s", "-j", "link", "show", &veth])
+            .output()
+            .expect("ip");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v[0]["stats64"]["tx"]["packets"].as_u64().unwrap_or(0)
+    };
+    let before = packets();
+    let d = Daemon::start_in_netns(
+        &scratch.path().join("d"),
+        &hub.endpoint,
+        ns,
+        &args(&["--listen", "127.0.0.1:4747", "--mdns"]),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        d.log()
+            .contains("LAN discovery (mDNS) is off: listening on loopback"),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        packets(),
+        before,
+        "a loopback daemon sent packets on the LAN"
+    );
+}
+
+#[test]
+fn private_repo_stays_inside_the_fleet() {
+    let scratch = Scratch::new("disc-private");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let secret = "the fleet's shared secret, 32+ bytes long";
+    let fkey = FleetKey::from_secret(secret.as_bytes());
+    let private_files = xet_files(&hub, PRIVATE_MODEL);
+    assert!(!private_files.is_empty());
+    let private_public_keys: Vec<SwarmKey> = private_files.iter().map(public_key).collect();
+    let private_fleet_keys: Vec<SwarmKey> = private_files
+        .iter()
+        .map(|h| fleet_swarm_key(&fkey, h))
+        .collect();
+    // Both trackers would accept every key, so only zest's policy keeps them off.
+    let mut all = public_keys(&hub, &[MODEL]);
+    all.extend(&private_public_keys);
+    all.extend(&private_fleet_keys);
+    let public_tracker = Opentracker::start(&scratch.path().join("public-tracker"), &all);
+    let fleet_tracker = Opentracker::start(&scratch.path().join("fleet-tracker"), &all);
+    let dht = LocalDht::start(5);
+    let mut fleet_args = fleet_key(&scratch.path().join("fleet.key"), secret);
+    fleet_args.extend(args(&[
+        "--tracker",
+        &public_tracker.announce_url(),
+        "--private-tracker",
+        &fleet_tracker.announce_url(),
+    ]));
+    fleet_args.extend(dht.args());
+    let a = Daemon::start_peer_with(&scratch.path().join("a"), &hub.endpoint, &[], &fleet_args);
+    let token = [("HF_TOKEN", TEST_TOKEN)];
+    let out = a.pull(&[PRIVATE_MODEL], &token);
+    let _ = pulled_path(&out);
+    let out = a.pull(&[MODEL], &[]);
+    let _ = pulled_path(&out);
+    let one_copy = xorb_bytes(&hub);
+
+    // The fleet tracker has the private files under fleet keys; public content is on the
+    // public tracker and the DHT.
+    assert!(
+        wait_until(Duration::from_secs(30), || private_fleet_keys
+            .iter()
+            .all(|k| fleet_tracker.scrape(k).0 >= 1)),
+        "private files never reached the fleet tracker\n{}",
+        a.log()
+    );
+    let model_keys = public_keys(&hub, &[MODEL]);
+    assert!(
+        wait_until(Duration::from_secs(30), || model_keys.iter().all(
+            |k| public_tracker.scrape(k).0 >= 1 && !dht.peers(k).is_empty()
+        )),
+        "public files never reached the public tracker and the DHT"
+    );
+
+    // Another fleet node finds it on the fleet tracker and takes the private repo from it.
+    let b = Daemon::start_peer_with(&scratch.path().join("b"), &hub.endpoint, &[], &fleet_args);
+    let before = xorb_bytes(&hub);
+    let out = b.pull(&[PRIVATE_MODEL], &token);
+    let _ = pulled_path(&out);
+    assert!(
+        (xorb_bytes(&hub) - before) * 100 <= one_copy,
+        "the fleet node took the private repo from the origin\n{}",
+        b.log()
+    );
+    assert!(num(&b, "bytes_from_peers") > 0);
+    assert!(b.peers_json().iter().any(|p| p["fleet"] == true));
+
+    // Never announced where strangers look: not on the public tracker (under any key),
+    // not on the DHT, and not under its public key on the fleet tracker.
+    std::thread::sleep(Duration::from_secs(2));
+    for k in private_public_keys.iter().chain(&private_fleet_keys) {
+        assert_eq!(public_tracker.scrape(k), (0, 0), "public tracker holds {k}");
+        assert!(dht.peers(k).is_empty(), "the DHT holds {k}");
+    }
+    for k in &private_public_keys {
+        assert_eq!(
+            fleet_tracker.scrape(k),
+            (0, 0),
+            "fleet tracker holds public key {k}"
+        );
+    }
+
+    // A stranger asking for a private file is refused; a fleet member is served.
+    let probe = |fleet: bool| -> serde_json::Value {
+        let mut c = Command::new(bin("zest-probe"));
+        c.args([
+            "--peer",
+            &a.listen(),
+            "--file",
+            &private_files[0].to_string(),
+        ])
+        .arg("--state")
+        .arg(
+            scratch
+                .path()
+                .join(if fleet { "probe-fleet" } else { "probe" }),
+        );
+        if fleet {
+            c.arg("--fleet-key-file")
+                .arg(scratch.path().join("fleet.key"));
+        }
+        let out = c.output().expect("zest-probe");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("probe JSON")
+    };
+    let stranger = probe(false);
+    assert_eq!(stranger["held_chunks"], 0, "{stranger}");
+    assert_eq!(stranger["bytes"], 0, "{stranger}");
+    assert!(
+        stranger["get"]
+            .as_str()
+            .is_some_and(|g| g.contains("does not have")),
+        "{stranger}"
+    );
+    let member = probe(true);
+    assert!(member["held_chunks"].as_u64().unwrap_or(0) > 0, "{member}");
+    assert_eq!(member["get"], "ok", "{member}");
+
+    // A daemon outside the fleet, told of `a` directly, pulls the private repo with its
+    // own token: it gets nothing from `a`, and `a` serves it nothing.
+    let served = num(&a, "bytes_served");
+    let c = Daemon::start_peer_with(&scratch.path().join("c"), &hub.endpoint, &[a.listen()], &[]);
+    assert!(wait_until(Duration::from_secs(20), || !c
+        .peers_in_state("connected")
+        .is_empty()));
+    let out = c.pull(&[PRIVATE_MODEL], &token);
+    let _ = pulled_path(&out);
+    assert_eq!(num(&c, "bytes_from_peers"), 0, "{}", c.status_json());
+    assert_eq!(num(&a, "bytes_served"), served);
+    assert_same(
+        &a.cache().join("models--zest-test--private-model"),
+        &c.cache().join("models--zest-test--private-model"),
+    );
+}
+
+#[test]
+fn peers_joining_and_leaving_mid_pull_neither_stall_nor_corrupt() {
+    let scratch = Scratch::new("disc-churn");
+    let bench = fixtures::bench(&scratch.path().join("bench-data"), 24 << 20).expect("fixture");
+    let repo = bench[0].id.clone();
+    let hub = start_hub(&scratch, bench);
+    let keys = public_keys(&hub, &[&repo]);
+    let tracker = Opentracker::start(&scratch.path().join("tracker"), &keys);
+    let t = args(&["--tracker", &tracker.announce_url()]);
+    let start =
+        |name: &str| Daemon::start_peer_with(&scratch.path().join(name), &hub.endpoint, &[], &t);
+    // A slow origin, so the pulls last long enough for peers to come and go.
+    hub.faults
+        .fetch_rate
+        .store(6 << 20, std::sync::atomic::Ordering::SeqCst);
+    let mut leaver = start("leaver");
+    let stayers: Vec<Daemon> = (0..2).map(|i| start(&format!("stay{i}"))).collect();
+    let repo: &str = &repo;
+    let began = Instant::now();
+    std::thread::scope(|s| {
+        let pulls: Vec<_> = stayers
+            .iter()
+            .map(|d| s.spawn(move || d.pull(&[repo], &[])))
+            .collect();
+        let mut leaving = leaver
+            .zestctl_cmd(&[repo], &[])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("zestctl");
+        std::thread::sleep(Duration::from_millis(1500));
+        // One peer dies mid-pull, another arrives mid-pull.
+        leaver.kill9();
+        let _ = leaving.wait();
+        let joiner = start("joiner");
+        let out = joiner.pull(&[repo], &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        for (p, d) in pulls.into_iter().zip(&stayers) {
+            let out = p.join().expect("pull thread");
+            assert!(
+                out.status.success(),
+                "{}: {}\n{}",
+                d.dir.display(),
+                String::from_utf8_lossy(&out.stderr),
+                d.log()
+            );
+        }
+        assert_same(&stayers[0].cache(), &joiner.cache());
+    });
+    hub.faults
+        .fetch_rate
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    // One copy at 6 MiB/s is ~4 s; a stall would wait out timeouts many times over.
+    assert!(
+        began.elapsed() < Duration::from_secs(40),
+        "the pulls took {:?}",
+        began.elapsed()
+    );
+    assert_same(&stayers[0].cache(), &stayers[1].cache());
+    let lone = start("lone");
+    let out = lone.pull(&[repo], &[]);
+    let _ = pulled_path(&out);
+    assert_same(&lone.cache(), &stayers[0].cache());
+}

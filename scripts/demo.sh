@@ -2,8 +2,9 @@
 # The main job on an embedded default, offline: a local Hugging Face Hub stand-in (in front
 # of HF's reference CAS server) with a small model, a zestd on loopback, `zestctl pull`
 # into a fresh HF cache, and huggingface_hub reading the result offline. Then a small fleet:
-# three more daemons on loopback, peered with the first, pull the same model at once and
-# take it from their peers instead of the origin.
+# three more daemons on loopback, with no static peers, find the first (and each other) on a
+# local Mainline DHT the hub runs, pull the same model at once and take it from their peers
+# instead of the origin.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
@@ -18,16 +19,21 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 echo "== starting the test hub (HF's reference CAS server behind a Hub stand-in) on loopback"
-"$bin/zest-testhub" --data "$work/hub" > "$work/hub.json" 2> "$work/hub.log" &
+"$bin/zest-testhub" --data "$work/hub" --dht-nodes 4 > "$work/hub.json" 2> "$work/hub.log" &
 pids+=($!)
 for _ in $(seq 600); do [ -s "$work/hub.json" ] && break; sleep 0.2; done
 [ -s "$work/hub.json" ] || { echo "the test hub did not start: $(tail -5 "$work/hub.log")" >&2; exit 1; }
 endpoint=$(.venv/bin/python -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/hub.json")
 echo "   hub at $endpoint"
+dht_args=()
+for b in $(.venv/bin/python -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["dht_bootstrap"]))' "$work/hub.json"); do
+  dht_args+=(--dht-bootstrap "$b")
+done
+echo "   a local Mainline DHT of 4 nodes on loopback: ${dht_args[*]}"
 
 echo "== starting zestd (cache $work/cache)"
 "$bin/zestd" --socket "$work/zestd.sock" --state-dir "$work/state" --cache-dir "$work/cache" \
-  --endpoint "$endpoint" --listen 127.0.0.1:0 2> "$work/zestd.log" &
+  --endpoint "$endpoint" --listen 127.0.0.1:0 --dht "${dht_args[@]}" 2> "$work/zestd.log" &
 pids+=($!)
 for _ in $(seq 200); do [ -S "$work/zestd.sock" ] && break; sleep 0.05; done
 
@@ -48,16 +54,14 @@ PY
 echo "== zestctl status"
 "$bin/zestctl" --socket "$work/zestd.sock" status | sed 's/^/   /'
 
-echo "== a fleet: three more daemons on loopback, each with --peer <the first>"
-first=$("$bin/zestctl" --socket "$work/zestd.sock" status --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["listen"])')
+echo "== a fleet: three more daemons on loopback, no static peers: they meet on the local DHT"
 fleet_pids=()
 for i in 1 2 3; do
   "$bin/zestd" --socket "$work/n$i.sock" --state-dir "$work/n$i/state" --cache-dir "$work/n$i/cache" \
-    --endpoint "$endpoint" --listen 127.0.0.1:0 --peer "$first" 2> "$work/n$i.log" &
+    --endpoint "$endpoint" --listen 127.0.0.1:0 --dht "${dht_args[@]}" 2> "$work/n$i.log" &
   pids+=($!)
 done
 for i in 1 2 3; do for _ in $(seq 200); do [ -S "$work/n$i.sock" ] && break; sleep 0.05; done; done
-sleep 1
 for i in 1 2 3; do "$bin/zestctl" --socket "$work/n$i.sock" pull zest-test/tiny-model > /dev/null 2>&1 & fleet_pids+=($!); done
 for p in "${fleet_pids[@]}"; do wait "$p"; done
 for i in 1 2 3; do
@@ -66,5 +70,11 @@ import json, sys
 s = json.load(sys.stdin)
 print("   node %s: %9d bytes from peers, %6d from the origin" % (sys.argv[1], s["bytes_from_peers"], s["bytes_from_origin"]))' "$i"
 done
+"$bin/zestctl" --socket "$work/n1.sock" peers --json | .venv/bin/python -c '
+import json, sys
+src = sorted({p["source"] for p in json.load(sys.stdin)})
+print("   node 1 learned its peers from: " + ", ".join(src))
+if "static" in src: sys.exit("a static peer in a discovery-only fleet")'
+
 echo "== zestctl peers (on the first daemon)"
 "$bin/zestctl" --socket "$work/zestd.sock" peers | sed 's/^/   /'

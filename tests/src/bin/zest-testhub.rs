@@ -26,6 +26,10 @@ struct Args {
     /// Address to listen on (benchmarks put the hub in its own network namespace).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// Also run a local Mainline DHT of this many nodes on loopback (its bootstrap
+    /// addresses are printed as `dht_bootstrap`), so daemons can find each other on it.
+    #[arg(long, default_value_t = 0)]
+    dht_nodes: usize,
 }
 
 fn main() -> Result<()> {
@@ -44,6 +48,11 @@ fn main() -> Result<()> {
     config.cas_port = args.cas_port;
     config.host = args.host;
     let hub = TestHub::start(config)?;
+    let dht = (args.dht_nodes > 0).then(|| zest_tests::swarms::LocalDht::start(args.dht_nodes));
+    let dht_bootstrap: Vec<String> = dht
+        .as_ref()
+        .map(|d| d.net.bootstrap.clone())
+        .unwrap_or_default();
     let repos: Vec<_> = hub
         .repos
         .iter()
@@ -57,7 +66,7 @@ fn main() -> Result<()> {
         .collect();
     println!(
         "{}",
-        serde_json::json!({ "endpoint": hub.endpoint, "cas": hub.cas_url, "token": TEST_TOKEN, "repos": repos })
+        serde_json::json!({ "endpoint": hub.endpoint, "cas": hub.cas_url, "token": TEST_TOKEN, "repos": repos, "dht_bootstrap": dht_bootstrap })
     );
     // Serve until a signal ends the process.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -72,5 +81,6 @@ fn main() -> Result<()> {
         Ok::<_, anyhow::Error>(())
     })?;
     drop(hub);
+    drop(dht);
     Ok(())
 }

@@ -23,6 +23,32 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Asserts two HF caches are identical, file by file.
+pub fn assert_same_cache(expected: &Path, actual: &Path) {
+    let diffs = compare_caches(expected, actual);
+    assert!(diffs.is_empty(), "caches differ:\n{}", diffs.join("\n"));
+}
+
+/// Pulls `repo` on every daemon at once (with `env`); every pull must succeed.
+pub fn pull_all(daemons: &[&Daemon], repo: &str, env: &[(&str, &str)]) {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = daemons
+            .iter()
+            .map(|d| s.spawn(move || d.pull(&[repo], env)))
+            .collect();
+        for (h, d) in handles.into_iter().zip(daemons) {
+            let out = h.join().expect("pull thread");
+            assert!(
+                out.status.success(),
+                "pull on {} failed: {}\n{}",
+                d.dir.display(),
+                String::from_utf8_lossy(&out.stderr),
+                d.log()
+            );
+        }
+    });
+}
+
 /// Writes a fleet secret to `path` and returns the zestd arguments that use it.
 pub fn fleet_key(path: &Path, secret: &str) -> Vec<String> {
     std::fs::write(path, format!("{secret}\n")).expect("writing the fleet key");

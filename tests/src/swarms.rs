@@ -15,7 +15,6 @@ use zestd::discovery::swarm::SwarmKey;
 pub struct Opentracker {
     child: Child,
     pub port: u16,
-    whitelist: PathBuf,
 }
 
 impl Opentracker {
@@ -45,11 +44,7 @@ impl Opentracker {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting opentracker");
-        let t = Opentracker {
-            child,
-            port,
-            whitelist,
-        };
+        let t = Opentracker { child, port };
         assert!(
             crate::harness::wait_until(Duration::from_secs(10), || TcpStream::connect((
                 "127.0.0.1",
@@ -63,10 +58,6 @@ impl Opentracker {
 
     pub fn announce_url(&self) -> String {
         format!("http://127.0.0.1:{}/announce", self.port)
-    }
-
-    pub fn whitelist(&self) -> &Path {
-        &self.whitelist
     }
 
     /// (seeders, leechers) the tracker holds for `key`, from its scrape reply.

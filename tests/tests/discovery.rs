@@ -3,13 +3,14 @@
 //! the fleet; peers that come and go mid-pull. Origin bytes come from the test CAS's
 //! counters, tracker contents from its scrape replies, DHT contents from its nodes.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use xet::XetHash;
 use zest_tests::Scratch;
-use zest_tests::harness::{Daemon, bin, compare_caches, fleet_key, pulled_path, wait_until};
+use zest_tests::harness::{
+    Daemon, assert_same_cache, bin, fleet_key, pull_all, pulled_path, wait_until,
+};
 use zest_tests::hub::fixtures::{self, MODEL, PRIVATE_MODEL};
 use zest_tests::hub::{HubConfig, RepoSpec, TEST_TOKEN, TestHub};
 use zest_tests::swarms::{LocalDht, NetnsLan, Opentracker};
@@ -50,31 +51,6 @@ fn num(d: &Daemon, key: &str) -> u64 {
     d.status_json()[key].as_u64().unwrap_or(0)
 }
 
-fn assert_same(expected: &Path, actual: &Path) {
-    let diffs = compare_caches(expected, actual);
-    assert!(diffs.is_empty(), "caches differ:\n{}", diffs.join("\n"));
-}
-
-/// Pulls `repo` on every daemon at once (with `env`); all must succeed.
-fn pull_all(daemons: &[&Daemon], repo: &str, env: &[(&str, &str)]) {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = daemons
-            .iter()
-            .map(|d| s.spawn(move || d.pull(&[repo], env)))
-            .collect();
-        for (h, d) in handles.into_iter().zip(daemons) {
-            let out = h.join().expect("pull thread");
-            assert!(
-                out.status.success(),
-                "pull on {} failed: {}\n{}",
-                d.dir.display(),
-                String::from_utf8_lossy(&out.stderr),
-                d.log()
-            );
-        }
-    });
-}
-
 /// Peers `d` learned from `source` (tracker, dht, lan, incoming, static).
 fn peers_from(d: &Daemon, source: &str) -> usize {
     d.peers_json()
@@ -107,7 +83,7 @@ fn seeded_then_crowd(hub: &TestHub, seed: &Daemon, nodes: &[Daemon], announced: 
         nodes[0].log()
     );
     for n in nodes {
-        assert_same(&seed.cache(), &n.cache());
+        assert_same_cache(&seed.cache(), &n.cache());
         assert!(num(n, "bytes_from_peers") > 0, "{}", n.status_json());
         assert!(n.peers_json().iter().all(|p| p["source"] != "static"));
     }
@@ -165,7 +141,7 @@ fn tracker_only_fleet_seeds_and_shares_a_flash_crowd() {
         "a flash crowd of 4 found through the tracker took {copies:.2} copies from the origin"
     );
     for d in &crowd {
-        assert_same(&lone.cache(), &d.cache());
+        assert_same_cache(&lone.cache(), &d.cache());
     }
     // Completed downloads are announced as seeds.
     let bench_keys = public_keys(&hub, &[&bench_repo]);
@@ -270,7 +246,7 @@ fn lan_only_fleet_seeds_in_network_namespaces() {
         "seeded LAN pulls took {origin} bytes from the origin (one copy is {one_copy})"
     );
     for n in nodes {
-        assert_same(&seed.cache(), &n.cache());
+        assert_same_cache(&seed.cache(), &n.cache());
     }
 }
 
@@ -444,7 +420,7 @@ fn private_repo_stays_inside_the_fleet() {
     let _ = pulled_path(&out);
     assert_eq!(num(&c, "bytes_from_peers"), 0, "{}", c.status_json());
     assert_eq!(num(&a, "bytes_served"), served);
-    assert_same(
+    assert_same_cache(
         &a.cache().join("models--zest-test--private-model"),
         &c.cache().join("models--zest-test--private-model"),
     );
@@ -501,7 +477,7 @@ fn peers_joining_and_leaving_mid_pull_neither_stall_nor_corrupt() {
                 d.log()
             );
         }
-        assert_same(&stayers[0].cache(), &joiner.cache());
+        assert_same_cache(&stayers[0].cache(), &joiner.cache());
     });
     hub.faults
         .fetch_rate
@@ -512,9 +488,9 @@ fn peers_joining_and_leaving_mid_pull_neither_stall_nor_corrupt() {
         "the pulls took {:?}",
         began.elapsed()
     );
-    assert_same(&stayers[0].cache(), &stayers[1].cache());
+    assert_same_cache(&stayers[0].cache(), &stayers[1].cache());
     let lone = start("lone");
     let out = lone.pull(&[repo], &[]);
     let _ = pulled_path(&out);
-    assert_same(&lone.cache(), &stayers[0].cache());
+    assert_same_cache(&lone.cache(), &stayers[0].cache());
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, bin, compare_caches, fleet_key, free_udp_port, hf_python_ok, pulled_path,
+    Daemon, assert_same_cache, bin, fleet_key, free_udp_port, hf_python_ok, pull_all, pulled_path,
     seed_shared_store, wait_until,
 };
 use zest_tests::hub::fixtures::{self, MODEL};
@@ -20,11 +20,6 @@ fn start_hub(scratch: &Scratch, repos: Vec<RepoSpec>) -> TestHub {
 
 fn xorb_bytes(hub: &TestHub) -> u64 {
     hub.stats.snapshot().xorb_bytes
-}
-
-fn assert_same(expected: &Path, actual: &Path) {
-    let diffs = compare_caches(expected, actual);
-    assert!(diffs.is_empty(), "caches differ:\n{}", diffs.join("\n"));
 }
 
 fn pull_ok(d: &Daemon, repo: &str) {
@@ -50,26 +45,6 @@ fn wait_connected(d: &Daemon, n: usize) {
     );
 }
 
-/// Pulls `repo` on every daemon at once.
-fn pull_all(daemons: &[&Daemon], repo: &str) {
-    std::thread::scope(|s| {
-        let handles: Vec<_> = daemons
-            .iter()
-            .map(|d| s.spawn(move || d.pull(&[repo], &[])))
-            .collect();
-        for (h, d) in handles.into_iter().zip(daemons) {
-            let out = h.join().expect("pull thread");
-            assert!(
-                out.status.success(),
-                "pull on {} failed: {}\n{}",
-                d.dir.display(),
-                String::from_utf8_lossy(&out.stderr),
-                d.log()
-            );
-        }
-    });
-}
-
 #[test]
 fn seeded_fleet_takes_nothing_from_the_origin() {
     let scratch = Scratch::new("peers-seeded");
@@ -93,14 +68,14 @@ fn seeded_fleet_takes_nothing_from_the_origin() {
         wait_connected(n, 1);
     }
     let before = xorb_bytes(&hub);
-    pull_all(&nodes.iter().collect::<Vec<_>>(), MODEL);
+    pull_all(&nodes.iter().collect::<Vec<_>>(), MODEL, &[]);
     let origin = xorb_bytes(&hub) - before;
     assert!(
         origin * 100 <= one_copy,
         "three seeded pulls took {origin} bytes from the origin (one copy is {one_copy})"
     );
     for n in &nodes {
-        assert_same(&seed.cache(), &n.cache());
+        assert_same_cache(&seed.cache(), &n.cache());
         let status = n.status_json();
         assert!(
             status["bytes_from_peers"].as_u64().unwrap_or(0) > 0,
@@ -135,7 +110,7 @@ fn flash_crowd_fetches_each_range_about_once() {
     for d in &daemons {
         wait_connected(d, 3);
     }
-    pull_all(&daemons.iter().collect::<Vec<_>>(), &repo);
+    pull_all(&daemons.iter().collect::<Vec<_>>(), &repo, &[]);
     let crowd = xorb_bytes(&hub);
 
     // One copy, in the same units: a lone daemon with no peers.
@@ -155,7 +130,7 @@ fn flash_crowd_fetches_each_range_about_once() {
         "{from_peers} {served}"
     );
     for d in &daemons {
-        assert_same(&lone.cache(), &d.cache());
+        assert_same_cache(&lone.cache(), &d.cache());
     }
 }
 
@@ -222,7 +197,7 @@ fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
         );
         wait_connected(&n, 1);
         pull_ok(&n, MODEL);
-        assert_same(&seed.cache(), &n.cache());
+        assert_same_cache(&seed.cache(), &n.cache());
         let banned = n.peers_in_state("banned");
         if *m == "stall" {
             assert!(banned.is_empty(), "a slow peer is not a liar: {banned:?}");
@@ -245,7 +220,7 @@ fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
     let n = Daemon::start_peer(&scratch.path().join("crowd"), &hub.endpoint, &peers);
     wait_connected(&n, 4);
     pull_ok(&n, MODEL);
-    assert_same(&seed.cache(), &n.cache());
+    assert_same_cache(&seed.cache(), &n.cache());
     assert!(num(&n, "bytes_from_peers") > 0);
     for liar in &evil[..2] {
         let rows = n.peers_json();
@@ -308,7 +283,7 @@ fn huggingface_hub_written_model_is_indexed_and_served() {
     pull_ok(&n, MODEL);
     assert_eq!(xorb_bytes(&hub), before, "the origin sent xorb bytes");
     assert!(num(&n, "bytes_from_peers") > 0);
-    assert_same(&holder.cache(), &n.cache());
+    assert_same_cache(&holder.cache(), &n.cache());
 
     // Files that leave the cache leave the index.
     std::fs::remove_dir_all(holder.cache()).expect("removing the cache");
@@ -339,7 +314,7 @@ fn restarted_daemon_keeps_or_rebuilds_its_index_and_serves_again() {
     wait_connected(&a, 1);
     pull_ok(&a, MODEL);
     assert_eq!(xorb_bytes(&hub), before);
-    assert_same(&seed.cache(), &a.cache());
+    assert_same_cache(&seed.cache(), &a.cache());
 
     // A crash that leaves garbage where the index was: rebuilt from the cache.
     seed.kill9();
@@ -361,7 +336,7 @@ fn restarted_daemon_keeps_or_rebuilds_its_index_and_serves_again() {
     pull_ok(&b, MODEL);
     assert_eq!(xorb_bytes(&hub), before);
     assert!(num(&b, "bytes_from_peers") > 0);
-    assert_same(&seed.cache(), &b.cache());
+    assert_same_cache(&seed.cache(), &b.cache());
 }
 
 #[test]

@@ -114,25 +114,53 @@ pub fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-/// A local Mainline DHT of `n` nodes on loopback; nothing reaches the public DHT.
+/// A local Mainline DHT of `n` server nodes on loopback; nothing reaches the public DHT.
+///
+/// Built by hand rather than with `mainline::Testnet`: a testnet node has no bootstrap
+/// list, and a node without one adds every node that asks it anything to its routing
+/// table, read-only clients (zestd's nodes) included. Queries then wait out the request
+/// timeout on those clients, and every lookup takes 2 s, which the public DHT's well-run
+/// nodes do not do. Here each node bootstraps from the others.
 pub struct LocalDht {
-    pub net: mainline::Testnet,
+    pub nodes: Vec<mainline::Dht>,
+    pub bootstrap: Vec<String>,
 }
 
 impl LocalDht {
+    #[allow(deprecated)]
     pub fn start(n: usize) -> LocalDht {
-        LocalDht {
-            net: mainline::Testnet::builder(n)
-                .bind_address(std::net::Ipv4Addr::LOCALHOST)
-                .build()
-                .expect("local DHT"),
+        let ports: Vec<u16> = (0..n).map(|_| crate::harness::free_udp_port()).collect();
+        let bootstrap: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        let nodes: Vec<mainline::Dht> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let others: Vec<String> = bootstrap
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, a)| a.clone())
+                    .collect();
+                mainline::Dht::builder()
+                    .server_mode()
+                    .bind_address(std::net::Ipv4Addr::LOCALHOST)
+                    .port(*p)
+                    .bootstrap(&others)
+                    .build()
+                    .expect("a local DHT node")
+            })
+            .collect();
+        // The first node's bootstrap ran before the others were up; it retries.
+        for node in &nodes {
+            node.bootstrapped();
         }
+        LocalDht { nodes, bootstrap }
     }
 
     /// zestd arguments that join this DHT and no other.
     pub fn args(&self) -> Vec<String> {
         let mut a = vec!["--dht".to_string()];
-        for b in &self.net.bootstrap {
+        for b in &self.bootstrap {
             a.push("--dht-bootstrap".into());
             a.push(b.clone());
         }
@@ -143,7 +171,10 @@ impl LocalDht {
     #[allow(deprecated)]
     pub fn peers(&self, key: &SwarmKey) -> Vec<std::net::SocketAddrV4> {
         let id = mainline::Id::from_bytes(key.0).expect("20-byte id");
-        self.net.nodes[0].get_peers(id).flatten().collect()
+        let mut v: Vec<_> = self.nodes[0].get_peers(id).flatten().collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }
 

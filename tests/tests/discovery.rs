@@ -89,6 +89,37 @@ fn seeded_then_crowd(hub: &TestHub, seed: &Daemon, nodes: &[Daemon], announced: 
     }
 }
 
+/// `crowd`, holding none of `repo`, pull it at the same moment. Together they must take at
+/// most 1.5 copies from the origin, where a copy is what one daemon pulling it alone, with
+/// no peers, takes; and each must end with that lone daemon's cache.
+fn flash_crowd(scratch: &Scratch, hub: &TestHub, crowd: &[&Daemon], repo: &str, how: &str) {
+    let before = xorb_bytes(hub);
+    pull_all(crowd, repo, &[]);
+    let took = xorb_bytes(hub) - before;
+    // Pulled after the crowd, by a daemon no discovery knows, so it cannot have helped.
+    let lone = Daemon::start(&scratch.path().join(format!("lone-{how}")), &hub.endpoint);
+    let b = xorb_bytes(hub);
+    let out = lone.pull(&[repo], &[]);
+    let _ = pulled_path(&out);
+    let one_copy = (xorb_bytes(hub) - b).max(1);
+    let copies = took as f64 / one_copy as f64;
+    eprintln!(
+        "flash crowd of {} through {how}: {copies:.2} copies from the origin",
+        crowd.len()
+    );
+    assert!(
+        copies <= 1.5,
+        "a flash crowd of {} found through {how} took {copies:.2} copies from the origin\n{}",
+        crowd.len(),
+        crowd[0].log()
+    );
+    // Some of the crowd hold other repos too.
+    let folder = format!("models--{}", repo.replace('/', "--"));
+    for d in crowd {
+        assert_same_cache(&lone.cache().join(&folder), &d.cache().join(&folder));
+    }
+}
+
 #[test]
 fn tracker_only_fleet_seeds_and_shares_a_flash_crowd() {
     let scratch = Scratch::new("disc-tracker");
@@ -118,31 +149,13 @@ fn tracker_only_fleet_seeds_and_shares_a_flash_crowd() {
 
     // A flash crowd: four fresh daemons pull a new model at the same moment.
     let crowd: Vec<Daemon> = (0..4).map(|i| start(&format!("crowd{i}"))).collect();
-    let before = xorb_bytes(&hub);
-    pull_all(&crowd.iter().collect::<Vec<_>>(), &bench_repo, &[]);
-    let took = xorb_bytes(&hub) - before;
-    // Measured against a copy pulled alone, with no discovery to help it.
-    let lone = Daemon::start(&scratch.path().join("lone-ref"), &hub.endpoint);
-    let b = xorb_bytes(&hub);
-    let lone_out = Command::new(bin("zestctl"))
-        .arg("--socket")
-        .arg(lone.socket())
-        .arg("pull")
-        .arg(&bench_repo)
-        .env("HF_HOME", lone.dir.join("hf-home"))
-        .env_remove("HF_TOKEN")
-        .output()
-        .expect("zestctl");
-    assert!(lone_out.status.success());
-    let one_copy = (xorb_bytes(&hub) - b).max(1);
-    let copies = took as f64 / one_copy as f64;
-    assert!(
-        copies <= 1.5,
-        "a flash crowd of 4 found through the tracker took {copies:.2} copies from the origin"
+    flash_crowd(
+        &scratch,
+        &hub,
+        &crowd.iter().collect::<Vec<_>>(),
+        &bench_repo,
+        "tracker",
     );
-    for d in &crowd {
-        assert_same_cache(&lone.cache(), &d.cache());
-    }
     // Completed downloads are announced as seeds.
     let bench_keys = public_keys(&hub, &[&bench_repo]);
     assert!(
@@ -171,9 +184,13 @@ fn tracker_only_fleet_seeds_and_shares_a_flash_crowd() {
 }
 
 #[test]
-fn dht_only_fleet_seeds() {
+fn dht_only_fleet_seeds_and_shares_a_flash_crowd() {
     let scratch = Scratch::new("disc-dht");
-    let hub = start_hub(&scratch, fixtures::standard());
+    let bench = fixtures::bench(&scratch.path().join("bench-data"), 24 << 20).expect("fixture");
+    let bench_repo = bench[0].id.clone();
+    let mut repos = fixtures::standard();
+    repos.extend(bench);
+    let hub = start_hub(&scratch, repos);
     let dht = LocalDht::start(5);
     let a = dht.args();
     let start =
@@ -189,13 +206,26 @@ fn dht_only_fleet_seeds() {
         "{:?}",
         nodes[0].peers_json()
     );
+    // Four fresh daemons, which only the DHT can introduce to each other.
+    let crowd: Vec<Daemon> = (0..4).map(|i| start(&format!("crowd{i}"))).collect();
+    flash_crowd(
+        &scratch,
+        &hub,
+        &crowd.iter().collect::<Vec<_>>(),
+        &bench_repo,
+        "the DHT",
+    );
 }
 
 #[test]
-fn lan_only_fleet_seeds_in_network_namespaces() {
+fn lan_only_fleet_seeds_and_shares_a_flash_crowd_in_network_namespaces() {
     let lan = NetnsLan::create(4);
     let scratch = Scratch::new("disc-lan");
-    let mut cfg = HubConfig::new(scratch.path().join("hub"), fixtures::standard());
+    let bench = fixtures::bench(&scratch.path().join("bench-data"), 24 << 20).expect("fixture");
+    let bench_repo = bench[0].id.clone();
+    let mut repos = fixtures::standard();
+    repos.extend(bench);
+    let mut cfg = HubConfig::new(scratch.path().join("hub"), repos);
     cfg.host = lan.gateway.clone();
     let hub = TestHub::start(cfg).expect("test hub on the LAN gateway");
     let daemons: Vec<Daemon> = lan
@@ -248,6 +278,14 @@ fn lan_only_fleet_seeds_in_network_namespaces() {
     for n in nodes {
         assert_same_cache(&seed.cache(), &n.cache());
     }
+    // All four hosts pull a model none of them has, at the same moment.
+    flash_crowd(
+        &scratch,
+        &hub,
+        &daemons.iter().collect::<Vec<_>>(),
+        &bench_repo,
+        "mDNS",
+    );
 }
 
 #[test]

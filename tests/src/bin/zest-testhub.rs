@@ -51,7 +51,7 @@ fn main() -> Result<()> {
     let dht = (args.dht_nodes > 0).then(|| zest_tests::swarms::LocalDht::start(args.dht_nodes));
     let dht_bootstrap: Vec<String> = dht
         .as_ref()
-        .map(|d| d.net.bootstrap.clone())
+        .map(|d| d.bootstrap.clone())
         .unwrap_or_default();
     let repos: Vec<_> = hub
         .repos

@@ -332,3 +332,60 @@ async fn shutdown_signal() {
     }
     tracing::info!("shutting down; unfinished pulls resume on the next start");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_file(text: &str, flags: &[&str]) -> Settings {
+        let dir = std::env::temp_dir().join(format!("zestd-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join(format!("{}.toml", flags.len()));
+        std::fs::write(&file, text).expect("config");
+        let mut argv = vec!["zestd".to_string(), "--config".into()];
+        argv.push(file.display().to_string());
+        argv.extend(flags.iter().map(|f| f.to_string()));
+        settings(Args::try_parse_from(argv).expect("flags")).expect("settings")
+    }
+
+    #[test]
+    fn flags_override_the_file_and_lists_replace_lists() {
+        let file = r#"
+peers = ["10.0.0.2:4747", "10.0.0.3:4747"]
+trackers = ["http://127.0.0.1:6969/announce"]
+dht = true
+mdns = false
+max_peers = 5
+seed_public = true
+fleet_key_file = "fleet.key"
+"#;
+        let s = with_file(file, &[]);
+        assert_eq!(s.peers.len(), 2);
+        assert!(s.discovery.dht && !s.discovery.mdns && s.discovery.seed_public);
+        assert_eq!(s.max_peers, 5);
+        assert_eq!(s.listen, config::Listen::Default);
+        assert!(s.fleet_key_file.is_some_and(|p| p.is_absolute()));
+
+        let s = with_file(
+            file,
+            &[
+                "--peer",
+                "10.0.0.9:1",
+                "--mdns",
+                "--max-peers",
+                "9",
+                "--no-public-seeding",
+                "--listen",
+                "off",
+            ],
+        );
+        assert_eq!(s.peers, ["10.0.0.9:1"], "a flag list replaces the file's");
+        assert_eq!(s.discovery.trackers.len(), 1, "untouched by flags");
+        assert!(s.discovery.mdns && !s.discovery.seed_public);
+        assert_eq!(s.max_peers, 9);
+        assert_eq!(s.listen, config::Listen::Off);
+
+        let s = with_file("mdns = true\n", &["--no-mdns"]);
+        assert!(!s.discovery.mdns);
+    }
+}

@@ -68,6 +68,8 @@ impl Origin {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
+    /// Just learned of; its dial task has not claimed a connection slot yet.
+    New,
     Connecting,
     Connected,
     Unreachable,
@@ -311,6 +313,7 @@ impl PeerSet {
                     (None, State::Connected) if e.choked_until.is_some_and(|t| t > now) => "choked",
                     (None, State::Connected) => "connected",
                     (None, State::Connecting) => "connecting",
+                    (None, State::New) => "new",
                     (None, State::Unreachable) => "unreachable",
                     (None, State::Waiting) => "waiting",
                 };
@@ -344,16 +347,35 @@ impl PeerSet {
         let mut backoff = BACKOFF_MIN;
         let mut failures = 0u32;
         loop {
+            // Claiming a slot and marking the dial happen under one lock, so peers learned
+            // together (a tracker reply) cannot all dial past the cap.
             let (connected, banned, full, discovered) = {
-                let st = lock(&self.inner.state);
-                match st.peers.get(&addr) {
+                let mut guard = lock(&self.inner.state);
+                let st = &mut *guard;
+                let slots_used = st.connected();
+                let banned = &st.banned;
+                match st.peers.get_mut(&addr) {
                     None => return,
-                    Some(e) => (
-                        e.state == State::Connected,
-                        !e.node_id.is_empty() && st.banned.contains_key(&e.node_id),
-                        e.state != State::Connecting && st.connected() >= self.inner.opts.max_peers,
-                        matches!(e.origin, Origin::Discovered(_)),
-                    ),
+                    Some(e) => {
+                        let connected = e.state == State::Connected;
+                        let banned = !e.node_id.is_empty() && banned.contains_key(&e.node_id);
+                        let full = slots_used >= self.inner.opts.max_peers;
+                        if !connected && !banned && e.conn.is_none() {
+                            if full {
+                                e.state = State::Waiting;
+                                e.reason = "connection cap reached".into();
+                            } else {
+                                e.state = State::Connecting;
+                                e.reason.clear();
+                            }
+                        }
+                        (
+                            connected,
+                            banned,
+                            full,
+                            matches!(e.origin, Origin::Discovered(_)),
+                        )
+                    }
                 }
             };
             if banned {
@@ -366,11 +388,9 @@ impl PeerSet {
             }
             if full {
                 // Over the cap: wait for a slot (a peer leaving frees one).
-                self.set_state(addr, State::Waiting, "connection cap reached");
                 tokio::time::sleep(jitter(Duration::from_secs(2))).await;
                 continue;
             }
-            self.set_state(addr, State::Connecting, "");
             match self.dial(addr).await {
                 Ok(conn) => {
                     backoff = BACKOFF_MIN;
@@ -595,7 +615,7 @@ impl PeerSet {
 fn new_entry(origin: Origin) -> Entry {
     Entry {
         origin,
-        state: State::Connecting,
+        state: State::New,
         conn: None,
         node_id: String::new(),
         reason: String::new(),

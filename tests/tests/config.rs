@@ -1,0 +1,191 @@
+//! zestd run from a config file alone, with a flag that overrides it: every value the file
+//! sets takes effect (paths relative to the file, the endpoint, static peers, the
+//! connection cap, the fleet key), the flag wins where both speak, and a typo in the file
+//! stops zestd with an error that names it.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use zest_tests::Scratch;
+use zest_tests::harness::{Daemon, bin, fleet_key, free_udp_port, pulled_path, wait_until};
+use zest_tests::hub::fixtures::{self, MODEL};
+use zest_tests::hub::{HubConfig, TestHub};
+
+/// A zestd started by hand (no harness flags), killed when dropped.
+struct Bare(Child);
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn zestctl(socket: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin("zestctl"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_ENDPOINT")
+        .output()
+        .expect("zestctl")
+}
+
+fn json(out: std::process::Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("zestctl JSON")
+}
+
+#[test]
+fn config_file_applies_and_flags_override_it() {
+    let scratch = Scratch::new("config");
+    let hub = TestHub::start(HubConfig::new(
+        scratch.path().join("hub"),
+        fixtures::standard(),
+    ))
+    .expect("test hub");
+    let secret = "a fleet secret for the config test";
+    // Two peers: `member` shares the fleet key the config file names, `outsider` does not.
+    let member = Daemon::start_peer_with(
+        &scratch.path().join("member"),
+        &hub.endpoint,
+        &[],
+        &fleet_key(&scratch.path().join("member.key"), secret),
+    );
+    let outsider = Daemon::start_peer(&scratch.path().join("outsider"), &hub.endpoint, &[]);
+    let (m, o) = (member.listen(), outsider.listen());
+
+    let etc = scratch.path().join("etc");
+    std::fs::create_dir_all(&etc).expect("config dir");
+    std::fs::write(etc.join("fleet.key"), secret).expect("fleet key");
+    let file_port = free_udp_port();
+    let flag_port = free_udp_port();
+    let config = etc.join("zestd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"# Relative paths are relative to this file.
+socket = "run/zestd.sock"
+state_dir = "state"
+cache_dir = "../cache"
+endpoint = "{endpoint}"
+listen = "127.0.0.1:{file_port}"
+peers = ["{m}", "{o}"]
+max_peers = 1
+mdns = false
+fleet_key_file = "fleet.key"
+"#,
+            endpoint = hub.endpoint
+        ),
+    )
+    .expect("writing the config");
+    let log = std::fs::File::create(scratch.path().join("zestd.log")).expect("log");
+    let _zestd = Bare(
+        Command::new(bin("zestd"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", &format!("127.0.0.1:{flag_port}")])
+            .env("RUST_LOG", "info,zestd=debug")
+            .env_remove("HF_ENDPOINT")
+            .env_remove("HF_HOME")
+            .env_remove("HF_HUB_CACHE")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("zestd"),
+    );
+    let daemon_log =
+        || std::fs::read_to_string(scratch.path().join("zestd.log")).unwrap_or_default();
+    let socket = etc.join("run/zestd.sock");
+    assert!(
+        wait_until(Duration::from_secs(20), || socket.exists()),
+        "no control socket where the config file put it\n{}",
+        daemon_log()
+    );
+
+    let status = json(zestctl(&socket, &["status", "--json"]));
+    let canon = |p: &Path| p.canonicalize().expect("path exists");
+    assert_eq!(
+        canon(Path::new(status["cache_dir"].as_str().unwrap_or_default())),
+        canon(&scratch.path().join("cache")),
+        "{status}"
+    );
+    assert_eq!(
+        canon(Path::new(status["state_dir"].as_str().unwrap_or_default())),
+        canon(&etc.join("state")),
+        "{status}"
+    );
+    assert_eq!(
+        status["listen"],
+        format!("127.0.0.1:{flag_port}"),
+        "the --listen flag did not override the file"
+    );
+
+    // Both peers from the file are known; the file's cap of one lets one connect.
+    let peers = || json(zestctl(&socket, &["peers", "--json"]));
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let p = peers();
+            let states: Vec<&str> = p
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x["state"].as_str()).collect())
+                .unwrap_or_default();
+            states.len() == 2
+                && states.iter().filter(|s| **s == "connected").count() == 1
+                && states.contains(&"waiting")
+        }),
+        "expected one connected and one waiting peer: {}\n{}",
+        peers(),
+        daemon_log()
+    );
+    // The fleet key from the file is in use: the member is a fleet peer, the outsider not.
+    for p in peers().as_array().into_iter().flatten() {
+        if p["state"] == "connected" {
+            assert_eq!(p["fleet"] == true, p["addr"] == m.as_str(), "{p}");
+        }
+    }
+
+    // The endpoint and cache from the file: a pull lands in <scratch>/cache.
+    let out = Command::new(bin("zestctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["pull", MODEL])
+        .env_remove("HF_TOKEN")
+        .env_remove("HF_ENDPOINT")
+        .env("HF_HOME", scratch.path().join("client-hf-home"))
+        .output()
+        .expect("zestctl pull");
+    let snapshot = pulled_path(&out);
+    assert!(
+        snapshot.starts_with(canon(&scratch.path().join("cache"))),
+        "{}",
+        snapshot.display()
+    );
+}
+
+#[test]
+fn a_typo_in_the_config_file_is_an_error_that_names_it() {
+    let scratch = Scratch::new("config-typo");
+    let config = scratch.path().join("zestd.toml");
+    std::fs::write(&config, "listen = \"off\"\nmax_peer = 3\n").expect("config");
+    let out = Command::new(bin("zestd"))
+        .arg("--config")
+        .arg(&config)
+        .args(["--socket"])
+        .arg(scratch.path().join("zestd.sock"))
+        .output()
+        .expect("zestd");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("max_peer") && err.contains("zestd.toml"),
+        "{err}"
+    );
+    assert!(!scratch.path().join("zestd.sock").exists());
+}

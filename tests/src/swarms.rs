@@ -211,8 +211,11 @@ pub struct NetnsLan {
 
 impl NetnsLan {
     pub fn create(hosts: usize) -> NetnsLan {
-        let tag = format!("{:x}", std::process::id() % 0xffff);
-        let subnet = 10 + (std::process::id() % 200);
+        // Tests in one process run in parallel: each LAN gets its own names and subnet.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let tag = format!("{:x}{n:x}", std::process::id() % 0xffff);
+        let subnet = 10 + ((std::process::id() + 37 * n) % 200);
         let bridge_ns = format!("zbr{tag}");
         let mut lan = NetnsLan {
             tag: tag.clone(),
@@ -268,6 +271,33 @@ impl NetnsLan {
         lan
     }
 
+    /// A second link on host `i`, to a namespace of its own holding only a listener: what
+    /// host `i` sends on that link (and nowhere else) reaches it. Returns the observer's
+    /// namespace and its address.
+    pub fn attach_observer(&self, i: usize) -> (String, String) {
+        let ns = format!("zo{}", self.tag);
+        let link = format!("zo{}", self.tag);
+        let peer = format!("zo{}x", self.tag);
+        let subnet = self.gateway.split('.').nth(2).unwrap_or("10").to_string();
+        let (near, far) = (format!("10.214.{subnet}.1"), format!("10.214.{subnet}.2"));
+        let host = &self.hosts[i];
+        ip(&["netns", "add", &ns]);
+        ip(&["link", "add", &link, "type", "veth", "peer", "name", &peer]);
+        ip(&["link", "set", &link, "netns", host]);
+        ip(&["link", "set", &peer, "netns", &ns]);
+        for (n, dev, addr) in [(host.as_str(), &link, &near), (ns.as_str(), &peer, &far)] {
+            sysctl_in(n, &format!("net.ipv6.conf.{dev}.disable_ipv6=1"));
+            ip(&["-n", n, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+            ip(&["-n", n, "link", "set", dev, "up"]);
+        }
+        (ns, far)
+    }
+
+    /// The veth of host `i`, as named inside its namespace.
+    pub fn veth(&self, i: usize) -> String {
+        format!("zv{}{i}", self.tag)
+    }
+
     fn remove(&self) {
         let quiet = |args: &[&str]| {
             let _ = Command::new("ip")
@@ -280,6 +310,7 @@ impl NetnsLan {
             quiet(&["netns", "del", &format!("zh{}{i}", self.tag)]);
         }
         quiet(&["netns", "del", &format!("zbr{}", self.tag)]);
+        quiet(&["netns", "del", &format!("zo{}", self.tag)]);
         quiet(&["link", "del", &format!("zg{}", self.tag)]);
     }
 }

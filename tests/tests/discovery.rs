@@ -296,7 +296,7 @@ fn loopback_mdns_stays_on_loopback() {
     let scratch = Scratch::new("disc-lo");
     let hub = start_hub(&scratch, fixtures::standard());
     let ns = &lan.hosts[0];
-    let veth = format!("zv{:x}0", std::process::id() % 0xffff);
+    let veth = lan.veth(0);
     let packets = || -> u64 {
         let out = Command::new("ip")
             .args(["-n", ns, "-s", "-j", "link", "show", &veth])
@@ -324,6 +324,108 @@ fn loopback_mdns_stays_on_loopback() {
         before,
         "a loopback daemon sent packets on the LAN"
     );
+}
+
+/// Counts mDNS packets (UDP 5353, group 224.0.0.251) reaching `ip` in namespace `ns` for
+/// `secs` seconds. Ready when this returns.
+struct MdnsWatch(std::process::Child);
+
+const MDNS_WATCH: &str = r#"
+import socket, sys, time
+ip, secs = sys.argv[1], float(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 5353))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             socket.inet_aton("224.0.0.251") + socket.inet_aton(ip))
+print("ready", flush=True)
+end, n, src = time.time() + secs, 0, set()
+while time.time() < end:
+    s.settimeout(max(0.01, end - time.time()))
+    try:
+        _, a = s.recvfrom(9000)
+        n += 1
+        src.add(a[0])
+    except socket.timeout:
+        pass
+print(n, *sorted(src), flush=True)
+"#;
+
+impl MdnsWatch {
+    fn start(ns: &str, ip: &str, secs: u32) -> MdnsWatch {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns, "python3", "-c", MDNS_WATCH, ip])
+            .arg(secs.to_string())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 mDNS watcher");
+        let mut line = String::new();
+        let stdout = child.stdout.as_mut().expect("watcher stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("watcher output");
+        assert_eq!(line.trim(), "ready");
+        MdnsWatch(child)
+    }
+
+    /// (packets, their source addresses)
+    fn finish(self) -> (u64, String) {
+        let out = self.0.wait_with_output().expect("watcher");
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let mut words = text.split_whitespace();
+        let n = words
+            .next()
+            .and_then(|w| w.parse().ok())
+            .expect("packet count");
+        (n, words.collect::<Vec<_>>().join(" "))
+    }
+}
+
+#[test]
+fn mdns_stays_on_the_listen_interface() {
+    // Host 0 has two links: the LAN, and one to an observer. Listening on its LAN address,
+    // its daemon finds host 1 over mDNS and the observer hears no mDNS from it; listening
+    // on every interface (the control), the observer hears it.
+    let lan = NetnsLan::create(2);
+    let (observer, observer_ip) = lan.attach_observer(0);
+    let scratch = Scratch::new("disc-mdns-if");
+    let mut cfg = HubConfig::new(scratch.path().join("hub"), fixtures::standard());
+    cfg.host = lan.gateway.clone();
+    let hub = TestHub::start(cfg).expect("test hub on the LAN gateway");
+    let start = |i: usize, listen: &str, name: &str| {
+        Daemon::start_in_netns(
+            &scratch.path().join(name),
+            &hub.endpoint,
+            &lan.hosts[i],
+            &args(&["--listen", listen, "--mdns"]),
+        )
+    };
+    let watch = MdnsWatch::start(&observer, &observer_ip, 8);
+    let mut a = start(0, &format!("{}:4747", lan.host_ips[0]), "a");
+    let b = start(1, &format!("{}:4747", lan.host_ips[1]), "b");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            a.peers_in_state("connected").len() == 1 && b.peers_in_state("connected").len() == 1
+        }),
+        "the two hosts did not meet: {:?} {:?}\n{}",
+        a.peers_json(),
+        b.peers_json(),
+        a.log()
+    );
+    assert!(peers_from(&a, "lan") + peers_from(&b, "lan") >= 1);
+    let (heard, from) = watch.finish();
+    assert_eq!(heard, 0, "the observer heard mDNS from {from}");
+
+    a.kill9();
+    let watch = MdnsWatch::start(&observer, &observer_ip, 6);
+    let _all = start(0, "0.0.0.0:4747", "a-all");
+    let (heard, from) = watch.finish();
+    assert!(
+        heard > 0,
+        "the control failed: a daemon on 0.0.0.0 was not heard on the observer's link"
+    );
+    assert!(from.contains("10.214."), "{from}");
 }
 
 #[test]

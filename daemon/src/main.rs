@@ -193,6 +193,13 @@ fn resolve(s: &str) -> Result<SocketAddr> {
         .with_context(|| format!("{s:?} resolves to no address"))
 }
 
+/// huggingface_hub's switch for "never talk to the Hub".
+fn hub_offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "on" | "yes" | "true"))
+        .unwrap_or(false)
+}
+
 fn default_state_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(d).join("zest");
@@ -210,6 +217,8 @@ async fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Colour for a terminal only: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let args = Args::parse();
     let cfg = settings(args)?;
@@ -243,6 +252,9 @@ async fn main() -> Result<()> {
     let index = index::Index::open(&state_dir)
         .with_context(|| format!("opening the index in {}", state_dir.display()))?;
     index::watch::spawn(index.clone(), cache_dir.clone(), |_| {});
+    if cfg.discovery.seed_public && cfg.listen != config::Listen::Off && !hub_offline() {
+        index::visibility::spawn(index.clone(), cache_dir.clone(), endpoint.clone());
+    }
     let totals = Arc::new(engine::Totals::default());
     let mut engine = engine::Engine::new(
         cache_dir.clone(),

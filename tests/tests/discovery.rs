@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use xet::XetHash;
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, assert_same_cache, bin, fleet_key, pull_all, pulled_path, wait_until,
+    Daemon, assert_same_cache, bin, fleet_key, hf_python_ok, pull_all, pulled_path,
+    seed_shared_store, wait_until,
 };
 use zest_tests::hub::fixtures::{self, MODEL, PRIVATE_MODEL};
 use zest_tests::hub::{HubConfig, RepoSpec, TEST_TOKEN, TestHub};
@@ -326,6 +327,35 @@ fn loopback_mdns_stays_on_loopback() {
     );
 }
 
+/// zest-probe asks `peer` about `file` (have, then get chunk 0), as a stranger or, with
+/// a fleet key file, as a fleet member.
+fn probe(
+    scratch: &Scratch,
+    peer: &str,
+    file: &XetHash,
+    fleet: Option<&std::path::Path>,
+) -> serde_json::Value {
+    let state = scratch.path().join(if fleet.is_some() {
+        "probe-member"
+    } else {
+        "probe-stranger"
+    });
+    let mut c = Command::new(bin("zest-probe"));
+    c.args(["--peer", peer, "--file", &file.to_string()])
+        .arg("--state")
+        .arg(&state);
+    if let Some(k) = fleet {
+        c.arg("--fleet-key-file").arg(k);
+    }
+    let out = c.output().expect("zest-probe");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("probe JSON")
+}
+
 /// Counts mDNS packets (UDP 5353, group 224.0.0.251) reaching `ip` in namespace `ns` for
 /// `secs` seconds. Ready when this returns.
 struct MdnsWatch(std::process::Child);
@@ -510,33 +540,8 @@ fn private_repo_stays_inside_the_fleet() {
     }
 
     // A stranger asking for a private file is refused; a fleet member is served.
-    let probe = |fleet: bool| -> serde_json::Value {
-        let mut c = Command::new(bin("zest-probe"));
-        c.args([
-            "--peer",
-            &a.listen(),
-            "--file",
-            &private_files[0].to_string(),
-        ])
-        .arg("--state")
-        .arg(
-            scratch
-                .path()
-                .join(if fleet { "probe-fleet" } else { "probe" }),
-        );
-        if fleet {
-            c.arg("--fleet-key-file")
-                .arg(scratch.path().join("fleet.key"));
-        }
-        let out = c.output().expect("zest-probe");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("probe JSON")
-    };
-    let stranger = probe(false);
+    let fleet_file = scratch.path().join("fleet.key");
+    let stranger = probe(&scratch, &a.listen(), &private_files[0], None);
     assert_eq!(stranger["held_chunks"], 0, "{stranger}");
     assert_eq!(stranger["bytes"], 0, "{stranger}");
     assert!(
@@ -545,7 +550,7 @@ fn private_repo_stays_inside_the_fleet() {
             .is_some_and(|g| g.contains("does not have")),
         "{stranger}"
     );
-    let member = probe(true);
+    let member = probe(&scratch, &a.listen(), &private_files[0], Some(&fleet_file));
     assert!(member["held_chunks"].as_u64().unwrap_or(0) > 0, "{member}");
     assert_eq!(member["get"], "ok", "{member}");
 
@@ -564,6 +569,81 @@ fn private_repo_stays_inside_the_fleet() {
         &a.cache().join("models--zest-test--private-model"),
         &c.cache().join("models--zest-test--private-model"),
     );
+}
+
+#[test]
+fn files_another_tool_cached_are_public_only_if_the_hub_says_so() {
+    // huggingface_hub fills the cache of a daemon with no fleet: a public model and,
+    // with a token, a private one. zestd asks the Hub anonymously; the public model is then
+    // served to strangers and announced on the public tracker, the private one neither.
+    let scratch = Scratch::new("disc-hf-written");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let mut keys = public_keys(&hub, &[MODEL, PRIVATE_MODEL]);
+    keys.sort();
+    let tracker = Opentracker::start(&scratch.path().join("tracker"), &keys);
+    let t = args(&["--tracker", &tracker.announce_url()]);
+    let holder = Daemon::start_peer_with(&scratch.path().join("holder"), &hub.endpoint, &[], &t);
+    seed_shared_store(&holder.cache());
+    let download = |repo: &str, env: &[(&str, &str)]| {
+        hf_python_ok(
+            "import sys\nfrom huggingface_hub import snapshot_download\nprint(snapshot_download(sys.argv[1]))",
+            &[repo],
+            &hub.endpoint,
+            &holder.cache(),
+            &scratch.path().join("hf-home"),
+            env,
+        )
+    };
+    download(MODEL, &[]);
+    download(PRIVATE_MODEL, &[("HF_TOKEN", TEST_TOKEN)]);
+    let public_files = xet_files(&hub, MODEL);
+    let private_files = xet_files(&hub, PRIVATE_MODEL);
+    let expected = (public_files.len() + private_files.len()) as u64;
+    assert!(
+        wait_until(Duration::from_secs(20), || num(&holder, "indexed_files")
+            >= expected),
+        "{}",
+        holder.log()
+    );
+    let model_keys = public_keys(&hub, &[MODEL]);
+    assert!(
+        wait_until(Duration::from_secs(30), || model_keys
+            .iter()
+            .all(|k| tracker.scrape(k).0 >= 1)),
+        "the public model never reached the public tracker\n{}",
+        holder.log()
+    );
+    let seen = probe(&scratch, &holder.listen(), &public_files[0], None);
+    assert!(seen["held_chunks"].as_u64().unwrap_or(0) > 0, "{seen}");
+    assert_eq!(seen["get"], "ok", "{seen}");
+
+    // The private model: once the Hub refused the anonymous question, still refused to a
+    // stranger, and never on the tracker.
+    assert!(
+        wait_until(Duration::from_secs(20), || holder.log().lines().any(|l| l
+            .contains("models--zest-test--private-model")
+            && l.contains("public=false"))),
+        "the private repo was never settled\n{}",
+        holder.log()
+    );
+    let refused = probe(&scratch, &holder.listen(), &private_files[0], None);
+    assert_eq!(refused["held_chunks"], 0, "{refused}");
+    for h in &private_files {
+        assert_eq!(tracker.scrape(&public_key(h)), (0, 0));
+    }
+
+    // A stranger that finds the holder on the tracker pulls the public model from it.
+    let before = xorb_bytes(&hub);
+    let stranger =
+        Daemon::start_peer_with(&scratch.path().join("stranger"), &hub.endpoint, &[], &t);
+    let out = stranger.pull(&[MODEL], &[]);
+    let _ = pulled_path(&out);
+    assert!(
+        (xorb_bytes(&hub) - before) * 100 <= before.max(1),
+        "the stranger went to the origin\n{}",
+        stranger.log()
+    );
+    assert!(num(&stranger, "bytes_from_peers") > 0);
 }
 
 #[test]

@@ -238,8 +238,8 @@ fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
 fn huggingface_hub_written_model_is_indexed_and_served() {
     let scratch = Scratch::new("peers-hf-written");
     let hub = start_hub(&scratch, fixtures::standard());
-    // Files zest did not pull itself have no known visibility, so they are served to the
-    // fleet only: both daemons share a fleet key.
+    // Files zest did not pull itself are served to the fleet only until the Hub has said
+    // their repo is public (discovery.rs tests that): a shared fleet key serves them at once.
     let fleet = fleet_key(
         &scratch.path().join("fleet.key"),
         "hf-written test fleet secret",

@@ -4,6 +4,7 @@
 
 mod codec;
 pub mod scan;
+pub mod visibility;
 pub mod watch;
 
 use std::collections::HashMap;
@@ -312,6 +313,16 @@ impl Index {
     /// by other tools) count as private: they stay inside the fleet.
     pub fn is_public(&self, hash: &XetHash) -> bool {
         matches!(self.inner.visibility.get(hash.as_bytes()), Ok(Some(v)) if v.as_ref() == [0])
+    }
+
+    /// Whether anything vouched for `hash` either way (a pull, or the Hub asked later).
+    pub fn visibility_known(&self, hash: &XetHash) -> bool {
+        matches!(self.inner.visibility.get(hash.as_bytes()), Ok(Some(_)))
+    }
+
+    /// Where `hash` is held in the cache.
+    pub fn paths_of(&self, hash: &XetHash) -> Vec<PathBuf> {
+        self.file_paths(hash)
     }
 
     /// Every complete file held: its hash and size.

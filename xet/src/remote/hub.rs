@@ -85,6 +85,19 @@ impl RepoRef {
         })
     }
 
+    /// The repo whose HF cache folder is `folder` (the inverse of [`Self::cache_folder_name`];
+    /// repo names cannot contain `--`, so the split is unambiguous).
+    pub fn from_cache_folder(folder: &str) -> Option<Self> {
+        let mut parts = folder.split("--");
+        let repo_type = match parts.next()? {
+            "models" => RepoType::Model,
+            "datasets" => RepoType::Dataset,
+            _ => return None,
+        };
+        let id = parts.collect::<Vec<_>>().join("/");
+        Self::new(repo_type, &id).ok()
+    }
+
     /// `models--org--name`: the repo's folder in the HF cache.
     pub fn cache_folder_name(&self) -> String {
         let mut s = self.repo_type.plural().to_string();
@@ -631,6 +644,15 @@ mod tests {
         assert_eq!(r.cache_folder_name(), "models--org--model-1.5");
         let d = RepoRef::new(RepoType::Dataset, "squad").unwrap();
         assert_eq!(d.cache_folder_name(), "datasets--squad");
+        for r in [&r, &d] {
+            assert_eq!(
+                RepoRef::from_cache_folder(&r.cache_folder_name()).as_ref(),
+                Some(r)
+            );
+        }
+        for odd in ["spaces--a--b", "models--", "models--a--b--c", "models", "x"] {
+            assert_eq!(RepoRef::from_cache_folder(odd), None, "{odd}");
+        }
         for bad in [
             "", "a/b/c", "../x", "a/..", "-a/b", "a b/c", "a--b/c", "a/b\0",
         ] {

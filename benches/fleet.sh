@@ -15,9 +15,18 @@
 # once, nobody holds it). Needs root, iproute2 (ip, tc) and the test environment
 # (scripts/test.sh creates .venv). Prints a Markdown report. ZEST_BENCH_KEEP=1 keeps the
 # daemons' logs and caches under bench-data/ (RUST_LOG passes through to zestd).
+#
+# How the daemons find each other, ZEST_BENCH_DISCOVERY:
+#   static   (default) every daemon is given every other with --peer
+#   tracker  only --tracker: opentracker (Debian) in the fleet namespace, whitelisting the
+#            model's swarm keys
+#   dht      only --dht --dht-bootstrap: a local Mainline DHT of 5 nodes in the fleet
+#            namespace (zest-testhub --fixture none --dht-nodes 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-4}
+discovery=${ZEST_BENCH_DISCOVERY:-static}
+case $discovery in static|tracker|dht) ;; *) echo "ZEST_BENCH_DISCOVERY: static, tracker or dht" >&2; exit 1;; esac
 size=${2:-536870912}
 rate=${3:-400mbit}
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces and tc)" >&2; exit 1; }
@@ -75,10 +84,41 @@ egress() { inO cat /sys/class/net/zb-o/statistics/tx_bytes; }
 now() { date +%s.%N; }
 rate_bits=$("$py" -c 'import re,sys; m=re.fullmatch(r"(\d+)([kmg]?)bit",sys.argv[1]); print(int(m[1])*{"":1,"k":10**3,"m":10**6,"g":10**9}[m[2]])' "$rate")
 
-# Daemon i listens on 127.0.0.1:BASE+i inside the fleet namespace; everyone knows everyone.
+# Where the daemons learn of each other.
+found=()
+case $discovery in
+  tracker)
+    command -v opentracker >/dev/null || { echo "needs opentracker (Debian: opentracker)" >&2; exit 1; }
+    "$py" -c 'import json,sys; print("\n".join(json.load(open(sys.argv[1]))["repos"][0]["swarm_keys"]))' \
+      "$work/hub.json" > "$work/whitelist"
+    printf 'listen.tcp 127.0.0.1:6969\naccess.whitelist %s\n' "$work/whitelist" > "$work/opentracker.conf"
+    # opentracker drops root for an unprivileged user, who must be able to read the list.
+    chmod a+rx "$work"
+    inF opentracker -f "$work/opentracker.conf" > "$work/tracker.log" 2>&1 &
+    pids+=($!)
+    sleep 1
+    if grep -q "Can't open" "$work/tracker.log"; then echo "opentracker: $(cat "$work/tracker.log")" >&2; exit 1; fi
+    found=(--tracker http://127.0.0.1:6969/announce)
+    ;;
+  dht)
+    inF "$bin/zest-testhub" --fixture none --dht-nodes 5 --data "$work/dht" > "$work/dht.json" 2> "$work/dht.log" &
+    pids+=($!)
+    for _ in $(seq 200); do [ -s "$work/dht.json" ] && break; sleep 0.1; done
+    [ -s "$work/dht.json" ] || { echo "the local DHT did not start: $(tail -5 "$work/dht.log")" >&2; exit 1; }
+    found=(--dht)
+    for b in $("$py" -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["dht_bootstrap"]))' "$work/dht.json"); do
+      found+=(--dht-bootstrap "$b")
+    done
+    ;;
+esac
+
+# Daemon i listens on 127.0.0.1:BASE+i inside the fleet namespace; with static discovery
+# everyone knows everyone.
 start_daemons() { # tag count base_port
-  local tag=$1 count=$2 base=$3 peers=() i
-  for i in $(seq 0 $((count - 1))); do peers+=(--peer "127.0.0.1:$((base + i))"); done
+  local tag=$1 count=$2 base=$3 peers=("${found[@]}") i
+  if [ "$discovery" = static ]; then
+    for i in $(seq 0 $((count - 1))); do peers+=(--peer "127.0.0.1:$((base + i))"); done
+  fi
   for i in $(seq 0 $((count - 1))); do
     local d=$work/$tag/$i
     mkdir -p "$d"
@@ -143,7 +183,7 @@ one_copy_s=$(echo "$zest_solo_b * 8 / $rate_bits" | bc -l)
 copies() { echo "scale=3; $1 / $zest_solo_b" | bc -l; }
 ratio() { echo "scale=2; $1 / $one_copy_s" | bc -l; }
 cat <<EOF
-### Fleet: $n daemons, $(numfmt --to=iec "$model_bytes") model, origin link $rate
+### Fleet: $n daemons, $(numfmt --to=iec "$model_bytes") model, origin link $rate, discovery: $discovery
 
 One copy through the link (zest alone) = $zest_solo_b origin bytes (IP level), $(printf %.2f "$one_copy_s") s at line rate.
 

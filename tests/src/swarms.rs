@@ -15,6 +15,8 @@ use zestd::discovery::swarm::SwarmKey;
 pub struct Opentracker {
     child: Child,
     pub port: u16,
+    /// Its UDP (BEP 15) port; the same swarms as over HTTP.
+    pub udp_port: u16,
 }
 
 impl Opentracker {
@@ -25,11 +27,12 @@ impl Opentracker {
         let text: String = keys.iter().map(|k| format!("{}\n", k.hex())).collect();
         std::fs::write(&whitelist, text).expect("whitelist");
         let port = free_tcp_port();
+        let udp_port = crate::harness::free_udp_port();
         let conf = dir.join("opentracker.conf");
         std::fs::write(
             &conf,
             format!(
-                "listen.tcp 127.0.0.1:{port}\naccess.whitelist {}\n",
+                "listen.tcp 127.0.0.1:{port}\nlisten.udp 127.0.0.1:{udp_port}\naccess.whitelist {}\n",
                 whitelist.display()
             ),
         )
@@ -44,7 +47,11 @@ impl Opentracker {
             .stderr(Stdio::null())
             .spawn()
             .expect("starting opentracker");
-        let t = Opentracker { child, port };
+        let t = Opentracker {
+            child,
+            port,
+            udp_port,
+        };
         assert!(
             crate::harness::wait_until(Duration::from_secs(10), || TcpStream::connect((
                 "127.0.0.1",
@@ -54,6 +61,10 @@ impl Opentracker {
             "opentracker did not start"
         );
         t
+    }
+
+    pub fn udp_announce_url(&self) -> String {
+        format!("udp://127.0.0.1:{}/announce", self.udp_port)
     }
 
     pub fn announce_url(&self) -> String {

@@ -185,6 +185,45 @@ fn tracker_only_fleet_seeds_and_shares_a_flash_crowd() {
 }
 
 #[test]
+fn udp_tracker_only_fleet_seeds_and_withdraws() {
+    // The same opentracker, spoken to over BEP 15 only; its HTTP scrape shows the swarms.
+    let scratch = Scratch::new("disc-udp-tracker");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let keys = public_keys(&hub, &[MODEL]);
+    let tracker = Opentracker::start(&scratch.path().join("tracker"), &keys);
+    let t = args(&["--tracker", &tracker.udp_announce_url()]);
+    let start =
+        |name: &str| Daemon::start_peer_with(&scratch.path().join(name), &hub.endpoint, &[], &t);
+    let seed = start("seed");
+    let nodes: Vec<Daemon> = (0..2).map(|i| start(&format!("node{i}"))).collect();
+    seeded_then_crowd(&hub, &seed, &nodes, || {
+        keys.iter().all(|k| tracker.scrape(k).0 >= 1)
+    });
+    assert!(
+        peers_from(&nodes[0], "tracker") >= 1,
+        "{:?}",
+        nodes[0].peers_json()
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || keys
+            .iter()
+            .all(|k| tracker.scrape(k).0 >= 3)),
+        "completed pulls were not announced as seeds: {:?}",
+        keys.iter().map(|k| tracker.scrape(k)).collect::<Vec<_>>()
+    );
+    for mut n in nodes {
+        n.terminate();
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || keys
+            .iter()
+            .all(|k| tracker.scrape(k).0 == 1)),
+        "stopped daemons are still listed: {:?}",
+        keys.iter().map(|k| tracker.scrape(k)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
 fn dht_only_fleet_seeds_and_shares_a_flash_crowd() {
     let scratch = Scratch::new("disc-dht");
     let bench = fixtures::bench(&scratch.path().join("bench-data"), 24 << 20).expect("fixture");

@@ -12,6 +12,7 @@ pub mod mdns;
 pub mod plan;
 pub mod swarm;
 pub mod tracker;
+pub mod udp_tracker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
-//! A BitTorrent HTTP tracker client (BEP 3 announce, BEP 23 compact replies): announces
-//! the plan's swarm keys with `started` / `completed` / `stopped`, honours the tracker's
-//! `interval`, and hands the peers it returns to the peer set.
+//! A BitTorrent tracker client, HTTP (BEP 3 announce, BEP 23 compact replies) or UDP
+//! (BEP 15, [`super::udp_tracker`]): announces the plan's swarm keys with `started` /
+//! `completed` / `stopped`, honours the tracker's `interval`, and hands the peers it
+//! returns to the peer set.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -142,6 +143,11 @@ struct Announced {
     acked: bool,
 }
 
+enum Transport {
+    Http(reqwest::Client),
+    Udp(super::udp_tracker::UdpTracker),
+}
+
 pub struct Tracker {
     url: String,
     wanted: Arc<crate::engine::wanted::Wanted>,
@@ -149,7 +155,7 @@ pub struct Tracker {
     set: PeerSet,
     peer_id: [u8; 20],
     port: u16,
-    http: reqwest::Client,
+    transport: Transport,
 }
 
 impl Tracker {
@@ -162,14 +168,21 @@ impl Tracker {
         wanted: Arc<crate::engine::wanted::Wanted>,
     ) -> Result<Self> {
         let parsed = reqwest::Url::parse(url).with_context(|| format!("tracker URL {url:?}"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            anyhow::bail!("tracker URL {url:?}: only http:// and https:// trackers are supported");
-        }
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("zestd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .context("HTTP client for trackers")?;
+        let transport = match parsed.scheme() {
+            "http" | "https" => Transport::Http(
+                reqwest::Client::builder()
+                    .timeout(REQUEST_TIMEOUT)
+                    .user_agent(concat!("zestd/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .context("HTTP client for trackers")?,
+            ),
+            "udp" => Transport::Udp(
+                super::udp_tracker::UdpTracker::new(url).map_err(anyhow::Error::msg)?,
+            ),
+            _ => anyhow::bail!(
+                "tracker URL {url:?}: only http://, https:// and udp:// trackers are supported"
+            ),
+        };
         Ok(Tracker {
             url: url.to_string(),
             wanted,
@@ -177,7 +190,7 @@ impl Tracker {
             set,
             peer_id,
             port,
-            http,
+            transport,
         })
     }
 
@@ -204,8 +217,22 @@ impl Tracker {
         left: u64,
         event: Event,
     ) -> Result<Reply, TrackerError> {
-        let resp = self
-            .http
+        let http = match &self.transport {
+            Transport::Http(c) => c,
+            Transport::Udp(u) => {
+                return u
+                    .announce(&super::udp_tracker::Announce {
+                        key,
+                        peer_id: &self.peer_id,
+                        left,
+                        event,
+                        num_want: if event == Event::Stopped { 0 } else { NUMWANT },
+                        port: self.port,
+                    })
+                    .await;
+            }
+        };
+        let resp = http
             .get(self.announce_url(key, left, event))
             .send()
             .await

@@ -13,7 +13,8 @@ struct Args {
     /// Where the CAS keeps its data (reused across runs).
     #[arg(long)]
     data: PathBuf,
-    /// Which repos to serve: `standard` (small test repos) or `bench` (a ~1 GiB model).
+    /// Which repos to serve: `standard` (small test repos), `bench` (a ~1 GiB model) or
+    /// `none`.
     #[arg(long, default_value = "standard")]
     fixture: String,
     /// Size of the bench model.
@@ -41,7 +42,9 @@ fn main() -> Result<()> {
     let repos = match args.fixture.as_str() {
         "standard" => fixtures::standard(),
         "bench" => fixtures::bench(&args.data.join("bench-files"), args.bench_bytes)?,
-        other => anyhow::bail!("unknown fixture {other:?}: use `standard` or `bench`"),
+        // No repos: a local DHT for benchmarks, in the namespace of the daemons.
+        "none" => Vec::new(),
+        other => anyhow::bail!("unknown fixture {other:?}: use `standard`, `bench` or `none`"),
     };
     let mut config = HubConfig::new(&args.data, repos);
     config.hub_port = args.hub_port;
@@ -57,10 +60,21 @@ fn main() -> Result<()> {
         .repos
         .iter()
         .map(|r| {
+            // The public swarm key of each Xet file, for trackers that take a whitelist.
+            let mut keys: Vec<String> = r
+                .files
+                .values()
+                .filter(|f| f.size > 0)
+                .filter_map(|f| f.xet_hash.as_deref()?.parse::<xet::XetHash>().ok())
+                .map(|h| zestd::discovery::swarm::public_key(&h).to_string())
+                .collect();
+            keys.sort();
+            keys.dedup();
             serde_json::json!({
                 "type": r.repo_type, "id": r.id, "commit": r.commit, "private": r.private,
                 "files": r.files.len(),
                 "bytes": r.files.values().map(|f| f.size).sum::<u64>(),
+                "swarm_keys": keys,
             })
         })
         .collect();

@@ -65,8 +65,15 @@ fn args(v: &[&str]) -> Vec<String> {
 }
 
 /// A seed pulls `repo`; once discovery shows it, `nodes` pull at once and must take
-/// (almost) nothing from the origin, and get identical caches.
-fn seeded_then_crowd(hub: &TestHub, seed: &Daemon, nodes: &[Daemon], announced: impl Fn() -> bool) {
+/// (almost) nothing from the origin, get identical caches, and have learned of a peer
+/// through `source` (the only one they were given).
+fn seeded_then_crowd(
+    hub: &TestHub,
+    seed: &Daemon,
+    nodes: &[Daemon],
+    source: &str,
+    announced: impl Fn() -> bool,
+) {
     let out = seed.pull(&[MODEL], &[]);
     let _ = pulled_path(&out);
     let one_copy = xorb_bytes(hub);
@@ -88,14 +95,19 @@ fn seeded_then_crowd(hub: &TestHub, seed: &Daemon, nodes: &[Daemon], announced: 
         assert!(num(n, "bytes_from_peers") > 0, "{}", n.status_json());
         assert!(n.peers_json().iter().all(|p| p["source"] != "static"));
     }
+    assert!(
+        peers_from(&nodes[0], source) >= 1,
+        "{:?}",
+        nodes[0].peers_json()
+    );
 }
 
 /// `crowd`, holding none of `repo`, pull it at the same moment. Together they must take at
 /// most 1.5 copies from the origin, where a copy is what one daemon pulling it alone, with
 /// no peers, takes; and each must end with that lone daemon's cache.
-fn flash_crowd(scratch: &Scratch, hub: &TestHub, crowd: &[&Daemon], repo: &str, how: &str) {
+fn flash_crowd(scratch: &Scratch, hub: &TestHub, crowd: &[Daemon], repo: &str, how: &str) {
     let before = xorb_bytes(hub);
-    pull_all(crowd, repo, &[]);
+    pull_all(&crowd.iter().collect::<Vec<_>>(), repo, &[]);
     let took = xorb_bytes(hub) - before;
     // Pulled after the crowd, by a daemon no discovery knows, so it cannot have helped.
     let lone = Daemon::start(&scratch.path().join(format!("lone-{how}")), &hub.endpoint);
@@ -139,24 +151,13 @@ fn tracker_only_fleet_seeds_and_shares_a_flash_crowd() {
     let seed = start("seed");
     let nodes: Vec<Daemon> = (0..3).map(|i| start(&format!("node{i}"))).collect();
     let model_keys = public_keys(&hub, &[MODEL]);
-    seeded_then_crowd(&hub, &seed, &nodes, || {
+    seeded_then_crowd(&hub, &seed, &nodes, "tracker", || {
         model_keys.iter().all(|k| tracker.scrape(k).0 >= 1)
     });
-    assert!(
-        peers_from(&nodes[0], "tracker") >= 1,
-        "{:?}",
-        nodes[0].peers_json()
-    );
 
     // A flash crowd: four fresh daemons pull a new model at the same moment.
     let crowd: Vec<Daemon> = (0..4).map(|i| start(&format!("crowd{i}"))).collect();
-    flash_crowd(
-        &scratch,
-        &hub,
-        &crowd.iter().collect::<Vec<_>>(),
-        &bench_repo,
-        "tracker",
-    );
+    flash_crowd(&scratch, &hub, &crowd, &bench_repo, "tracker");
     // Completed downloads are announced as seeds.
     let bench_keys = public_keys(&hub, &[&bench_repo]);
     assert!(
@@ -196,14 +197,9 @@ fn udp_tracker_only_fleet_seeds_and_withdraws() {
         |name: &str| Daemon::start_peer_with(&scratch.path().join(name), &hub.endpoint, &[], &t);
     let seed = start("seed");
     let nodes: Vec<Daemon> = (0..2).map(|i| start(&format!("node{i}"))).collect();
-    seeded_then_crowd(&hub, &seed, &nodes, || {
+    seeded_then_crowd(&hub, &seed, &nodes, "tracker", || {
         keys.iter().all(|k| tracker.scrape(k).0 >= 1)
     });
-    assert!(
-        peers_from(&nodes[0], "tracker") >= 1,
-        "{:?}",
-        nodes[0].peers_json()
-    );
     assert!(
         wait_until(Duration::from_secs(20), || keys
             .iter()
@@ -238,23 +234,12 @@ fn dht_only_fleet_seeds_and_shares_a_flash_crowd() {
     let seed = start("seed");
     let nodes: Vec<Daemon> = (0..3).map(|i| start(&format!("node{i}"))).collect();
     let model_keys = public_keys(&hub, &[MODEL]);
-    seeded_then_crowd(&hub, &seed, &nodes, || {
+    seeded_then_crowd(&hub, &seed, &nodes, "dht", || {
         model_keys.iter().all(|k| !dht.peers(k).is_empty())
     });
-    assert!(
-        peers_from(&nodes[0], "dht") >= 1,
-        "{:?}",
-        nodes[0].peers_json()
-    );
     // Four fresh daemons, which only the DHT can introduce to each other.
     let crowd: Vec<Daemon> = (0..4).map(|i| start(&format!("crowd{i}"))).collect();
-    flash_crowd(
-        &scratch,
-        &hub,
-        &crowd.iter().collect::<Vec<_>>(),
-        &bench_repo,
-        "the DHT",
-    );
+    flash_crowd(&scratch, &hub, &crowd, &bench_repo, "the DHT");
 }
 
 #[test]
@@ -319,13 +304,7 @@ fn lan_only_fleet_seeds_and_shares_a_flash_crowd_in_network_namespaces() {
         assert_same_cache(&seed.cache(), &n.cache());
     }
     // All four hosts pull a model none of them has, at the same moment.
-    flash_crowd(
-        &scratch,
-        &hub,
-        &daemons.iter().collect::<Vec<_>>(),
-        &bench_repo,
-        "mDNS",
-    );
+    flash_crowd(&scratch, &hub, &daemons, &bench_repo, "mDNS");
 }
 
 #[test]

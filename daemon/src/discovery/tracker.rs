@@ -95,12 +95,7 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, TrackerError> {
     };
     let mut peers = Vec::new();
     match v.get("peers") {
-        Some(Value::Bytes(b)) => {
-            for c in b.chunks_exact(6) {
-                let ip = Ipv4Addr::new(c[0], c[1], c[2], c[3]);
-                peers.push(SocketAddr::from((ip, u16::from_be_bytes([c[4], c[5]]))));
-            }
-        }
+        Some(Value::Bytes(b)) => peers.extend(compact_v4(b)),
         // The original, non-compact form: a list of dicts.
         Some(Value::List(l)) => {
             for p in l {
@@ -110,7 +105,9 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, TrackerError> {
                     .and_then(|b| std::str::from_utf8(b).ok())
                     .and_then(|s| s.parse::<std::net::IpAddr>().ok());
                 let port = p.get("port").and_then(Value::int);
-                if let (Some(ip), Some(port)) = (ip, port.and_then(|p| u16::try_from(p).ok())) {
+                if let (Some(ip), Some(port)) = (ip, port.and_then(|p| u16::try_from(p).ok()))
+                    && dialable(&SocketAddr::new(ip, port))
+                {
                     peers.push(SocketAddr::new(ip, port));
                 }
             }
@@ -118,21 +115,39 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, TrackerError> {
         _ => {}
     }
     if let Some(b) = v.get("peers6").and_then(Value::bytes) {
-        for c in b.chunks_exact(18) {
-            let mut ip = [0u8; 16];
-            ip.copy_from_slice(&c[..16]);
-            peers.push(SocketAddr::from((
-                Ipv6Addr::from(ip),
-                u16::from_be_bytes([c[16], c[17]]),
-            )));
-        }
+        peers.extend(compact_v6(b));
     }
-    peers.retain(|p| p.port() != 0 && !p.ip().is_unspecified());
     Ok(Reply {
         interval: secs("interval"),
         min_interval: secs("min interval"),
         peers,
     })
+}
+
+/// Compact IPv4 peers (BEP 23, and BEP 15 replies): 4 address bytes, 2 port bytes each.
+/// Entries no one can dial (port 0, unspecified address) are dropped.
+pub(super) fn compact_v4(b: &[u8]) -> impl Iterator<Item = SocketAddr> + '_ {
+    b.chunks_exact(6)
+        .map(|c| {
+            let ip = Ipv4Addr::new(c[0], c[1], c[2], c[3]);
+            SocketAddr::from((ip, u16::from_be_bytes([c[4], c[5]])))
+        })
+        .filter(dialable)
+}
+
+/// Compact IPv6 peers (BEP 7 `peers6`, and BEP 15 over IPv6): 16 + 2 bytes each.
+pub(super) fn compact_v6(b: &[u8]) -> impl Iterator<Item = SocketAddr> + '_ {
+    b.chunks_exact(18)
+        .map(|c| {
+            let mut ip = [0u8; 16];
+            ip.copy_from_slice(&c[..16]);
+            SocketAddr::from((Ipv6Addr::from(ip), u16::from_be_bytes([c[16], c[17]])))
+        })
+        .filter(dialable)
+}
+
+fn dialable(p: &SocketAddr) -> bool {
+    p.port() != 0 && !p.ip().is_unspecified()
 }
 
 /// What was last said to the tracker about one key.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
 use super::swarm::SwarmKey;
-use super::tracker::{Event, Reply, TrackerError};
+use super::tracker::{Event, Reply, TrackerError, compact_v4, compact_v6};
 use crate::sync::lock;
 
 const PROTOCOL_ID: u64 = 0x0417_2710_1980;
@@ -204,23 +204,11 @@ pub fn parse_announce(body: &[u8], ipv6: bool) -> Result<Reply, TrackerError> {
     };
     let interval = word(0).ok_or_else(|| TrackerError::Reply("short announce reply".into()))?;
     let peers_bytes = body.get(12..).unwrap_or_default();
-    let mut peers = Vec::new();
-    if ipv6 {
-        for c in peers_bytes.chunks_exact(18) {
-            let mut ip = [0u8; 16];
-            ip.copy_from_slice(&c[..16]);
-            peers.push(SocketAddr::from((
-                Ipv6Addr::from(ip),
-                u16::from_be_bytes([c[16], c[17]]),
-            )));
-        }
+    let peers = if ipv6 {
+        compact_v6(peers_bytes).collect()
     } else {
-        for c in peers_bytes.chunks_exact(6) {
-            let ip = Ipv4Addr::new(c[0], c[1], c[2], c[3]);
-            peers.push(SocketAddr::from((ip, u16::from_be_bytes([c[4], c[5]]))));
-        }
-    }
-    peers.retain(|p| p.port() != 0 && !p.ip().is_unspecified());
+        compact_v4(peers_bytes).collect()
+    };
     Ok(Reply {
         interval: (interval > 0).then(|| Duration::from_secs(u64::from(interval))),
         min_interval: None,

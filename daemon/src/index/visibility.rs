@@ -86,6 +86,9 @@ pub fn spawn(index: Index, cache_dir: PathBuf, endpoint: String) {
         }
     };
     tokio::spawn(async move {
+        // Answers, kept for the daemon's life: files that land later in a repo already
+        // asked about are settled without asking again.
+        let mut answers: HashMap<String, Answer> = HashMap::new();
         let mut unanswered: HashMap<String, Instant> = HashMap::new();
         let mut wait = FIRST_PASS;
         loop {
@@ -93,53 +96,81 @@ pub fn spawn(index: Index, cache_dir: PathBuf, endpoint: String) {
             wait = PASS;
             let idx = index.clone();
             let cache = cache_dir.clone();
-            let Ok(wanted) =
-                tokio::task::spawn_blocking(move || unknown_by_repo(&idx, &cache)).await
+            let Ok(holders) =
+                tokio::task::spawn_blocking(move || unknown_files(&idx, &cache)).await
             else {
                 continue;
             };
-            for (folder, files) in wanted {
-                if unanswered.get(&folder).is_some_and(|t| t.elapsed() < RETRY) {
+            let mut folders: Vec<&String> = holders.values().flatten().collect();
+            folders.sort();
+            folders.dedup();
+            for folder in folders {
+                if answers.contains_key(folder)
+                    || unanswered.get(folder).is_some_and(|t| t.elapsed() < RETRY)
+                {
                     continue;
                 }
                 // Folders that name no repo (odd names) keep their files fleet-only.
-                let answer = match RepoRef::from_cache_folder(&folder) {
+                let answer = match RepoRef::from_cache_folder(folder) {
                     Some(repo) => ask(&hub, &repo).await,
                     None => Some(Answer::Restricted),
                 };
-                let Some(answer) = answer else {
-                    unanswered.insert(folder, Instant::now());
-                    continue;
-                };
-                unanswered.remove(&folder);
-                tracing::info!(
-                    repo = folder,
-                    files = files.len(),
-                    public = answer == Answer::Public,
-                    "the Hub says who may read files another tool cached"
-                );
-                for h in files {
-                    if let Err(e) = index.note_visibility(&h, answer == Answer::Restricted) {
-                        tracing::warn!("recording visibility: {e}");
+                match answer {
+                    Some(a) => {
+                        tracing::info!(
+                            repo = folder,
+                            public = a == Answer::Public,
+                            "the Hub says who may read what another tool cached"
+                        );
+                        unanswered.remove(folder);
+                        answers.insert(folder.clone(), a);
                     }
+                    None => {
+                        unanswered.insert(folder.clone(), Instant::now());
+                    }
+                }
+            }
+            for (h, held_in) in holders {
+                if let Some(private) = decide(&held_in, &answers)
+                    && let Err(e) = index.note_visibility(&h, private)
+                {
+                    tracing::warn!("recording visibility: {e}");
                 }
             }
         }
     });
 }
 
-/// Repo folder → files nobody vouched for that it holds.
-fn unknown_by_repo(index: &Index, cache_dir: &Path) -> HashMap<String, Vec<XetHash>> {
-    let mut out: HashMap<String, Vec<XetHash>> = HashMap::new();
+/// Whether a file held in these repo folders is private: public as soon as one of them is
+/// (public wins), private once every one has refused (or there is none to ask), undecided
+/// while any is unanswered.
+fn decide(held_in: &[String], answers: &HashMap<String, Answer>) -> Option<bool> {
+    let mut undecided = false;
+    for f in held_in {
+        match answers.get(f) {
+            Some(Answer::Public) => return Some(false),
+            Some(Answer::Restricted) => {}
+            None => undecided = true,
+        }
+    }
+    (!undecided).then_some(true)
+}
+
+/// Files nobody vouched for, and the repo folders holding each.
+fn unknown_files(index: &Index, cache_dir: &Path) -> HashMap<XetHash, Vec<String>> {
+    let mut out = HashMap::new();
     for (h, _) in index.files() {
         if index.visibility_known(&h) {
             continue;
         }
-        for p in index.paths_of(&h) {
-            for folder in repo_folders(cache_dir, &p) {
-                out.entry(folder).or_default().push(h);
-            }
-        }
+        let mut folders: Vec<String> = index
+            .paths_of(&h)
+            .iter()
+            .flat_map(|p| repo_folders(cache_dir, p))
+            .collect();
+        folders.sort();
+        folders.dedup();
+        out.insert(h, folders);
     }
     out
 }
@@ -168,5 +199,29 @@ mod tests {
         );
         assert!(repo_folders(&dir, Path::new("/elsewhere/f")).is_empty());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn public_wins_and_private_waits_for_every_repo() {
+        let answers: HashMap<String, Answer> = [
+            ("models--a--pub".to_string(), Answer::Public),
+            ("models--a--priv".to_string(), Answer::Restricted),
+        ]
+        .into();
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            decide(&f(&["models--a--priv", "models--a--pub"]), &answers),
+            Some(false)
+        );
+        assert_eq!(decide(&f(&["models--a--priv"]), &answers), Some(true));
+        assert_eq!(
+            decide(&f(&["models--a--priv", "models--a--later"]), &answers),
+            None
+        );
+        assert_eq!(
+            decide(&[], &answers),
+            Some(true),
+            "nothing to ask: fleet-only"
+        );
     }
 }

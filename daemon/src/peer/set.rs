@@ -353,12 +353,12 @@ impl PeerSet {
                 let mut guard = lock(&self.inner.state);
                 let st = &mut *guard;
                 let slots_used = st.connected();
-                let banned = &st.banned;
+                let banned_ids = &st.banned;
                 match st.peers.get_mut(&addr) {
                     None => return,
                     Some(e) => {
                         let connected = e.state == State::Connected;
-                        let banned = !e.node_id.is_empty() && banned.contains_key(&e.node_id);
+                        let banned = !e.node_id.is_empty() && banned_ids.contains_key(&e.node_id);
                         let full = slots_used >= self.inner.opts.max_peers;
                         if !connected && !banned && e.conn.is_none() {
                             if full {

@@ -12,6 +12,7 @@ pub mod mdns;
 pub mod plan;
 pub mod swarm;
 pub mod tracker;
+pub mod tracker_wire;
 pub mod udp_tracker;
 
 use std::net::SocketAddr;
@@ -63,7 +64,7 @@ impl Discovery {
             seed_public: cfg.seed_public,
         }
         .spawn(&mut tasks, stop_rx.clone());
-        let peer_id = tracker::peer_id();
+        let peer_id = tracker_wire::peer_id();
         for (url, channel) in cfg
             .trackers
             .iter()

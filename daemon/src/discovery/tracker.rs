@@ -4,18 +4,18 @@
 //! returns to the peer set.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
-use thiserror::Error;
 use tokio::sync::watch;
 
 use super::bencode::{self, Value};
 use super::plan::{Channel, Plans};
 use super::swarm::{SwarmKey, url_encode};
+use super::tracker_wire::{Event, Reply, TrackerError, compact_v4, compact_v6, dialable};
 use crate::peer::{Origin, PeerSet};
 
 /// Used until the tracker names its own interval.
@@ -32,55 +32,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const NUMWANT: u32 = 50;
 /// Bytes of a reply read at most.
 const MAX_REPLY: usize = 256 * 1024;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
-    Started,
-    Completed,
-    Stopped,
-    /// A regular re-announce.
-    None,
-}
-
-impl Event {
-    fn param(self) -> Option<&'static str> {
-        match self {
-            Event::Started => Some("started"),
-            Event::Completed => Some("completed"),
-            Event::Stopped => Some("stopped"),
-            Event::None => None,
-        }
-    }
-}
-
-#[derive(Debug, Error)]
-pub enum TrackerError {
-    #[error("tracker unreachable: {0}")]
-    Http(String),
-    #[error("tracker answered HTTP {0}")]
-    Status(u16),
-    #[error("tracker refused: {0}")]
-    Failure(String),
-    #[error("tracker reply unreadable: {0}")]
-    Reply(String),
-}
-
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Reply {
-    pub interval: Option<Duration>,
-    pub min_interval: Option<Duration>,
-    pub peers: Vec<SocketAddr>,
-}
-
-/// A fresh BitTorrent peer id: `-ZS0100-` and 12 random characters.
-pub fn peer_id() -> [u8; 20] {
-    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
-    let mut id = *b"-ZS0100-000000000000";
-    for b in &mut id[8..] {
-        *b = ALPHABET[rand::random_range(0..ALPHABET.len())];
-    }
-    id
-}
 
 pub fn parse_reply(body: &[u8]) -> Result<Reply, TrackerError> {
     let v = bencode::decode(body).map_err(|e| TrackerError::Reply(e.to_string()))?;
@@ -122,32 +73,6 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, TrackerError> {
         min_interval: secs("min interval"),
         peers,
     })
-}
-
-/// Compact IPv4 peers (BEP 23, and BEP 15 replies): 4 address bytes, 2 port bytes each.
-/// Entries no one can dial (port 0, unspecified address) are dropped.
-pub(super) fn compact_v4(b: &[u8]) -> impl Iterator<Item = SocketAddr> + '_ {
-    b.chunks_exact(6)
-        .map(|c| {
-            let ip = Ipv4Addr::new(c[0], c[1], c[2], c[3]);
-            SocketAddr::from((ip, u16::from_be_bytes([c[4], c[5]])))
-        })
-        .filter(dialable)
-}
-
-/// Compact IPv6 peers (BEP 7 `peers6`, and BEP 15 over IPv6): 16 + 2 bytes each.
-pub(super) fn compact_v6(b: &[u8]) -> impl Iterator<Item = SocketAddr> + '_ {
-    b.chunks_exact(18)
-        .map(|c| {
-            let mut ip = [0u8; 16];
-            ip.copy_from_slice(&c[..16]);
-            SocketAddr::from((Ipv6Addr::from(ip), u16::from_be_bytes([c[16], c[17]])))
-        })
-        .filter(dialable)
-}
-
-fn dialable(p: &SocketAddr) -> bool {
-    p.port() != 0 && !p.ip().is_unspecified()
 }
 
 /// What was last said to the tracker about one key.
@@ -411,6 +336,7 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::tracker_wire::peer_id;
 
     #[test]
     fn compact_and_dict_replies_and_failures() {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UdpSocket;
 
 use super::swarm::SwarmKey;
-use super::tracker::{Event, Reply, TrackerError, compact_v4, compact_v6};
+use super::tracker_wire::{Event, Reply, TrackerError, compact_v4, compact_v6};
 use crate::sync::lock;
 
 const PROTOCOL_ID: u64 = 0x0417_2710_1980;

@@ -1,35 +1,18 @@
 //! The CAS as a download needs it: reconstructions and xorb byte ranges.
 
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::sync::Mutex;
 
+use super::cas_token::CasToken;
 use super::error::RemoteError;
-use super::hub::{HubClient, RepoRef, describe_reqwest, read_body, retry_after};
+use super::http::{describe_reqwest, read_body, retry_after};
+use super::hub::{HubClient, RepoRef};
 use super::retry::{RetryPolicy, retryable_status};
 use crate::XetHash;
 use crate::reconstruction::{HttpRange, Reconstruction};
-
-/// A CAS access token, as the Hub's xet-read-token endpoint hands it out.
-#[derive(Clone, Debug)]
-pub struct CasToken {
-    pub endpoint: String,
-    pub access_token: String,
-    pub expires_unix: u64,
-}
-
-impl CasToken {
-    /// Refresh a minute early, as huggingface_hub does, so no request races the expiry.
-    fn fresh(&self) -> bool {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        self.expires_unix > now + 60
-    }
-}
 
 /// Where to fetch a byte range from, and a fresh URL when the last one expired.
 pub trait UrlSource: Sync {
@@ -40,11 +23,22 @@ pub trait UrlSource: Sync {
     ) -> impl Future<Output = Result<String, RemoteError>> + Send;
 }
 
+/// Where the CAS token comes from.
+enum TokenSource {
+    /// Exchanged with the Hub for the repo, and again before it expires.
+    Hub {
+        repo: RepoRef,
+        refresh_route: String,
+    },
+    /// Handed over by someone else (a local client's own token): used as it is, never
+    /// refreshed, so what it may read is decided by whoever issued it.
+    Fixed,
+}
+
 /// A CAS client for the files of one repo, holding its token.
 pub struct CasClient {
     hub: HubClient,
-    repo: RepoRef,
-    refresh_route: String,
+    source: TokenSource,
     token: Mutex<Option<CasToken>>,
     retry: RetryPolicy,
 }
@@ -53,9 +47,21 @@ impl CasClient {
     pub fn new(hub: HubClient, repo: RepoRef, refresh_route: String) -> Self {
         CasClient {
             hub,
-            repo,
-            refresh_route,
+            source: TokenSource::Hub {
+                repo,
+                refresh_route,
+            },
             token: Mutex::new(None),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// A client that uses `token` as it is. `hub` only lends its HTTP client.
+    pub fn with_fixed_token(hub: HubClient, token: CasToken) -> Self {
+        CasClient {
+            hub,
+            source: TokenSource::Fixed,
+            token: Mutex::new(Some(token)),
             retry: RetryPolicy::default(),
         }
     }
@@ -74,9 +80,23 @@ impl CasClient {
         {
             return Ok(t.clone());
         }
-        let t = self.hub.xet_token(&self.repo, &self.refresh_route).await?;
-        *guard = Some(t.clone());
-        Ok(t)
+        match &self.source {
+            TokenSource::Hub {
+                repo,
+                refresh_route,
+            } => {
+                let t = self.hub.xet_token(repo, refresh_route).await?;
+                *guard = Some(t.clone());
+                Ok(t)
+            }
+            TokenSource::Fixed => match guard.as_ref() {
+                Some(t) if !force => Ok(t.clone()),
+                _ => Err(RemoteError::AuthDenied {
+                    repo: "this file".into(),
+                    detail: "the CAS refused the Xet token the client gave".into(),
+                }),
+            },
+        }
     }
 
     /// The file's reconstruction: `/v2/reconstructions`, falling back to `/v1` where the
@@ -170,13 +190,14 @@ impl CasClient {
     /// Streams the bytes of `range` to `sink`, in order, exactly once each. Dropped
     /// connections, truncated bodies, 5xx and 429 resume from the first byte not yet
     /// delivered, after a backoff; an expired URL (403) is replaced through `source`.
-    /// An error from `sink` stops the transfer and is returned as is.
-    pub async fn stream_range(
+    /// An error from `sink` stops the transfer and is returned as is: the caller's own
+    /// error type, so what the sink refused needs no side channel.
+    pub async fn stream_range<E: From<RemoteError>>(
         &self,
         source: &impl UrlSource,
         range: HttpRange,
-        sink: &mut (impl FnMut(&[u8]) -> Result<(), RemoteError> + Send),
-    ) -> Result<(), RemoteError> {
+        sink: &mut (impl FnMut(&[u8]) -> Result<(), E> + Send),
+    ) -> Result<(), E> {
         let total = range.len();
         let mut delivered = 0u64;
         let mut url = source.url(None).await?;
@@ -188,7 +209,8 @@ impl CasClient {
                     url,
                     attempts: failures,
                     last: last_error,
-                });
+                }
+                .into());
             }
             if failures > 0 {
                 tokio::time::sleep(self.retry.delay(failures)).await;
@@ -220,17 +242,17 @@ impl CasClient {
                         return Err(RemoteError::protocol(
                             &url,
                             format!("asked for bytes from {}, got from {start}", want.start),
-                        ));
+                        )
+                        .into());
                     }
                 }
                 // Some servers answer a satisfiable range with 200 and just those bytes;
                 // one that ignored the range would send the whole object instead.
                 StatusCode::OK if resp.content_length() == Some(want.len()) => {}
                 StatusCode::OK => {
-                    return Err(RemoteError::protocol(
-                        &url,
-                        "the server ignored the Range header",
-                    ));
+                    return Err(
+                        RemoteError::protocol(&url, "the server ignored the Range header").into(),
+                    );
                 }
                 StatusCode::FORBIDDEN => {
                     failures += 1;
@@ -242,7 +264,8 @@ impl CasClient {
                 StatusCode::NOT_FOUND => {
                     return Err(RemoteError::CasNotFound {
                         what: format!("xorb range at {url}"),
-                    });
+                    }
+                    .into());
                 }
                 s if retryable_status(s.as_u16()) => {
                     failures += 1;
@@ -257,7 +280,8 @@ impl CasClient {
                         url,
                         status: s.as_u16(),
                         detail: "xorb range fetch failed".into(),
-                    });
+                    }
+                    .into());
                 }
             }
             let mut resp = resp;

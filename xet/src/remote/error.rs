@@ -51,8 +51,6 @@ pub enum RemoteError {
     },
     #[error("invalid Xet data: {0}")]
     Xet(#[from] crate::Error),
-    #[error("{0}")]
-    Sink(String),
 }
 
 impl RemoteError {

@@ -6,7 +6,9 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
 
+use super::cas_token::CasToken;
 use super::error::RemoteError;
+use super::http::{describe_reqwest, read_body, retry_after, same_origin};
 use super::link::find_rel;
 use super::retry::{RetryPolicy, retryable_status};
 use super::urlenc::{quote_path, quote_segment};
@@ -479,7 +481,7 @@ impl HubClient {
         &self,
         repo: &RepoRef,
         refresh_route: &str,
-    ) -> Result<super::cas::CasToken, RemoteError> {
+    ) -> Result<CasToken, RemoteError> {
         let ctx = ErrCtx {
             repo,
             revision: "",
@@ -504,7 +506,7 @@ impl HubClient {
                 "the Xet token response lacks X-Xet-Cas-Url / X-Xet-Access-Token / X-Xet-Token-Expiration",
             ));
         };
-        Ok(super::cas::CasToken {
+        Ok(CasToken {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             access_token,
             expires_unix,
@@ -579,52 +581,8 @@ fn status_error(resp: &Response, url: &str, ctx: &ErrCtx<'_>, had_token: bool) -
     }
 }
 
-pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
-pub(crate) fn retry_after(h: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = h
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()?;
-    Some(Duration::from_secs(secs.min(60)))
-}
-
-pub(crate) async fn read_body(resp: Response, url: &str) -> Result<bytes::Bytes, RemoteError> {
-    resp.bytes().await.map_err(|e| RemoteError::Unreachable {
-        url: url.to_string(),
-        detail: describe_reqwest(&e),
-    })
-}
-
 fn normalize_etag(e: &str) -> String {
     e.trim_start_matches("W/").trim_matches('"').to_string()
-}
-
-fn origin(url: &str) -> Option<(String, String, u16)> {
-    let u = reqwest::Url::parse(url).ok()?;
-    Some((
-        u.scheme().to_string(),
-        u.host_str()?.to_ascii_lowercase(),
-        u.port_or_known_default()?,
-    ))
-}
-
-pub(crate) fn same_origin(a: &str, b: &str) -> bool {
-    match (origin(a), origin(b)) {
-        (Some(x), Some(y)) => x == y,
-        _ => false,
-    }
 }
 
 fn join_url(base: &str, location: &str) -> String {

@@ -5,14 +5,17 @@
 //! a [`RemoteError`] that says what happened in words a user can act on.
 
 pub mod cas;
+pub mod cas_token;
 pub mod error;
+pub mod http;
 pub mod hub;
 pub mod link;
 pub mod retry;
 pub mod token;
 pub mod urlenc;
 
-pub use cas::{CasClient, CasToken, UrlSource};
+pub use cas::{CasClient, UrlSource};
+pub use cas_token::CasToken;
 pub use error::RemoteError;
 pub use hub::{FileMeta, HubClient, RepoInfo, RepoRef, RepoType, TreeEntry, XetFileData};
 pub use retry::RetryPolicy;

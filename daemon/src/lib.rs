@@ -10,3 +10,4 @@ pub mod index;
 pub mod peer;
 pub mod pulls;
 pub mod sync;
+pub mod totals;

@@ -255,7 +255,7 @@ async fn main() -> Result<()> {
     if cfg.discovery.seed_public && cfg.listen != config::Listen::Off && !hub_offline() {
         index::visibility::spawn(index.clone(), cache_dir.clone(), endpoint.clone());
     }
-    let totals = Arc::new(engine::Totals::default());
+    let totals = Arc::new(zestd::totals::Totals::default());
     let mut engine = engine::Engine::new(
         cache_dir.clone(),
         endpoint,

@@ -139,7 +139,7 @@ impl PullManager {
             let started = Instant::now();
             tracing::info!(pull = %id, repo = %spec.repo, revision = %spec.revision, "pull started");
             let result = pull::run(&me.engine, &spec, token, &counters).await;
-            me.engine.totals.add(&counters);
+            counters.add_into(&me.engine.totals);
             let outcome = match result {
                 Ok(o) => {
                     me.engine

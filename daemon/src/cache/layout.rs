@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use super::error::{At, CacheError, Result};
 
 use super::tree_json::{self, TreeCacheEntry};
 
@@ -51,8 +51,8 @@ impl RepoCache {
     }
 
     pub fn ensure_dirs(&self) -> Result<()> {
-        std::fs::create_dir_all(self.storage().join("blobs"))
-            .with_context(|| format!("creating {}", self.storage().join("blobs").display()))?;
+        let blobs = self.storage().join("blobs");
+        std::fs::create_dir_all(&blobs).at("creating", &blobs)?;
         Ok(())
     }
 
@@ -69,39 +69,43 @@ impl RepoCache {
         if revision == commit {
             return Ok(());
         }
-        let rel = safe_relative_path(revision)
-            .with_context(|| format!("refusing revision name {revision:?}"))?;
+        let rel = safe_relative_path(revision).map_err(|e| {
+            CacheError::BadName(format!("refusing revision name {revision:?}: {e}"))
+        })?;
         let path = self.storage().join("refs").join(rel);
         if std::fs::read_to_string(&path).ok().as_deref() == Some(commit) {
             return Ok(());
         }
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
+            std::fs::create_dir_all(parent).at("creating", parent)?;
         }
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = path.with_file_name(format!("{name}.{}.tmp", random_hex8()));
-        std::fs::write(&tmp, commit)?;
-        std::fs::rename(&tmp, &path)?;
+        std::fs::write(&tmp, commit).at("writing", &tmp)?;
+        std::fs::rename(&tmp, &path).at("renaming into", &path)?;
         Ok(())
     }
 
     /// `trees/<commit>.json`, through a `mkstemp` file (mode 0600) like huggingface_hub.
     pub fn write_tree_cache(&self, commit: &str, entries: &mut [TreeCacheEntry<'_>]) -> Result<()> {
         let dir = self.storage().join("trees");
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir).at("creating", &dir)?;
         let path = dir.join(format!("{commit}.json"));
         let tmp = dir.join(format!("tmp{}.tmp", random_hex8()));
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
-            .open(&tmp)?;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        f.write_all(tree_json::render(entries).as_bytes())?;
+            .open(&tmp)
+            .at("creating", &tmp)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .at("setting the mode of", &tmp)?;
+        f.write_all(tree_json::render(entries).as_bytes())
+            .at("writing", &tmp)?;
         drop(f);
-        std::fs::rename(&tmp, &path)?;
+        std::fs::rename(&tmp, &path).at("renaming into", &path)?;
         Ok(())
     }
 
@@ -122,18 +126,16 @@ impl RepoCache {
         let pointer = self.pointer(commit, rel);
         let parent = pointer
             .parent()
-            .context("pointer without a parent folder")?;
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
+            .ok_or_else(|| CacheError::BadName(format!("{} has no folder", pointer.display())))?;
+        std::fs::create_dir_all(parent).at("creating", parent)?;
         let target = relative_path(&self.blob(etag), parent);
         if let Ok(existing) = std::fs::read_link(&pointer) {
             if existing == target {
                 return Ok(());
             }
-            std::fs::remove_file(&pointer)?;
+            std::fs::remove_file(&pointer).at("replacing", &pointer)?;
         }
-        std::os::unix::fs::symlink(&target, &pointer)
-            .with_context(|| format!("linking {}", pointer.display()))?;
+        std::os::unix::fs::symlink(&target, &pointer).at("linking", &pointer)?;
         Ok(())
     }
 }
@@ -143,26 +145,36 @@ impl RepoCache {
 /// backslashes (a Windows separator elsewhere).
 pub fn safe_relative_path(repo_path: &str) -> Result<PathBuf> {
     if repo_path.is_empty() {
-        bail!("empty path");
+        return Err(CacheError::BadName("empty path".into()));
     }
     if repo_path.contains('\0') {
-        bail!("path {repo_path:?} contains NUL");
+        return Err(CacheError::BadName(format!(
+            "path {repo_path:?} contains NUL"
+        )));
     }
     if repo_path.starts_with('/') || repo_path.contains('\\') {
-        bail!("path {repo_path:?} is absolute or uses backslashes");
+        return Err(CacheError::BadName(format!(
+            "path {repo_path:?} is absolute or uses backslashes"
+        )));
     }
     let mut out = PathBuf::new();
     for seg in repo_path.split('/') {
         if seg.is_empty() || seg == "." || seg == ".." {
-            bail!("path {repo_path:?} has an empty, `.` or `..` segment");
+            return Err(CacheError::BadName(format!(
+                "path {repo_path:?} has an empty, `.` or `..` segment"
+            )));
         }
         if seg.len() >= 2 && seg.as_bytes()[1] == b':' {
-            bail!("path {repo_path:?} has a drive letter");
+            return Err(CacheError::BadName(format!(
+                "path {repo_path:?} has a drive letter"
+            )));
         }
         out.push(seg);
     }
     if out.components().any(|c| !matches!(c, Component::Normal(_))) {
-        bail!("path {repo_path:?} escapes its folder");
+        return Err(CacheError::BadName(format!(
+            "path {repo_path:?} escapes its folder"
+        )));
     }
     Ok(out)
 }

@@ -2,9 +2,11 @@
 //! modes, lock files, shared blob store and tree listing, so either tool can read, resume
 //! or delete what the other wrote, and both can work on one cache at the same time.
 
+pub mod error;
 pub mod layout;
 pub mod lock;
 pub mod shared_store;
 pub mod tree_json;
 
+pub use error::CacheError;
 pub use layout::{RepoCache, safe_relative_path};

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use super::error::{At, CacheError, Result};
 
 use super::layout::{random_hex8, relative_path};
 use super::lock;
@@ -92,20 +92,29 @@ impl SharedStore {
         match std::fs::create_dir(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+            Err(e) => return Err(e).at("creating", &dir),
         }
         if self.is_marked() {
             return Ok(true);
         }
-        if !std::fs::symlink_metadata(&dir)?.is_dir() || std::fs::read_dir(&dir)?.next().is_some() {
+        if !std::fs::symlink_metadata(&dir)
+            .at("reading", &dir)?
+            .is_dir()
+            || std::fs::read_dir(&dir)
+                .at("listing", &dir)?
+                .next()
+                .is_some()
+        {
             tracing::debug!(dir = %dir.display(), "refusing an unmarked shared blob folder");
             return Ok(false);
         }
         repair_mode(&dir, self.dir_mode())?;
         let tmp = dir.join(format!("{MARKER}.{}.tmp", random_hex8()));
-        std::fs::write(&tmp, MARKER_CONTENT)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(self.blob_mode()))?;
-        std::fs::rename(&tmp, dir.join(MARKER))?;
+        std::fs::write(&tmp, MARKER_CONTENT).at("writing", &tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(self.blob_mode()))
+            .at("setting the mode of", &tmp)?;
+        let marker = dir.join(MARKER);
+        std::fs::rename(&tmp, &marker).at("renaming into", &marker)?;
         Ok(self.is_marked())
     }
 
@@ -117,9 +126,12 @@ impl SharedStore {
         match std::fs::create_dir(&prefix) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e).at("creating", &prefix),
         }
-        if !std::fs::symlink_metadata(&prefix)?.is_dir() {
+        if !std::fs::symlink_metadata(&prefix)
+            .at("reading", &prefix)?
+            .is_dir()
+        {
             return Ok(None);
         }
         repair_mode(&prefix, self.dir_mode())?;
@@ -148,13 +160,16 @@ impl SharedStore {
             return Ok(false);
         };
         let entry = self.entry(xet_hash);
-        let _guard = lock::lock(&with_suffix(&entry, ".lock"), 0o666).await?;
+        let lock_path = with_suffix(&entry, ".lock");
+        let _guard = lock::lock(&lock_path, 0o666)
+            .await
+            .at("locking", &lock_path)?;
         if !usable(&entry, size) {
             return Ok(false);
         }
         let tmp = temp_link(blob, &entry)?;
         let result = append_manifest(&with_suffix(&entry, ".refs"), &line)
-            .and_then(|()| std::fs::rename(&tmp, blob).map_err(Into::into));
+            .and_then(|()| std::fs::rename(&tmp, blob).at("linking", blob));
         let _ = std::fs::remove_file(&tmp);
         result.map(|()| true)
     }
@@ -172,27 +187,31 @@ impl SharedStore {
             return Ok(false);
         };
         let entry = self.entry(xet_hash);
-        let _guard = lock::lock(&with_suffix(&entry, ".lock"), 0o666).await?;
+        let lock_path = with_suffix(&entry, ".lock");
+        let _guard = lock::lock(&lock_path, 0o666)
+            .await
+            .at("locking", &lock_path)?;
         let tmp = temp_link(blob, &entry)?;
         let mut moved = false;
         let result = (|| -> Result<()> {
             let existing = usable(&entry, size);
             append_manifest(&with_suffix(&entry, ".refs"), &line)?;
             if !existing {
-                std::fs::set_permissions(blob, std::fs::Permissions::from_mode(self.blob_mode()))?;
-                let gid = std::fs::metadata(&prefix)?.gid();
-                if std::fs::metadata(blob)?.gid() != gid {
+                std::fs::set_permissions(blob, std::fs::Permissions::from_mode(self.blob_mode()))
+                    .at("setting the mode of", blob)?;
+                let gid = std::fs::metadata(&prefix).at("reading", &prefix)?.gid();
+                if std::fs::metadata(blob).at("reading", blob)?.gid() != gid {
                     let _ = std::os::unix::fs::chown(blob, None, Some(gid));
                 }
-                std::fs::rename(blob, &entry)?;
+                std::fs::rename(blob, &entry).at("moving into the store", &entry)?;
                 moved = true;
             }
             if let Err(e) = std::fs::rename(&tmp, blob) {
                 if moved {
-                    std::fs::copy(&entry, blob)?;
+                    std::fs::copy(&entry, blob).at("copying back", blob)?;
                     moved = false;
                 }
-                return Err(e.into());
+                return Err(e).at("linking", blob);
             }
             Ok(())
         })();
@@ -200,10 +219,13 @@ impl SharedStore {
         match result {
             Ok(()) => Ok(true),
             Err(e) if !moved => {
-                tracing::debug!(blob = %blob.display(), "not shared: {e:#}");
+                tracing::debug!(blob = %blob.display(), "not shared: {e}");
                 Ok(false)
             }
-            Err(e) => Err(e.context(format!("restoring {}", blob.display()))),
+            Err(e) => Err(CacheError::Restore {
+                blob: blob.to_path_buf(),
+                source: Box::new(e),
+            }),
         }
     }
 }
@@ -220,22 +242,25 @@ fn usable(entry: &Path, size: u64) -> bool {
 }
 
 fn repair_mode(dir: &Path, mode: u32) -> Result<()> {
-    let cur = std::fs::symlink_metadata(dir)?.mode() & 0o7777;
+    let cur = std::fs::symlink_metadata(dir).at("reading", dir)?.mode() & 0o7777;
     if cur != mode {
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+            .at("setting the mode of", dir)?;
     }
     Ok(())
 }
 
 /// `.<name>.<8 hex>.shared` next to `blob`, pointing at `entry`.
 fn temp_link(blob: &Path, entry: &Path) -> Result<PathBuf> {
-    let parent = blob.parent().context("blob without a folder")?;
+    let parent = blob
+        .parent()
+        .ok_or_else(|| CacheError::BadName(format!("{} has no folder", blob.display())))?;
     let name = blob
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = parent.join(format!(".{name}.{}.shared", random_hex8()));
-    std::os::unix::fs::symlink(relative_path(entry, parent), &tmp)?;
+    std::os::unix::fs::symlink(relative_path(entry, parent), &tmp).at("linking", &tmp)?;
     Ok(tmp)
 }
 
@@ -246,14 +271,14 @@ fn append_manifest(path: &Path, line: &str) -> Result<()> {
         .create(true)
         .mode(0o666)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)?;
-    anyhow::ensure!(
-        f.metadata()?.is_file(),
-        "{} is not a regular file",
-        path.display()
-    );
+        .open(path)
+        .at("opening", path)?;
+    if !f.metadata().at("reading", path)?.is_file() {
+        return Err(CacheError::NotAFile(path.to_path_buf()));
+    }
     let _ = f.set_permissions(std::fs::Permissions::from_mode(0o666));
-    f.write_all(format!("{line}\n").as_bytes())?;
-    f.sync_all()?;
+    f.write_all(format!("{line}\n").as_bytes())
+        .at("appending to", path)?;
+    f.sync_all().at("syncing", path)?;
     Ok(())
 }

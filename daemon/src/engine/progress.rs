@@ -1,7 +1,10 @@
 //! Counters a pull updates as it goes; read by progress streams and `zestctl status`.
 
 use std::sync::Mutex;
+
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::totals::Totals;
 
 #[derive(Default, Debug)]
 pub struct PullCounters {
@@ -39,26 +42,17 @@ impl PullCounters {
         }
         self.files_done.fetch_add(1, Ordering::Relaxed);
     }
-}
 
-/// Daemon-wide totals since start.
-#[derive(Default, Debug)]
-pub struct Totals {
-    pub from_origin: AtomicU64,
-    pub from_peers: AtomicU64,
-    pub from_local: AtomicU64,
-    pub served: AtomicU64,
-    pub pulls_completed: AtomicU64,
-    pub pulls_failed: AtomicU64,
-}
-
-impl Totals {
-    pub fn add(&self, c: &PullCounters) {
-        self.from_origin
-            .fetch_add(c.from_origin.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.from_peers
-            .fetch_add(c.from_peers.load(Ordering::Relaxed), Ordering::Relaxed);
-        self.from_local
-            .fetch_add(c.from_local.load(Ordering::Relaxed), Ordering::Relaxed);
+    /// Adds a finished pull's transfer counts to the daemon's totals.
+    pub fn add_into(&self, totals: &Totals) {
+        totals
+            .from_origin
+            .fetch_add(self.from_origin.load(Ordering::Relaxed), Ordering::Relaxed);
+        totals
+            .from_peers
+            .fetch_add(self.from_peers.load(Ordering::Relaxed), Ordering::Relaxed);
+        totals
+            .from_local
+            .fetch_add(self.from_local.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }

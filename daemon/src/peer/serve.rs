@@ -15,8 +15,8 @@ use super::limits::{MAX_GET_CHUNKS, MAX_HAVE_FILES, MAX_MANIFEST_CHUNKS, MAX_UPL
 use super::live::{LiveFiles, Placed};
 use super::stats::PeerStats;
 use super::wire::{self, WireError};
-use crate::engine::Totals;
 use crate::index::{HeldFile, Index};
+use crate::totals::Totals;
 
 #[derive(Clone)]
 pub struct Provider {

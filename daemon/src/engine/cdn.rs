@@ -1,6 +1,5 @@
 //! Fetching a group's byte range of a xorb from the CAS/CDN: chunks are decoded as they
-//! stream in, hashed, written to every term that uses them, and published to the live
-//! table so peers can have them at once.
+//! stream in, hashed, and put through the chunk door for every term that uses them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,10 +11,11 @@ use xet::chunk_stream::ChunkStreamDecoder;
 use xet::reconstruction::{HttpRange, Reconstruction};
 use xet::remote::{CasClient, RemoteError, UrlSource};
 
+use super::chunk_door::{ChunkDoor, Source, VerifiedChunk};
 use super::error::PullError;
+use super::file_ctx::FileCtx;
+use super::file_plan::Group;
 use super::journal::{Checkpoint, ChunkRecord};
-use super::xet_file::{FileCtx, Group, lock};
-use crate::peer::Placed;
 
 /// Hands out the URL for a group's range, fetching a fresh reconstruction when it expired.
 struct GroupUrl<'a> {
@@ -124,8 +124,8 @@ pub fn resume_point(
 /// chunks (~4 MiB), so a kill loses little.
 const CHECKPOINT_EVERY: usize = 64;
 
-/// Fetches one group's range and writes every chunk of it to each term that uses it.
-/// Chunks before `start` must already be on disk (resume).
+/// Fetches one group's range and puts every chunk of it through the door for each term
+/// that uses it. Chunks before `start` must already be on disk (resume).
 pub async fn fetch_group(ctx: &FileCtx, group: &Group, start: Start) -> Result<(), PullError> {
     let source = GroupUrl {
         cas: &ctx.cas,
@@ -153,78 +153,44 @@ pub async fn fetch_group(ctx: &FileCtx, group: &Group, start: Start) -> Result<(
         }
         cursors.push((ti, cursor));
     }
-    let mut records = Vec::new();
-    let mut flushed = 0usize;
-    let mut failure: Option<PullError> = None;
+    let mut door = ChunkDoor::new(ctx, Source::Origin);
     let counters = &ctx.counters;
-    let mut sink = |bytes: &[u8]| -> Result<(), RemoteError> {
+    let mut sink = |bytes: &[u8]| -> Result<(), PullError> {
         counters
             .from_origin
             .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        decoder.feed(bytes, |chunk: &[u8]| -> Result<(), RemoteError> {
+        decoder.feed(bytes, |data: &[u8]| -> Result<(), PullError> {
             let k = next;
             next += 1;
             if k >= group.chunks.end {
-                failure = Some(PullError::integrity(format!(
+                return Err(PullError::integrity(format!(
                     "xorb {} sent more chunks than asked",
                     group.xorb
                 )));
-                return Err(RemoteError::Sink("integrity".into()));
             }
-            let hash = xet::hash::chunk_hash(chunk);
+            let chunk = VerifiedChunk::hashed(data);
             for (ti, cursor) in cursors.iter_mut() {
                 let t = &terms[*ti];
                 if k < t.chunks.start || k >= t.chunks.end {
                     continue;
                 }
                 if *cursor + chunk.len() as u64 > t.offset + t.len {
-                    failure = Some(PullError::integrity(format!(
+                    return Err(PullError::integrity(format!(
                         "xorb {} chunk {k} overruns its term",
                         group.xorb
                     )));
-                    return Err(RemoteError::Sink("integrity".into()));
                 }
-                let index = t.first_chunk + (k - t.chunks.start);
-                let placed = Placed {
-                    hash,
-                    size: chunk.len() as u32,
-                    offset: *cursor,
-                };
-                // A chunk a peer already delivered is the same bytes: leave it.
-                if ctx.live.get(index) != Some(placed) {
-                    if let Err(e) =
-                        std::os::unix::fs::FileExt::write_all_at(ctx.file.as_ref(), chunk, *cursor)
-                    {
-                        failure = Some(PullError::disk("writing the download", &e));
-                        return Err(RemoteError::Sink("disk".into()));
-                    }
-                    if ctx.live.set(index, placed) {
-                        counters
-                            .bytes_done
-                            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    }
-                    records.push(ChunkRecord {
-                        index,
-                        size: placed.size,
-                        offset: placed.offset,
-                        hash,
-                    });
-                }
+                door.put(t.first_chunk + (k - t.chunks.start), *cursor, &chunk)?;
                 *cursor += chunk.len() as u64;
             }
             Ok(())
         })?;
-        if records.len() - flushed >= CHECKPOINT_EVERY {
-            let cp = Checkpoint {
+        if door.pending() >= CHECKPOINT_EVERY {
+            door.flush(Some(Checkpoint {
                 xorb: group.xorb,
                 chunk: next,
                 byte_offset: start.byte + decoder.stored_bytes_decoded(),
-            };
-            if let Err(e) = lock(&ctx.journal).append(&records[flushed..], &[cp]) {
-                failure = Some(PullError::disk("writing the resume journal", &e));
-                return Err(RemoteError::Sink("disk".into()));
-            }
-            flushed = records.len();
+            }))?;
         }
         Ok(())
     };
@@ -232,11 +198,7 @@ pub async fn fetch_group(ctx: &FileCtx, group: &Group, start: Start) -> Result<(
         start: start.byte,
         end: group.bytes.end,
     };
-    let result = ctx.cas.stream_range(&source, range, &mut sink).await;
-    if let Some(f) = failure {
-        return Err(f);
-    }
-    result?;
+    ctx.cas.stream_range(&source, range, &mut sink).await?;
     decoder.finish()?;
     if next != group.chunks.end {
         return Err(PullError::integrity(format!(
@@ -255,8 +217,6 @@ pub async fn fetch_group(ctx: &FileCtx, group: &Group, start: Start) -> Result<(
             )));
         }
     }
-    lock(&ctx.journal)
-        .append(&records[flushed..], &[])
-        .map_err(|e| PullError::disk("writing the resume journal", &e))?;
+    door.flush(None)?;
     Ok(())
 }

@@ -2,6 +2,8 @@
 
 use xet::remote::RemoteError;
 
+use crate::cache::CacheError;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     RepoNotFound,
@@ -46,17 +48,30 @@ impl PullError {
         Self::new(Kind::Integrity, message)
     }
     pub fn disk(what: &str, e: &std::io::Error) -> Self {
-        let hint = if e.raw_os_error() == Some(28) {
-            " (the disk is full: free some space and pull again; verified data is kept)"
-        } else {
-            ""
-        };
-        Self::new(Kind::Disk, format!("{what}: {e}{hint}"))
+        Self::new(Kind::Disk, format!("{what}: {e}{}", full_hint(e)))
     }
     /// Adds what was being done to the message.
     pub fn context(mut self, what: &str) -> Self {
         self.message = format!("{what}: {}", self.message);
         self
+    }
+}
+
+fn full_hint(e: &std::io::Error) -> &'static str {
+    if e.raw_os_error() == Some(28) {
+        " (the disk is full: free some space and pull again; verified data is kept)"
+    } else {
+        ""
+    }
+}
+
+impl From<CacheError> for PullError {
+    fn from(e: CacheError) -> Self {
+        match (&e, e.io()) {
+            (CacheError::BadName(_), _) => PullError::new(Kind::Invalid, e.to_string()),
+            (_, Some(io)) => PullError::new(Kind::Disk, format!("{e}{}", full_hint(io))),
+            _ => PullError::new(Kind::Disk, e.to_string()),
+        }
     }
 }
 
@@ -83,7 +98,6 @@ impl From<RemoteError> for PullError {
             | RemoteError::RetriesExhausted { .. } => Kind::Network,
             RemoteError::Protocol { .. } => Kind::Network,
             RemoteError::Xet(_) => Kind::Integrity,
-            RemoteError::Sink(_) => Kind::Internal,
         };
         PullError::new(kind, e.to_string())
     }

@@ -13,12 +13,12 @@ use std::sync::atomic::Ordering;
 use xet::XetHash;
 
 use super::Engine;
+use super::chunk_door::{ChunkDoor, Source, VerifiedChunk};
 use super::error::{Kind, PullError};
-use super::journal::ChunkRecord;
+use super::file_checks::{XetFileJob, check_file_hash, check_sha256};
+use super::file_ctx::FileCtx;
 use super::progress::PullCounters;
-use super::xet_file::{FileCtx, XetFileJob, check_file_hash, check_sha256, lock};
 use crate::index::{Chunk, HeldFile};
-use crate::peer::Placed;
 
 /// Copies the file from a local holder if there is one; None when there is none or the
 /// copy did not verify (the caller then downloads it).
@@ -128,44 +128,22 @@ fn reuse_blocking(ctx: &FileCtx) -> Result<(), PullError> {
             continue;
         }
         let mut offset = t.offset;
-        let mut records = Vec::with_capacity(chunks.len());
+        let mut door = ChunkDoor::new(ctx, Source::Local);
         for (k, c) in chunks.iter().enumerate() {
             let data = &mut buf[..c.size as usize];
-            if src.read_exact_at(data, held.offsets[first + k]).is_err()
-                || xet::hash::chunk_hash(data) != c.hash
-            {
+            if src.read_exact_at(data, held.offsets[first + k]).is_err() {
                 break;
             }
-            let index = a + k as u32;
-            let placed = Placed {
-                hash: c.hash,
-                size: c.size,
-                offset,
+            let Some(chunk) = VerifiedChunk::matching(data, &c.hash) else {
+                break;
             };
-            if !ctx.live.has(index) {
-                ctx.file
-                    .write_all_at(data, offset)
-                    .map_err(|e| PullError::disk("writing the download", &e))?;
-                if ctx.live.set(index, placed) {
-                    reused += u64::from(c.size);
-                }
-                records.push(ChunkRecord {
-                    index,
-                    size: c.size,
-                    offset,
-                    hash: c.hash,
-                });
-            }
+            reused += door.put(a + k as u32, offset, &chunk)?;
             offset += u64::from(c.size);
         }
-        lock(&ctx.journal)
-            .append(&records, &[])
-            .map_err(|e| PullError::disk("writing the resume journal", &e))?;
+        door.flush(None)?;
     }
     if reused > 0 {
         tracing::info!(file = %ctx.name, bytes = reused, "reused chunks already in the cache");
-        ctx.counters.bytes_done.fetch_add(reused, Ordering::Relaxed);
-        ctx.counters.from_local.fetch_add(reused, Ordering::Relaxed);
     }
     Ok(())
 }

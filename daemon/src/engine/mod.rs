@@ -2,23 +2,30 @@
 //! (Xet files chunk by chunk from the CAS, other files from `resolve`), verifies every
 //! byte, and writes the Hugging Face cache.
 //!
-//! Chunk data reaches a file through two doors, both in `xet_file`: the CDN sink, which
-//! hashes each chunk the CAS sends, and the peer sink, which accepts a chunk only if it
-//! matches a manifest verified against the Hub's Xet hash. `schedule` decides which door
-//! each range goes through.
+//! A Xet file's download, top to bottom: `xet_file` orchestrates; `schedule` runs the
+//! transfers that the pure `planner` decides on; `cdn`, `peer_fetch` and `local` fetch;
+//! every verified chunk, whatever its source, enters the file through `chunk_door`;
+//! `file_plan`, `file_ctx`, `trust` and `file_checks` are the shared vocabulary below.
 
 pub mod cdn;
+pub mod chunk_door;
 pub mod error;
+pub mod file_checks;
+pub mod file_ctx;
+pub mod file_plan;
 pub mod filter;
 pub mod journal;
 pub mod local;
 pub mod peer_fetch;
+pub mod peer_views;
 pub mod plain_file;
+pub mod planner;
 pub mod prefix_sha256;
 pub mod progress;
 pub mod pull;
 pub mod schedule;
 pub mod swarm_origin;
+pub mod trust;
 pub mod wanted;
 pub mod xet_file;
 
@@ -29,9 +36,10 @@ use tokio::sync::Semaphore;
 
 use crate::index::Index;
 use crate::peer::{LiveFiles, PeerSet};
+use crate::totals::Totals;
 
 pub use error::{Kind, PullError};
-pub use progress::{PullCounters, Totals};
+pub use progress::PullCounters;
 
 /// How many xorb ranges are fetched at once, over all pulls.
 pub const DEFAULT_FETCH_CONCURRENCY: usize = 24;

@@ -82,8 +82,7 @@ pub async fn run(
     let listing = hub.list_files(&spec.repo, &commit).await?;
 
     let rc = RepoCache::new(&engine.cache_dir, spec.repo.cache_folder_name());
-    rc.ensure_dirs()
-        .map_err(|e| PullError::new(Kind::Disk, format!("{e:#}")))?;
+    rc.ensure_dirs()?;
 
     let xet_hashes_valid = listing.iter().all(|f| {
         f.xet_hash
@@ -102,7 +101,7 @@ pub async fn run(
             })
             .collect();
         rc.write_tree_cache(&commit, &mut entries)
-            .map_err(|e| PullError::new(Kind::Disk, format!("writing the tree listing: {e:#}")))?;
+            .map_err(|e| PullError::from(e).context("writing the tree listing"))?;
     }
 
     let filter = Filter::new(&spec.include, &spec.exclude);
@@ -111,7 +110,7 @@ pub async fn run(
         let rel = safe_relative_path(&entry.path).map_err(|e| {
             PullError::new(
                 Kind::Invalid,
-                format!("refusing a file the repo lists: {e:#}"),
+                format!("refusing a file the repo lists: {e}"),
             )
         })?;
         let etag = entry
@@ -161,9 +160,8 @@ pub async fn run(
     if tasks.is_empty() && (!spec.include.is_empty() || !spec.exclude.is_empty()) {
         tracing::warn!(repo = %spec.repo, "no files matched the include/exclude patterns");
     }
-    rc.write_ref(&spec.revision, &commit).map_err(|e| {
-        PullError::new(Kind::Disk, format!("writing refs/{}: {e:#}", spec.revision))
-    })?;
+    rc.write_ref(&spec.revision, &commit)
+        .map_err(|e| PullError::from(e).context(&format!("writing refs/{}", spec.revision)))?;
     counters
         .files_total
         .store(tasks.len() as u32, Ordering::Relaxed);
@@ -207,8 +205,7 @@ pub async fn run(
     // Only now does the snapshot show the files: all of them, each complete.
     counters.set_phase("linking");
     for t in &tasks {
-        rc.link_pointer(&commit, &t.rel, &t.etag)
-            .map_err(|e| PullError::new(Kind::Disk, format!("{e:#}")))?;
+        rc.link_pointer(&commit, &t.rel, &t.etag)?;
     }
     let snapshot = rc.snapshot(&commit);
     std::fs::create_dir_all(&snapshot)
@@ -283,15 +280,12 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
             let hash_str = xet_hash.to_string();
             if use_store
                 && store.has(&hash_str, size)
-                && store
-                    .link_existing(&blob, &hash_str, size)
-                    .await
-                    .map_err(|e| PullError::new(Kind::Disk, format!("{e:#}")))?
+                && store.link_existing(&blob, &hash_str, size).await?
             {
                 local(counters);
                 return Ok(());
             }
-            let job = xet_file::XetFileJob {
+            let job = super::file_checks::XetFileJob {
                 xet_hash,
                 size,
                 sha256: t.entry.lfs.as_ref().map(|l| l.oid.clone()),
@@ -307,10 +301,7 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
                 .map_err(|e| PullError::disk("moving the download into place", &e))?;
             let _ = std::fs::remove_file(&job.journal);
             if use_store {
-                store
-                    .publish(&blob, &hash_str, size)
-                    .await
-                    .map_err(|e| PullError::new(Kind::Disk, format!("{e:#}")))?;
+                store.publish(&blob, &hash_str, size).await?;
             }
             crate::index::scan::record_pulled(&engine.index, &blob, xet_hash, &done.chunks);
             drop(done.serving);

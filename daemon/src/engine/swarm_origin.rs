@@ -37,6 +37,11 @@ impl SwarmOrigin {
         lock(&self.progress).is_some_and(|t| t.elapsed() < d)
     }
 
+    /// Origin ranges in flight now.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
     pub fn try_take(self: &Arc<Self>, limit: usize) -> Option<SwarmSlot> {
         self.inflight
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {

@@ -1,101 +1,28 @@
-//! Downloading one Xet file: reconstruction → each range from a local copy, peers or the
-//! CDN (`schedule`) → chunks hashed and written at their offsets → file hash (and sha256)
-//! checked. The file is never held in memory, and an interrupted download resumes from
-//! its journal.
+//! Downloading one Xet file, from the top: a local copy if the cache holds the file;
+//! else reconstruction → layout (`file_plan`) → what an earlier attempt verified (journal)
+//! → chunks other local files hold (`local`) → every other range from peers or the origin
+//! (`schedule`) → file hash (and sha256) checked. The file is never held in memory.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Mutex as AsyncMutex;
 use xet::XetHash;
-use xet::reconstruction::{ChunkRange, HttpRange, Reconstruction};
 use xet::remote::CasClient;
 
 use super::Engine;
+use super::chunk_door;
 use super::error::PullError;
+use super::file_checks::{XetFileJob, check_file_hash, check_sha256, sha256_matches};
+use super::file_ctx::FileCtx;
+use super::file_plan::{PlacedTerm, group_terms, place_terms, total_chunks};
 use super::journal::{ChunkRecord, Journal};
 use super::progress::PullCounters;
+use super::trust::Trust;
 use crate::index::Chunk;
 use crate::peer::{LiveFile, LiveGuard, Placed};
-pub use crate::sync::lock;
-
-pub struct XetFileJob {
-    pub xet_hash: XetHash,
-    pub size: u64,
-    /// The LFS sha256, checked too when known.
-    pub sha256: Option<String>,
-    pub partial: PathBuf,
-    pub journal: PathBuf,
-    pub name: String,
-    /// From a private or gated repo: only fleet peers are asked for it or served it.
-    pub private: bool,
-}
-
-/// A term placed in the file.
-#[derive(Clone, Debug)]
-pub struct PlacedTerm {
-    pub xorb: XetHash,
-    pub chunks: ChunkRange,
-    pub offset: u64,
-    pub len: u64,
-    /// Index of its first chunk among all the file's chunks.
-    pub first_chunk: u32,
-}
-
-impl PlacedTerm {
-    /// The file chunk indices this term covers.
-    pub fn file_chunks(&self) -> (u32, u32) {
-        (self.first_chunk, self.first_chunk + self.chunks.len())
-    }
-}
-
-/// Terms fetched together from the CDN: they share one byte range of one xorb.
-#[derive(Clone, Debug)]
-pub struct Group {
-    pub xorb: XetHash,
-    pub chunks: ChunkRange,
-    pub bytes: HttpRange,
-    pub terms: Vec<usize>,
-}
-
-/// Everything the parts of one file's download share.
-pub struct FileCtx {
-    pub engine: Engine,
-    pub cas: Arc<CasClient>,
-    pub hash: XetHash,
-    pub size: u64,
-    pub name: String,
-    pub file: Arc<File>,
-    pub live: Arc<LiveFile>,
-    pub journal: Mutex<Journal>,
-    pub counters: Arc<PullCounters>,
-    pub terms: Vec<PlacedTerm>,
-    pub recon: AsyncMutex<Arc<Reconstruction>>,
-}
-
-impl FileCtx {
-    /// File chunk ranges of a group's terms, sorted and merged.
-    pub fn group_ranges(&self, g: &Group) -> Vec<(u32, u32)> {
-        self.term_ranges(&g.terms)
-    }
-
-    /// File chunk ranges of the terms at these indices, sorted and merged.
-    pub fn term_ranges(&self, terms: &[usize]) -> Vec<(u32, u32)> {
-        crate::peer::wire::merge(terms.iter().map(|&t| self.terms[t].file_chunks()).collect())
-    }
-
-    /// File chunks of a group not on disk yet, as ranges.
-    pub fn group_missing(&self, g: &Group) -> Vec<(u32, u32)> {
-        self.group_ranges(g)
-            .into_iter()
-            .flat_map(|(a, b)| self.live.missing(a, b))
-            .collect()
-    }
-}
 
 /// A verified download, ready to be moved into place.
 pub struct Downloaded {
@@ -139,10 +66,7 @@ pub async fn download(
     }
     let terms = place_terms(&recon);
     let groups = group_terms(&recon, &terms)?;
-    let total_chunks = terms
-        .last()
-        .map(|t| t.first_chunk + t.chunks.len())
-        .unwrap_or(0) as usize;
+    let total_chunks = total_chunks(&terms) as usize;
 
     // Resume what an earlier attempt verified, if its bytes still hash right.
     let (file, verified) = open_partial(job)?;
@@ -156,25 +80,20 @@ pub async fn download(
         total_chunks,
         job.private,
     ));
-    let resumed_bytes: u64 = recovered.values().map(|r| u64::from(r.size)).sum();
-    for r in recovered.values() {
-        live.set(
-            r.index,
-            Placed {
+    let restored: Vec<(u32, Placed)> = recovered
+        .values()
+        .map(|r| {
+            let p = Placed {
                 hash: r.hash,
                 size: r.size,
                 offset: r.offset,
-            },
-        );
-    }
+            };
+            (r.index, p)
+        })
+        .collect();
+    let resumed_bytes = chunk_door::restore(&live, counters, &restored);
     if resumed_bytes > 0 {
         tracing::info!(file = %job.name, resumed_bytes, "resuming a partial download");
-        counters
-            .bytes_done
-            .fetch_add(resumed_bytes, Ordering::Relaxed);
-        counters
-            .from_local
-            .fetch_add(resumed_bytes, Ordering::Relaxed);
     }
     let ctx = Arc::new(FileCtx {
         engine: engine.clone(),
@@ -188,6 +107,7 @@ pub async fn download(
         counters: counters.clone(),
         terms,
         recon: AsyncMutex::new(Arc::new(recon)),
+        trust: Trust::new(total_chunks as u32),
     });
     // Served to peers from here on, chunk by chunk as they verify.
     let serving = engine.live.register(live.clone());
@@ -213,6 +133,14 @@ pub async fn download(
         let _ = std::fs::remove_file(&job.journal);
         return Err(e);
     }
+    // The Xet hash proves every chunk hash.
+    live.prove(
+        placed
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (i as u32, p.hash))
+            .collect::<Vec<_>>(),
+    );
     match (sha, &job.sha256) {
         (Some(bg), Some(expected)) => match bg.finish(job.size).await {
             Some(got) => sha256_matches(job, expected, &got)?,
@@ -239,104 +167,6 @@ pub async fn download(
             .collect(),
         serving: Some(serving),
     })
-}
-
-pub async fn check_sha256(job: &XetFileJob) -> Result<(), PullError> {
-    let Some(expected) = &job.sha256 else {
-        return Ok(());
-    };
-    let path = job.partial.clone();
-    let got = tokio::task::spawn_blocking(move || sha256_file(&path))
-        .await
-        .map_err(|e| PullError::new(super::error::Kind::Internal, e.to_string()))?
-        .map_err(|e| PullError::disk("reading back the download", &e))?;
-    sha256_matches(job, expected, &got)
-}
-
-fn sha256_matches(job: &XetFileJob, expected: &str, got: &str) -> Result<(), PullError> {
-    if !got.eq_ignore_ascii_case(expected) {
-        let _ = std::fs::remove_file(&job.journal);
-        return Err(PullError::integrity(format!(
-            "{}: sha256 {got} does not match the Hub's {expected}",
-            job.name
-        )));
-    }
-    Ok(())
-}
-
-pub fn check_file_hash(job: &XetFileJob, chunks: &[(XetHash, u64)]) -> Result<(), PullError> {
-    let got = xet::merkle::file_hash(chunks);
-    if got != job.xet_hash {
-        return Err(PullError::integrity(format!(
-            "{}: the chunks hash to {got}, not to the Hub's Xet hash {}",
-            job.name, job.xet_hash
-        )));
-    }
-    let size: u64 = chunks.iter().map(|c| c.1).sum();
-    if size != job.size {
-        return Err(PullError::integrity(format!(
-            "{}: {size} bytes, expected {}",
-            job.name, job.size
-        )));
-    }
-    Ok(())
-}
-
-fn place_terms(recon: &Reconstruction) -> Vec<PlacedTerm> {
-    let mut offset = 0u64;
-    let mut first_chunk = 0u32;
-    recon
-        .terms
-        .iter()
-        .map(|t| {
-            let p = PlacedTerm {
-                xorb: t.hash,
-                chunks: t.range,
-                offset,
-                len: u64::from(t.unpacked_length),
-                first_chunk,
-            };
-            offset += u64::from(t.unpacked_length);
-            first_chunk += t.range.len();
-            p
-        })
-        .collect()
-}
-
-/// Groups terms by the fetch range that covers them, so shared ranges are fetched once.
-fn group_terms(recon: &Reconstruction, terms: &[PlacedTerm]) -> Result<Vec<Group>, PullError> {
-    let mut index: HashMap<(XetHash, usize, usize), usize> = HashMap::new();
-    let mut groups: Vec<Group> = Vec::new();
-    for (ti, t) in terms.iter().enumerate() {
-        let fetches = recon
-            .xorbs
-            .get(&t.xorb)
-            .ok_or_else(|| PullError::integrity(format!("no fetch info for xorb {}", t.xorb)))?;
-        let found = fetches.iter().enumerate().find_map(|(fi, f)| {
-            f.ranges
-                .iter()
-                .enumerate()
-                .find(|(_, r)| r.chunks.contains(&t.chunks))
-                .map(|(ri, r)| (fi, ri, r))
-        });
-        let Some((fi, ri, r)) = found else {
-            return Err(PullError::integrity(format!(
-                "no fetch range covers a term of xorb {}",
-                t.xorb
-            )));
-        };
-        let gi = *index.entry((t.xorb, fi, ri)).or_insert_with(|| {
-            groups.push(Group {
-                xorb: t.xorb,
-                chunks: r.chunks,
-                bytes: r.bytes,
-                terms: Vec::new(),
-            });
-            groups.len() - 1
-        });
-        groups[gi].terms.push(ti);
-    }
-    Ok(groups)
 }
 
 /// Opens (or creates) the partial file at the right size; true if it held earlier data.
@@ -399,20 +229,4 @@ fn recover(
         }
     }
     ok
-}
-
-pub fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = File::open(path)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

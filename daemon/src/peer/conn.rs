@@ -119,20 +119,21 @@ impl PeerConn {
     }
 
     /// Streams chunks `[start, end)` of `file` into `on_chunk`, in order, which checks
-    /// each one. A stream that goes quiet for [`STALL`] is abandoned.
-    pub async fn get(
+    /// each one. A stream that goes quiet for [`STALL`] is abandoned. What `on_chunk`
+    /// refuses ends the transfer and comes back as the caller's own error.
+    pub async fn get<E: From<PeerError>>(
         &self,
         file: &XetHash,
         start: u32,
         end: u32,
-        mut on_chunk: impl FnMut(u32, &[u8]) -> Result<(), PeerError>,
-    ) -> Result<(), PeerError> {
+        mut on_chunk: impl FnMut(u32, &[u8]) -> Result<(), E>,
+    ) -> Result<(), E> {
         let req = peer::request::Kind::Get(peer::GetRequest {
             file: file.as_bytes().to_vec(),
             start,
             end,
         });
-        let (_send, mut recv) = self.send(req).await?;
+        let (_send, mut recv) = self.send(req).await.map_err(E::from)?;
         let mut next = start;
         let result = async {
             while next < end {
@@ -142,8 +143,8 @@ impl PeerConn {
                 )
                 .await
                 {
-                    Err(_) => return Err(PeerError::Stalled(STALL)),
-                    Ok(r) => r?,
+                    Err(_) => return Err(PeerError::Stalled(STALL).into()),
+                    Ok(r) => r.map_err(PeerError::from)?,
                 };
                 match frame.and_then(|f| f.kind) {
                     Some(peer::response::Kind::Chunk(c)) => {
@@ -151,16 +152,19 @@ impl PeerConn {
                             return Err(PeerError::Protocol(format!(
                                 "sent chunk {} where {next} was due",
                                 c.index
-                            )));
+                            ))
+                            .into());
                         }
                         if c.data.len() > xet::MAX_CHUNK_SIZE {
-                            return Err(PeerError::Protocol("chunk over the size limit".into()));
+                            return Err(
+                                PeerError::Protocol("chunk over the size limit".into()).into()
+                            );
                         }
                         self.stats.received(c.data.len() as u64);
                         on_chunk(c.index, &c.data)?;
                         next += 1;
                     }
-                    other => return Err(unexpected(other)),
+                    other => return Err(unexpected(other).into()),
                 }
             }
             Ok(())

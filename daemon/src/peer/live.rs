@@ -24,10 +24,15 @@ pub struct LiveFile {
     /// Content of a private or gated repo: served to fleet peers only.
     pub private: bool,
     state: Mutex<LiveState>,
+    /// Bumped whenever a chunk lands or is proven, for those waiting on chunks.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 struct LiveState {
     chunks: Vec<Option<Placed>>,
+    /// Chunks whose hash is proven by a hash from the Hub or CAS (the file's Xet hash, or
+    /// a xorb hash): only these may be handed to a local client.
+    proven: Vec<bool>,
     /// Chunk ranges being fetched from the origin now (one entry per fetch).
     fetching: Vec<(u32, u32)>,
 }
@@ -49,9 +54,57 @@ impl LiveFile {
             private,
             state: Mutex::new(LiveState {
                 chunks: vec![None; total_chunks],
+                proven: vec![false; total_chunks],
                 fetching: Vec::new(),
             }),
+            changes: tokio::sync::watch::channel(0).0,
         }
+    }
+
+    /// Marks chunks proven, if they are placed with the proven hash.
+    pub fn prove(&self, proven: impl IntoIterator<Item = (u32, XetHash)>) {
+        let mut st = lock(&self.state);
+        let mut any = false;
+        for (i, h) in proven {
+            let i = i as usize;
+            if st
+                .chunks
+                .get(i)
+                .copied()
+                .flatten()
+                .is_some_and(|p| p.hash == h)
+                && let Some(slot) = st.proven.get_mut(i)
+                && !*slot
+            {
+                *slot = true;
+                any = true;
+            }
+        }
+        drop(st);
+        if any {
+            self.changes.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// A chunk that is placed and proven.
+    pub fn proven(&self, index: u32) -> Option<Placed> {
+        let st = lock(&self.state);
+        let i = index as usize;
+        if st.proven.get(i).copied().unwrap_or(false) {
+            st.chunks.get(i).copied().flatten()
+        } else {
+            None
+        }
+    }
+
+    /// Wakes when chunks land or are proven.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Tells waiters to look again (the download ended, one way or the other).
+    pub fn poke(&self) {
+        self.changes.send_modify(|v| *v += 1);
     }
 
     pub fn total_chunks(&self) -> u32 {
@@ -61,10 +114,14 @@ impl LiveFile {
     /// Records a chunk as written and verified (its hash came from the CAS's bytes or
     /// matched a trusted manifest). True if the slot was empty.
     pub fn set(&self, index: u32, placed: Placed) -> bool {
-        match lock(&self.state).chunks.get_mut(index as usize) {
+        let new = match lock(&self.state).chunks.get_mut(index as usize) {
             Some(slot) => slot.replace(placed).is_none(),
             None => false,
+        };
+        if new {
+            self.changes.send_modify(|v| *v += 1);
         }
+        new
     }
 
     pub fn get(&self, index: u32) -> Option<Placed> {
@@ -96,12 +153,13 @@ impl LiveFile {
         super::wire::ranges_of(lock(&self.state).chunks.iter().map(|c| c.is_some()))
     }
 
-    pub fn held_count(&self) -> usize {
+    /// Which chunks are on disk, as a bitmap.
+    pub fn held_bitmap(&self) -> Vec<bool> {
         lock(&self.state)
             .chunks
             .iter()
-            .filter(|c| c.is_some())
-            .count()
+            .map(Option::is_some)
+            .collect()
     }
 
     /// Every chunk, if all are present.

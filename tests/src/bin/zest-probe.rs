@@ -76,7 +76,7 @@ async fn main() -> Result<()> {
         .sum();
     let mut bytes = 0usize;
     let get = match pc
-        .get(&args.file, 0, 1, |_, d| {
+        .get::<zestd::peer::PeerError>(&args.file, 0, 1, |_, d| {
             bytes += d.len();
             Ok(())
         })

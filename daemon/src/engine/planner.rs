@@ -1,0 +1,818 @@
+//! The download planner of one Xet file: from what is known at a moment (which chunks we
+//! hold, which chunk hashes are trusted, what each peer holds and is fetching, the clock),
+//! it decides what to do next: take a range from a peer, wait for the swarm, claim a range,
+//! go to the origin, withdraw a contested claim, check claimed hashes, give up on peers.
+//! It returns [`Action`]s; `schedule` carries them out and feeds the results back.
+//!
+//! Pure: no I/O, and no clock or randomness it is not handed, so tests (and a simulator)
+//! can drive it step by step.
+//!
+//! The policy: each slot (a byte range of one xorb, as the CAS serves it) goes to the first
+//! source that works. A peer that holds its missing chunks, once their hashes are trusted;
+//! else, if some peer holds or is fetching it and the swarm is making progress, it waits (so
+//! a flash crowd fetches each range from the origin about once); else it is claimed, and
+//! after a settle window fetched from the origin unless a peer with a lower node id claimed
+//! it too. A peer that fails a slot is avoided for it, and the origin is always the
+//! fallback, so peers never make a pull slower by more than a patience window.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use super::swarm_origin::SwarmOrigin;
+
+/// How stale a view of the peers may get.
+pub const REFRESH: Duration = Duration::from_millis(150);
+/// How long to wait on peers that make no progress before taking a range from the origin.
+pub const PATIENCE: Duration = Duration::from_secs(4);
+/// Origin ranges in flight per file while peers download it too (they fetch the rest);
+/// the engine's swarm permits bound it over all files.
+const CDN_WITH_PEERS: usize = 2;
+/// With peers connected but none (yet) downloading this file, the origin is used as
+/// sparingly as in a swarm for this long, so peers starting a moment later find work left.
+const SWARM_GRACE: Duration = Duration::from_secs(1);
+/// Peer transfers in flight per file.
+const PEER_PARALLEL: usize = 8;
+/// Pieced-together manifests that fail before peers are given up on for this file.
+const MAX_UNVERIFIABLE: u32 = 3;
+/// Failed checks of a xorb's claimed chunk hashes before only the whole-file manifest is
+/// waited for (a xorb this file uses only part of can never pass).
+const MAX_XORB_TRIES: u32 = 2;
+/// A claim is announced this long before the origin is asked, and then checked against
+/// the peers' claims once more. Longer than [`REFRESH`]: two nodes that claim the same range
+/// within this window both see both claims at their check (and the lower node id keeps it);
+/// a node claiming later already saw the earlier claim and does not claim at all.
+pub const CLAIM_SETTLE: Duration = Duration::from_millis(250);
+/// How often claims are gathered again to extend what we can check peers' chunks against.
+const TRUST_RETRY: Duration = Duration::from_millis(300);
+
+pub type PeerId = String;
+pub type Ranges = Vec<(u32, u32)>;
+
+/// What one peer holds of the file, as it last said.
+#[derive(Clone, Debug, Default)]
+pub struct PeerState {
+    pub id: PeerId,
+    pub complete: bool,
+    /// The peer knows the file (holds, fetches or is downloading some of it).
+    pub involved: bool,
+    pub held: Ranges,
+    pub fetching: Ranges,
+    /// Bytes per second recently received from it.
+    pub rate: f64,
+}
+
+impl PeerState {
+    pub fn held_count(&self) -> u64 {
+        self.held.iter().map(|(a, b)| u64::from(b - a)).sum()
+    }
+    pub fn holds_all(&self, ranges: &[(u32, u32)]) -> bool {
+        ranges.iter().all(|&(a, b)| covered(&self.held, a, b))
+    }
+    pub fn holds_any(&self, ranges: &[(u32, u32)]) -> bool {
+        ranges.iter().any(|&(a, b)| overlaps(&self.held, a, b))
+    }
+    pub fn fetches_any(&self, ranges: &[(u32, u32)]) -> bool {
+        ranges.iter().any(|&(a, b)| overlaps(&self.fetching, a, b))
+    }
+}
+
+pub fn covered(ranges: &[(u32, u32)], a: u32, b: u32) -> bool {
+    ranges.iter().any(|&(s, e)| s <= a && b <= e)
+}
+
+fn overlaps(ranges: &[(u32, u32)], a: u32, b: u32) -> bool {
+    ranges.iter().any(|&(s, e)| s < b && a < e)
+}
+
+/// What the planner sees at one moment.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub now: Instant,
+    /// Usable peers connected, whether or not they know this file.
+    pub connected: usize,
+    /// Peers that answered about this file.
+    pub peers: Vec<PeerState>,
+    /// File chunks on our disk.
+    pub ours: Vec<bool>,
+    /// File chunks whose hashes are trusted.
+    pub trusted: Vec<bool>,
+    /// The swarm made progress on another file of this node within [`PATIENCE`].
+    pub swarm_progressed: bool,
+    /// Origin ranges this node has in flight for swarms, over all files.
+    pub swarm_inflight: usize,
+}
+
+impl Snapshot {
+    /// The ranges of `[a, b)` not on our disk.
+    fn missing(&self, a: u32, b: u32) -> Ranges {
+        let mut out = Vec::new();
+        let mut run: Option<u32> = None;
+        for i in a..b {
+            let have = self.ours.get(i as usize).copied().unwrap_or(false);
+            match (have, run) {
+                (false, None) => run = Some(i),
+                (true, Some(s)) => {
+                    out.push((s, i));
+                    run = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = run {
+            out.push((s, b));
+        }
+        out
+    }
+
+    fn missing_of(&self, ranges: &[(u32, u32)]) -> Ranges {
+        ranges
+            .iter()
+            .flat_map(|&(a, b)| self.missing(a, b))
+            .collect()
+    }
+
+    fn trusts(&self, ranges: &[(u32, u32)]) -> bool {
+        ranges
+            .iter()
+            .all(|&(a, b)| (a..b).all(|i| self.trusted.get(i as usize).copied().unwrap_or(false)))
+    }
+
+    /// True if every chunk of `ranges` is on our disk or held by some peer.
+    fn held_somewhere(&self, ranges: &[(u32, u32)]) -> bool {
+        self.missing_of(ranges).into_iter().all(|(mut at, end)| {
+            while at < end {
+                let next = self
+                    .peers
+                    .iter()
+                    .flat_map(|p| p.held.iter())
+                    .filter(|&&(s, e)| s <= at && at < e)
+                    .map(|&(_, e)| e)
+                    .max();
+                match next {
+                    Some(e) => at = e,
+                    None => return false,
+                }
+            }
+            true
+        })
+    }
+
+    fn held_total(&self) -> u64 {
+        self.peers.iter().map(PeerState::held_count).sum::<u64>()
+            + self.ours.iter().filter(|h| **h).count() as u64
+    }
+}
+
+/// What the scheduler is to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Fetch these missing chunks of the slot from the peer, each checked against trust.
+    FetchFromPeer {
+        slot: usize,
+        peer: PeerId,
+        ranges: Ranges,
+    },
+    /// Announce the slot's ranges as `fetching`, holding one of the node's swarm origin
+    /// permits under `swarm_limit` when given (if none is free, report
+    /// [`Planner::claim_refused`]).
+    Claim {
+        slot: usize,
+        swarm_limit: Option<usize>,
+    },
+    /// Fetch the claimed slot from the origin now.
+    FetchFromOrigin { slot: usize },
+    /// Withdraw the slot's claim: a peer holds it, or claimed it first.
+    Withdraw { slot: usize },
+}
+
+/// How a peer transfer failed, as far as the planner cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerFailure {
+    /// Sent bytes that did not match their trusted hash.
+    Lied(String),
+    BrokeProtocol(String),
+    /// Lacked chunks it said it held.
+    Lacked,
+    Busy,
+    /// Stalled, too slow, connection lost: not its fault as far as we can tell.
+    Other,
+}
+
+/// What a failure says about the peer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Ban(String),
+    Strike(&'static str),
+    Choke,
+    /// Nothing against it; this slot goes elsewhere.
+    Abandon,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum St {
+    Todo,
+    /// Announced as `fetching`, waiting out [`CLAIM_SETTLE`] before the origin is asked.
+    Claimed,
+    Origin,
+    Peer,
+    Done,
+}
+
+struct Slot {
+    ranges: Ranges,
+    st: St,
+    /// Peers that failed this slot.
+    avoid: HashSet<PeerId>,
+    claimed_at: Option<Instant>,
+}
+
+pub struct Planner {
+    my_id: PeerId,
+    slots: Vec<Slot>,
+    order: Vec<usize>,
+    spans: Vec<Ranges>,
+    span_tries: Vec<u32>,
+    total: u32,
+    started: Instant,
+    /// The most chunks seen held anywhere, and when that number last grew.
+    progress: (u64, Instant),
+    last_trust_try: Option<Instant>,
+    unverifiable: u32,
+    peers_off: bool,
+}
+
+impl Planner {
+    /// `slots`: the file chunk ranges of each slot; `spans`: those of each xorb whose
+    /// claimed hashes can be checked against its xorb hash; `order`: the order in which
+    /// slots are considered (shuffled when peers start together).
+    pub fn new(
+        my_id: PeerId,
+        slots: Vec<Ranges>,
+        spans: Vec<Ranges>,
+        order: Vec<usize>,
+        total: u32,
+        now: Instant,
+    ) -> Self {
+        Planner {
+            my_id,
+            slots: slots
+                .into_iter()
+                .map(|ranges| Slot {
+                    ranges,
+                    st: St::Todo,
+                    avoid: HashSet::new(),
+                    claimed_at: None,
+                })
+                .collect(),
+            order,
+            span_tries: vec![0; spans.len()],
+            spans,
+            total,
+            started: now,
+            progress: (0, now),
+            last_trust_try: None,
+            unverifiable: 0,
+            peers_off: false,
+        }
+    }
+
+    pub fn finished(&self) -> bool {
+        self.slots.iter().all(|s| s.st == St::Done)
+    }
+
+    /// Peers' chunk hashes never verified: the rest comes from the origin.
+    pub fn peers_off(&self) -> bool {
+        self.peers_off
+    }
+
+    pub fn ranges(&self, slot: usize) -> &[(u32, u32)] {
+        &self.slots[slot].ranges
+    }
+
+    /// Whether views of the peers last taken at `last` should be taken again.
+    pub fn refresh_due(last: Option<Instant>, now: Instant) -> bool {
+        last.is_none_or(|t| now.saturating_duration_since(t) >= REFRESH)
+    }
+
+    /// Notes how much the swarm holds; true if it grew (the node-wide clock of swarm
+    /// progress should hear of it).
+    pub fn note_progress(&mut self, s: &Snapshot) -> bool {
+        let held = s.held_total();
+        if held > self.progress.0 {
+            self.progress = (held, s.now);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn patient(&self, s: &Snapshot) -> bool {
+        s.now.saturating_duration_since(self.progress.1) < PATIENCE || s.swarm_progressed
+    }
+
+    /// Whether to gather peers' claimed chunk hashes now; `Some(true)` when a whole-file
+    /// manifest is worth asking for first (a peer has it all, or the swarm holds every
+    /// chunk), then [`Planner::xorbs_to_check`].
+    pub fn trust_due(&mut self, s: &Snapshot) -> Option<bool> {
+        if s.peers.is_empty()
+            || s.trusted.iter().all(|t| *t)
+            || self
+                .last_trust_try
+                .is_some_and(|t| s.now.saturating_duration_since(t) < TRUST_RETRY)
+        {
+            return None;
+        }
+        self.last_trust_try = Some(s.now);
+        Some(s.peers.iter().any(|p| p.complete) || s.held_somewhere(&[(0, self.total)]))
+    }
+
+    /// A manifest pieced together from peers did not verify. True when peers are now given
+    /// up on for this file.
+    pub fn manifest_unverifiable(&mut self) -> bool {
+        self.unverifiable += 1;
+        if self.unverifiable >= MAX_UNVERIFIABLE {
+            self.peers_off = true;
+        }
+        self.peers_off
+    }
+
+    /// The xorbs whose claimed chunk hashes are worth checking now: held somewhere, not
+    /// trusted yet, not failed too often. Peers then trade a xorb while the origin still
+    /// sends others, instead of waiting for whole files.
+    pub fn xorbs_to_check(&self, s: &Snapshot) -> Vec<usize> {
+        if s.peers.is_empty() || self.peers_off {
+            return Vec::new();
+        }
+        (0..self.spans.len())
+            .filter(|&k| {
+                let r = &self.spans[k];
+                self.span_tries[k] < MAX_XORB_TRIES && !s.trusts(r) && s.held_somewhere(r)
+            })
+            .collect()
+    }
+
+    pub fn xorb_failed(&mut self, span: usize) {
+        if let Some(t) = self.span_tries.get_mut(span) {
+            *t += 1;
+        }
+    }
+
+    /// Assigns every slot that waits for a source.
+    pub fn assign(&mut self, s: &Snapshot) -> Vec<Action> {
+        let patient = self.patient(s);
+        let mut origin_busy = self
+            .slots
+            .iter()
+            .filter(|x| matches!(x.st, St::Origin | St::Claimed))
+            .count();
+        let mut peer_busy = self.slots.iter().filter(|x| x.st == St::Peer).count();
+        let young = s.now.saturating_duration_since(self.started) < SWARM_GRACE;
+        let swarm = s.peers.iter().any(|p| p.involved) || (s.connected > 0 && young);
+        let origin_limit = if swarm { CDN_WITH_PEERS } else { usize::MAX };
+        let mut permits_taken = 0usize;
+        let mut actions = Vec::new();
+        for &i in &self.order {
+            let slot = &mut self.slots[i];
+            if slot.st != St::Todo {
+                continue;
+            }
+            let missing = s.missing_of(&slot.ranges);
+            if missing.is_empty() {
+                slot.st = St::Done;
+                continue;
+            }
+            if peer_busy < PEER_PARALLEL
+                && s.trusts(&missing)
+                && let Some(p) = s
+                    .peers
+                    .iter()
+                    .filter(|p| !slot.avoid.contains(&p.id) && p.holds_all(&missing))
+                    .max_by(|a, b| a.rate.total_cmp(&b.rate))
+            {
+                actions.push(Action::FetchFromPeer {
+                    slot: i,
+                    peer: p.id.clone(),
+                    ranges: missing,
+                });
+                slot.st = St::Peer;
+                peer_busy += 1;
+                continue;
+            }
+            let elsewhere = s.peers.iter().any(|p| {
+                !slot.avoid.contains(&p.id)
+                    && (p.holds_any(&missing) || p.fetches_any(&slot.ranges))
+            });
+            if elsewhere && patient {
+                continue;
+            }
+            if origin_busy >= origin_limit {
+                continue;
+            }
+            let swarm_limit = if swarm {
+                // In the first moments of a pull, connected peers count as a crowd
+                // forming: daemons started together do not see each other's claims yet,
+                // and two streams each would put every xorb into one wave.
+                let mut crowd = s.peers.iter().filter(|p| p.involved).count();
+                if young {
+                    crowd = crowd.max(s.connected);
+                }
+                let limit = SwarmOrigin::limit(crowd);
+                if s.swarm_inflight + permits_taken >= limit {
+                    continue;
+                }
+                permits_taken += 1;
+                Some(limit)
+            } else {
+                None
+            };
+            origin_busy += 1;
+            actions.push(Action::Claim {
+                slot: i,
+                swarm_limit,
+            });
+            if s.peers.is_empty() {
+                slot.st = St::Origin;
+                actions.push(Action::FetchFromOrigin { slot: i });
+            } else {
+                slot.st = St::Claimed;
+                slot.claimed_at = Some(s.now);
+            }
+        }
+        actions
+    }
+
+    /// Claims whose settle window has passed: look at the peers again, then [`Planner::settle`].
+    pub fn due_claims(&self, now: Instant) -> Vec<usize> {
+        (0..self.slots.len())
+            .filter(|&i| {
+                let x = &self.slots[i];
+                x.st == St::Claimed
+                    && x.claimed_at
+                        .is_some_and(|at| now.saturating_duration_since(at) >= CLAIM_SETTLE)
+            })
+            .collect()
+    }
+
+    /// Settles due claims against a fresh look at the peers: a range some peer now holds,
+    /// or one a peer with a lower node id claimed too, is withdrawn while the swarm makes
+    /// progress; the rest go to the origin.
+    pub fn settle(&mut self, due: &[usize], fresh: &Snapshot) -> Vec<Action> {
+        let patient = self.patient(fresh);
+        let mut actions = Vec::new();
+        for &i in due {
+            let slot = &mut self.slots[i];
+            if slot.st != St::Claimed {
+                continue;
+            }
+            let missing = fresh.missing_of(&slot.ranges);
+            let contested = fresh.peers.iter().any(|p| {
+                !slot.avoid.contains(&p.id)
+                    && (p.holds_any(&missing) || (p.fetches_any(&slot.ranges) && p.id < self.my_id))
+            });
+            slot.claimed_at = None;
+            if contested && patient {
+                slot.st = St::Todo;
+                actions.push(Action::Withdraw { slot: i });
+            } else {
+                slot.st = St::Origin;
+                actions.push(Action::FetchFromOrigin { slot: i });
+            }
+        }
+        actions
+    }
+
+    /// No swarm permit was free for a claim after all.
+    pub fn claim_refused(&mut self, slot: usize) {
+        let x = &mut self.slots[slot];
+        x.st = St::Todo;
+        x.claimed_at = None;
+    }
+
+    pub fn origin_done(&mut self, slot: usize) {
+        self.slots[slot].st = St::Done;
+    }
+
+    /// A peer transfer ended; on failure, what to do about the peer.
+    pub fn peer_done(
+        &mut self,
+        slot: usize,
+        peer: &str,
+        failure: Option<&PeerFailure>,
+    ) -> Option<Verdict> {
+        let x = &mut self.slots[slot];
+        // Whatever is still missing is assigned again at the next pass.
+        x.st = St::Todo;
+        let f = failure?;
+        if *f != PeerFailure::Busy {
+            x.avoid.insert(peer.to_string());
+        }
+        Some(match f {
+            PeerFailure::Lied(why) => Verdict::Ban(why.clone()),
+            PeerFailure::BrokeProtocol(why) => Verdict::Ban(format!("broke the protocol: {why}")),
+            PeerFailure::Lacked => Verdict::Strike("repeatedly lacked chunks it said it held"),
+            PeerFailure::Busy => Verdict::Choke,
+            PeerFailure::Other => Verdict::Abandon,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0_MS: u64 = 0;
+
+    /// Four slots of 10 chunks each.
+    fn planner(now: Instant) -> Planner {
+        Planner::new(
+            "m".into(),
+            (0..4).map(|i| vec![(i * 10, i * 10 + 10)]).collect(),
+            vec![vec![(0, 20)], vec![(20, 40)]],
+            vec![0, 1, 2, 3],
+            40,
+            now,
+        )
+    }
+
+    fn snap(now: Instant, peers: Vec<PeerState>) -> Snapshot {
+        Snapshot {
+            now,
+            connected: peers.len(),
+            peers,
+            ours: vec![false; 40],
+            trusted: vec![false; 40],
+            swarm_progressed: false,
+            swarm_inflight: 0,
+        }
+    }
+
+    fn peer(id: &str, held: Ranges, fetching: Ranges, rate: f64) -> PeerState {
+        PeerState {
+            id: id.into(),
+            complete: held == vec![(0, 40)],
+            involved: true,
+            held,
+            fetching,
+            rate,
+        }
+    }
+
+    fn at(t0: Instant, ms: u64) -> Instant {
+        t0 + Duration::from_millis(ms + T0_MS)
+    }
+
+    #[test]
+    fn alone_every_slot_goes_to_the_origin_at_once() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let a = p.assign(&snap(t0, vec![]));
+        let expected: Vec<Action> = (0..4)
+            .flat_map(|slot| {
+                [
+                    Action::Claim {
+                        slot,
+                        swarm_limit: None,
+                    },
+                    Action::FetchFromOrigin { slot },
+                ]
+            })
+            .collect();
+        assert_eq!(a, expected);
+        assert!(p.assign(&snap(t0, vec![])).is_empty(), "all in flight");
+        for slot in 0..4 {
+            assert!(!p.finished());
+            p.origin_done(slot);
+        }
+        assert!(p.finished());
+    }
+
+    #[test]
+    fn chunks_already_here_need_no_source() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let mut s = snap(t0, vec![]);
+        s.ours = vec![true; 40];
+        assert!(p.assign(&s).is_empty());
+        assert!(p.finished());
+    }
+
+    #[test]
+    fn trusted_ranges_go_to_the_fastest_peer_holding_them() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let mut s = snap(
+            t0,
+            vec![
+                peer("a", vec![(0, 40)], vec![], 1.0),
+                peer("b", vec![(0, 40)], vec![], 9.0),
+                peer("c", vec![(0, 15)], vec![], 99.0),
+            ],
+        );
+        s.trusted = vec![true; 40];
+        s.ours[12] = true;
+        let a = p.assign(&s);
+        assert_eq!(
+            a[1],
+            Action::FetchFromPeer {
+                slot: 1,
+                peer: "b".into(),
+                ranges: vec![(10, 12), (13, 20)],
+            }
+        );
+        assert_eq!(
+            a[0],
+            Action::FetchFromPeer {
+                slot: 0,
+                peer: "c".into(),
+                ranges: vec![(0, 10)],
+            },
+            "the fastest peer that holds all of the slot's missing chunks"
+        );
+        assert_eq!(a.len(), 4);
+    }
+
+    #[test]
+    fn untrusted_chunks_are_waited_for_while_the_swarm_progresses() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let peers = vec![peer("a", vec![(0, 40)], vec![], 1.0)];
+        let s = snap(t0, peers.clone());
+        assert!(p.note_progress(&s));
+        assert!(
+            p.assign(&s).is_empty(),
+            "held by a peer, hashes not trusted yet"
+        );
+        // Four seconds with no growth anywhere: the origin, under the swarm limit.
+        let later = snap(at(t0, 4_100), peers);
+        assert!(!p.note_progress(&later));
+        let a = p.assign(&later);
+        assert_eq!(
+            a,
+            vec![
+                Action::Claim {
+                    slot: 0,
+                    swarm_limit: Some(2)
+                },
+                Action::Claim {
+                    slot: 1,
+                    swarm_limit: Some(2)
+                }
+            ],
+            "two origin streams beside one peer"
+        );
+    }
+
+    #[test]
+    fn a_crowd_keeps_one_origin_stream_per_node() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let crowd = vec![
+            peer("a", vec![], vec![], 0.0),
+            peer("b", vec![], vec![], 0.0),
+        ];
+        let mut s = snap(t0, crowd);
+        let a = p.assign(&s);
+        assert_eq!(
+            a,
+            vec![Action::Claim {
+                slot: 0,
+                swarm_limit: Some(1)
+            }]
+        );
+        // The node's one permit is taken (by this file or another): nothing more.
+        s.swarm_inflight = 1;
+        assert!(p.assign(&s).is_empty());
+    }
+
+    #[test]
+    fn claims_settle_to_the_lower_node_id() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let s = snap(t0, vec![peer("z", vec![], vec![], 0.0)]);
+        p.note_progress(&s);
+        let a = p.assign(&s);
+        assert!(matches!(a[0], Action::Claim { slot: 0, .. }));
+        assert!(p.due_claims(at(t0, 100)).is_empty(), "still settling");
+        let due = p.due_claims(at(t0, 300));
+        assert_eq!(due, vec![0, 1]);
+        // Slot 0 is claimed by a lower id too, slot 1 by a higher one.
+        let fresh = snap(
+            at(t0, 300),
+            vec![
+                peer("a", vec![], vec![(0, 10)], 0.0),
+                peer("z", vec![], vec![(10, 20)], 0.0),
+            ],
+        );
+        let a = p.settle(&due, &fresh);
+        assert_eq!(
+            a,
+            vec![
+                Action::Withdraw { slot: 0 },
+                Action::FetchFromOrigin { slot: 1 }
+            ]
+        );
+    }
+
+    #[test]
+    fn an_impatient_settle_keeps_the_claim() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let s = snap(t0, vec![peer("z", vec![], vec![], 0.0)]);
+        p.assign(&s);
+        // No progress for longer than the patience: contested or not, fetch it.
+        let fresh = snap(at(t0, 5_000), vec![peer("a", vec![], vec![(0, 40)], 0.0)]);
+        let due = p.due_claims(fresh.now);
+        let a = p.settle(&due, &fresh);
+        assert!(
+            a.iter()
+                .all(|x| matches!(x, Action::FetchFromOrigin { .. }))
+        );
+    }
+
+    #[test]
+    fn a_lying_peer_is_banned_and_avoided_a_busy_one_only_choked() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let mut s = snap(t0, vec![peer("a", vec![(0, 40)], vec![], 1.0)]);
+        s.trusted = vec![true; 40];
+        assert_eq!(p.assign(&s).len(), 4);
+        let v = p.peer_done(0, "a", Some(&PeerFailure::Lied("bad chunk".into())));
+        assert_eq!(v, Some(Verdict::Ban("bad chunk".into())));
+        let v = p.peer_done(1, "a", Some(&PeerFailure::Busy));
+        assert_eq!(v, Some(Verdict::Choke));
+        assert_eq!(p.peer_done(2, "a", None), None);
+        let a = p.assign(&s);
+        assert!(
+            a.contains(&Action::FetchFromPeer {
+                slot: 1,
+                peer: "a".into(),
+                ranges: vec![(10, 20)]
+            }),
+            "busy is no reason to avoid a peer: {a:?}"
+        );
+        assert!(
+            !a.iter()
+                .any(|x| matches!(x, Action::FetchFromPeer { slot: 0, .. })),
+            "the liar is not asked for the slot it failed"
+        );
+        assert_eq!(
+            p.peer_done(3, "a", Some(&PeerFailure::BrokeProtocol("x".into()))),
+            Some(Verdict::Ban("broke the protocol: x".into()))
+        );
+        assert_eq!(
+            p.peer_done(1, "a", Some(&PeerFailure::Lacked)),
+            Some(Verdict::Strike("repeatedly lacked chunks it said it held"))
+        );
+    }
+
+    #[test]
+    fn trust_is_sought_from_a_complete_peer_and_not_too_often() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        assert_eq!(p.trust_due(&snap(t0, vec![])), None, "nobody to ask");
+        let s = snap(t0, vec![peer("a", vec![(0, 40)], vec![], 1.0)]);
+        assert_eq!(p.trust_due(&s), Some(true));
+        assert_eq!(p.trust_due(&snap(at(t0, 100), s.peers.clone())), None);
+        let partial = snap(at(t0, 400), vec![peer("a", vec![(0, 25)], vec![], 1.0)]);
+        assert_eq!(p.trust_due(&partial), Some(false));
+        assert_eq!(
+            p.xorbs_to_check(&partial),
+            vec![0],
+            "only the xorb held whole"
+        );
+        p.xorb_failed(0);
+        p.xorb_failed(0);
+        assert!(
+            p.xorbs_to_check(&partial).is_empty(),
+            "given up on that xorb"
+        );
+        let mut all = snap(at(t0, 800), s.peers.clone());
+        all.trusted = vec![true; 40];
+        assert_eq!(p.trust_due(&all), None, "everything trusted");
+    }
+
+    #[test]
+    fn peers_are_given_up_after_three_unverifiable_manifests() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        assert!(!p.manifest_unverifiable());
+        assert!(!p.manifest_unverifiable());
+        assert!(p.manifest_unverifiable());
+        assert!(p.peers_off());
+        let s = snap(t0, vec![peer("a", vec![(0, 40)], vec![], 1.0)]);
+        assert!(p.xorbs_to_check(&s).is_empty());
+    }
+
+    #[test]
+    fn a_refused_claim_is_assigned_again() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let s = snap(t0, vec![peer("a", vec![], vec![], 0.0)]);
+        let a = p.assign(&s);
+        assert!(matches!(a[0], Action::Claim { slot: 0, .. }));
+        p.claim_refused(0);
+        assert!(!p.due_claims(at(t0, 1_000)).contains(&0));
+        let a = p.assign(&s);
+        assert!(matches!(a[0], Action::Claim { slot: 0, .. }));
+    }
+}

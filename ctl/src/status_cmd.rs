@@ -45,6 +45,9 @@ fn status_json(reply: &StatusReply) -> serde_json::Value {
         "node_id": reply.node_id,
         "listen": reply.listen,
         "indexed_files": reply.indexed_files,
+        "hub_endpoint": reply.hub_endpoint,
+        "endpoint_requests": reply.endpoint_requests,
+        "bytes_to_clients": reply.bytes_to_clients,
         "bytes_from_origin": reply.bytes_from_origin,
         "bytes_from_peers": reply.bytes_from_peers,
         "bytes_from_local": reply.bytes_from_local,
@@ -77,6 +80,16 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             reply.node_id.get(..12).unwrap_or(&reply.node_id)
         );
         println!("peers:        {} connected", reply.peers.len());
+    }
+    if reply.hub_endpoint.is_empty() {
+        println!("endpoint:     off (start zestd with --hub-listen)");
+    } else {
+        println!(
+            "endpoint:     {} (HF_ENDPOINT; {} requests, {} to local clients)",
+            reply.hub_endpoint,
+            reply.endpoint_requests,
+            human(reply.bytes_to_clients)
+        );
     }
     println!("indexed:      {} files", reply.indexed_files);
     println!("from origin:  {}", human(reply.bytes_from_origin));

@@ -45,6 +45,8 @@ pub struct FileConfig {
     /// Offer public content to peers outside the fleet (default true).
     pub seed_public: Option<bool>,
     pub max_peers: Option<usize>,
+    /// The local Hugging Face endpoint: `ADDR:PORT`, or `"off"`.
+    pub hub_listen: Option<String>,
 }
 
 impl FileConfig {

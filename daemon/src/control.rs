@@ -33,6 +33,8 @@ pub struct ControlService {
     pub state_dir: PathBuf,
     pub pulls: Arc<PullManager>,
     pub shutdown: watch::Receiver<bool>,
+    /// The local Hugging Face endpoint, when it is on.
+    pub endpoint: Option<Arc<crate::endpoint::Endpoint>>,
 }
 
 fn peer_infos(engine: &crate::engine::Engine) -> Vec<PeerInfo> {
@@ -103,6 +105,21 @@ impl Zest for ControlService {
                 .map(|p| p.node_id().to_string())
                 .unwrap_or_default(),
             indexed_files: self.pulls.engine().index.file_count(),
+            hub_endpoint: self
+                .endpoint
+                .as_ref()
+                .map(|e| format!("http://{}", e.address()))
+                .unwrap_or_default(),
+            endpoint_requests: self
+                .endpoint
+                .as_ref()
+                .map(|e| e.stats.requests.load(Ordering::Relaxed))
+                .unwrap_or(0),
+            bytes_to_clients: self
+                .endpoint
+                .as_ref()
+                .map(|e| e.stats.served_bytes.load(Ordering::Relaxed))
+                .unwrap_or(0),
         }))
     }
 

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod config;
 pub mod control;
 pub mod discovery;
+pub mod endpoint;
 pub mod engine;
 pub mod index;
 pub mod peer;

@@ -1,7 +1,7 @@
 //! zestd: the long-running zest daemon. Pulls repos into the Hugging Face cache on
 //! request (`zestctl pull`), over a private control socket.
 
-use zestd::{config, control, discovery, engine, index, peer, pulls};
+use zestd::{config, control, discovery, endpoint, engine, index, peer, pulls};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -74,6 +74,11 @@ struct Args {
     /// Connections to peers at most [default: 64]
     #[arg(long)]
     max_peers: Option<usize>,
+    /// Serve a local Hugging Face endpoint (HF_ENDPOINT) on this TCP address, or `off`
+    /// [default: 127.0.0.1:4748, another port if that one is taken]. Callers' tokens pass
+    /// through it: bind another address than loopback only on purpose
+    #[arg(long, value_name = "ADDR:PORT")]
+    hub_listen: Option<String>,
 }
 
 /// Every option, after the config file and the flags.
@@ -88,6 +93,7 @@ struct Settings {
     discovery: discovery::DiscoveryConfig,
     fleet_key_file: Option<PathBuf>,
     max_peers: usize,
+    hub_listen: config::Listen,
 }
 
 fn settings(args: Args) -> Result<Settings> {
@@ -111,6 +117,10 @@ fn settings(args: Args) -> Result<Settings> {
         .trim_end_matches('/')
         .to_string();
     let listen = match args.listen.or(file.listen) {
+        Some(l) => config::parse_listen(&l),
+        None => config::Listen::Default,
+    };
+    let hub_listen = match args.hub_listen.or(file.hub_listen) {
         Some(l) => config::parse_listen(&l),
         None => config::Listen::Default,
     };
@@ -154,6 +164,7 @@ fn settings(args: Args) -> Result<Settings> {
             .or(file.max_peers)
             .unwrap_or(peer::set::DEFAULT_MAX_PEERS)
             .max(1),
+        hub_listen,
     })
 }
 
@@ -178,6 +189,35 @@ fn start_peer_set(
                     tracing::info!("{e:#}; listening on another port");
                     let any = SocketAddr::from(([0, 0, 0, 0], 0));
                     peer::PeerSet::start(any, identity, provider, opts).map(Some)
+                }
+            }
+        }
+    }
+}
+
+/// Binds the local Hugging Face endpoint: an explicit address must work; the default
+/// (loopback, port 4748) falls back to any free loopback port.
+async fn bind_hub(listen: &config::Listen) -> Result<Option<tokio::net::TcpListener>> {
+    use tokio::net::TcpListener;
+    match listen {
+        config::Listen::Off => Ok(None),
+        config::Listen::Explicit(a) => {
+            let addr = resolve(a)?;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the hub endpoint on {addr}"))?;
+            Ok(Some(l))
+        }
+        config::Listen::Default => {
+            let preferred = SocketAddr::from(([127, 0, 0, 1], endpoint::DEFAULT_PORT));
+            match TcpListener::bind(preferred).await {
+                Ok(l) => Ok(Some(l)),
+                Err(e) => {
+                    tracing::info!("hub endpoint: {preferred}: {e}; using another port");
+                    let l = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                        .await
+                        .context("binding the hub endpoint")?;
+                    Ok(Some(l))
                 }
             }
         }
@@ -297,14 +337,34 @@ async fn main() -> Result<()> {
         anyhow::bail!("--peer needs a listening peer endpoint (--listen is off)");
     }
     let peer_set = engine.peers.clone();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let hub = match bind_hub(&cfg.hub_listen).await? {
+        Some(listener) => {
+            let bound = listener.local_addr()?;
+            let ep = endpoint::Endpoint::new(bound, engine.clone())?;
+            let mut stop = stop_rx.clone();
+            let server = ep.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = server.serve(listener, stopped).await {
+                    tracing::error!("hub endpoint stopped: {e}");
+                }
+            });
+            tracing::info!(endpoint = %format!("http://{bound}"), upstream = %engine.default_endpoint, "local Hugging Face endpoint ready (HF_ENDPOINT)");
+            Some(ep)
+        }
+        None => None,
+    };
     let pulls = pulls::PullManager::new(engine, &state_dir)
         .with_context(|| format!("state dir {}", state_dir.display()))?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let service = control::ControlService {
         cache_dir,
         state_dir,
         pulls: pulls.clone(),
         shutdown: stop_rx,
+        endpoint: hub,
     };
     let shutdown = async move {
         shutdown_signal().await;

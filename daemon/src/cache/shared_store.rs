@@ -174,6 +174,32 @@ impl SharedStore {
         result.map(|()| true)
     }
 
+    /// Moves a verified file that no repo refers to yet into the store (a file a local
+    /// client is downloading through zestd: huggingface_hub links its own blob to this entry
+    /// when it publishes, so the cache holds one copy). Returns the entry's path, or None
+    /// when the store cannot be used; an entry already there is kept and `file` removed.
+    pub async fn adopt(&self, file: &Path, xet_hash: &str, size: u64) -> Result<Option<PathBuf>> {
+        if !valid_hash(xet_hash) {
+            return Ok(None);
+        }
+        if self.ensure_prefix(xet_hash)?.is_none() {
+            return Ok(None);
+        }
+        let entry = self.entry(xet_hash);
+        let lock_path = with_suffix(&entry, ".lock");
+        let _guard = lock::lock(&lock_path, 0o666)
+            .await
+            .at("locking", &lock_path)?;
+        if usable(&entry, size) {
+            let _ = std::fs::remove_file(file);
+            return Ok(Some(entry));
+        }
+        std::fs::set_permissions(file, std::fs::Permissions::from_mode(self.blob_mode()))
+            .at("setting the mode of", file)?;
+        std::fs::rename(file, &entry).at("moving into the store", &entry)?;
+        Ok(Some(entry))
+    }
+
     /// Moves a freshly verified `blob` into the store and leaves a symlink in its place.
     /// On any failure the blob stays a regular file in the repo, as huggingface_hub does.
     pub async fn publish(&self, blob: &Path, xet_hash: &str, size: u64) -> Result<bool> {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Mutex as AsyncMutex;
 use xet::XetHash;
+use xet::reconstruction::Reconstruction;
 use xet::remote::CasClient;
 
 use super::Engine;
@@ -41,6 +42,17 @@ pub async fn download(
     job: &XetFileJob,
     counters: &Arc<PullCounters>,
 ) -> Result<Downloaded, PullError> {
+    download_with(engine, cas, job, counters, None).await
+}
+
+/// [`download`], with the file's whole reconstruction when the caller already has it.
+pub async fn download_with(
+    engine: &Engine,
+    cas: &Arc<CasClient>,
+    job: &XetFileJob,
+    counters: &Arc<PullCounters>,
+    recon: Option<Reconstruction>,
+) -> Result<Downloaded, PullError> {
     if job.size == 0 {
         File::create(&job.partial).map_err(|e| PullError::disk("creating an empty file", &e))?;
         check_file_hash(job, &[])?;
@@ -55,7 +67,10 @@ pub async fn download(
             serving: None,
         });
     }
-    let recon = cas.reconstruction(&job.xet_hash).await?;
+    let recon = match recon {
+        Some(r) => r,
+        None => cas.reconstruction(&job.xet_hash).await?,
+    };
     if recon.offset_into_first_range != 0 || recon.unpacked_len() != job.size {
         return Err(PullError::integrity(format!(
             "the CAS describes {} as {} bytes, the Hub says {}",

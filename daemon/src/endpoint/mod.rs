@@ -1,0 +1,737 @@
+//! zestd as a local Hugging Face endpoint (`HF_ENDPOINT=http://127.0.0.1:4748`): every
+//! request is forwarded to the upstream Hub with the caller's own headers and answered
+//! unchanged, except for read traffic of Xet files, whose bytes are served from this cache,
+//! peers and (for the rest) the origin, every chunk proven by a Hub/CAS hash first.
+//!
+//! What changes: a Xet token's CAS URL points at our CAS door (`/cas/{base}`); a
+//! reconstruction (forwarded to the real CAS with the caller's token, so the CAS decides
+//! who may read) gets its fetch URLs pointed at our xorb door (`/xorb/{id}`); a `resolve`
+//! redirect to a Xet bridge points at our file door (`/file/{id}`); URLs of the upstream
+//! Hub in `Link` and `Location` headers point at us; CAS telemetry is answered here.
+
+pub mod file_jobs;
+pub mod host;
+pub mod rewrite;
+pub mod route;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use xet::XetHash;
+use xet::reconstruction::{ChunkRange, HttpRange};
+use xet::remote::CasToken;
+
+use crate::engine::Engine;
+use crate::sync::lock;
+use file_jobs::{FileJob, FileJobs, Grant};
+use route::{CasRoute, Route};
+
+/// The port HF_ENDPOINT names when nothing says otherwise.
+pub const DEFAULT_PORT: u16 = 4748;
+/// Fetch and file doors remembered at most; the oldest are forgotten first (a client asks
+/// for a fresh reconstruction when one is refused).
+const MAX_DOORS: usize = 200_000;
+/// Bodies the endpoint reads whole to rewrite them (token and reconstruction answers).
+const MAX_REWRITTEN_BODY: usize = 64 << 20;
+
+/// What went through the endpoint, for `zestctl status`.
+#[derive(Default, Debug)]
+pub struct EndpointStats {
+    pub requests: AtomicU64,
+    /// Xet bytes handed to local clients (verified).
+    pub served_bytes: AtomicU64,
+    pub forwarded: AtomicU64,
+}
+
+/// A reconstruction's fetch URL, as pointed at us.
+struct XorbDoor {
+    file: XetHash,
+    xorb: XetHash,
+    ranges: Vec<(ChunkRange, HttpRange)>,
+}
+
+/// A whole Xet file a `resolve` redirect was pointed at.
+struct FileDoor {
+    file: XetHash,
+}
+
+#[derive(Default)]
+struct Doors {
+    xorbs: HashMap<String, XorbDoor>,
+    files: HashMap<String, FileDoor>,
+    order: std::collections::VecDeque<String>,
+}
+
+impl Doors {
+    fn remember(&mut self, id: String) {
+        self.order.push_back(id);
+        while self.order.len() > MAX_DOORS {
+            if let Some(old) = self.order.pop_front() {
+                self.xorbs.remove(&old);
+                self.files.remove(&old);
+            }
+        }
+    }
+}
+
+pub struct Endpoint {
+    bound: SocketAddr,
+    base: String,
+    upstream: String,
+    jobs: Arc<FileJobs>,
+    doors: std::sync::Mutex<Doors>,
+    /// Xet access tokens the Hub handed out through us → whether without credentials.
+    grants: std::sync::Mutex<HashMap<String, bool>>,
+    http: reqwest::Client,
+    pub stats: Arc<EndpointStats>,
+}
+
+fn new_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+impl Endpoint {
+    pub fn new(bound: SocketAddr, engine: Engine) -> anyhow::Result<Arc<Self>> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
+            .build()?;
+        Ok(Arc::new(Endpoint {
+            bound,
+            base: format!("http://{bound}"),
+            upstream: engine.default_endpoint.trim_end_matches('/').to_string(),
+            jobs: Arc::new(FileJobs::new(engine)),
+            doors: Default::default(),
+            grants: Default::default(),
+            http,
+            stats: Arc::default(),
+        }))
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.bound
+    }
+
+    /// Serves until the listener fails or `shutdown` fires.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let app = axum::Router::new().fallback(handle).with_state(self);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}
+
+async fn handle(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
+    ep.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    if !host::allowed(host, ep.bound) {
+        return text(
+            StatusCode::FORBIDDEN,
+            "zestd: this endpoint answers only requests addressed to its own address (Host)",
+        );
+    }
+    let path = req.uri().path().to_string();
+    match route::classify(req.method().as_str(), &path) {
+        Route::XetReadToken { .. } => ep.token(req).await,
+        Route::Cas { base, rest } => match rewrite::decode_base(&base) {
+            None => text(StatusCode::NOT_FOUND, "zestd: unknown CAS"),
+            Some(cas) => match rest {
+                CasRoute::Reconstruction { version, hash } => {
+                    ep.reconstruction(req, &cas, &version, &hash).await
+                }
+                // Telemetry is the client's to send to Hugging Face, not ours to relay.
+                CasRoute::Telemetry => StatusCode::OK.into_response(),
+                CasRoute::Other { path } => {
+                    let url = with_query(&format!("{cas}{path}"), &req);
+                    ep.relay(req, url).await
+                }
+            },
+        },
+        Route::XorbFetch { id } => ep.xorb(req, &id).await,
+        Route::File { id } => ep.file(req, &id).await,
+        Route::Resolve => ep.resolve(req).await,
+        Route::ZestStatus => ep.status_json(),
+        Route::ZestPull => text(
+            StatusCode::NOT_IMPLEMENTED,
+            "zestd: pulls are started with zestctl pull",
+        ),
+        Route::Forward => {
+            let url = with_query(&format!("{}{path}", ep.upstream), &req);
+            ep.relay(req, url).await
+        }
+    }
+}
+
+fn with_query(url: &str, req: &Request) -> String {
+    match req.uri().query() {
+        Some(q) => format!("{url}?{q}"),
+        None => url.to_string(),
+    }
+}
+
+fn text(status: StatusCode, msg: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain")],
+        format!("{msg}\n"),
+    )
+        .into_response()
+}
+
+/// Headers that describe one hop, not the message.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+    )
+}
+
+impl Endpoint {
+    /// Sends the caller's request on to `url` with its own headers and body.
+    async fn send(&self, req: Request, url: &str) -> Result<reqwest::Response, Response> {
+        let (parts, body) = req.into_parts();
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &parts.headers {
+            if !hop_by_hop(k) {
+                headers.append(k.clone(), v.clone());
+            }
+        }
+        let has_body = !matches!(parts.method, Method::GET | Method::HEAD);
+        let mut rb = self
+            .http
+            .request(parts.method.clone(), url)
+            .headers(headers);
+        if has_body {
+            rb = rb.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+        }
+        self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
+        rb.send().await.map_err(|e| {
+            tracing::info!(url, "upstream unreachable: {e}");
+            text(
+                StatusCode::BAD_GATEWAY,
+                &format!("zestd: cannot reach {}: {e}", origin_of(url)),
+            )
+        })
+    }
+
+    /// Forwards and answers with what came back, status, headers and body, only upstream
+    /// URLs in link headers moved under us.
+    async fn relay(&self, req: Request, url: String) -> Response {
+        match self.send(req, &url).await {
+            Ok(resp) => self.pass_back(resp, None),
+            Err(r) => r,
+        }
+    }
+
+    fn pass_back(&self, resp: reqwest::Response, location: Option<String>) -> Response {
+        let status = resp.status();
+        let headers = self.back_headers(resp.headers(), location);
+        let body = Body::from_stream(resp.bytes_stream());
+        let mut out = Response::new(body);
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        out
+    }
+
+    fn back_headers(&self, from: &HeaderMap, location: Option<String>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in from {
+            if hop_by_hop(k) {
+                continue;
+            }
+            let rebased = matches!(k.as_str(), "link" | "location" | "x-xet-refresh-route")
+                .then(|| v.to_str().ok())
+                .flatten()
+                .and_then(|s| rewrite::rebase(s, &self.upstream, &self.base))
+                .and_then(|s| HeaderValue::from_str(&s).ok());
+            h.append(k.clone(), rebased.unwrap_or_else(|| v.clone()));
+        }
+        if let Some(l) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            h.insert(header::LOCATION, l);
+        }
+        h
+    }
+
+    fn cas_door(&self, cas: &str) -> String {
+        format!("{}/cas/{}", self.base, rewrite::encode_base(cas))
+    }
+
+    /// A Xet read token: forwarded; its CAS URL pointed at our CAS door.
+    async fn token(&self, req: Request) -> Response {
+        let anonymous = !req.headers().contains_key(header::AUTHORIZATION);
+        let url = with_query(&format!("{}{}", self.upstream, req.uri().path()), &req);
+        let resp = match self.send(req, &url).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        if !resp.status().is_success() {
+            return self.pass_back(resp, None);
+        }
+        let status = resp.status();
+        let mut headers = self.back_headers(resp.headers(), None);
+        let body = match read_limited(resp).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        if let Some(cas) = headers
+            .get("x-xet-cas-url")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            && let Ok(v) = HeaderValue::from_str(&self.cas_door(&cas))
+        {
+            headers.insert("x-xet-cas-url", v);
+        }
+        let token = headers
+            .get("x-xet-access-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| {
+                serde_json::from_slice::<serde_json::Value>(&body)
+                    .ok()?
+                    .get("accessToken")?
+                    .as_str()
+                    .map(str::to_string)
+            });
+        if let Some(t) = token {
+            let mut g = lock(&self.grants);
+            if g.len() > MAX_DOORS {
+                g.clear();
+            }
+            g.insert(t, anonymous);
+        }
+        let body = rewrite::token_body(&body, |u| self.cas_door(u)).unwrap_or(body.to_vec());
+        headers.remove(header::CONTENT_LENGTH);
+        let mut out = Response::new(Body::from(body));
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        out
+    }
+
+    /// A reconstruction: forwarded to the real CAS with the caller's token (the CAS decides
+    /// who may read the file); our download of the whole file starts; the fetch URLs point
+    /// at our xorb door.
+    async fn reconstruction(&self, req: Request, cas: &str, version: &str, hash: &str) -> Response {
+        let bearer = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::to_string);
+        let url = with_query(&format!("{cas}/{version}/reconstructions/{hash}"), &req);
+        let resp = match self.send(req, &url).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        let (Some(bearer), true, Ok(file)) =
+            (bearer, resp.status().is_success(), hash.parse::<XetHash>())
+        else {
+            return self.pass_back(resp, None);
+        };
+        let status = resp.status();
+        let mut headers = self.back_headers(resp.headers(), None);
+        let body = match read_limited(resp).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        let public = lock(&self.grants).get(&bearer).copied().unwrap_or(false);
+        let grant = Grant {
+            token: CasToken {
+                endpoint: cas.to_string(),
+                access_token: bearer,
+                expires_unix: u64::MAX,
+            },
+            public,
+        };
+        self.jobs.ensure(file, grant);
+        let rewritten = rewrite::reconstruction_body(&body, version, |f| {
+            let id = new_id();
+            let mut d = lock(&self.doors);
+            d.xorbs.insert(
+                id.clone(),
+                XorbDoor {
+                    file,
+                    xorb: f.xorb,
+                    ranges: f.ranges,
+                },
+            );
+            d.remember(id.clone());
+            format!("{}/xorb/{id}", self.base)
+        });
+        let body = match rewritten {
+            Some(b) => Bytes::from(b),
+            None => {
+                tracing::warn!(file = %file, "a reconstruction zestd cannot read: passed on unchanged");
+                body
+            }
+        };
+        headers.remove(header::CONTENT_LENGTH);
+        let mut out = Response::new(Body::from(body));
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        out
+    }
+
+    /// A fetch of chunks of a xorb: answered from our download of the file, chunk by chunk
+    /// as each is proven, in the xorb format.
+    async fn xorb(&self, req: Request, id: &str) -> Response {
+        let (file, xorb, ranges) = {
+            let d = lock(&self.doors);
+            match d.xorbs.get(id) {
+                Some(x) => (x.file, x.xorb, x.ranges.clone()),
+                None => {
+                    return text(
+                        StatusCode::FORBIDDEN,
+                        "zestd: unknown or forgotten fetch URL; ask for the reconstruction again",
+                    );
+                }
+            }
+        };
+        let want = req
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let chunks = match (&want, ranges.as_slice()) {
+            (None, [(c, _)]) => *c,
+            (Some(w), _) => match ranges.iter().find(|(_, b)| b.header_value() == *w) {
+                Some((c, _)) => *c,
+                None => {
+                    return text(
+                        StatusCode::RANGE_NOT_SATISFIABLE,
+                        "zestd: this URL serves only the ranges it was given for",
+                    );
+                }
+            },
+            (None, _) => {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "zestd: name one range (Range header)",
+                );
+            }
+        };
+        let Some(job) = self.jobs.get(&file) else {
+            return text(
+                StatusCode::FORBIDDEN,
+                "zestd: the download behind this URL is gone; ask for the reconstruction again",
+            );
+        };
+        let terms = match job.terms().await {
+            Ok((t, _)) => t,
+            Err(e) => return text(StatusCode::BAD_GATEWAY, &format!("zestd: {e}")),
+        };
+        let mut indices = Vec::with_capacity(chunks.len() as usize);
+        for k in chunks.start..chunks.end {
+            let i = terms.iter().find_map(|t| {
+                (t.xorb == xorb && t.chunks.start <= k && k < t.chunks.end)
+                    .then(|| t.first_chunk + (k - t.chunks.start))
+            });
+            match i {
+                Some(i) => indices.push(i),
+                None => {
+                    tracing::warn!(file = %file, xorb = %xorb, chunk = k, "a fetch range holds a chunk the file does not use");
+                    return text(
+                        StatusCode::BAD_GATEWAY,
+                        "zestd: the range holds chunks this file does not use",
+                    );
+                }
+            }
+        }
+        let stats = self.stats.clone();
+        let body = futures_util::stream::iter(indices).then(move |i| {
+            let (job, stats) = (job.clone(), stats.clone());
+            async move {
+                let c = job.chunk(i).await.map_err(std::io::Error::other)?;
+                stats
+                    .served_bytes
+                    .fetch_add(c.data.len() as u64, Ordering::Relaxed);
+                Ok::<_, std::io::Error>(Bytes::from(rewrite::xorb_chunk(&c.data)))
+            }
+        });
+        let mut out = Response::new(Body::from_stream(body));
+        out.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        out
+    }
+
+    /// `resolve`: forwarded; a redirect to a Xet bridge (what a client without hf_xet
+    /// follows) points at our file door instead.
+    async fn resolve(&self, req: Request) -> Response {
+        let is_get = req.method() == Method::GET;
+        let auth = req.headers().get(header::AUTHORIZATION).cloned();
+        let url = with_query(&format!("{}{}", self.upstream, req.uri().path()), &req);
+        let resp = match self.send(req, &url).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        let xet = resp
+            .headers()
+            .get("x-xet-hash")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.parse::<XetHash>().ok());
+        let location = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let (true, true, Some(file), Some(loc)) =
+            (is_get, resp.status().is_redirection(), xet, location)
+            && rewrite::rebase(&loc, &self.upstream, &self.base).is_none()
+        {
+            match self.bridge(resp.headers(), auth, file).await {
+                Ok(door) => return self.pass_back(resp, Some(door)),
+                Err(e) => {
+                    tracing::info!(file = %file, "serving this download from the origin's bridge: {e}")
+                }
+            }
+        }
+        self.pass_back(resp, None)
+    }
+
+    /// Starts our download of a file a `resolve` redirect was about, with a Xet token got
+    /// the way hf_xet gets one (the `xet-auth` link, with the caller's own credentials).
+    async fn bridge(
+        &self,
+        headers: &reqwest::header::HeaderMap,
+        auth: Option<HeaderValue>,
+        file: XetHash,
+    ) -> Result<String, String> {
+        let links = headers
+            .get_all(header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",");
+        let route = links
+            .split(',')
+            .find(|l| l.contains("rel=\"xet-auth\""))
+            .and_then(|l| l.split_once('<'))
+            .and_then(|(_, r)| r.split_once('>'))
+            .map(|(u, _)| u.to_string())
+            .or_else(|| {
+                headers
+                    .get("x-xet-refresh-route")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string)
+            })
+            .ok_or("no Xet token route in the answer")?;
+        let route = if route.starts_with('/') {
+            format!("{}{route}", self.upstream)
+        } else {
+            route
+        };
+        let mut rb = self.http.get(&route);
+        if let Some(a) = &auth {
+            rb = rb.header(header::AUTHORIZATION, a.clone());
+        }
+        let r = rb.send().await.map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("the Xet token route answered {}", r.status()));
+        }
+        let h = r.headers();
+        let get = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let (Some(cas), Some(token)) = (get("x-xet-cas-url"), get("x-xet-access-token")) else {
+            return Err("the Xet token answer has no CAS URL or token".into());
+        };
+        self.jobs.ensure(
+            file,
+            Grant {
+                token: CasToken {
+                    endpoint: cas,
+                    access_token: token,
+                    expires_unix: u64::MAX,
+                },
+                public: auth.is_none(),
+            },
+        );
+        let id = new_id();
+        let mut d = lock(&self.doors);
+        d.files.insert(id.clone(), FileDoor { file });
+        d.remember(id.clone());
+        Ok(format!("{}/file/{id}", self.base))
+    }
+
+    /// A whole Xet file over plain HTTP, with `Range`, chunk by chunk as each is proven.
+    async fn file(&self, req: Request, id: &str) -> Response {
+        let Some(file) = lock(&self.doors).files.get(id).map(|d| d.file) else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "zestd: unknown or forgotten file URL; ask the Hub again",
+            );
+        };
+        let Some(job) = self.jobs.get(&file) else {
+            return text(
+                StatusCode::NOT_FOUND,
+                "zestd: the download behind this URL is gone",
+            );
+        };
+        let (terms, size) = match job.terms().await {
+            Ok(t) => t,
+            Err(e) => return text(StatusCode::BAD_GATEWAY, &format!("zestd: {e}")),
+        };
+        let range = req
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let (a, b, partial) = match range {
+            Some(r) => match rewrite::parse_range(&r, size) {
+                Some((a, b)) => (a, b, true),
+                None => {
+                    let mut out = text(StatusCode::RANGE_NOT_SATISFIABLE, "zestd: bad range");
+                    if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                        out.headers_mut().insert(header::CONTENT_RANGE, v);
+                    }
+                    return out;
+                }
+            },
+            None => (0, size.saturating_sub(1), false),
+        };
+        let len = if size == 0 { 0 } else { b - a + 1 };
+        let mut out = if req.method() == Method::HEAD || len == 0 {
+            Response::new(Body::empty())
+        } else {
+            let first = terms
+                .iter()
+                .find(|t| t.offset <= a && a < t.offset + t.len)
+                .map(|t| t.first_chunk)
+                .unwrap_or(0);
+            let total = crate::engine::file_plan::total_chunks(&terms);
+            Response::new(Body::from_stream(range_stream(
+                job,
+                self.stats.clone(),
+                first,
+                total,
+                a,
+                b,
+            )))
+        };
+        let h = out.headers_mut();
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        if partial {
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{size}")) {
+                h.insert(header::CONTENT_RANGE, v);
+            }
+            *out.status_mut() = StatusCode::PARTIAL_CONTENT;
+        }
+        out
+    }
+
+    fn status_json(&self) -> Response {
+        let v = serde_json::json!({
+            "endpoint": self.base,
+            "upstream": self.upstream,
+            "requests": self.stats.requests.load(Ordering::Relaxed),
+            "served_bytes": self.stats.served_bytes.load(Ordering::Relaxed),
+        });
+        ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    }
+}
+
+/// Bytes `a..=b` of the file, chunk by chunk from chunk `first` on.
+fn range_stream(
+    job: Arc<FileJob>,
+    stats: Arc<EndpointStats>,
+    first: u32,
+    total: u32,
+    a: u64,
+    b: u64,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+    futures_util::stream::unfold(Some(first), move |next| {
+        let (job, stats) = (job.clone(), stats.clone());
+        async move {
+            let mut i = next?;
+            loop {
+                if i >= total {
+                    return None;
+                }
+                let c = match job.chunk(i).await {
+                    Ok(c) => c,
+                    Err(e) => return Some((Err(std::io::Error::other(e)), None)),
+                };
+                let end = c.offset + c.data.len() as u64;
+                i += 1;
+                if end <= a {
+                    continue;
+                }
+                if c.offset > b {
+                    return None;
+                }
+                let from = a.saturating_sub(c.offset) as usize;
+                let to = ((b + 1).min(end) - c.offset) as usize;
+                let piece = Bytes::copy_from_slice(&c.data[from..to]);
+                stats
+                    .served_bytes
+                    .fetch_add(piece.len() as u64, Ordering::Relaxed);
+                let more = (end <= b).then_some(i);
+                return Some((Ok(piece), more));
+            }
+        }
+    })
+}
+
+/// Reads a body we must rewrite, bounded.
+async fn read_limited(resp: reqwest::Response) -> Result<Bytes, Response> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_REWRITTEN_BODY as u64)
+    {
+        return Err(text(
+            StatusCode::BAD_GATEWAY,
+            "zestd: upstream answer too large",
+        ));
+    }
+    let mut out = Vec::new();
+    let mut s = resp.bytes_stream();
+    while let Some(part) = s.next().await {
+        let part = part.map_err(|e| text(StatusCode::BAD_GATEWAY, &format!("zestd: {e}")))?;
+        if out.len() + part.len() > MAX_REWRITTEN_BODY {
+            return Err(text(
+                StatusCode::BAD_GATEWAY,
+                "zestd: upstream answer too large",
+            ));
+        }
+        out.extend_from_slice(&part);
+    }
+    Ok(Bytes::from(out))
+}
+
+fn origin_of(url: &str) -> String {
+    reqwest::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_else(|_| url.to_string())
+}

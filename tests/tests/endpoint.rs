@@ -1,0 +1,391 @@
+//! zestd as a local Hugging Face endpoint: huggingface_hub, hf_xet and the `hf` CLI,
+//! unchanged but for HF_ENDPOINT (or `zest.enable()`), download through a zestd whose peer
+//! holds the model. The oracle is a direct download from the same hub by the same
+//! huggingface_hub; origin bytes are read from the test CAS's own counters.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use zest_tests::Scratch;
+use zest_tests::harness::{
+    Daemon, assert_same_cache, hf_python, hf_python_ok, pulled_path, wait_until,
+};
+use zest_tests::hub::fixtures::{self, MODEL, PRIVATE_MODEL};
+use zest_tests::hub::{HubConfig, TEST_TOKEN, TestHub};
+
+const SNAPSHOT: &str = r#"
+import sys
+from huggingface_hub import snapshot_download
+print(snapshot_download(sys.argv[1]))
+"#;
+
+struct Fleet {
+    scratch: Scratch,
+    hub: TestHub,
+    /// Kept running: the node's only peer.
+    _seed: Daemon,
+    node: Daemon,
+}
+
+impl Fleet {
+    /// A seed that pulled the standard repos from the origin, and a node with the seed as
+    /// its peer, whose endpoint the clients use.
+    fn start(name: &str) -> Fleet {
+        let scratch = Scratch::new(name);
+        let hub = TestHub::start(HubConfig::new(
+            scratch.path().join("hub"),
+            fixtures::standard(),
+        ))
+        .expect("test hub");
+        let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
+        let _ = pulled_path(&seed.pull(&[MODEL], &[]));
+        let node = Daemon::start_peer(
+            &scratch.path().join("node"),
+            &hub.endpoint,
+            std::slice::from_ref(&seed.listen()),
+        );
+        assert!(
+            wait_until(Duration::from_secs(20), || !node
+                .peers_in_state("connected")
+                .is_empty()),
+            "the node never connected to the seed: {}",
+            node.log()
+        );
+        Fleet {
+            scratch,
+            hub,
+            _seed: seed,
+            node,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        let e = self.node.status_json()["hub_endpoint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            e.starts_with("http://127.0.0.1:"),
+            "no endpoint in status: {e:?}"
+        );
+        e
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.scratch.path().join(name)
+    }
+
+    fn origin_bytes(&self) -> u64 {
+        self.hub.stats.snapshot().xorb_bytes
+    }
+
+    /// The cache a direct download from the hub writes: the oracle.
+    fn reference(&self, repo: &str, token: Option<&str>) -> PathBuf {
+        let cache = self.dir(&format!("ref-{}", repo.replace('/', "_")));
+        let env: Vec<(&str, &str)> = token.map(|t| ("HF_TOKEN", t)).into_iter().collect();
+        hf_python_ok(
+            SNAPSHOT,
+            &[repo],
+            &self.hub.endpoint,
+            &cache,
+            &self.dir("ref-home"),
+            &env,
+        );
+        cache
+    }
+}
+
+fn num(d: &Daemon, key: &str) -> u64 {
+    d.status_json()[key].as_u64().unwrap_or(0)
+}
+
+/// The one snapshot folder of the test model in `cache`.
+fn snapshot_of(cache: &Path) -> PathBuf {
+    std::fs::read_dir(cache.join("models--zest-test--tiny-model/snapshots"))
+        .expect("a snapshot folder")
+        .flatten()
+        .next()
+        .expect("one snapshot")
+        .path()
+}
+
+fn hf_cli() -> PathBuf {
+    zest_tests::python().with_file_name("hf")
+}
+
+/// Every file below `a` has the same bytes below `b` (symlinks followed).
+fn same_files(a: &Path, b: &Path) {
+    for e in walk(a) {
+        let rel = e.strip_prefix(a).unwrap();
+        let (x, y) = (std::fs::read(&e).unwrap(), std::fs::read(b.join(rel)));
+        assert_eq!(Some(&x), y.as_ref().ok(), "{} differs", rel.display());
+    }
+}
+
+fn walk(d: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).unwrap().flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == ".cache") {
+            continue;
+        }
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn every_client_downloads_through_the_endpoint_from_peers() {
+    let f = Fleet::start("endpoint-clients");
+    let reference = f.reference(MODEL, None);
+    let ep = f.endpoint();
+    let home = f.dir("home");
+
+    // 1. snapshot_download, HF_ENDPOINT only.
+    let before = f.origin_bytes();
+    let cache = f.dir("c-snapshot");
+    hf_python_ok(SNAPSHOT, &[MODEL], &ep, &cache, &home, &[]);
+    assert_same_cache(&reference, &cache);
+    assert_eq!(
+        f.origin_bytes() - before,
+        0,
+        "the CAS sent Xet bytes although the peer held them all"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || num(&f.node, "bytes_from_peers")
+            > 0),
+        "the node's counters show nothing from peers: {}",
+        f.node.status_json()
+    );
+    assert!(num(&f.node, "bytes_to_clients") > 0);
+    assert!(num(&f.node, "endpoint_requests") > 0);
+
+    // 2. hf_hub_download, one file at a time.
+    let snap = snapshot_of(&reference);
+    let out = hf_python_ok(
+        r#"
+import sys
+from huggingface_hub import hf_hub_download
+for name in ["model.safetensors", "tokenizer/tokenizer.json", "config.json"]:
+    print(name + "\t" + hf_hub_download(sys.argv[1], name))
+"#,
+        &[MODEL],
+        &ep,
+        &f.dir("c-file"),
+        &home,
+        &[],
+    );
+    assert_eq!(out.lines().count(), 3, "{out}");
+    for line in out.lines() {
+        let (name, path) = line.split_once('\t').unwrap();
+        assert_eq!(
+            std::fs::read(path).unwrap(),
+            std::fs::read(snap.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+
+    // 3. The `hf` CLI, into the cache and into a folder.
+    let cache = f.dir("c-cli");
+    let st = Command::new(hf_cli())
+        .args(["download", MODEL])
+        .env("HF_ENDPOINT", &ep)
+        .env("HF_HUB_CACHE", &cache)
+        .env("HF_HOME", &home)
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env_remove("HF_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert_same_cache(&reference, &cache);
+    let folder = f.dir("c-local-dir");
+    let st = Command::new(hf_cli())
+        .args(["download", MODEL, "--local-dir"])
+        .arg(&folder)
+        .env("HF_ENDPOINT", &ep)
+        .env("HF_HUB_CACHE", f.dir("c-local-dir-cache"))
+        .env("HF_HOME", &home)
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env_remove("HF_TOKEN")
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    same_files(&snap, &folder);
+
+    assert_eq!(
+        f.origin_bytes() - before,
+        0,
+        "no client made the CAS send Xet bytes"
+    );
+}
+
+#[test]
+fn the_client_on_zestds_own_cache_keeps_one_copy() {
+    let f = Fleet::start("endpoint-one-copy");
+    let reference = f.reference(MODEL, None);
+    let ep = f.endpoint();
+    hf_python_ok(
+        SNAPSHOT,
+        &[MODEL],
+        &ep,
+        &f.node.cache(),
+        &f.dir("home"),
+        &[],
+    );
+    // The node's cache now holds the repo huggingface_hub wrote, beside what zestd kept.
+    let blobs = f.node.cache().join("models--zest-test--tiny-model/blobs");
+    let mut shared = 0;
+    for e in std::fs::read_dir(&blobs).unwrap().flatten() {
+        let meta = std::fs::symlink_metadata(e.path()).unwrap();
+        let size = std::fs::metadata(e.path()).unwrap().len();
+        if size > 100_000 {
+            assert!(
+                meta.file_type().is_symlink(),
+                "{} is a second copy, not a link to the shared store",
+                e.path().display()
+            );
+            shared += 1;
+        }
+    }
+    assert!(shared >= 2, "no large blob went through the shared store");
+    same_files(&snapshot_of(&reference), &snapshot_of(&f.node.cache()));
+}
+
+#[test]
+fn without_hf_xet_the_plain_http_path_is_served_verified() {
+    let f = Fleet::start("endpoint-no-xet");
+    let reference = f.reference(MODEL, None);
+    let ep = f.endpoint();
+    let before = f.origin_bytes();
+    let cache = f.dir("c-noxet");
+    hf_python_ok(
+        SNAPSHOT,
+        &[MODEL],
+        &ep,
+        &cache,
+        &f.dir("home"),
+        &[("HF_HUB_DISABLE_XET", "1")],
+    );
+    same_files(&snapshot_of(&reference), &snapshot_of(&cache));
+    assert_eq!(
+        f.origin_bytes() - before,
+        0,
+        "the whole files came from the peer"
+    );
+    assert!(num(&f.node, "bytes_to_clients") > 6 << 20);
+}
+
+#[test]
+fn errors_and_private_repos_are_the_hubs_to_decide() {
+    let f = Fleet::start("endpoint-errors");
+    let ep = f.endpoint();
+    let home = f.dir("home");
+    let probe = r#"
+import sys
+from huggingface_hub import hf_hub_download, snapshot_download
+from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError
+cases = [
+    ("repo", lambda: snapshot_download("zest-test/does-not-exist")),
+    ("rev", lambda: snapshot_download(sys.argv[1], revision="no-such-branch")),
+    ("file", lambda: hf_hub_download(sys.argv[1], "no/such/file.bin")),
+    ("private", lambda: snapshot_download(sys.argv[2])),
+]
+for name, call in cases:
+    try:
+        call()
+        print(name, "ok")
+    except Exception as e:
+        print(name, type(e).__name__)
+"#;
+    let direct = hf_python_ok(
+        probe,
+        &[MODEL, PRIVATE_MODEL],
+        &f.hub.endpoint,
+        &f.dir("d1"),
+        &home,
+        &[],
+    );
+    let through = hf_python_ok(
+        probe,
+        &[MODEL, PRIVATE_MODEL],
+        &ep,
+        &f.dir("d2"),
+        &home,
+        &[],
+    );
+    assert_eq!(
+        direct, through,
+        "the same exceptions as straight from the Hub"
+    );
+    assert!(
+        through.contains("repo RepositoryNotFoundError"),
+        "{through}"
+    );
+    assert!(through.contains("rev RevisionNotFoundError"), "{through}");
+    assert!(
+        through.contains("file RemoteEntryNotFoundError"),
+        "{through}"
+    );
+    assert!(!through.contains("private ok"), "{through}");
+
+    // With the token the private model comes through, identical to a direct download.
+    let reference = f.reference(PRIVATE_MODEL, Some(TEST_TOKEN));
+    let cache = f.dir("c-private");
+    hf_python_ok(
+        SNAPSHOT,
+        &[PRIVATE_MODEL],
+        &ep,
+        &cache,
+        &home,
+        &[("HF_TOKEN", TEST_TOKEN)],
+    );
+    assert_same_cache(&reference, &cache);
+    // zestd now holds it; a second local client without a token still cannot read it.
+    let again = hf_python(
+        SNAPSHOT,
+        &[PRIVATE_MODEL],
+        &ep,
+        &f.dir("c-private-2"),
+        &home,
+        &[],
+    );
+    assert!(
+        !again.status.success(),
+        "a tokenless client read a private model"
+    );
+
+    // A dead upstream: a clear failure, soon, not a hang.
+    let dead = f.dir("c-dead");
+    drop(f.hub);
+    let t0 = std::time::Instant::now();
+    let out = hf_python(
+        "from huggingface_hub import hf_hub_download\nhf_hub_download('zest-test/tiny-model', 'config.json', revision='main', force_download=True)",
+        &[],
+        &ep,
+        &dead,
+        &home,
+        &[
+            ("HF_HUB_ETAG_TIMEOUT", "5"),
+            ("HF_HUB_DOWNLOAD_TIMEOUT", "5"),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        t0.elapsed() < Duration::from_secs(120),
+        "took {:?}",
+        t0.elapsed()
+    );
+}

@@ -13,6 +13,8 @@ fi
 if ! .venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(0 if (m.version("hf_xet"), m.version("huggingface_hub")) == ("1.8.0", "2.4.0") else 1)' 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
+# The Python package installs as users install it (pure Python, no network needed).
+.venv/bin/pip install --quiet --disable-pip-version-check --no-deps ./python
 export ZEST_PYTHON="$PWD/.venv/bin/python"
 
 log "System packages the tests start (opentracker, iproute2 for network namespaces)"

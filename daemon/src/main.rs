@@ -338,10 +338,13 @@ async fn main() -> Result<()> {
     }
     let peer_set = engine.peers.clone();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let pulls = pulls::PullManager::new(engine, &state_dir)
+        .with_context(|| format!("state dir {}", state_dir.display()))?;
     let hub = match bind_hub(&cfg.hub_listen).await? {
         Some(listener) => {
             let bound = listener.local_addr()?;
-            let ep = endpoint::Endpoint::new(bound, engine.clone())?;
+            let engine = pulls.engine().clone();
+            let ep = endpoint::Endpoint::new(bound, engine.clone(), Some(pulls.clone()))?;
             let mut stop = stop_rx.clone();
             let server = ep.clone();
             tokio::spawn(async move {
@@ -357,8 +360,6 @@ async fn main() -> Result<()> {
         }
         None => None,
     };
-    let pulls = pulls::PullManager::new(engine, &state_dir)
-        .with_context(|| format!("state dir {}", state_dir.display()))?;
     let service = control::ControlService {
         cache_dir,
         state_dir,

@@ -389,3 +389,88 @@ for name, call in cases:
         t0.elapsed()
     );
 }
+
+#[test]
+fn zest_enable_reaches_functions_imported_earlier() {
+    let f = Fleet::start("endpoint-python");
+    let reference = f.reference(MODEL, None);
+    let ep = f.endpoint();
+    let python_pkg = zest_tests::workspace_root().join("python");
+    let pythonpath = python_pkg.to_string_lossy().to_string();
+    let before = f.origin_bytes();
+    let requests_before = num(&f.node, "endpoint_requests");
+    // HF_ENDPOINT names the hub itself: only zest.enable() sends the process through zestd,
+    // after huggingface_hub was imported and its functions taken by name.
+    let cache = f.dir("c-enable");
+    let out = hf_python_ok(
+        r#"
+import sys, os, subprocess, warnings
+import huggingface_hub
+from huggingface_hub import snapshot_download
+import zest
+assert zest.enable(sys.argv[2]), "no zestd"
+print("path", snapshot_download(sys.argv[1]))
+print("child", subprocess.run([sys.executable, "-c", "import os; print(os.environ['HF_ENDPOINT'])"], capture_output=True, text=True).stdout.strip())
+print("served", zest.status(sys.argv[2])["served_bytes"])
+zest.disable()
+print("after", os.environ.get("HF_ENDPOINT"))
+"#,
+        &[MODEL, &ep],
+        &f.hub.endpoint,
+        &cache,
+        &f.dir("home"),
+        &[("PYTHONPATH", &pythonpath)],
+    );
+    assert_same_cache(&reference, &cache);
+    assert_eq!(f.origin_bytes() - before, 0, "{out}\n{}", f.node.log());
+    assert!(num(&f.node, "endpoint_requests") > requests_before);
+    assert!(out.contains(&format!("child {ep}")), "{out}");
+    assert!(out.contains(&format!("after {}", f.hub.endpoint)), "{out}");
+    let served: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("served "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(served > 6 << 20, "{out}");
+
+    // No zestd there: one warning, and huggingface_hub works as before.
+    let out = hf_python(
+        r#"
+import sys, warnings
+import zest
+with warnings.catch_warnings(record=True) as w:
+    warnings.simplefilter("always")
+    ok = zest.enable("http://127.0.0.1:9")
+    zest.enable("http://127.0.0.1:9")
+print("enabled", ok, "warnings", len(w))
+from huggingface_hub import hf_hub_download
+print(open(hf_hub_download(sys.argv[1], "config.json")).read())
+"#,
+        &[MODEL],
+        &f.hub.endpoint,
+        &f.dir("c-nozestd"),
+        &f.dir("home"),
+        &[("PYTHONPATH", &pythonpath)],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("enabled False warnings 1"), "{stdout}");
+    assert!(stdout.contains("TinyForCausalLM"), "{stdout}");
+
+    // zest.pull: zestd pulls into its own cache and says where.
+    let out = hf_python_ok(
+        "import sys, zest\nprint(zest.pull(sys.argv[1], endpoint=sys.argv[2]))",
+        &[MODEL, &ep],
+        &f.hub.endpoint,
+        &f.dir("c-unused"),
+        &f.dir("home"),
+        &[("PYTHONPATH", &pythonpath)],
+    );
+    let snap = PathBuf::from(out.trim());
+    assert!(snap.starts_with(f.node.cache()), "{out}");
+    same_files(&snapshot_of(&reference), &snap);
+}

@@ -239,6 +239,7 @@ impl FileJobs {
         if let Err(e) = index.note_visibility(&hash, !grant.public) {
             tracing::debug!("cannot record {name}'s visibility: {e}");
         }
+        tracing::info!(file = %name, size, public = grant.public, "downloading for a local client");
         let counters = Arc::new(PullCounters::default());
         let download = xet_file::download_with(&self.engine, &cas, &xjob, &counters, Some(recon));
         tokio::pin!(download);

@@ -93,6 +93,8 @@ pub struct Endpoint {
     grants: std::sync::Mutex<HashMap<String, bool>>,
     http: reqwest::Client,
     pub stats: Arc<EndpointStats>,
+    /// For `zest.pull()`.
+    pulls: Option<Arc<crate::pulls::PullManager>>,
 }
 
 fn new_id() -> String {
@@ -100,7 +102,11 @@ fn new_id() -> String {
 }
 
 impl Endpoint {
-    pub fn new(bound: SocketAddr, engine: Engine) -> anyhow::Result<Arc<Self>> {
+    pub fn new(
+        bound: SocketAddr,
+        engine: Engine,
+        pulls: Option<Arc<crate::pulls::PullManager>>,
+    ) -> anyhow::Result<Arc<Self>> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
@@ -115,6 +121,7 @@ impl Endpoint {
             grants: Default::default(),
             http,
             stats: Arc::default(),
+            pulls,
         }))
     }
 
@@ -168,10 +175,7 @@ async fn handle(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
         Route::File { id } => ep.file(req, &id).await,
         Route::Resolve => ep.resolve(req).await,
         Route::ZestStatus => ep.status_json(),
-        Route::ZestPull => text(
-            StatusCode::NOT_IMPLEMENTED,
-            "zestd: pulls are started with zestctl pull",
-        ),
+        Route::ZestPull => ep.pull(req).await,
         Route::Forward => {
             let url = with_query(&format!("{}{path}", ep.upstream), &req);
             ep.relay(req, url).await
@@ -649,6 +653,87 @@ impl Endpoint {
             *out.status_mut() = StatusCode::PARTIAL_CONTENT;
         }
         out
+    }
+
+    /// `zest.pull()`: a pull as `zestctl pull` starts it, answered when it ends.
+    async fn pull(&self, req: Request) -> Response {
+        #[derive(serde::Deserialize)]
+        struct Ask {
+            repo_id: String,
+            #[serde(default)]
+            revision: Option<String>,
+            #[serde(default)]
+            repo_type: Option<String>,
+            #[serde(default)]
+            include: Vec<String>,
+            #[serde(default)]
+            exclude: Vec<String>,
+        }
+        let Some(pulls) = &self.pulls else {
+            return text(StatusCode::SERVICE_UNAVAILABLE, "zestd: pulls are off");
+        };
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
+        let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
+            Ok(b) => b,
+            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("zestd: {e}")),
+        };
+        let ask: Ask = match serde_json::from_slice(&body) {
+            Ok(a) => a,
+            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("zestd: {e}")),
+        };
+        let kind = ask.repo_type.as_deref().unwrap_or("model");
+        let Some(repo_type) = xet::remote::RepoType::parse(kind) else {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("zestd: unknown repo type {kind:?}"),
+            );
+        };
+        let repo = match xet::remote::RepoRef::new(repo_type, &ask.repo_id) {
+            Ok(r) => r,
+            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("zestd: {e}")),
+        };
+        let revision = ask.revision.unwrap_or_else(|| "main".into());
+        if revision.contains("..") || revision.starts_with('/') || revision.contains('\0') {
+            return text(StatusCode::BAD_REQUEST, "zestd: invalid revision");
+        }
+        let spec = crate::engine::pull::PullSpec {
+            repo,
+            revision,
+            include: ask.include,
+            exclude: ask.exclude,
+            endpoint: self.upstream.clone(),
+        };
+        let mut outcome = pulls.start(spec, token).outcome.clone();
+        let done = outcome.wait_for(Option::is_some).await.map(|o| o.clone());
+        match done {
+            Ok(Some(Ok(d))) => (
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::json!({
+                    "snapshot": d.snapshot_path,
+                    "commit": d.commit,
+                    "files": d.files,
+                })
+                .to_string(),
+            )
+                .into_response(),
+            Ok(Some(Err(e))) => {
+                let status = match e.kind {
+                    crate::engine::Kind::RepoNotFound | crate::engine::Kind::RevisionNotFound => {
+                        StatusCode::NOT_FOUND
+                    }
+                    crate::engine::Kind::Auth => StatusCode::UNAUTHORIZED,
+                    crate::engine::Kind::Invalid => StatusCode::BAD_REQUEST,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                text(status, &format!("zestd: {}", e.message))
+            }
+            _ => text(StatusCode::SERVICE_UNAVAILABLE, "zestd is shutting down"),
+        }
     }
 
     fn status_json(&self) -> Response {

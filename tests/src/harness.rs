@@ -449,3 +449,46 @@ pub fn seed_shared_store(cache: &Path) {
         | if mode & 0o001 != 0 { 0o004 } else { 0 };
     std::fs::set_permissions(&marker, std::fs::Permissions::from_mode(read)).expect("mode");
 }
+
+/// A zest-evilpeer process, killed when dropped.
+pub struct EvilPeer {
+    child: Child,
+    pub addr: String,
+}
+
+impl EvilPeer {
+    /// `mode`: `wrong-bytes`, `false-claims` or `stall`; it serves what `cache` holds.
+    pub fn start(dir: &Path, cache: &Path, mode: &str) -> EvilPeer {
+        let port = free_udp_port();
+        let mut child = Command::new(bin("zest-evilpeer"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--mode", mode])
+            .arg("--cache")
+            .arg(cache)
+            .arg("--state")
+            .arg(dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting zest-evilpeer");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("evil peer ready line");
+        assert!(line.starts_with("ready"), "evil peer said {line:?}");
+        assert!(
+            !line.contains("(0 files)"),
+            "evil peer holds nothing: {line}"
+        );
+        EvilPeer {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for EvilPeer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, assert_same_cache, hf_python, hf_python_ok, pulled_path, wait_until,
+    Daemon, EvilPeer, assert_same_cache, hf_python, hf_python_ok, pulled_path, wait_until,
 };
 use zest_tests::hub::fixtures::{self, MODEL, PRIVATE_MODEL};
 use zest_tests::hub::{HubConfig, TEST_TOKEN, TestHub};
@@ -473,4 +473,100 @@ print(open(hf_hub_download(sys.argv[1], "config.json")).read())
     let snap = PathBuf::from(out.trim());
     assert!(snap.starts_with(f.node.cache()), "{out}");
     same_files(&snapshot_of(&reference), &snap);
+}
+
+#[test]
+fn a_lying_peer_is_banned_and_the_client_gets_the_right_bytes() {
+    let scratch = Scratch::new("endpoint-hostile");
+    let hub = TestHub::start(HubConfig::new(
+        scratch.path().join("hub"),
+        fixtures::standard(),
+    ))
+    .expect("test hub");
+    let home = scratch.path().join("home");
+    let reference = scratch.path().join("ref");
+    hf_python_ok(SNAPSHOT, &[MODEL], &hub.endpoint, &reference, &home, &[]);
+    // The liar holds the model (it read a real cache) and sends wrong bytes for every chunk.
+    let evil = EvilPeer::start(&scratch.path().join("evil"), &reference, "wrong-bytes");
+    let node = Daemon::start_peer(
+        &scratch.path().join("node"),
+        &hub.endpoint,
+        std::slice::from_ref(&evil.addr),
+    );
+    assert!(wait_until(Duration::from_secs(20), || !node
+        .peers_in_state("connected")
+        .is_empty()));
+    let ep = node.status_json()["hub_endpoint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let cache = scratch.path().join("client");
+    hf_python_ok(SNAPSHOT, &[MODEL], &ep, &cache, &home, &[]);
+    assert_same_cache(&reference, &cache);
+    assert_eq!(
+        node.peers_in_state("banned"),
+        vec![evil.addr.clone()],
+        "{:?}",
+        node.peers_json()
+    );
+}
+
+#[test]
+fn a_flash_crowd_of_clients_takes_about_one_copy_from_the_origin() {
+    let scratch = Scratch::new("endpoint-crowd");
+    let hub = TestHub::start(HubConfig::new(
+        scratch.path().join("hub"),
+        fixtures::standard(),
+    ))
+    .expect("test hub");
+    let home = scratch.path().join("home");
+    let reference = scratch.path().join("ref");
+    let before = hub.stats.snapshot().xorb_bytes;
+    hf_python_ok(SNAPSHOT, &[MODEL], &hub.endpoint, &reference, &home, &[]);
+    let one_copy = hub.stats.snapshot().xorb_bytes - before;
+    assert!(one_copy > 6 << 20);
+    // Four daemons that hold nothing, each naming the ones before it.
+    let mut nodes: Vec<Daemon> = Vec::new();
+    for i in 0..4 {
+        let peers: Vec<String> = nodes.iter().map(Daemon::listen).collect();
+        nodes.push(Daemon::start_peer(
+            &scratch.path().join(format!("n{i}")),
+            &hub.endpoint,
+            &peers,
+        ));
+    }
+    for n in &nodes {
+        assert!(wait_until(Duration::from_secs(20), || n
+            .peers_in_state("connected")
+            .len()
+            >= 3));
+    }
+    let endpoints: Vec<String> = nodes
+        .iter()
+        .map(|n| {
+            n.status_json()["hub_endpoint"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let before = hub.stats.snapshot().xorb_bytes;
+    std::thread::scope(|s| {
+        for (i, ep) in endpoints.iter().enumerate() {
+            let (cache, home) = (scratch.path().join(format!("c{i}")), home.clone());
+            s.spawn(move || hf_python_ok(SNAPSHOT, &[MODEL], ep, &cache, &home, &[]));
+        }
+    });
+    let origin = hub.stats.snapshot().xorb_bytes - before;
+    for i in 0..4 {
+        assert_same_cache(&reference, &scratch.path().join(format!("c{i}")));
+    }
+    let copies = origin as f64 / one_copy as f64;
+    eprintln!(
+        "flash crowd of 4 clients through their endpoints: {copies:.3} copies from the origin"
+    );
+    assert!(
+        copies <= 1.1,
+        "four vanilla clients took {copies:.2} copies from the origin"
+    );
 }

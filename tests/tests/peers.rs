@@ -2,13 +2,11 @@
 //! over QUIC: seeded fleets, flash crowds, hostile peers, caches written by
 //! huggingface_hub, restarts. Origin bytes are read from the test CAS's own counters.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, assert_same_cache, bin, fleet_key, free_udp_port, hf_python_ok, pull_all, pulled_path,
+    Daemon, EvilPeer, assert_same_cache, fleet_key, hf_python_ok, pull_all, pulled_path,
     seed_shared_store, wait_until,
 };
 use zest_tests::hub::fixtures::{self, MODEL};
@@ -131,48 +129,6 @@ fn flash_crowd_fetches_each_range_about_once() {
     );
     for d in &daemons {
         assert_same_cache(&lone.cache(), &d.cache());
-    }
-}
-
-/// A zest-evilpeer process, killed when dropped.
-struct EvilPeer {
-    child: Child,
-    addr: String,
-}
-
-impl EvilPeer {
-    fn start(dir: &Path, cache: &Path, mode: &str) -> EvilPeer {
-        let port = free_udp_port();
-        let mut child = Command::new(bin("zest-evilpeer"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--mode", mode])
-            .arg("--cache")
-            .arg(cache)
-            .arg("--state")
-            .arg(dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting zest-evilpeer");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
-            .expect("evil peer ready line");
-        assert!(line.starts_with("ready"), "evil peer said {line:?}");
-        assert!(
-            !line.contains("(0 files)"),
-            "evil peer holds nothing: {line}"
-        );
-        EvilPeer {
-            child,
-            addr: format!("127.0.0.1:{port}"),
-        }
-    }
-}
-
-impl Drop for EvilPeer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -48,6 +48,7 @@ fn status_json(reply: &StatusReply) -> serde_json::Value {
         "hub_endpoint": reply.hub_endpoint,
         "endpoint_requests": reply.endpoint_requests,
         "bytes_to_clients": reply.bytes_to_clients,
+        "xet_socket": reply.xet_socket,
         "bytes_from_origin": reply.bytes_from_origin,
         "bytes_from_peers": reply.bytes_from_peers,
         "bytes_from_local": reply.bytes_from_local,
@@ -89,6 +90,12 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             reply.hub_endpoint,
             reply.endpoint_requests,
             human(reply.bytes_to_clients)
+        );
+    }
+    if !reply.xet_socket.is_empty() {
+        println!(
+            "xet socket:   {} (HF_XET_CLIENT_UNIX_SOCKET_PATH)",
+            reply.xet_socket
         );
     }
     println!("indexed:      {} files", reply.indexed_files);

@@ -47,6 +47,8 @@ pub struct FileConfig {
     pub max_peers: Option<usize>,
     /// The local Hugging Face endpoint: `ADDR:PORT`, or `"off"`.
     pub hub_listen: Option<String>,
+    /// hf_xet's Unix-socket door: a path, or `"off"`.
+    pub xet_socket: Option<String>,
 }
 
 impl FileConfig {

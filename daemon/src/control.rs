@@ -35,6 +35,8 @@ pub struct ControlService {
     pub shutdown: watch::Receiver<bool>,
     /// The local Hugging Face endpoint, when it is on.
     pub endpoint: Option<Arc<crate::endpoint::Endpoint>>,
+    /// hf_xet's socket door, when it is on.
+    pub xet_socket: Option<PathBuf>,
 }
 
 fn peer_infos(engine: &crate::engine::Engine) -> Vec<PeerInfo> {
@@ -120,6 +122,11 @@ impl Zest for ControlService {
                 .as_ref()
                 .map(|e| e.stats.served_bytes.load(Ordering::Relaxed))
                 .unwrap_or(0),
+            xet_socket: self
+                .xet_socket
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
         }))
     }
 

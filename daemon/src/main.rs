@@ -79,6 +79,10 @@ struct Args {
     /// through it: bind another address than loopback only on purpose
     #[arg(long, value_name = "ADDR:PORT")]
     hub_listen: Option<String>,
+    /// Serve hf_xet's CAS traffic on this Unix socket (HF_XET_CLIENT_UNIX_SOCKET_PATH), or
+    /// `off` [default: xet.sock beside the control socket]
+    #[arg(long, value_name = "PATH")]
+    xet_socket: Option<String>,
 }
 
 /// Every option, after the config file and the flags.
@@ -94,6 +98,7 @@ struct Settings {
     fleet_key_file: Option<PathBuf>,
     max_peers: usize,
     hub_listen: config::Listen,
+    xet_socket: Option<PathBuf>,
 }
 
 fn settings(args: Args) -> Result<Settings> {
@@ -124,16 +129,22 @@ fn settings(args: Args) -> Result<Settings> {
         Some(l) => config::parse_listen(&l),
         None => config::Listen::Default,
     };
+    let socket = args
+        .socket
+        .or(file.socket.map(rel))
+        .unwrap_or_else(paths::default_socket);
+    let xet_socket = match args.xet_socket.or(file.xet_socket) {
+        Some(s) if matches!(s.as_str(), "off" | "none" | "") => None,
+        Some(s) => Some(rel(PathBuf::from(s))),
+        None => Some(socket.with_file_name("xet.sock")),
+    };
     let mdns = if args.no_mdns {
         false
     } else {
         args.mdns || file.mdns.unwrap_or(true)
     };
     Ok(Settings {
-        socket: args
-            .socket
-            .or(file.socket.map(rel))
-            .unwrap_or_else(paths::default_socket),
+        socket,
         state_dir: args
             .state_dir
             .or(file.state_dir.map(rel))
@@ -165,6 +176,7 @@ fn settings(args: Args) -> Result<Settings> {
             .unwrap_or(peer::set::DEFAULT_MAX_PEERS)
             .max(1),
         hub_listen,
+        xet_socket,
     })
 }
 
@@ -340,13 +352,28 @@ async fn main() -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let pulls = pulls::PullManager::new(engine, &state_dir)
         .with_context(|| format!("state dir {}", state_dir.display()))?;
-    let hub = match bind_hub(&cfg.hub_listen).await? {
-        Some(listener) => {
-            let bound = listener.local_addr()?;
-            let engine = pulls.engine().clone();
-            let ep = endpoint::Endpoint::new(bound, engine.clone(), Some(pulls.clone()))?;
-            let mut stop = stop_rx.clone();
-            let server = ep.clone();
+    let tcp = bind_hub(&cfg.hub_listen).await?;
+    let xet_listener = match &cfg.xet_socket {
+        Some(path) => match endpoint::bind_xet_socket(path).await {
+            Ok(l) => Some((l, path.clone())),
+            Err(e) => {
+                tracing::warn!("hf_xet socket door off: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut hub = None;
+    let mut xet_socket = None;
+    if tcp.is_some() || xet_listener.is_some() {
+        let bound = match &tcp {
+            Some(l) => l.local_addr()?,
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let engine = pulls.engine().clone();
+        let ep = endpoint::Endpoint::new(bound, engine.clone(), Some(pulls.clone()))?;
+        if let Some(listener) = tcp {
+            let (server, mut stop) = (ep.clone(), stop_rx.clone());
             tokio::spawn(async move {
                 let stopped = async move {
                     let _ = stop.wait_for(|s| *s).await;
@@ -356,16 +383,31 @@ async fn main() -> Result<()> {
                 }
             });
             tracing::info!(endpoint = %format!("http://{bound}"), upstream = %engine.default_endpoint, "local Hugging Face endpoint ready (HF_ENDPOINT)");
-            Some(ep)
+            hub = Some(ep.clone());
         }
-        None => None,
-    };
+        if let Some((listener, path)) = xet_listener {
+            let (server, mut stop) = (ep.clone(), stop_rx.clone());
+            let p = path.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = server.serve_xet_socket(listener, stopped).await {
+                    tracing::error!("hf_xet socket door stopped: {e}");
+                }
+                let _ = std::fs::remove_file(&p);
+            });
+            tracing::info!(socket = %path.display(), "hf_xet socket door ready (HF_XET_CLIENT_UNIX_SOCKET_PATH)");
+            xet_socket = Some(path);
+        }
+    }
     let service = control::ControlService {
         cache_dir,
         state_dir,
         pulls: pulls.clone(),
         shutdown: stop_rx,
         endpoint: hub,
+        xet_socket,
     };
     let shutdown = async move {
         shutdown_signal().await;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, EvilPeer, assert_same_cache, hf_python, hf_python_ok, pulled_path, wait_until,
+    Daemon, EvilPeer, assert_same_cache, fleet_key, hf_python, hf_python_ok, pulled_path,
+    wait_until,
 };
 use zest_tests::hub::fixtures::{self, MODEL, PRIVATE_MODEL};
 use zest_tests::hub::{HubConfig, TEST_TOKEN, TestHub};
@@ -568,5 +569,80 @@ fn a_flash_crowd_of_clients_takes_about_one_copy_from_the_origin() {
     assert!(
         copies <= 1.1,
         "four vanilla clients took {copies:.2} copies from the origin"
+    );
+}
+
+#[test]
+fn hf_xet_through_the_socket_door_keeps_its_own_endpoint_and_token() {
+    let scratch = Scratch::new("endpoint-socket");
+    let hub = TestHub::start(HubConfig::new(
+        scratch.path().join("hub"),
+        fixtures::standard(),
+    ))
+    .expect("test hub");
+    let home = scratch.path().join("home");
+    let token = [("HF_TOKEN", TEST_TOKEN)];
+    let reference = scratch.path().join("ref");
+    hf_python_ok(
+        SNAPSHOT,
+        &[PRIVATE_MODEL],
+        &hub.endpoint,
+        &reference,
+        &home,
+        &token,
+    );
+    // zestd never sees the Hub exchange through the socket, so it treats what it fetches as
+    // private: fleet peers only. Seed and node share a fleet key.
+    let fleet = fleet_key(
+        &scratch.path().join("fleet.key"),
+        "socket door test fleet secret",
+    );
+    let seed = Daemon::start_peer_with(&scratch.path().join("seed"), &hub.endpoint, &[], &fleet);
+    let out = seed.pull(&[PRIVATE_MODEL], &token);
+    let _ = pulled_path(&out);
+    let node = Daemon::start_peer_with(
+        &scratch.path().join("node"),
+        &hub.endpoint,
+        std::slice::from_ref(&seed.listen()),
+        &fleet,
+    );
+    assert!(wait_until(Duration::from_secs(20), || !node
+        .peers_in_state("connected")
+        .is_empty()));
+    let sock = node.status_json()["xet_socket"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(Path::new(&sock).exists(), "no socket door: {sock:?}");
+    let before = hub.stats.snapshot().xorb_bytes;
+    let requests = num(&node, "endpoint_requests");
+    let cache = scratch.path().join("client");
+    // HF_ENDPOINT names the hub itself: the Hub API and the user's token go there.
+    hf_python_ok(
+        SNAPSHOT,
+        &[PRIVATE_MODEL],
+        &hub.endpoint,
+        &cache,
+        &home,
+        &[
+            ("HF_TOKEN", TEST_TOKEN),
+            ("HF_XET_CLIENT_UNIX_SOCKET_PATH", &sock),
+        ],
+    );
+    assert_same_cache(&reference, &cache);
+    assert_eq!(
+        hub.stats.snapshot().xorb_bytes - before,
+        0,
+        "the Xet bytes came from the fleet peer\n{}",
+        node.log()
+    );
+    assert!(
+        num(&node, "endpoint_requests") > requests,
+        "nothing came through the socket"
+    );
+    assert!(num(&node, "bytes_to_clients") >= 2 << 20);
+    assert!(
+        !node.log().contains(TEST_TOKEN),
+        "the Hub token reached zestd"
     );
 }

@@ -95,6 +95,8 @@ pub struct Endpoint {
     pub stats: Arc<EndpointStats>,
     /// For `zest.pull()`.
     pulls: Option<Arc<crate::pulls::PullManager>>,
+    /// The socket door's path, once it serves.
+    xet_socket: std::sync::Mutex<Option<String>>,
 }
 
 fn new_id() -> String {
@@ -122,11 +124,28 @@ impl Endpoint {
             http,
             stats: Arc::default(),
             pulls,
+            xet_socket: Default::default(),
         }))
     }
 
     pub fn address(&self) -> SocketAddr {
         self.bound
+    }
+
+    /// Serves hf_xet's Unix-socket door (`HF_XET_CLIENT_UNIX_SOCKET_PATH`) until `shutdown`.
+    pub async fn serve_xet_socket(
+        self: Arc<Self>,
+        listener: tokio::net::UnixListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        *lock(&self.xet_socket) = listener
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_pathname().map(|p| p.display().to_string()));
+        let app = axum::Router::new().fallback(handle_socket).with_state(self);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
     }
 
     /// Serves until the listener fails or `shutdown` fires.
@@ -161,7 +180,8 @@ async fn handle(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
             None => text(StatusCode::NOT_FOUND, "zestd: unknown CAS"),
             Some(cas) => match rest {
                 CasRoute::Reconstruction { version, hash } => {
-                    ep.reconstruction(req, &cas, &version, &hash).await
+                    let doors = ep.base.clone();
+                    ep.reconstruction(req, &cas, &version, &hash, &doors).await
                 }
                 // Telemetry is the client's to send to Hugging Face, not ours to relay.
                 CasRoute::Telemetry => StatusCode::OK.into_response(),
@@ -181,6 +201,90 @@ async fn handle(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
             ep.relay(req, url).await
         }
     }
+}
+
+/// hf_xet's socket door: every CAS request of the process, as plain HTTP with the CAS's own
+/// `Host`. Reconstructions and xorb fetches are handled as through the endpoint; the rest is
+/// forwarded to that host. The Hub exchange never passes here, so zestd sees the short-lived
+/// Xet token only, never the user's Hub token.
+async fn handle_socket(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
+    ep.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let Some(host) = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| !h.is_empty() && !h.contains(['/', '@', ' ']))
+        .map(str::to_string)
+    else {
+        return text(StatusCode::BAD_REQUEST, "zestd: no Host");
+    };
+    let cas = socket_origin(&host);
+    let path = req.uri().path().to_string();
+    let doors = format!("{cas}/__zest");
+    if let Some(id) = path.strip_prefix("/__zest/xorb/") {
+        return ep.xorb(req, id).await;
+    }
+    match route::cas_route(req.method().as_str(), path.trim_start_matches('/')) {
+        CasRoute::Reconstruction { version, hash } => {
+            ep.reconstruction(req, &cas, &version, &hash, &doors).await
+        }
+        CasRoute::Telemetry => StatusCode::OK.into_response(),
+        CasRoute::Other { path } => {
+            let url = with_query(&format!("{cas}{path}"), &req);
+            ep.relay(req, url).await
+        }
+    }
+}
+
+/// Where a request through the socket goes: https, as hf_xet would have sent it, except to
+/// a host on loopback (test servers), which is spoken to in plain http.
+fn socket_origin(host: &str) -> String {
+    let name = host
+        .rsplit_once(':')
+        .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+        .map(|(n, _)| n)
+        .unwrap_or(host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        format!("http://{host}")
+    } else {
+        format!("https://{host}")
+    }
+}
+
+/// Binds the socket door: mode 0600 in a 0700 folder it creates; a stale socket is replaced,
+/// anything else at that path (a live daemon's socket, a file) is left alone.
+pub async fn bind_xet_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
+    use anyhow::Context;
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            anyhow::bail!("{} exists and is not a socket", path.display());
+        }
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            anyhow::bail!("another zestd serves {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
+    }
+    let l = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
 }
 
 fn with_query(url: &str, req: &Request) -> String {
@@ -339,7 +443,14 @@ impl Endpoint {
     /// A reconstruction: forwarded to the real CAS with the caller's token (the CAS decides
     /// who may read the file); our download of the whole file starts; the fetch URLs point
     /// at our xorb door.
-    async fn reconstruction(&self, req: Request, cas: &str, version: &str, hash: &str) -> Response {
+    async fn reconstruction(
+        &self,
+        req: Request,
+        cas: &str,
+        version: &str,
+        hash: &str,
+        doors: &str,
+    ) -> Response {
         let bearer = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -387,7 +498,7 @@ impl Endpoint {
                 },
             );
             d.remember(id.clone());
-            format!("{}/xorb/{id}", self.base)
+            format!("{doors}/xorb/{id}")
         });
         let body = match rewritten {
             Some(b) => Bytes::from(b),
@@ -739,6 +850,7 @@ impl Endpoint {
     fn status_json(&self) -> Response {
         let v = serde_json::json!({
             "endpoint": self.base,
+            "xet_socket": lock(&self.xet_socket).clone(),
             "upstream": self.upstream,
             "requests": self.stats.requests.load(Ordering::Relaxed),
             "served_bytes": self.stats.served_bytes.load(Ordering::Relaxed),

@@ -82,7 +82,7 @@ pub fn classify(method: &str, path: &str) -> Route {
     Route::Forward
 }
 
-fn cas_route(method: &str, tail: &str) -> CasRoute {
+pub fn cas_route(method: &str, tail: &str) -> CasRoute {
     for version in ["v1", "v2"] {
         if method == "GET"
             && let Some(hash) = tail

@@ -12,7 +12,7 @@ use zest_tests::harness::{
     Daemon, EvilPeer, assert_same_cache, fleet_key, hf_python, hf_python_ok, pulled_path,
     wait_until,
 };
-use zest_tests::hub::fixtures::{self, MODEL, PRIVATE_MODEL};
+use zest_tests::hub::fixtures::{self, LOADABLE, MODEL, PRIVATE_MODEL};
 use zest_tests::hub::{HubConfig, TEST_TOKEN, TestHub};
 
 const SNAPSHOT: &str = r#"
@@ -644,5 +644,60 @@ fn hf_xet_through_the_socket_door_keeps_its_own_endpoint_and_token() {
     assert!(
         !node.log().contains(TEST_TOKEN),
         "the Hub token reached zestd"
+    );
+}
+
+#[test]
+fn transformers_and_safetensors_load_what_came_through() {
+    let scratch = Scratch::new("endpoint-transformers");
+    let hub = TestHub::start(HubConfig::new(
+        scratch.path().join("hub"),
+        fixtures::loadable(),
+    ))
+    .expect("test hub");
+    let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
+    let _ = pulled_path(&seed.pull(&[LOADABLE], &[]));
+    let node = Daemon::start_peer(
+        &scratch.path().join("node"),
+        &hub.endpoint,
+        std::slice::from_ref(&seed.listen()),
+    );
+    assert!(wait_until(Duration::from_secs(20), || !node
+        .peers_in_state("connected")
+        .is_empty()));
+    let ep = node.status_json()["hub_endpoint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let before = hub.stats.snapshot().xorb_bytes;
+    let out = hf_python_ok(
+        r#"
+import sys, hashlib
+from transformers import AutoConfig, AutoTokenizer
+from huggingface_hub import hf_hub_download
+from safetensors import safe_open
+repo = sys.argv[1]
+print("model_type", AutoConfig.from_pretrained(repo).model_type)
+print("ids", AutoTokenizer.from_pretrained(repo)("hello zest world")["input_ids"])
+with safe_open(hf_hub_download(repo, "model.safetensors"), "np") as f:
+    print("w", hashlib.sha256(f.get_tensor("w").tobytes()).hexdigest())
+"#,
+        &[LOADABLE],
+        &ep,
+        &scratch.path().join("client"),
+        &scratch.path().join("home"),
+        &[("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")],
+    );
+    let want: String = zest_tests::sha256(&fixtures::loadable_weights())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert!(out.contains("model_type gpt2"), "{out}");
+    assert!(out.contains("ids [1, 2, 3]"), "{out}");
+    assert!(out.contains(&format!("w {want}")), "{out}");
+    assert_eq!(
+        hub.stats.snapshot().xorb_bytes - before,
+        0,
+        "the weights came from the peer"
     );
 }

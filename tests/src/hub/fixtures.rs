@@ -108,3 +108,43 @@ pub fn revisions() -> Vec<RepoSpec> {
         ),
     ]
 }
+
+pub const LOADABLE: &str = "zest-test/tiny-loadable";
+
+/// The weights tensor of [`loadable`]: `w`, unsigned bytes.
+pub fn loadable_weights() -> Vec<u8> {
+    random_bytes(3 << 20, 11)
+}
+
+/// A repo a real library can load: a GPT-2 config, a word-level tokenizer (`tokenizers`'
+/// own JSON format) and a safetensors file holding one tensor, stored in Xet.
+pub fn loadable() -> Vec<RepoSpec> {
+    let data = loadable_weights();
+    let header = format!(
+        r#"{{"w":{{"dtype":"U8","shape":[{}],"data_offsets":[0,{}]}}}}"#,
+        data.len(),
+        data.len()
+    );
+    let mut st = Vec::with_capacity(8 + header.len() + data.len());
+    st.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    st.extend_from_slice(header.as_bytes());
+    st.extend_from_slice(&data);
+    vec![RepoSpec::model(
+        LOADABLE,
+        vec![
+            FileSpec::plain(
+                "config.json",
+                r#"{"model_type":"gpt2","vocab_size":4,"n_positions":16,"n_embd":8,"n_layer":1,"n_head":1}"#,
+            ),
+            FileSpec::plain(
+                "tokenizer_config.json",
+                r#"{"tokenizer_class":"PreTrainedTokenizerFast","unk_token":"[UNK]"}"#,
+            ),
+            FileSpec::plain(
+                "tokenizer.json",
+                r#"{"version":"1.0","truncation":null,"padding":null,"added_tokens":[{"id":0,"content":"[UNK]","single_word":false,"lstrip":false,"rstrip":false,"normalized":false,"special":true}],"normalizer":null,"pre_tokenizer":{"type":"Whitespace"},"post_processor":null,"decoder":null,"model":{"type":"WordLevel","vocab":{"[UNK]":0,"hello":1,"zest":2,"world":3},"unk_token":"[UNK]"}}"#,
+            ),
+            FileSpec::xet("model.safetensors", st),
+        ],
+    )]
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Cold snapshot_download of a ~1 GiB, 4-shard model by huggingface_hub + hf_xet, straight
+# from Hugging Face's reference CAS server (behind the test hub, on loopback) against the
+# same call with HF_ENDPOINT on a fresh zestd's local endpoint (no peers: every byte from the
+# origin, through zestd, verified). Alternating, fresh caches each run; the client uses
+# zestd's own cache, the default deployment. Prints a Markdown report: wall seconds, CPU
+# seconds (client, and client + zestd), peak RSS, origin bytes, ratios.
+#
+#   benches/endpoint.sh [SIZE_BYTES] [RUNS]
+#
+# Needs the test environment (scripts/test.sh creates .venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size=${1:-1073741824}
+runs=${2:-3}
+py=${ZEST_PYTHON:-$PWD/.venv/bin/python}
+[ -x "$py" ] || { echo "no Python env at $py: run scripts/test.sh first" >&2; exit 1; }
+cargo build --release -q --workspace --bins
+bin=$PWD/target/release
+data=${ZEST_BENCH_DIR:-$PWD/bench-data}/pull-$size
+mkdir -p "$data"
+work=$(mktemp -d "$data/run.XXXX")
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+"$bin/zest-testhub" --fixture bench --bench-bytes "$size" --data "$data/hub" > "$work/hub.json" 2> "$work/hub.log" &
+pids+=($!)
+for _ in $(seq 1200); do [ -s "$work/hub.json" ] && break; sleep 0.5; done
+[ -s "$work/hub.json" ] || { echo "the test hub did not start: $(tail -5 "$work/hub.log")" >&2; exit 1; }
+hub=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/hub.json")
+repo=zest-bench/model-1g
+stats() { curl -s "$hub/_test/stats" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["xorb_bytes"])'; }
+now() { date +%s.%N; }
+tick=$(getconf CLK_TCK)
+# utime + stime of a live process, in seconds.
+proc_cpu() { awk -v t="$tick" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+client() { # ENDPOINT CACHE HOME -> client wall, cpu and rss in $work/client.*
+  local t0 t1
+  t0=$(now)
+  HF_ENDPOINT=$1 HF_HUB_CACHE=$2 HF_HOME=$3 HF_HUB_DISABLE_PROGRESS_BARS=1 \
+    /usr/bin/time -f '%U %S %M' -o "$work/client.time" \
+    "$py" -c 'import sys; from huggingface_hub import snapshot_download; print(snapshot_download(sys.argv[1]))' "$repo" > "$work/client.out"
+  t1=$(now)
+  echo "$t1 - $t0" | bc -l > "$work/client.wall"
+}
+
+d_wall=(); d_cpu=(); d_rss=(); d_bytes=(); e_wall=(); e_cpu=(); e_zcpu=(); e_rss=(); e_zrss=(); e_bytes=()
+for i in $(seq "$runs"); do
+  # Direct: huggingface_hub + hf_xet straight to the hub and CAS.
+  rm -rf "$work/d"; mkdir -p "$work/d"
+  b0=$(stats)
+  client "$hub" "$work/d/cache" "$work/d/home"
+  b1=$(stats)
+  read -r u s m < "$work/client.time"
+  d_wall+=("$(cat "$work/client.wall")"); d_cpu+=("$(echo "$u + $s" | bc -l)"); d_rss+=("$m"); d_bytes+=("$((b1 - b0))")
+  ref=$(tail -1 "$work/client.out")
+
+  # Through a fresh zestd's endpoint, the client on zestd's own cache.
+  rm -rf "$work/e"; mkdir -p "$work/e"
+  "$bin/zestd" --socket "$work/e/sock" --state-dir "$work/e/state" --cache-dir "$work/e/cache" \
+    --endpoint "$hub" --listen off --no-mdns --hub-listen 127.0.0.1:0 --xet-socket off 2> "$work/e/log" &
+  zpid=$!; pids+=($zpid)
+  for _ in $(seq 200); do [ -S "$work/e/sock" ] && break; sleep 0.05; done
+  ep=$("$bin/zestctl" --socket "$work/e/sock" status --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["hub_endpoint"])')
+  z0=$(proc_cpu "$zpid"); b0=$(stats)
+  client "$ep" "$work/e/cache" "$work/e/home"
+  b1=$(stats); z1=$(proc_cpu "$zpid")
+  read -r u s m < "$work/client.time"
+  e_wall+=("$(cat "$work/client.wall")"); e_cpu+=("$(echo "$u + $s" | bc -l)"); e_rss+=("$m")
+  e_zcpu+=("$(echo "$z1 - $z0" | bc -l)"); e_zrss+=("$(awk '/VmHWM/ {print $2}' /proc/$zpid/status)"); e_bytes+=("$((b1 - b0))")
+  kill "$zpid"; wait "$zpid" 2>/dev/null || true
+  snap=$(tail -1 "$work/client.out")
+  for f in "$ref"/*; do cmp -s "$f" "$snap/$(basename "$f")" || { echo "content differs: $(basename "$f")" >&2; exit 1; }; done
+done
+
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+f2() { printf '%.2f' "$1"; }
+all() { for x in "$@"; do printf '%.2f ' "$x"; done; }
+dw=$(median "${d_wall[@]}"); ew=$(median "${e_wall[@]}")
+dc=$(median "${d_cpu[@]}"); ec=$(median "${e_cpu[@]}"); ez=$(median "${e_zcpu[@]}")
+echo "### Cold snapshot_download, $((size >> 20)) MiB model (4 shards), reference CAS on loopback, $runs runs each, alternating"
+echo
+echo "| | wall s (median) | wall s (all runs) | CPU s client | CPU s zestd | peak RSS MiB client / zestd | origin bytes |"
+echo "|---|---|---|---|---|---|---|"
+echo "| huggingface_hub + hf_xet, direct | $(f2 "$dw") | $(all "${d_wall[@]}")| $(f2 "$dc") | – | $(( $(median "${d_rss[@]}") / 1024 )) / – | $(median "${d_bytes[@]}") |"
+echo "| the same, HF_ENDPOINT on zestd | $(f2 "$ew") | $(all "${e_wall[@]}")| $(f2 "$ec") | $(f2 "$ez") | $(( $(median "${e_rss[@]}") / 1024 )) / $(( $(median "${e_zrss[@]}") / 1024 )) | $(median "${e_bytes[@]}") |"
+echo
+echo "wall ratio endpoint / direct: $(f2 "$(echo "$ew / $dw" | bc -l)"); CPU ratio (client + zestd) / direct: $(f2 "$(echo "($ec + $ez) / $dc" | bc -l)")"

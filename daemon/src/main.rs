@@ -80,7 +80,7 @@ struct Args {
     #[arg(long, value_name = "ADDR:PORT")]
     hub_listen: Option<String>,
     /// Serve hf_xet's CAS traffic on this Unix socket (HF_XET_CLIENT_UNIX_SOCKET_PATH), or
-    /// `off` [default: xet.sock beside the control socket]
+    /// `off` [default: beside the control socket, `zestd.sock` -> `zestd-xet.sock`]
     #[arg(long, value_name = "PATH")]
     xet_socket: Option<String>,
 }
@@ -136,7 +136,13 @@ fn settings(args: Args) -> Result<Settings> {
     let xet_socket = match args.xet_socket.or(file.xet_socket) {
         Some(s) if matches!(s.as_str(), "off" | "none" | "") => None,
         Some(s) => Some(rel(PathBuf::from(s))),
-        None => Some(socket.with_file_name("xet.sock")),
+        None => {
+            let stem = socket
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "zestd".into());
+            Some(socket.with_file_name(format!("{stem}-xet.sock")))
+        }
     };
     let mdns = if args.no_mdns {
         false

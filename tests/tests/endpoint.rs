@@ -226,6 +226,36 @@ for name in ["model.safetensors", "tokenizer/tokenizer.json", "config.json"]:
     );
     same_files(&snap, &folder);
 
+    // 4. HfFileSystem reads, whole and ranged.
+    let got = hf_python_ok(
+        r#"
+import sys, hashlib
+from huggingface_hub import HfFileSystem
+fs = HfFileSystem()
+with fs.open(f"{sys.argv[1]}/model.safetensors", "rb") as fh:
+    print(hashlib.sha256(fh.read()).hexdigest())
+with fs.open(f"{sys.argv[1]}/model.safetensors", "rb") as fh:
+    fh.seek(1000)
+    print(hashlib.sha256(fh.read(5000)).hexdigest())
+"#,
+        &[MODEL],
+        &ep,
+        &f.dir("c-fs"),
+        &home,
+        &[],
+    );
+    let weights = std::fs::read(snap.join("model.safetensors")).unwrap();
+    let hex = |d: &[u8]| -> String {
+        zest_tests::sha256(d)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    assert_eq!(
+        got.lines().collect::<Vec<_>>(),
+        vec![hex(&weights), hex(&weights[1000..6000])],
+        "HfFileSystem read other bytes"
+    );
     assert_eq!(
         f.origin_bytes() - before,
         0,

@@ -173,10 +173,19 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
             _ => return error(StatusCode::NOT_FOUND, None, "Not Found", None),
         };
         let rest = &segs[2..];
-        let Some(k) = rest
-            .iter()
-            .position(|s| matches!(s.as_str(), "revision" | "tree" | "xet-read-token"))
-        else {
+        let Some(k) = rest.iter().position(|s| {
+            matches!(
+                s.as_str(),
+                "revision" | "tree" | "xet-read-token" | "paths-info"
+            )
+        }) else {
+            // `/api/models/{id}`: the repo at its default branch.
+            if method == Method::GET && (1..=2).contains(&rest.len()) {
+                return match visible(&shared, &headers, repo_type, &rest.join("/")) {
+                    Ok(r) => repo_info(r),
+                    Err(resp) => *resp,
+                };
+            }
             return error(StatusCode::NOT_FOUND, None, "Not Found", None);
         };
         let id = rest[..k].join("/");
@@ -189,6 +198,12 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         };
         if let Err(resp) = check_revision(repo, rev) {
             return *resp;
+        }
+        if rest[k] == "paths-info" {
+            let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+                .await
+                .unwrap_or_default();
+            return paths_info(repo, &body);
         }
         return match rest[k].as_str() {
             "revision" => repo_info(repo),
@@ -354,14 +369,7 @@ fn tree(
         if !recursive && parts.len() > 1 {
             continue;
         }
-        let mut e = json!({ "type": "file", "oid": f.blob_id, "size": f.size, "path": f.path });
-        if let Some(l) = &f.lfs {
-            e["lfs"] = json!({ "oid": l.sha256, "size": l.size, "pointerSize": l.pointer_size });
-        }
-        if let Some(x) = &f.xet_hash {
-            e["xetHash"] = json!(x);
-        }
-        entries.insert(f.path.clone(), e);
+        entries.insert(f.path.clone(), file_entry(f));
     }
     let all: Vec<_> = entries.into_values().collect();
     let end = (cursor + shared.page_size).min(all.len());
@@ -386,6 +394,42 @@ fn tree(
         }
     }
     resp
+}
+
+fn file_entry(f: &super::repo::HubFile) -> serde_json::Value {
+    let mut e = json!({ "type": "file", "oid": f.blob_id, "size": f.size, "path": f.path });
+    if let Some(l) = &f.lfs {
+        e["lfs"] = json!({ "oid": l.sha256, "size": l.size, "pointerSize": l.pointer_size });
+    }
+    if let Some(x) = &f.xet_hash {
+        e["xetHash"] = json!(x);
+    }
+    e
+}
+
+/// `POST …/paths-info/{rev}` with a form body `paths=…&paths=…`: one entry per path that
+/// exists, a file or a directory, as the Hub answers it.
+fn paths_info(repo: &HubRepo, body: &[u8]) -> Response {
+    let form = String::from_utf8_lossy(body);
+    let mut out = Vec::new();
+    for kv in form.split('&') {
+        let Some(v) = kv.strip_prefix("paths=") else {
+            continue;
+        };
+        let path = percent_decode(&v.replace('+', " "));
+        let path = path.trim_matches('/');
+        if let Some(f) = repo.files.get(path) {
+            out.push(file_entry(f));
+        } else if path.is_empty()
+            || repo
+                .files
+                .keys()
+                .any(|p| p.starts_with(&format!("{path}/")))
+        {
+            out.push(json!({ "type": "directory", "oid": super::repo::git_blob_id(path.as_bytes()), "size": 0, "path": path }));
+        }
+    }
+    axum::Json(out).into_response()
 }
 
 fn xet_token(shared: &Shared, repo: &HubRepo) -> Response {

@@ -1,7 +1,9 @@
 """Route huggingface_hub through the local zestd.
 
 ``enable()`` points this process's huggingface_hub at zestd's local Hugging Face endpoint
-and sets ``HF_ENDPOINT`` for the processes it starts. It works whether huggingface_hub was
+and sets ``HF_ENDPOINT`` for the processes it starts; where hf_xet has not been imported yet
+it also sets ``HF_XET_CLIENT_UNIX_SOCKET_PATH`` to zestd's socket door, so hf_xet's CAS
+traffic goes over a Unix socket instead of loopback TCP. It works whether huggingface_hub was
 imported before or after, and reaches functions imported by name earlier (``from
 huggingface_hub import hf_hub_download``): huggingface_hub sends every Hub request through
 one HTTP client, built by the factory its documented ``set_client_factory`` hook sets, and
@@ -131,7 +133,7 @@ def enable(endpoint: str | None = None) -> bool:
     global _warned
     ours = _endpoint(endpoint)
     try:
-        _get_json(ours + "/zest/status", timeout=2)
+        info = _get_json(ours + "/zest/status", timeout=2)
     except Exception as e:  # noqa: BLE001 - any failure means: leave huggingface_hub alone
         if not _warned:
             warnings.warn(f"zest: no zestd answers at {ours} ({e}); huggingface_hub is left as it was", stacklevel=2)
@@ -146,6 +148,12 @@ def enable(endpoint: str | None = None) -> bool:
         _state["hub"] = hub
         _state["ours"] = ours
         _install(hub, ours)
+        # hf_xet's CAS traffic over zestd's Unix socket, where hf_xet will read the variable:
+        # it does when it is first imported, so only while it has not been yet.
+        sock = info.get("xet_socket")
+        if sock and "hf_xet" not in sys.modules and os.access(sock, os.R_OK | os.W_OK):
+            _state["socket_env"] = os.environ.get("HF_XET_CLIENT_UNIX_SOCKET_PATH")
+            os.environ["HF_XET_CLIENT_UNIX_SOCKET_PATH"] = sock
     return True
 
 
@@ -163,6 +171,12 @@ def _undo() -> None:
         os.environ.pop("HF_ENDPOINT", None)
     else:
         os.environ["HF_ENDPOINT"] = old
+    if "socket_env" in _state:
+        old_sock = _state["socket_env"]
+        if old_sock is None:
+            os.environ.pop("HF_XET_CLIENT_UNIX_SOCKET_PATH", None)
+        else:
+            os.environ["HF_XET_CLIENT_UNIX_SOCKET_PATH"] = old_sock
     restore = _state.get("restore")
     if restore:
         restore()

@@ -442,7 +442,9 @@ import zest
 assert zest.enable(sys.argv[2]), "no zestd"
 print("path", snapshot_download(sys.argv[1]))
 print("child", subprocess.run([sys.executable, "-c", "import os; print(os.environ['HF_ENDPOINT'])"], capture_output=True, text=True).stdout.strip())
-print("served", zest.status(sys.argv[2])["served_bytes"])
+st = zest.status(sys.argv[2])
+print("served", st["served_bytes"])
+print("socket", st["socket_requests"], os.environ.get("HF_XET_CLIENT_UNIX_SOCKET_PATH") == st["xet_socket"])
 zest.disable()
 print("after", os.environ.get("HF_ENDPOINT"))
 "#,
@@ -463,6 +465,21 @@ print("after", os.environ.get("HF_ENDPOINT"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
     assert!(served > 6 << 20, "{out}");
+    // hf_xet was not imported yet: its CAS traffic went over zestd's socket door.
+    let socket: Vec<&str> = out
+        .lines()
+        .find_map(|l| l.strip_prefix("socket "))
+        .map(|v| v.split(' ').collect())
+        .unwrap_or_default();
+    assert_eq!(socket.get(1), Some(&"True"), "{out}");
+    assert!(
+        socket
+            .first()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+            > 0,
+        "nothing came over the socket: {out}"
+    );
 
     // No zestd there: one warning, and huggingface_hub works as before.
     let out = hf_python(

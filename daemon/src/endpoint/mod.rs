@@ -47,6 +47,8 @@ const MAX_REWRITTEN_BODY: usize = 64 << 20;
 #[derive(Default, Debug)]
 pub struct EndpointStats {
     pub requests: AtomicU64,
+    /// Of those, through hf_xet's socket door.
+    pub socket_requests: AtomicU64,
     /// Xet bytes handed to local clients (verified).
     pub served_bytes: AtomicU64,
     pub forwarded: AtomicU64,
@@ -208,7 +210,7 @@ async fn handle(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
 /// forwarded to that host. The Hub exchange never passes here, so zestd sees the short-lived
 /// Xet token only, never the user's Hub token.
 async fn handle_socket(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
-    ep.stats.requests.fetch_add(1, Ordering::Relaxed);
+    ep.stats.socket_requests.fetch_add(1, Ordering::Relaxed);
     let Some(host) = req
         .headers()
         .get(header::HOST)
@@ -218,6 +220,12 @@ async fn handle_socket(State(ep): State<Arc<Endpoint>>, req: Request) -> Respons
     else {
         return text(StatusCode::BAD_REQUEST, "zestd: no Host");
     };
+    // A URL of our own HTTP endpoint (a process that `zest.enable()`d both doors): the same
+    // handling, without a second hop.
+    if host::allowed(Some(&host), ep.bound) {
+        return handle(State(ep), req).await;
+    }
+    ep.stats.requests.fetch_add(1, Ordering::Relaxed);
     let cas = socket_origin(&host);
     let path = req.uri().path().to_string();
     let doors = format!("{cas}/__zest");
@@ -853,6 +861,7 @@ impl Endpoint {
             "xet_socket": lock(&self.xet_socket).clone(),
             "upstream": self.upstream,
             "requests": self.stats.requests.load(Ordering::Relaxed),
+            "socket_requests": self.stats.socket_requests.load(Ordering::Relaxed),
             "served_bytes": self.stats.served_bytes.load(Ordering::Relaxed),
         });
         ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()

@@ -302,6 +302,18 @@ fn with_query(url: &str, req: &Request) -> String {
     }
 }
 
+/// What a client gets when the upstream cannot be reached: the connection drops before an
+/// answer, as it would have dropped had the client tried the Hub itself, so the client
+/// raises the same connection error (and, in huggingface_hub, falls back to its cache the
+/// same way) instead of an HTTP error of zestd's making.
+fn unreachable(why: &str) -> Response {
+    let err = std::io::Error::other(format!("zestd: {why}"));
+    let body = futures_util::stream::once(async move { Err::<Bytes, _>(err) });
+    let mut r = Response::new(Body::from_stream(body));
+    *r.status_mut() = StatusCode::BAD_GATEWAY;
+    r
+}
+
 fn text(status: StatusCode, msg: &str) -> Response {
     (
         status,
@@ -348,10 +360,7 @@ impl Endpoint {
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
         rb.send().await.map_err(|e| {
             tracing::info!(url, "upstream unreachable: {e}");
-            text(
-                StatusCode::BAD_GATEWAY,
-                &format!("zestd: cannot reach {}: {e}", origin_of(url)),
-            )
+            unreachable(&format!("cannot reach {}: {e}", origin_of(url)))
         })
     }
 

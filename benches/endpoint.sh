@@ -16,7 +16,7 @@ runs=${2:-3}
 py=${ZEST_PYTHON:-$PWD/.venv/bin/python}
 [ -x "$py" ] || { echo "no Python env at $py: run scripts/test.sh first" >&2; exit 1; }
 cargo build --release -q --workspace --bins
-bin=$PWD/target/release
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 data=${ZEST_BENCH_DIR:-$PWD/bench-data}/pull-$size
 mkdir -p "$data"
 work=$(mktemp -d "$data/run.XXXX")

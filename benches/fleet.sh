@@ -37,7 +37,7 @@ flock -n 9 || { echo "another fleet benchmark is running" >&2; exit 1; }
 py=${ZEST_PYTHON:-$PWD/.venv/bin/python}
 [ -x "$py" ] || { echo "no Python env at $py: run scripts/test.sh first" >&2; exit 1; }
 cargo build --release -q --workspace --bins
-bin=$PWD/target/release
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 data=${ZEST_BENCH_DIR:-$PWD/bench-data}/fleet-$size
 mkdir -p "$data"
 work=$(mktemp -d "$data/run.XXXX")
@@ -122,8 +122,10 @@ start_daemons() { # tag count base_port
   for i in $(seq 0 $((count - 1))); do
     local d=$work/$tag/$i
     mkdir -p "$d"
+    # Each daemon's local Hugging Face endpoint on TCP port base+1000+i.
     inF "$bin/zestd" --socket "$d/sock" --state-dir "$d/state" --cache-dir "$d/cache" \
-      --endpoint "$endpoint" --listen "127.0.0.1:$((base + i))" "${peers[@]}" 2> "$d/log" &
+      --endpoint "$endpoint" --listen "127.0.0.1:$((base + i))" "${peers[@]}" \
+      --hub-listen "127.0.0.1:$((base + 1000 + i))" 2> "$d/log" &
   done
   for i in $(seq 0 $((count - 1))); do
     for _ in $(seq 200); do [ -S "$work/$tag/$i/sock" ] && break; sleep 0.05; done
@@ -177,6 +179,19 @@ for i in $(seq 1 $((n - 1))); do check_same flash 0 flash "$i"; done
 check_same flash 0 seeded 0
 stop_daemons flash "$n"
 
+# Flash crowd of vanilla clients: N fresh daemons, and on each node huggingface_hub's own
+# snapshot_download with HF_ENDPOINT on that node's zestd, all at once.
+start_daemons epflash "$n" 47700
+ep_pull() { inF env HF_ENDPOINT="http://127.0.0.1:$((48700 + $1))" HF_HOME="$work/epflash/$1/home" \
+  HF_HUB_CACHE="$work/epflash/$1/cache" HF_HUB_DISABLE_PROGRESS_BARS=1 \
+  "$py" -c 'import sys; from huggingface_hub import snapshot_download; print(snapshot_download(sys.argv[1]))' "$repo" > "$work/epflash/$1/out"; }
+e0=$(egress); t0=$(now); p=()
+for i in $(seq 0 $((n - 1))); do ep_pull "$i" & p+=($!); done
+for x in "${p[@]}"; do wait "$x" || { echo "an endpoint client failed: $(tail -5 "$work"/epflash/*/log)" >&2; exit 1; }; done
+epflash_s=$(echo "$(now) - $t0" | bc -l); epflash_b=$(( $(egress) - e0 ))
+for i in $(seq 0 $((n - 1))); do check_same epflash "$i" seeded 0; done
+stop_daemons epflash "$n"
+
 # One copy = what crossed the link when one zest node pulled alone (compressed xorbs and
 # TCP/IP overhead included); its time at line rate is the yardstick.
 one_copy_s=$(echo "$zest_solo_b * 8 / $rate_bits" | bc -l)
@@ -192,8 +207,9 @@ One copy through the link (zest alone) = $zest_solo_b origin bytes (IP level), $
 | zest, one node alone | $zest_solo_b | 1.000 | $(printf %.2f "$zest_solo_s") s | $(ratio "$zest_solo_s") |
 | zest seeded: $((n - 1)) pull from 1 holder | $seeded_b | $(copies "$seeded_b") | $(printf %.2f "$seeded_s") s | $(ratio "$seeded_s") |
 | zest flash crowd: $n pull at once | $flash_b | $(copies "$flash_b") | $(printf %.2f "$flash_s") s | $(ratio "$flash_s") |
+| huggingface_hub+hf_xet through each node's zestd endpoint, $n at once | $epflash_b | $(copies "$epflash_b") | $(printf %.2f "$epflash_s") s | $(ratio "$epflash_s") |
 | huggingface_hub+hf_xet, one node | $hf_solo_b | $(copies "$hf_solo_b") | $(printf %.2f "$hf_solo_s") s | $(ratio "$hf_solo_s") |
 | huggingface_hub+hf_xet, $n nodes at once | $hf_crowd_b | $(copies "$hf_crowd_b") | $(printf %.2f "$hf_crowd_s") s | $(ratio "$hf_crowd_s") |
 
-Flash crowd vs huggingface_hub for $n nodes: time $(echo "scale=2; $flash_s / $hf_crowd_s" | bc -l)×, origin bytes $(echo "scale=2; $flash_b / $hf_crowd_b" | bc -l)×. A seeded node took $(numfmt --to=iec "$seeded_peer") from peers.
+Flash crowd vs huggingface_hub for $n nodes: time $(echo "scale=2; $flash_s / $hf_crowd_s" | bc -l)×, origin bytes $(echo "scale=2; $flash_b / $hf_crowd_b" | bc -l)×; through the endpoints: time $(echo "scale=2; $epflash_s / $hf_crowd_s" | bc -l)×, origin bytes $(echo "scale=2; $epflash_b / $hf_crowd_b" | bc -l)×. A seeded node took $(numfmt --to=iec "$seeded_peer") from peers.
 EOF

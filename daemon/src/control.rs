@@ -1,11 +1,9 @@
 //! The gRPC control service on a Unix socket only this user can open.
 
 use std::future::Future;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use tokio::net::UnixListener;
+use anyhow::{Context, Result};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 use zest_proto::v1::pull_event::Event;
@@ -209,34 +207,14 @@ impl Zest for ControlService {
     }
 }
 
-/// Binds the socket (mode 0600, parent 0700) and serves until `shutdown` resolves.
+/// Binds the socket (`unix_socket::bind_private`) and serves until `shutdown` resolves.
 pub async fn serve(
     socket: &Path,
     service: ControlService,
     shutdown: impl Future<Output = ()>,
     on_ready: impl FnOnce(),
 ) -> Result<()> {
-    if let Some(parent) = socket
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
-    {
-        // A private directory keeps the socket unreachable by others between bind and chmod.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    if socket.exists() {
-        // A live daemon answers on it; a stale file from a crash does not.
-        if tokio::net::UnixStream::connect(socket).await.is_ok() {
-            bail!("another zestd is already listening on {}", socket.display());
-        }
-        std::fs::remove_file(socket)
-            .with_context(|| format!("removing stale socket {}", socket.display()))?;
-    }
-    let listener = UnixListener::bind(socket)?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    let listener = crate::unix_socket::bind_private(socket).await?;
     tracing::info!(socket = %socket.display(), "control socket ready");
     on_ready();
     let result = tonic::transport::Server::builder()

@@ -12,3 +12,4 @@ pub mod peer;
 pub mod pulls;
 pub mod sync;
 pub mod totals;
+pub mod unix_socket;

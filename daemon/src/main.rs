@@ -360,7 +360,7 @@ async fn main() -> Result<()> {
         .with_context(|| format!("state dir {}", state_dir.display()))?;
     let tcp = bind_hub(&cfg.hub_listen).await?;
     let xet_listener = match &cfg.xet_socket {
-        Some(path) => match endpoint::bind_xet_socket(path).await {
+        Some(path) => match zestd::unix_socket::bind_private(path).await {
             Ok(l) => Some((l, path.clone())),
             Err(e) => {
                 tracing::warn!("hf_xet socket door off: {e:#}");

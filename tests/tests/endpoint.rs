@@ -30,28 +30,36 @@ struct Fleet {
 }
 
 impl Fleet {
-    /// A seed that pulled the standard repos from the origin, and a node with the seed as
-    /// its peer, whose endpoint the clients use.
+    /// A seed that pulled the standard test model from the origin, and a node with the
+    /// seed as its peer, whose endpoint the clients use.
     fn start(name: &str) -> Fleet {
+        Fleet::start_with(name, fixtures::standard(), MODEL, &[], None)
+    }
+
+    /// The same over `repos`: the seed pulls `repo` (with `env`); with a fleet secret both
+    /// daemons are members of that fleet.
+    fn start_with(
+        name: &str,
+        repos: Vec<zest_tests::hub::RepoSpec>,
+        repo: &str,
+        env: &[(&str, &str)],
+        fleet_secret: Option<&str>,
+    ) -> Fleet {
         let scratch = Scratch::new(name);
-        let hub = TestHub::start(HubConfig::new(
-            scratch.path().join("hub"),
-            fixtures::standard(),
-        ))
-        .expect("test hub");
-        let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
-        let _ = pulled_path(&seed.pull(&[MODEL], &[]));
-        let node = Daemon::start_peer(
+        let hub =
+            TestHub::start(HubConfig::new(scratch.path().join("hub"), repos)).expect("test hub");
+        let fleet = fleet_secret
+            .map(|s| fleet_key(&scratch.path().join("fleet.key"), s))
+            .unwrap_or_default();
+        let seed =
+            Daemon::start_peer_with(&scratch.path().join("seed"), &hub.endpoint, &[], &fleet);
+        let _ = pulled_path(&seed.pull(&[repo], env));
+        let node = connected_node(
             &scratch.path().join("node"),
-            &hub.endpoint,
+            &hub,
             std::slice::from_ref(&seed.listen()),
-        );
-        assert!(
-            wait_until(Duration::from_secs(20), || !node
-                .peers_in_state("connected")
-                .is_empty()),
-            "the node never connected to the seed: {}",
-            node.log()
+            &fleet,
+            1,
         );
         Fleet {
             scratch,
@@ -62,10 +70,7 @@ impl Fleet {
     }
 
     fn endpoint(&self) -> String {
-        let e = self.node.status_json()["hub_endpoint"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let e = status_str(&self.node, "hub_endpoint");
         assert!(
             e.starts_with("http://127.0.0.1:"),
             "no endpoint in status: {e:?}"
@@ -95,6 +100,35 @@ impl Fleet {
         );
         cache
     }
+}
+
+/// A daemon with these peers (and extra flags), once connected to `n` of them.
+fn connected_node(
+    dir: &Path,
+    hub: &TestHub,
+    peers: &[String],
+    extra: &[String],
+    n: usize,
+) -> Daemon {
+    let node = Daemon::start_peer_with(dir, &hub.endpoint, peers, extra);
+    assert!(
+        wait_until(Duration::from_secs(20), || node
+            .peers_in_state("connected")
+            .len()
+            >= n),
+        "{} never connected to {n} peers: {}",
+        dir.display(),
+        node.log()
+    );
+    node
+}
+
+/// A string field of `zestctl status --json`.
+fn status_str(d: &Daemon, key: &str) -> String {
+    d.status_json()[key]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn num(d: &Daemon, key: &str) -> u64 {
@@ -543,18 +577,14 @@ fn a_lying_peer_is_banned_and_the_client_gets_the_right_bytes() {
     hf_python_ok(SNAPSHOT, &[MODEL], &hub.endpoint, &reference, &home, &[]);
     // The liar holds the model (it read a real cache) and sends wrong bytes for every chunk.
     let evil = EvilPeer::start(&scratch.path().join("evil"), &reference, "wrong-bytes");
-    let node = Daemon::start_peer(
+    let node = connected_node(
         &scratch.path().join("node"),
-        &hub.endpoint,
+        &hub,
         std::slice::from_ref(&evil.addr),
+        &[],
+        1,
     );
-    assert!(wait_until(Duration::from_secs(20), || !node
-        .peers_in_state("connected")
-        .is_empty()));
-    let ep = node.status_json()["hub_endpoint"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let ep = status_str(&node, "hub_endpoint");
     let cache = scratch.path().join("client");
     hf_python_ok(SNAPSHOT, &[MODEL], &ep, &cache, &home, &[]);
     assert_same_cache(&reference, &cache);
@@ -628,49 +658,24 @@ fn a_flash_crowd_of_clients_takes_about_one_copy_from_the_origin() {
 
 #[test]
 fn hf_xet_through_the_socket_door_keeps_its_own_endpoint_and_token() {
-    let scratch = Scratch::new("endpoint-socket");
-    let hub = TestHub::start(HubConfig::new(
-        scratch.path().join("hub"),
-        fixtures::standard(),
-    ))
-    .expect("test hub");
-    let home = scratch.path().join("home");
     let token = [("HF_TOKEN", TEST_TOKEN)];
-    let reference = scratch.path().join("ref");
-    hf_python_ok(
-        SNAPSHOT,
-        &[PRIVATE_MODEL],
-        &hub.endpoint,
-        &reference,
-        &home,
-        &token,
-    );
     // zestd never sees the Hub exchange through the socket, so it treats what it fetches as
     // private: fleet peers only. Seed and node share a fleet key.
-    let fleet = fleet_key(
-        &scratch.path().join("fleet.key"),
-        "socket door test fleet secret",
+    let f = Fleet::start_with(
+        "endpoint-socket",
+        fixtures::standard(),
+        PRIVATE_MODEL,
+        &token,
+        Some("socket door test fleet secret"),
     );
-    let seed = Daemon::start_peer_with(&scratch.path().join("seed"), &hub.endpoint, &[], &fleet);
-    let out = seed.pull(&[PRIVATE_MODEL], &token);
-    let _ = pulled_path(&out);
-    let node = Daemon::start_peer_with(
-        &scratch.path().join("node"),
-        &hub.endpoint,
-        std::slice::from_ref(&seed.listen()),
-        &fleet,
-    );
-    assert!(wait_until(Duration::from_secs(20), || !node
-        .peers_in_state("connected")
-        .is_empty()));
-    let sock = node.status_json()["xet_socket"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (hub, node) = (&f.hub, &f.node);
+    let home = f.dir("home");
+    let reference = f.reference(PRIVATE_MODEL, Some(TEST_TOKEN));
+    let sock = status_str(node, "xet_socket");
     assert!(Path::new(&sock).exists(), "no socket door: {sock:?}");
     let before = hub.stats.snapshot().xorb_bytes;
-    let requests = num(&node, "endpoint_requests");
-    let cache = scratch.path().join("client");
+    let requests = num(node, "endpoint_requests");
+    let cache = f.dir("client");
     // HF_ENDPOINT names the hub itself: the Hub API and the user's token go there.
     hf_python_ok(
         SNAPSHOT,
@@ -691,10 +696,10 @@ fn hf_xet_through_the_socket_door_keeps_its_own_endpoint_and_token() {
         node.log()
     );
     assert!(
-        num(&node, "endpoint_requests") > requests,
+        num(node, "endpoint_requests") > requests,
         "nothing came through the socket"
     );
-    assert!(num(&node, "bytes_to_clients") >= 2 << 20);
+    assert!(num(node, "bytes_to_clients") >= 2 << 20);
     assert!(
         !node.log().contains(TEST_TOKEN),
         "the Hub token reached zestd"
@@ -703,26 +708,14 @@ fn hf_xet_through_the_socket_door_keeps_its_own_endpoint_and_token() {
 
 #[test]
 fn transformers_and_safetensors_load_what_came_through() {
-    let scratch = Scratch::new("endpoint-transformers");
-    let hub = TestHub::start(HubConfig::new(
-        scratch.path().join("hub"),
+    let f = Fleet::start_with(
+        "endpoint-transformers",
         fixtures::loadable(),
-    ))
-    .expect("test hub");
-    let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
-    let _ = pulled_path(&seed.pull(&[LOADABLE], &[]));
-    let node = Daemon::start_peer(
-        &scratch.path().join("node"),
-        &hub.endpoint,
-        std::slice::from_ref(&seed.listen()),
+        LOADABLE,
+        &[],
+        None,
     );
-    assert!(wait_until(Duration::from_secs(20), || !node
-        .peers_in_state("connected")
-        .is_empty()));
-    let ep = node.status_json()["hub_endpoint"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let (hub, ep) = (&f.hub, f.endpoint());
     let before = hub.stats.snapshot().xorb_bytes;
     let out = hf_python_ok(
         r#"
@@ -738,8 +731,8 @@ with safe_open(hf_hub_download(repo, "model.safetensors"), "np") as f:
 "#,
         &[LOADABLE],
         &ep,
-        &scratch.path().join("client"),
-        &scratch.path().join("home"),
+        &f.dir("client"),
+        &f.dir("home"),
         &[("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")],
     );
     let want: String = zest_tests::sha256(&fixtures::loadable_weights())

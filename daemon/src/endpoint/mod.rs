@@ -31,6 +31,7 @@ use xet::reconstruction::{ChunkRange, HttpRange};
 use xet::remote::CasToken;
 
 use crate::engine::Engine;
+use crate::engine::file_plan::PlacedTerm;
 use crate::sync::lock;
 use file_jobs::{FileJob, FileJobs, Grant};
 use route::{CasRoute, Route};
@@ -263,36 +264,6 @@ fn socket_origin(host: &str) -> String {
     } else {
         format!("https://{host}")
     }
-}
-
-/// Binds the socket door: mode 0600 in a 0700 folder it creates; a stale socket is replaced,
-/// anything else at that path (a live daemon's socket, a file) is left alone.
-pub async fn bind_xet_socket(path: &std::path::Path) -> anyhow::Result<tokio::net::UnixListener> {
-    use anyhow::Context;
-    use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
-    if let Some(parent) = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        if !meta.file_type().is_socket() {
-            anyhow::bail!("{} exists and is not a socket", path.display());
-        }
-        if tokio::net::UnixStream::connect(path).await.is_ok() {
-            anyhow::bail!("another zestd serves {}", path.display());
-        }
-        std::fs::remove_file(path).with_context(|| format!("removing stale {}", path.display()))?;
-    }
-    let l = tokio::net::UnixListener::bind(path)
-        .with_context(|| format!("binding {}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
 }
 
 fn with_query(url: &str, req: &Request) -> String {
@@ -569,15 +540,9 @@ impl Endpoint {
                 );
             }
         };
-        let Some(job) = self.jobs.get(&file) else {
-            return text(
-                StatusCode::FORBIDDEN,
-                "zestd: the download behind this URL is gone; ask for the reconstruction again",
-            );
-        };
-        let terms = match job.terms().await {
-            Ok((t, _)) => t,
-            Err(e) => return text(StatusCode::BAD_GATEWAY, &format!("zestd: {e}")),
+        let (job, terms, _) = match self.layout(&file).await {
+            Ok(l) => l,
+            Err(r) => return r,
         };
         let mut indices = Vec::with_capacity(chunks.len() as usize);
         for k in chunks.start..chunks.end {
@@ -712,6 +677,23 @@ impl Endpoint {
         Ok(format!("{}/file/{id}", self.base))
     }
 
+    /// The download behind a door, and the file's layout once the CAS described it.
+    async fn layout(
+        &self,
+        file: &XetHash,
+    ) -> Result<(Arc<FileJob>, Arc<Vec<PlacedTerm>>, u64), Response> {
+        let Some(job) = self.jobs.get(file) else {
+            return Err(text(
+                StatusCode::NOT_FOUND,
+                "zestd: the download behind this URL is gone; ask the Hub again",
+            ));
+        };
+        match job.terms().await {
+            Ok((terms, size)) => Ok((job, terms, size)),
+            Err(e) => Err(text(StatusCode::BAD_GATEWAY, &format!("zestd: {e}"))),
+        }
+    }
+
     /// A whole Xet file over plain HTTP, with `Range`, chunk by chunk as each is proven.
     async fn file(&self, req: Request, id: &str) -> Response {
         let Some(file) = lock(&self.doors).files.get(id).map(|d| d.file) else {
@@ -720,15 +702,9 @@ impl Endpoint {
                 "zestd: unknown or forgotten file URL; ask the Hub again",
             );
         };
-        let Some(job) = self.jobs.get(&file) else {
-            return text(
-                StatusCode::NOT_FOUND,
-                "zestd: the download behind this URL is gone",
-            );
-        };
-        let (terms, size) = match job.terms().await {
-            Ok(t) => t,
-            Err(e) => return text(StatusCode::BAD_GATEWAY, &format!("zestd: {e}")),
+        let (job, terms, size) = match self.layout(&file).await {
+            Ok(l) => l,
+            Err(r) => return r,
         };
         let range = req
             .headers()

@@ -34,6 +34,14 @@ enum Outcome {
     Peer(String, Result<(), PeerFetchError>),
 }
 
+/// What the loop has set going: transfers, and claims announced but not yet fetched (with
+/// their share of the node's origin streams).
+#[derive(Default)]
+struct InFlight {
+    tasks: JoinSet<(usize, Outcome)>,
+    claims: HashMap<usize, Option<SwarmSlot>>,
+}
+
 /// Downloads every group of `work` (with where its fetch starts) into the file.
 pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), PullError> {
     let set = ctx.engine.peers.clone();
@@ -68,11 +76,9 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         total,
         Instant::now(),
     );
-    let mut tasks: JoinSet<(usize, Outcome)> = JoinSet::new();
+    let mut flight = InFlight::default();
     let mut views: HashMap<String, View> = HashMap::new();
     let mut last_refresh: Option<Instant> = None;
-    // Claims announced and not yet fetched, with their share of the node's origin streams.
-    let mut claims: HashMap<usize, Option<SwarmSlot>> = HashMap::new();
     let started = Instant::now();
 
     let peers = usable();
@@ -143,15 +149,7 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
 
         let snap = snapshot(ctx, &views, peers.len());
         let actions = planner.assign(&snap);
-        carry_out(
-            ctx,
-            &mut planner,
-            &mut claims,
-            &mut tasks,
-            &views,
-            &work,
-            actions,
-        );
+        carry_out(ctx, &mut planner, &mut flight, &views, &work, actions);
         let due = planner.due_claims(Instant::now());
         if !due.is_empty() {
             // Another node may have claimed the same range meanwhile: look again.
@@ -166,19 +164,11 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
                 views = fresh;
                 last_refresh = Some(Instant::now());
             }
-            carry_out(
-                ctx,
-                &mut planner,
-                &mut claims,
-                &mut tasks,
-                &views,
-                &work,
-                actions,
-            );
+            carry_out(ctx, &mut planner, &mut flight, &views, &work, actions);
         }
 
         let next = tokio::select! {
-            r = tasks.join_next(), if !tasks.is_empty() => r,
+            r = flight.tasks.join_next(), if !flight.tasks.is_empty() => r,
             _ = tokio::time::sleep(TICK) => None,
         };
         let Some(joined) = next else { continue };
@@ -264,16 +254,15 @@ fn drop_banned(ctx: &FileCtx, views: &mut HashMap<String, View>) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn carry_out(
     ctx: &Arc<FileCtx>,
     planner: &mut Planner,
-    claims: &mut HashMap<usize, Option<SwarmSlot>>,
-    tasks: &mut JoinSet<(usize, Outcome)>,
+    flight: &mut InFlight,
     views: &HashMap<String, View>,
     work: &[(Group, Start)],
     actions: Vec<Action>,
 ) {
+    let InFlight { tasks, claims } = flight;
     for a in actions {
         match a {
             Action::FetchFromPeer { slot, peer, ranges } => {

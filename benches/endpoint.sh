@@ -59,7 +59,7 @@ for i in $(seq "$runs"); do
   # Through a fresh zestd's endpoint, the client on zestd's own cache.
   rm -rf "$work/e"; mkdir -p "$work/e"
   "$bin/zestd" --socket "$work/e/sock" --state-dir "$work/e/state" --cache-dir "$work/e/cache" \
-    --endpoint "$hub" --listen off --no-mdns --hub-listen 127.0.0.1:0 --xet-socket off 2> "$work/e/log" &
+    --endpoint "$hub" --listen off --no-mdns --hub-listen 127.0.0.1:0 --xet-socket off ${ZEST_BENCH_ZESTD_ARGS:-} 2> "$work/e/log" &
   zpid=$!; pids+=($zpid)
   for _ in $(seq 200); do [ -S "$work/e/sock" ] && break; sleep 0.05; done
   ep=$("$bin/zestctl" --socket "$work/e/sock" status --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["hub_endpoint"])')

@@ -239,6 +239,8 @@ pub struct Planner {
     last_trust_try: Option<Instant>,
     unverifiable: u32,
     peers_off: bool,
+    /// Origin ranges in flight at most while no peer shares the file.
+    origin_alone: usize,
 }
 
 impl Planner {
@@ -273,7 +275,14 @@ impl Planner {
             last_trust_try: None,
             unverifiable: 0,
             peers_off: false,
+            origin_alone: usize::MAX,
         }
+    }
+
+    /// Bounds the origin ranges in flight while no peer shares the file (None: no bound).
+    pub fn with_origin_limit(mut self, limit: Option<usize>) -> Self {
+        self.origin_alone = limit.map_or(usize::MAX, |l| l.max(1));
+        self
     }
 
     pub fn finished(&self) -> bool {
@@ -368,7 +377,11 @@ impl Planner {
         let mut peer_busy = self.slots.iter().filter(|x| x.st == St::Peer).count();
         let young = s.now.saturating_duration_since(self.started) < SWARM_GRACE;
         let swarm = s.peers.iter().any(|p| p.involved) || (s.connected > 0 && young);
-        let origin_limit = if swarm { CDN_WITH_PEERS } else { usize::MAX };
+        let origin_limit = if swarm {
+            CDN_WITH_PEERS
+        } else {
+            self.origin_alone
+        };
         let mut permits_taken = 0usize;
         let mut actions = Vec::new();
         for &i in &self.order {
@@ -584,6 +597,25 @@ mod tests {
             p.origin_done(slot);
         }
         assert!(p.finished());
+    }
+
+    #[test]
+    fn an_origin_limit_bounds_ranges_in_flight_in_file_order() {
+        let t0 = Instant::now();
+        let mut p = planner(t0).with_origin_limit(Some(2));
+        let a = p.assign(&snap(t0, vec![]));
+        let started: Vec<usize> = a
+            .iter()
+            .filter_map(|x| match x {
+                Action::FetchFromOrigin { slot } => Some(*slot),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(started, vec![0, 1]);
+        p.origin_done(0);
+        let a = p.assign(&snap(t0, vec![]));
+        assert!(a.contains(&Action::FetchFromOrigin { slot: 2 }), "{a:?}");
+        assert!(!a.contains(&Action::FetchFromOrigin { slot: 3 }), "{a:?}");
     }
 
     #[test]

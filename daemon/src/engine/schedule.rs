@@ -43,7 +43,11 @@ struct InFlight {
 }
 
 /// Downloads every group of `work` (with where its fetch starts) into the file.
-pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), PullError> {
+pub async fn run(
+    ctx: &Arc<FileCtx>,
+    work: Vec<(Group, Start)>,
+    origin_ranges: Option<usize>,
+) -> Result<(), PullError> {
     let set = ctx.engine.peers.clone();
     let private = ctx.live.private;
     let usable = || -> Vec<PeerConn> {
@@ -75,7 +79,8 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         order,
         total,
         Instant::now(),
-    );
+    )
+    .with_origin_limit(origin_ranges);
     let mut flight = InFlight::default();
     let mut views: HashMap<String, View> = HashMap::new();
     let mut last_refresh: Option<Instant> = None;

@@ -137,7 +137,7 @@ pub async fn download_with(
             work.push((g, start));
         }
     }
-    super::schedule::run(&ctx, work).await?;
+    super::schedule::run(&ctx, work, job.origin_ranges).await?;
 
     let placed = live.all().ok_or_else(|| {
         PullError::integrity(format!("some chunks of {} never arrived", job.name))

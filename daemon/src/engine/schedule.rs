@@ -97,7 +97,8 @@ pub async fn run(
         }
     }
 
-    prove_own_xorbs(ctx, &spans);
+    let mut settled = vec![false; spans.len()];
+    prove_own_xorbs(ctx, &spans, &mut settled);
     loop {
         if planner.finished() {
             return Ok(());
@@ -183,7 +184,7 @@ pub async fn run(
             Outcome::Origin(r) => {
                 r?;
                 planner.origin_done(i);
-                prove_own_xorbs(ctx, &spans);
+                prove_own_xorbs(ctx, &spans, &mut settled);
             }
             Outcome::Peer(node, Ok(())) => {
                 planner.peer_done(i, &node, None);
@@ -200,9 +201,17 @@ pub async fn run(
 
 /// Proves the chunks of every xorb this file holds whole by its own hashes against the
 /// xorb hash: origin bytes are then proven long before the file's Xet hash can be checked.
-fn prove_own_xorbs(ctx: &FileCtx, spans: &[XorbSpan]) {
+fn prove_own_xorbs(ctx: &FileCtx, spans: &[XorbSpan], settled: &mut [bool]) {
+    // Once a span is checked, its answer cannot change (our chunks never change once
+    // placed): each span is hashed at most once, not at every origin range that ends.
+    if settled.iter().all(|s| *s) {
+        return;
+    }
     let slots = ctx.live.slots();
-    for span in spans {
+    for (span, done) in spans.iter().zip(settled.iter_mut()) {
+        if *done {
+            continue;
+        }
         let ranges = span.file_ranges(&ctx.terms);
         let ours: Option<HashMap<u32, (xet::XetHash, u32)>> = ranges
             .iter()
@@ -213,17 +222,14 @@ fn prove_own_xorbs(ctx: &FileCtx, spans: &[XorbSpan]) {
             })
             .collect();
         let Some(ours) = ours else { continue };
-        if ranges
-            .iter()
-            .flat_map(|&(a, b)| a..b)
-            .all(|i| ctx.live.proven(i).is_some())
-        {
-            continue;
-        }
         match check_xorb(span, &ctx.terms, &ours) {
-            XorbCheck::Proven(entries) => ctx.learn(entries),
+            XorbCheck::Proven(entries) => {
+                ctx.learn(entries);
+                *done = true;
+            }
             XorbCheck::Failed => {
-                tracing::debug!(file = %ctx.name, xorb = %span.xorb, "this file uses only part of the xorb: its chunks wait for the file hash")
+                tracing::debug!(file = %ctx.name, xorb = %span.xorb, "this file uses only part of the xorb: its chunks wait for the file hash");
+                *done = true;
             }
             XorbCheck::Incomplete => {}
         }

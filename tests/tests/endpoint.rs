@@ -145,6 +145,25 @@ fn snapshot_of(cache: &Path) -> PathBuf {
         .path()
 }
 
+/// `hf download MODEL [extra…]` with HF_ENDPOINT on `ep`; panics with stderr on failure.
+fn hf_download(ep: &str, cache: &Path, home: &Path, extra: &[&std::ffi::OsStr]) {
+    let st = Command::new(hf_cli())
+        .args(["download", MODEL])
+        .args(extra)
+        .env("HF_ENDPOINT", ep)
+        .env("HF_HUB_CACHE", cache)
+        .env("HF_HOME", home)
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env_remove("HF_TOKEN")
+        .output()
+        .expect("running hf");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
 fn hf_cli() -> PathBuf {
     zest_tests::python().with_file_name("hf")
 }
@@ -227,36 +246,14 @@ for name in ["model.safetensors", "tokenizer/tokenizer.json", "config.json"]:
 
     // 3. The `hf` CLI, into the cache and into a folder.
     let cache = f.dir("c-cli");
-    let st = Command::new(hf_cli())
-        .args(["download", MODEL])
-        .env("HF_ENDPOINT", &ep)
-        .env("HF_HUB_CACHE", &cache)
-        .env("HF_HOME", &home)
-        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        .env_remove("HF_TOKEN")
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    hf_download(&ep, &cache, &home, &[]);
     assert_same_cache(&reference, &cache);
     let folder = f.dir("c-local-dir");
-    let st = Command::new(hf_cli())
-        .args(["download", MODEL, "--local-dir"])
-        .arg(&folder)
-        .env("HF_ENDPOINT", &ep)
-        .env("HF_HUB_CACHE", f.dir("c-local-dir-cache"))
-        .env("HF_HOME", &home)
-        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        .env_remove("HF_TOKEN")
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
+    hf_download(
+        &ep,
+        &f.dir("c-local-dir-cache"),
+        &home,
+        &["--local-dir".as_ref(), folder.as_os_str()],
     );
     same_files(&snap, &folder);
 

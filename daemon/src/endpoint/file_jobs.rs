@@ -22,10 +22,6 @@ use crate::index::HeldFile;
 use crate::peer::{LiveFile, Placed};
 use crate::sync::lock;
 
-/// Origin ranges in flight for a file a client waits on: few, so xorbs complete and prove
-/// in file order while the client reads the ones before (benches/endpoint.sh measured 4
-/// against the engine's 24).
-const CLIENT_ORIGIN_RANGES: usize = 4;
 /// How long a client waits for one chunk before it is told the download is stuck.
 const CHUNK_WAIT: Duration = Duration::from_secs(120);
 
@@ -55,11 +51,19 @@ pub struct FileJob {
     changes: tokio::sync::watch::Sender<u64>,
 }
 
-/// A chunk ready for a client: proven, and read back from disk matching its hash.
-pub struct ReadyChunk {
+/// Consecutive chunks ready for a client: proven, and read back from disk matching their
+/// hashes.
+pub struct ReadyRun {
+    /// File offset of the first chunk.
     pub offset: u64,
-    pub data: Vec<u8>,
+    /// How many chunks.
+    pub chunks: u32,
+    /// Their bytes, each behind a xorb chunk header when asked for `framed`.
+    pub bytes: Vec<u8>,
 }
+
+/// How much one read for a client takes at most: large reads, few wake-ups, bounded memory.
+const RUN_BYTES: u64 = 4 << 20;
 
 impl FileJob {
     fn set(&self, s: State) {
@@ -86,45 +90,56 @@ impl FileJob {
         }
     }
 
-    /// File chunk `index`, once it is on disk and proven; read back and checked again.
-    pub async fn chunk(&self, index: u32) -> Result<ReadyChunk, String> {
+    /// File chunks from `start` on (before `end`), as many consecutive ones as are proven
+    /// and fit one read, once chunk `start` is proven; read back and checked again.
+    pub async fn run(&self, start: u32, end: u32, framed: bool) -> Result<ReadyRun, String> {
         let deadline = tokio::time::Instant::now() + CHUNK_WAIT;
         loop {
             let state = lock(&self.state).clone();
-            let (file, placed, mut wake) = match state {
+            let (file, run, mut wake) = match state {
                 State::Failed(e) => return Err(e),
-                State::Starting => (None, None, Some(self.changes.subscribe())),
+                State::Starting => (None, Vec::new(), Some(self.changes.subscribe())),
                 State::Held { file, held, .. } => {
-                    let i = index as usize;
-                    let c = held
-                        .chunks
-                        .get(i)
-                        .ok_or_else(|| format!("chunk {index} is past the end of the file"))?;
-                    let placed = Placed {
-                        hash: c.hash,
-                        size: c.size,
-                        offset: held.offsets[i],
-                    };
-                    (Some(file), Some(placed), None)
+                    let mut run = Vec::new();
+                    let mut bytes = 0u64;
+                    for i in start as usize..(end as usize).min(held.chunks.len()) {
+                        let c = &held.chunks[i];
+                        if !run.is_empty() && bytes + u64::from(c.size) > RUN_BYTES {
+                            break;
+                        }
+                        bytes += u64::from(c.size);
+                        run.push(Placed {
+                            hash: c.hash,
+                            size: c.size,
+                            offset: held.offsets[i],
+                        });
+                    }
+                    if run.is_empty() {
+                        return Err(format!("chunk {start} is past the end of the file"));
+                    }
+                    (Some(file), run, None)
                 }
                 State::Live { live, .. } => {
-                    let rx = live.subscribe();
-                    match live.proven(index) {
-                        Some(p) => (Some(live.file.clone()), Some(p), None),
-                        None => (None, None, Some(rx)),
+                    // Subscribed before looking, so a proof in between is not missed.
+                    let rx = live.subscribe_proofs();
+                    let run = live.proven_run(start, end, RUN_BYTES);
+                    if run.is_empty() {
+                        (None, run, Some(rx))
+                    } else {
+                        (Some(live.file.clone()), run, None)
                     }
                 }
             };
-            if let (Some(file), Some(p)) = (file, placed) {
-                return read_checked(file, p).await;
+            if let Some(file) = file {
+                return read_checked(file, run, framed).await;
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(format!("chunk {index} did not arrive in {CHUNK_WAIT:?}"));
+                return Err(format!("chunk {start} did not arrive in {CHUNK_WAIT:?}"));
             }
-            // Woken by the chunk landing, a proof, or the job changing state; looked at
-            // again at least every 200 ms whatever happens.
+            // Woken by a proof or the job changing state; looked at again at least every
+            // 200 ms whatever happens.
             let mut job_rx = self.changes.subscribe();
-            let landed = async move {
+            let proved = async move {
                 match wake.as_mut() {
                     Some(rx) => {
                         let _ = rx.changed().await;
@@ -133,7 +148,7 @@ impl FileJob {
                 }
             };
             tokio::select! {
-                _ = landed => {}
+                _ = proved => {}
                 _ = job_rx.changed() => {}
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             }
@@ -141,17 +156,35 @@ impl FileJob {
     }
 }
 
-async fn read_checked(file: Arc<File>, p: Placed) -> Result<ReadyChunk, String> {
+/// Reads a run of consecutive chunks into one buffer and checks each against its hash:
+/// what a client gets is checked on its way out, whoever else can write the cache.
+async fn read_checked(file: Arc<File>, run: Vec<Placed>, framed: bool) -> Result<ReadyRun, String> {
     tokio::task::spawn_blocking(move || {
-        let mut data = vec![0u8; p.size as usize];
-        file.read_exact_at(&mut data, p.offset)
-            .map_err(|e| format!("reading a chunk back: {e}"))?;
-        if xet::hash::chunk_hash(&data) != p.hash {
-            return Err("a chunk on disk no longer matches its hash".to_string());
+        let header = if framed {
+            xet::xorb::CHUNK_HEADER_LEN
+        } else {
+            0
+        };
+        let total: usize = run.iter().map(|p| header + p.size as usize).sum();
+        let mut bytes = vec![0u8; total];
+        let mut at = 0usize;
+        for p in &run {
+            if framed {
+                bytes[at..at + header].copy_from_slice(&super::rewrite::chunk_header(p.size));
+                at += header;
+            }
+            let data = &mut bytes[at..at + p.size as usize];
+            file.read_exact_at(data, p.offset)
+                .map_err(|e| format!("reading a chunk back: {e}"))?;
+            if xet::hash::chunk_hash(data) != p.hash {
+                return Err("a chunk on disk no longer matches its hash".to_string());
+            }
+            at += p.size as usize;
         }
-        Ok(ReadyChunk {
-            offset: p.offset,
-            data,
+        Ok(ReadyRun {
+            offset: run.first().map_or(0, |p| p.offset),
+            chunks: run.len() as u32,
+            bytes,
         })
     })
     .await
@@ -239,7 +272,7 @@ impl FileJobs {
             journal: self.staging.join(format!("{name}.zest.journal")),
             name: format!("{name} (for a local client)"),
             private: !grant.public,
-            origin_ranges: Some(CLIENT_ORIGIN_RANGES),
+            for_client: true,
         };
         if let Err(e) = index.note_visibility(&hash, !grant.public) {
             tracing::debug!("cannot record {name}'s visibility: {e}");

@@ -561,17 +561,7 @@ impl Endpoint {
                 }
             }
         }
-        let stats = self.stats.clone();
-        let body = futures_util::stream::iter(indices).then(move |i| {
-            let (job, stats) = (job.clone(), stats.clone());
-            async move {
-                let c = job.chunk(i).await.map_err(std::io::Error::other)?;
-                stats
-                    .served_bytes
-                    .fetch_add(c.data.len() as u64, Ordering::Relaxed);
-                Ok::<_, std::io::Error>(Bytes::from(rewrite::xorb_chunk(&c.data)))
-            }
-        });
+        let body = runs_stream(job, self.stats.clone(), consecutive_runs(&indices));
         let mut out = Response::new(Body::from_stream(body));
         out.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -853,7 +843,47 @@ impl Endpoint {
     }
 }
 
-/// Bytes `a..=b` of the file, chunk by chunk from chunk `first` on.
+/// File chunk indices as runs of consecutive ones, `[a, b)`, in order.
+fn consecutive_runs(indices: &[u32]) -> Vec<(u32, u32)> {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &i in indices {
+        match runs.last_mut() {
+            Some((_, b)) if *b == i => *b += 1,
+            _ => runs.push((i, i + 1)),
+        }
+    }
+    runs
+}
+
+/// The chunks of `runs`, in the xorb format, a proven run at a time.
+fn runs_stream(
+    job: Arc<FileJob>,
+    stats: Arc<EndpointStats>,
+    runs: Vec<(u32, u32)>,
+) -> impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send {
+    futures_util::stream::unfold((runs, 0usize), move |(runs, k)| {
+        let (job, stats) = (job.clone(), stats.clone());
+        async move {
+            let &(a, b) = runs.get(k)?;
+            let r = match job.run(a, b, true).await {
+                Ok(r) => r,
+                Err(e) => return Some((Err(std::io::Error::other(e)), (Vec::new(), 0))),
+            };
+            let data = r.bytes.len() - r.chunks as usize * xet::xorb::CHUNK_HEADER_LEN;
+            stats.served_bytes.fetch_add(data as u64, Ordering::Relaxed);
+            let mut runs = runs;
+            let next = if a + r.chunks < b {
+                runs[k].0 = a + r.chunks;
+                k
+            } else {
+                k + 1
+            };
+            Some((Ok(Bytes::from(r.bytes)), (runs, next)))
+        }
+    })
+}
+
+/// Bytes `a..=b` of the file, a proven run at a time from chunk `first` on.
 fn range_stream(
     job: Arc<FileJob>,
     stats: Arc<EndpointStats>,
@@ -870,21 +900,23 @@ fn range_stream(
                 if i >= total {
                     return None;
                 }
-                let c = match job.chunk(i).await {
-                    Ok(c) => c,
+                let r = match job.run(i, total, false).await {
+                    Ok(r) => r,
                     Err(e) => return Some((Err(std::io::Error::other(e)), None)),
                 };
-                let end = c.offset + c.data.len() as u64;
-                i += 1;
+                let end = r.offset + r.bytes.len() as u64;
+                i += r.chunks;
                 if end <= a {
                     continue;
                 }
-                if c.offset > b {
+                if r.offset > b {
                     return None;
                 }
-                let from = a.saturating_sub(c.offset) as usize;
-                let to = ((b + 1).min(end) - c.offset) as usize;
-                let piece = Bytes::copy_from_slice(&c.data[from..to]);
+                let from = a.saturating_sub(r.offset) as usize;
+                let to = ((b + 1).min(end) - r.offset) as usize;
+                let mut bytes = r.bytes;
+                bytes.truncate(to);
+                let piece = Bytes::from(bytes).slice(from..);
                 stats
                     .served_bytes
                     .fetch_add(piece.len() as u64, Ordering::Relaxed);

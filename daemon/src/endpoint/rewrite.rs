@@ -106,18 +106,15 @@ pub fn reconstruction_body(
     serde_json::to_vec(&v).ok()
 }
 
-/// The chunk bytes as the xorb format carries them: an 8-byte header (uncompressed) and
-/// the data. hf_xet decodes any compression scheme, so nothing needs to be recompressed.
-pub fn xorb_chunk(data: &[u8]) -> Vec<u8> {
-    let header = xet::xorb::ChunkHeader {
+/// The header the xorb format puts before a chunk of `size` bytes, stored uncompressed:
+/// hf_xet decodes any compression scheme, so nothing needs to be recompressed.
+pub fn chunk_header(size: u32) -> [u8; xet::xorb::CHUNK_HEADER_LEN] {
+    xet::xorb::ChunkHeader {
         scheme: xet::compression::CompressionScheme::None,
-        compressed_len: data.len() as u32,
-        uncompressed_len: data.len() as u32,
-    };
-    let mut out = Vec::with_capacity(data.len() + xet::xorb::CHUNK_HEADER_LEN);
-    out.extend_from_slice(&header.to_bytes());
-    out.extend_from_slice(data);
-    out
+        compressed_len: size,
+        uncompressed_len: size,
+    }
+    .to_bytes()
 }
 
 /// `bytes=a-b` (one range; `b` may be open): the first and last byte, inclusive.
@@ -217,7 +214,8 @@ mod tests {
     #[test]
     fn chunks_decode_as_hf_would() {
         let data = b"hello xorb";
-        let enc = xorb_chunk(data);
+        let mut enc = chunk_header(data.len() as u32).to_vec();
+        enc.extend_from_slice(data);
         let h = xet::xorb::ChunkHeader::parse(&enc, enc.len() - 8).unwrap();
         assert_eq!(h.uncompressed_len as usize, data.len());
         assert_eq!(&enc[8..], data);

@@ -19,10 +19,10 @@ pub struct XetFileJob {
     pub name: String,
     /// From a private or gated repo: only fleet peers are asked for it or served it.
     pub private: bool,
-    /// Origin ranges in flight for this file at most, when no peer shares it (None: the
-    /// engine's own limit). A download a local client waits on keeps this small, so its
-    /// xorbs complete, and prove, one wave after another in file order.
-    pub origin_ranges: Option<usize>,
+    /// A local client waits on this download: its origin ranges come few at a time, from
+    /// the node's client permits, in file order (the last range early), so its xorbs
+    /// complete and prove one after another while the client reads.
+    pub for_client: bool,
 }
 
 pub fn check_file_hash(job: &XetFileJob, chunks: &[(XetHash, u64)]) -> Result<(), PullError> {

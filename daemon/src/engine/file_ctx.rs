@@ -31,6 +31,8 @@ pub struct FileCtx {
     pub recon: AsyncMutex<Arc<Reconstruction>>,
     /// Chunk hashes proven so far, what peers' chunks are checked against.
     pub trust: Trust,
+    /// A local client waits on this download (see `XetFileJob::for_client`).
+    pub for_client: bool,
 }
 
 impl FileCtx {

@@ -68,6 +68,16 @@ pub fn total_chunks(terms: &[PlacedTerm]) -> u32 {
         .unwrap_or(0)
 }
 
+/// The xorbs a file uses, each once, in the order the file first uses them.
+pub fn file_xorbs(terms: &[PlacedTerm]) -> Vec<XetHash> {
+    let mut seen = std::collections::HashSet::new();
+    terms
+        .iter()
+        .filter(|t| seen.insert(t.xorb))
+        .map(|t| t.xorb)
+        .collect()
+}
+
 /// File chunk ranges of the terms at these indices, sorted and merged.
 pub fn term_ranges(terms: &[PlacedTerm], which: &[usize]) -> Vec<(u32, u32)> {
     merge(which.iter().map(|&t| terms[t].file_chunks()).collect())

@@ -28,6 +28,7 @@ pub mod swarm_origin;
 pub mod trust;
 pub mod wanted;
 pub mod xet_file;
+pub mod xorb_pool;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,6 +44,10 @@ pub use progress::PullCounters;
 
 /// How many xorb ranges are fetched at once, over all pulls.
 pub const DEFAULT_FETCH_CONCURRENCY: usize = 24;
+/// How many origin ranges the downloads local clients wait on keep in flight, over all of
+/// them: few, so xorbs complete (and prove) one after another while clients read the ones
+/// before, instead of all together at the end.
+pub const CLIENT_ORIGIN_RANGES: usize = 4;
 /// How many files of one pull are worked on at once.
 pub const FILE_CONCURRENCY: usize = 8;
 
@@ -51,6 +56,8 @@ pub struct Engine {
     pub cache_dir: PathBuf,
     pub default_endpoint: String,
     pub fetch_permits: Arc<Semaphore>,
+    /// Origin ranges in flight for downloads local clients wait on ([`CLIENT_ORIGIN_RANGES`]).
+    pub client_permits: Arc<Semaphore>,
     /// Origin ranges in flight, over all files, while peers download the same files.
     pub swarm_origin: Arc<swarm_origin::SwarmOrigin>,
     pub totals: Arc<Totals>,
@@ -62,6 +69,8 @@ pub struct Engine {
     pub peers: Option<PeerSet>,
     /// Files pulls are about to fetch, for discovery.
     pub wanted: Arc<wanted::Wanted>,
+    /// Chunk hashes of the xorbs downloads use, pooled so shared xorbs prove early.
+    pub xorb_pool: Arc<xorb_pool::XorbPool>,
     /// Trackers or the DHT are on: a download with no peers yet waits briefly for them.
     pub discovering: bool,
 }
@@ -78,12 +87,19 @@ impl Engine {
             cache_dir,
             default_endpoint,
             fetch_permits: Arc::new(Semaphore::new(fetch_concurrency.max(1))),
+            client_permits: Arc::new(Semaphore::new(
+                std::env::var("ZEST_CLIENT_RANGES")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(CLIENT_ORIGIN_RANGES),
+            )),
             swarm_origin: Arc::default(),
             totals,
             index,
             live: Arc::new(LiveFiles::default()),
             peers: None,
             wanted: Arc::default(),
+            xorb_pool: Arc::default(),
             discovering: false,
         }
     }

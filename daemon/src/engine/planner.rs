@@ -163,6 +163,15 @@ impl Snapshot {
     }
 }
 
+/// `0..n` in file order, but with the last slot second.
+pub fn ends_first(n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if n > 2 {
+        order[1..].rotate_right(1);
+    }
+    order
+}
+
 /// What the scheduler is to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -597,6 +606,13 @@ mod tests {
             p.origin_done(slot);
         }
         assert!(p.finished());
+    }
+
+    #[test]
+    fn ends_first_puts_the_last_slot_second() {
+        assert_eq!(ends_first(0), Vec::<usize>::new());
+        assert_eq!(ends_first(2), vec![0, 1]);
+        assert_eq!(ends_first(5), vec![0, 4, 1, 2, 3]);
     }
 
     #[test]

@@ -293,7 +293,7 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
                 journal: blobs_dir.join(format!("{}.zest.journal", t.etag)),
                 name: t.entry.path.clone(),
                 private,
-                origin_ranges: None,
+                for_client: false,
             };
             let done = xet_file::download(engine, cas, &job, counters).await?;
             let mode = rc.new_file_mode(&blobs_dir);

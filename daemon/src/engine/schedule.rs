@@ -9,19 +9,21 @@ use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
 use tokio::task::JoinSet;
+use xet::XetHash;
 
+use super::CLIENT_ORIGIN_RANGES;
 use super::cdn::{Start, fetch_group};
 use super::error::{Kind, PullError};
 use super::file_ctx::FileCtx;
-use super::file_plan::{Group, XorbSpan, total_chunks};
+use super::file_plan::{Group, XorbSpan, file_xorbs, total_chunks};
 use super::peer_fetch::{
     ManifestOutcome, PeerFetchError, XorbOutcome, acquire_manifest, failure_of, fetch_from_peer,
     verify_xorb,
 };
 use super::peer_views::{View, refresh};
-use super::planner::{Action, Planner, Snapshot, Verdict};
+use super::planner::{Action, Planner, Snapshot, Verdict, ends_first};
 use super::swarm_origin::SwarmSlot;
-use super::trust::{XorbCheck, check_xorb};
+use super::trust::xorb_entries;
 use crate::peer::{PeerConn, PeerError};
 
 /// Daemons asked to pull the same thing at the same moment spread their first claims over
@@ -43,11 +45,7 @@ struct InFlight {
 }
 
 /// Downloads every group of `work` (with where its fetch starts) into the file.
-pub async fn run(
-    ctx: &Arc<FileCtx>,
-    work: Vec<(Group, Start)>,
-    origin_ranges: Option<usize>,
-) -> Result<(), PullError> {
+pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), PullError> {
     let set = ctx.engine.peers.clone();
     let private = ctx.live.private;
     let usable = || -> Vec<PeerConn> {
@@ -63,7 +61,13 @@ pub async fn run(
             .wait_for_discovery(&ctx.hash, || !s.usable_for(private).is_empty())
             .await;
     }
-    let mut order: Vec<usize> = (0..work.len()).collect();
+    let mut order: Vec<usize> = if ctx.for_client {
+        // A client reads the file in order; its last xorb, which the next file of a
+        // snapshot usually shares, comes early so that file's first chunks prove early too.
+        ends_first(work.len())
+    } else {
+        (0..work.len()).collect()
+    };
     if !usable().is_empty() {
         // Peers starting together then begin on different ranges.
         order.shuffle(&mut rand::rng());
@@ -80,7 +84,7 @@ pub async fn run(
         total,
         Instant::now(),
     )
-    .with_origin_limit(origin_ranges);
+    .with_origin_limit(ctx.for_client.then_some(CLIENT_ORIGIN_RANGES));
     let mut flight = InFlight::default();
     let mut views: HashMap<String, View> = HashMap::new();
     let mut last_refresh: Option<Instant> = None;
@@ -97,9 +101,18 @@ pub async fn run(
         }
     }
 
-    let mut settled = vec![false; spans.len()];
-    prove_own_xorbs(ctx, &spans, &mut settled);
+    let xorbs = file_xorbs(&ctx.terms);
+    let _lease = ctx.engine.xorb_pool.lease(xorbs.iter().copied());
+    let mut settled = vec![false; xorbs.len()];
+    let mut pool_seen = ctx.engine.xorb_pool.proofs();
+    prove_xorbs(ctx, &xorbs, &mut settled);
     loop {
+        let pool_now = ctx.engine.xorb_pool.proofs();
+        if pool_now != pool_seen {
+            // Another download proved a xorb: it may be one this file shares.
+            pool_seen = pool_now;
+            prove_xorbs(ctx, &xorbs, &mut settled);
+        }
         if planner.finished() {
             return Ok(());
         }
@@ -184,7 +197,7 @@ pub async fn run(
             Outcome::Origin(r) => {
                 r?;
                 planner.origin_done(i);
-                prove_own_xorbs(ctx, &spans, &mut settled);
+                prove_xorbs(ctx, &xorbs, &mut settled);
             }
             Outcome::Peer(node, Ok(())) => {
                 planner.peer_done(i, &node, None);
@@ -199,39 +212,38 @@ pub async fn run(
     }
 }
 
-/// Proves the chunks of every xorb this file holds whole by its own hashes against the
-/// xorb hash: origin bytes are then proven long before the file's Xet hash can be checked.
-fn prove_own_xorbs(ctx: &FileCtx, spans: &[XorbSpan], settled: &mut [bool]) {
-    // Once a span is checked, its answer cannot change (our chunks never change once
-    // placed): each span is hashed at most once, not at every origin range that ends.
+/// Proves this file's chunks xorb by xorb: our placed chunks go into the node's xorb
+/// pool, and a xorb whose chunks are all there, ours or other files' too, proves ours.
+/// Origin bytes are then proven long before the file's Xet hash can be checked.
+fn prove_xorbs(ctx: &FileCtx, xorbs: &[XetHash], settled: &mut [bool]) {
+    // A proven xorb stays proven: each is settled once, not at every range that ends.
     if settled.iter().all(|s| *s) {
         return;
     }
     let slots = ctx.live.slots();
-    for (span, done) in spans.iter().zip(settled.iter_mut()) {
+    let slots = &slots;
+    for (x, done) in xorbs.iter().zip(settled.iter_mut()) {
         if *done {
             continue;
         }
-        let ranges = span.file_ranges(&ctx.terms);
-        let ours: Option<HashMap<u32, (xet::XetHash, u32)>> = ranges
-            .iter()
-            .flat_map(|&(a, b)| a..b)
-            .map(|i| {
-                let p = slots.get(i as usize).copied().flatten()?;
-                Some((i, (p.hash, p.size)))
+        let ours = ctx.terms.iter().filter(|t| t.xorb == *x).flat_map(|t| {
+            (0..t.chunks.len()).filter_map(move |j| {
+                let p = slots.get((t.first_chunk + j) as usize).copied().flatten()?;
+                Some((t.chunks.start + j, (p.hash, p.size)))
             })
-            .collect();
-        let Some(ours) = ours else { continue };
-        match check_xorb(span, &ctx.terms, &ours) {
-            XorbCheck::Proven(entries) => {
-                ctx.learn(entries);
-                *done = true;
+        });
+        let Some(list) = ctx.engine.xorb_pool.offer(x, ours) else {
+            continue;
+        };
+        *done = true;
+        match xorb_entries(x, &ctx.terms, &list) {
+            Some(entries) => {
+                tracing::debug!(file = %ctx.name, xorb = %x, chunks = entries.len(), "xorb proven");
+                ctx.learn(entries)
             }
-            XorbCheck::Failed => {
-                tracing::debug!(file = %ctx.name, xorb = %span.xorb, "this file uses only part of the xorb: its chunks wait for the file hash");
-                *done = true;
+            None => {
+                tracing::warn!(file = %ctx.name, xorb = %x, "the reconstruction's terms do not fit the proven xorb: these chunks wait for the file hash")
             }
-            XorbCheck::Incomplete => {}
         }
     }
 }
@@ -322,12 +334,12 @@ fn carry_out(
                 tasks.spawn(async move {
                     let _swarm_permit = swarm_permit;
                     let r = async {
-                        let _permit = ctx
-                            .engine
-                            .fetch_permits
-                            .acquire()
-                            .await
-                            .map_err(|_| PullError::new(Kind::Internal, "shutting down"))?;
+                        let shutting = |_| PullError::new(Kind::Internal, "shutting down");
+                        let _client = match ctx.for_client {
+                            true => Some(ctx.engine.client_permits.acquire().await.map_err(shutting)?),
+                            false => None,
+                        };
+                        let _permit = ctx.engine.fetch_permits.acquire().await.map_err(shutting)?;
                         let t0 = Instant::now();
                         let r = fetch_group(&ctx, &group, start).await;
                         tracing::debug!(file = %ctx.name, xorb = %group.xorb, chunks = ?group.chunks, took = ?t0.elapsed(), ok = r.is_ok(), "origin range ended");

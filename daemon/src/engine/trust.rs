@@ -121,6 +121,29 @@ pub fn file_entries(
     })
 }
 
+/// The trusted entries of every chunk the file uses from `xorb`, given the xorb's proven
+/// chunks; None if a term does not fit them (a chunk index past the xorb's end, or sizes
+/// that do not add up to the term's length).
+pub fn xorb_entries(
+    xorb: &XetHash,
+    terms: &[PlacedTerm],
+    proven: &[(XetHash, u32)],
+) -> Option<Vec<(u32, TrustedChunk)>> {
+    let mut entries = Vec::new();
+    for t in terms.iter().filter(|t| t.xorb == *xorb) {
+        let mut offset = t.offset;
+        for j in 0..t.chunks.len() {
+            let &(hash, size) = proven.get((t.chunks.start + j) as usize)?;
+            entries.push((t.first_chunk + j, TrustedChunk { hash, size, offset }));
+            offset += u64::from(size);
+        }
+        if offset - t.offset != t.len {
+            return None;
+        }
+    }
+    Some(entries)
+}
+
 /// What the claimed hash and size of each file chunk of `span` prove: the span's chunks,
 /// if the claims, in xorb order, hash to the xorb hash and add up to each term's length.
 pub fn check_xorb(

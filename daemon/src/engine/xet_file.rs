@@ -123,6 +123,7 @@ pub async fn download_with(
         terms,
         recon: AsyncMutex::new(Arc::new(recon)),
         trust: Trust::new(total_chunks as u32),
+        for_client: job.for_client,
     });
     // Served to peers from here on, chunk by chunk as they verify.
     let serving = engine.live.register(live.clone());
@@ -137,7 +138,7 @@ pub async fn download_with(
             work.push((g, start));
         }
     }
-    super::schedule::run(&ctx, work, job.origin_ranges).await?;
+    super::schedule::run(&ctx, work).await?;
 
     let placed = live.all().ok_or_else(|| {
         PullError::integrity(format!("some chunks of {} never arrived", job.name))

@@ -26,6 +26,9 @@ pub struct LiveFile {
     state: Mutex<LiveState>,
     /// Bumped whenever a chunk lands or is proven, for those waiting on chunks.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Bumped whenever chunks are proven (or the download ends), for those waiting on proofs:
+    /// a xorb's worth at a time, not a wake-up per chunk that lands.
+    proofs: tokio::sync::watch::Sender<u64>,
 }
 
 struct LiveState {
@@ -58,6 +61,7 @@ impl LiveFile {
                 fetching: Vec::new(),
             }),
             changes: tokio::sync::watch::channel(0).0,
+            proofs: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -83,7 +87,32 @@ impl LiveFile {
         drop(st);
         if any {
             self.changes.send_modify(|v| *v += 1);
+            self.proofs.send_modify(|v| *v += 1);
         }
+    }
+
+    /// The proven chunks from `start` on, consecutive, before `end` and within `max_bytes`
+    /// (at least one if `start` is proven): one contiguous run of the file.
+    pub fn proven_run(&self, start: u32, end: u32, max_bytes: u64) -> Vec<Placed> {
+        let st = lock(&self.state);
+        let mut run = Vec::new();
+        let mut bytes = 0u64;
+        for i in start as usize..(end as usize).min(st.chunks.len()) {
+            let (Some(true), Some(Some(p))) = (st.proven.get(i), st.chunks.get(i)) else {
+                break;
+            };
+            if !run.is_empty() && bytes + u64::from(p.size) > max_bytes {
+                break;
+            }
+            bytes += u64::from(p.size);
+            run.push(*p);
+        }
+        run
+    }
+
+    /// Wakes when chunks are proven or the download ends.
+    pub fn subscribe_proofs(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.proofs.subscribe()
     }
 
     /// A chunk that is placed and proven.
@@ -105,6 +134,7 @@ impl LiveFile {
     /// Tells waiters to look again (the download ended, one way or the other).
     pub fn poke(&self) {
         self.changes.send_modify(|v| *v += 1);
+        self.proofs.send_modify(|v| *v += 1);
     }
 
     pub fn total_chunks(&self) -> u32 {

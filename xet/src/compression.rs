@@ -3,7 +3,7 @@
 //! Decompression is told the size the chunk header promises and never produces, or
 //! allocates for, more than that.
 
-use std::io::{Read, Write};
+use std::io::Write;
 
 use crate::error::{Error, Result};
 
@@ -89,24 +89,130 @@ pub fn decompress_into(
     Ok(())
 }
 
+/// Decodes one LZ4 frame straight into `out`, block by block: no frame decoder with buffers
+/// of its own to allocate, zero and copy out of for every chunk. The frame's optional xxHash
+/// checksums are skipped, not checked: every decoded chunk is checked against its BLAKE3
+/// hash right after, which proves more.
 fn lz4_frame_decompress(compressed: &[u8], expected_len: usize, out: &mut Vec<u8>) -> Result<()> {
     let start = out.len();
-    out.reserve(expected_len);
-    // Reading one byte past the promise tells "too long" apart from "exact" without
-    // letting a hostile frame grow the buffer.
-    let mut limited = lz4_flex::frame::FrameDecoder::new(compressed).take(expected_len as u64 + 1);
-    limited
-        .read_to_end(out)
-        .map_err(|e| Error::Decompress(format!("lz4 frame: {e}")))?;
-    let got = out.len() - start;
-    if got != expected_len {
-        out.truncate(start);
-        return Err(Error::Decompress(format!(
-            "lz4 frame expands to {}{got} bytes, header says {expected_len}",
-            if got > expected_len { "more than " } else { "" }
-        )));
+    out.resize(start + expected_len, 0);
+    let r = lz4_frame_into(compressed, &mut out[start..]);
+    match r {
+        Ok(got) if got == expected_len => Ok(()),
+        Ok(got) => {
+            out.truncate(start);
+            Err(Error::Decompress(format!(
+                "lz4 frame expands to {got} bytes, header says {expected_len}"
+            )))
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(Error::Decompress(format!("lz4 frame: {e}")))
+        }
     }
-    Ok(())
+}
+
+const LZ4_MAGIC: u32 = 0x184D_2204;
+const FLG_INDEPENDENT_BLOCKS: u8 = 0b0010_0000;
+const FLG_BLOCK_CHECKSUMS: u8 = 0b0001_0000;
+const FLG_CONTENT_SIZE: u8 = 0b0000_1000;
+const FLG_CONTENT_CHECKSUM: u8 = 0b0000_0100;
+const FLG_DICTIONARY_ID: u8 = 0b0000_0001;
+/// LZ4's match window: a linked block refers back at most this far.
+const LZ4_WINDOW: usize = 64 * 1024;
+
+/// Decodes the frame into `dst`; returns how many bytes it holds, or why not (including
+/// "more than `dst` holds").
+fn lz4_frame_into(frame: &[u8], dst: &mut [u8]) -> std::result::Result<usize, String> {
+    let mut at = 0usize;
+    let take = |at: &mut usize, n: usize| -> std::result::Result<&[u8], String> {
+        let s = frame
+            .get(*at..*at + n)
+            .ok_or_else(|| "truncated".to_string())?;
+        *at += n;
+        Ok(s)
+    };
+    let u32_at = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    if u32_at(take(&mut at, 4)?) != LZ4_MAGIC {
+        return Err("not an LZ4 frame (magic number)".into());
+    }
+    let fd = take(&mut at, 2)?;
+    let (flg, bd) = (fd[0], fd[1]);
+    if flg >> 6 != 0b01 {
+        return Err(format!("unsupported frame version {}", flg >> 6));
+    }
+    if flg & 0b10 != 0 || bd & 0b1000_1111 != 0 {
+        return Err("reserved bits set".into());
+    }
+    if flg & FLG_DICTIONARY_ID != 0 {
+        return Err("frames with a dictionary are not supported".into());
+    }
+    let max_block = match (bd >> 4) & 0b111 {
+        4 => 64 << 10,
+        5 => 256 << 10,
+        6 => 1 << 20,
+        7 => 4 << 20,
+        other => return Err(format!("unsupported block size code {other}")),
+    };
+    let content_size = if flg & FLG_CONTENT_SIZE != 0 {
+        let b = take(&mut at, 8)?;
+        Some(u64::from_le_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
+    } else {
+        None
+    };
+    take(&mut at, 1)?; // header checksum
+    let linked = flg & FLG_INDEPENDENT_BLOCKS == 0;
+    let block_sums = flg & FLG_BLOCK_CHECKSUMS != 0;
+    let mut pos = 0usize;
+    loop {
+        let word = u32_at(take(&mut at, 4)?);
+        if word == 0 {
+            break;
+        }
+        let len = (word & 0x7FFF_FFFF) as usize;
+        if len > max_block {
+            return Err(format!("block of {len} bytes over the frame's {max_block}"));
+        }
+        let block = take(&mut at, len)?;
+        if block_sums {
+            take(&mut at, 4)?;
+        }
+        let room = dst.len() - pos;
+        if word & 0x8000_0000 != 0 {
+            if len > room {
+                return Err("expands to more bytes than the header says".into());
+            }
+            dst[pos..pos + len].copy_from_slice(block);
+            pos += len;
+            continue;
+        }
+        let (done, rest) = dst.split_at_mut(pos);
+        let window = rest.len().min(max_block);
+        let n = if linked && pos > 0 {
+            let dict = &done[pos.saturating_sub(LZ4_WINDOW)..];
+            lz4_flex::block::decompress_into_with_dict(block, &mut rest[..window], dict)
+        } else {
+            lz4_flex::block::decompress_into(block, &mut rest[..window])
+        }
+        .map_err(|e| {
+            if room < max_block {
+                format!("{e} (or expands to more bytes than the header says)")
+            } else {
+                e.to_string()
+            }
+        })?;
+        pos += n;
+    }
+    if flg & FLG_CONTENT_CHECKSUM != 0 {
+        take(&mut at, 4)?;
+    }
+    if content_size.is_some_and(|c| c != pos as u64) {
+        return Err("content size field does not match".into());
+    }
+    // Like the reference's frame decoder, whatever follows the end mark is not read.
+    Ok(pos)
 }
 
 /// Splits bytes by their position mod 4: all byte 0s, then byte 1s, byte 2s, byte 3s.
@@ -148,12 +254,33 @@ pub fn byte_ungroup_4_into(grouped: &[u8], out: &mut Vec<u8>) {
     out.resize(base + n, 0);
     let dst = &mut out[base..];
     let full = n / 4;
-    // Zipped exact-size iterators carry no bounds checks, so this loop vectorizes.
-    for ((((q, &a), &b), &c), &d) in dst.chunks_exact_mut(4).zip(g0).zip(g1).zip(g2).zip(g3) {
-        q[0] = a;
-        q[1] = b;
-        q[2] = c;
-        q[3] = d;
+    // Eight bytes of each group at a time, interleaved in registers: about twice as fast as
+    // a byte-by-byte loop, and this runs over every byte of bf16 weights.
+    let blocks = full / 8;
+    let word = |x: &[u8]| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(x);
+        u64::from_le_bytes(w)
+    };
+    for ((((q, a), b), c), d) in dst
+        .chunks_exact_mut(32)
+        .zip(g0.chunks_exact(8))
+        .zip(g1.chunks_exact(8))
+        .zip(g2.chunks_exact(8))
+        .zip(g3.chunks_exact(8))
+    {
+        let (a, b, c, d) = (word(a), word(b), word(c), word(d));
+        for (i, out4) in q.chunks_exact_mut(4).enumerate() {
+            let s = 8 * i;
+            let v = ((a >> s) & 0xff)
+                | ((b >> s) & 0xff) << 8
+                | ((c >> s) & 0xff) << 16
+                | ((d >> s) & 0xff) << 24;
+            out4.copy_from_slice(&(v as u32).to_le_bytes());
+        }
+    }
+    for i in blocks * 8..full {
+        dst[4 * i..4 * i + 4].copy_from_slice(&[g0[i], g1[i], g2[i], g3[i]]);
     }
     for (k, g) in [g0, g1, g2].into_iter().take(n % 4).enumerate() {
         dst[4 * full + k] = g[full];
@@ -182,7 +309,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for n in [0usize, 1, 2, 3, 4, 5, 1000, 65_537] {
+        for n in [0usize, 1, 2, 3, 4, 5, 31, 32, 33, 35, 36, 1000, 65_537] {
             let d: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
             for s in [
                 CompressionScheme::None,
@@ -195,6 +322,53 @@ mod tests {
                 decompress_into(s, &c, n, &mut out).unwrap();
                 assert_eq!(&out[1..], &d[..], "{s:?} {n}");
             }
+        }
+    }
+
+    #[test]
+    fn every_frame_kind_decodes_as_lz4_flex_does() {
+        use lz4_flex::frame::{BlockMode, BlockSize, FrameEncoder, FrameInfo};
+        let d: Vec<u8> = (0..300_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 4093) as u8)
+            .collect();
+        for mode in [BlockMode::Independent, BlockMode::Linked] {
+            for (block_sums, content_sum, size_field) in [
+                (false, false, false),
+                (true, true, true),
+                (false, true, false),
+            ] {
+                let mut info = FrameInfo::new()
+                    .block_size(BlockSize::Max64KB)
+                    .block_mode(mode)
+                    .block_checksums(block_sums)
+                    .content_checksum(content_sum);
+                if size_field {
+                    info = info.content_size(Some(d.len() as u64));
+                }
+                let mut e = FrameEncoder::with_frame_info(info, Vec::new());
+                e.write_all(&d).unwrap();
+                let frame = e.finish().unwrap();
+                let mut out = vec![7];
+                decompress_into(CompressionScheme::Lz4, &frame, d.len(), &mut out).unwrap();
+                assert!(out[1..] == d[..], "{mode:?} {block_sums} {content_sum}");
+                // A promise one byte short or long is refused, and nothing is left behind.
+                for wrong in [d.len() - 1, d.len() + 1] {
+                    let mut out = vec![7];
+                    assert!(
+                        decompress_into(CompressionScheme::Lz4, &frame, wrong, &mut out).is_err()
+                    );
+                    assert_eq!(out, vec![7]);
+                }
+            }
+        }
+        // Garbage and truncation are errors, not panics.
+        let mut out = Vec::new();
+        for bad in [
+            &b""[..],
+            b"\x04\x22\x4d\x18",
+            b"\x04\x22\x4d\x18\x64\x40\xa7\xff\xff\xff\x7f",
+        ] {
+            assert!(decompress_into(CompressionScheme::Lz4, bad, 10, &mut out).is_err());
         }
     }
 

@@ -288,6 +288,18 @@ async fn main() -> Result<()> {
         .with_context(|| format!("creating cache dir {}", cache_dir.display()))?;
     std::fs::create_dir_all(&state_dir)
         .with_context(|| format!("creating state dir {}", state_dir.display()))?;
+    // One daemon per state dir: a second one would find the index locked and take it for
+    // corrupt. Held for the daemon's life; the lock file stays, as lock files do.
+    let lock_path = state_dir.join("zestd.lock");
+    let _state_lock = zestd::cache::lock::try_lock(&lock_path, 0o600)
+        .with_context(|| format!("locking {}", lock_path.display()))?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "another zestd is running on the state dir {} (it holds {}); stop it, or give this one its own --state-dir",
+                state_dir.display(),
+                lock_path.display()
+            )
+        })?;
     // The index keys files by real path; the cache dir must be spelled the same way.
     let cache_dir = std::fs::canonicalize(&cache_dir).unwrap_or(cache_dir);
     tracing::info!(cache = %cache_dir.display(), state = %state_dir.display(), endpoint, "zestd starting");

@@ -189,3 +189,50 @@ fn a_typo_in_the_config_file_is_an_error_that_names_it() {
     );
     assert!(!scratch.path().join("zestd.sock").exists());
 }
+
+#[test]
+fn a_second_zestd_on_the_same_state_dir_refuses_and_touches_nothing() {
+    let scratch = Scratch::new("config-two-daemons");
+    let first = Daemon::start(&scratch.path().join("a"), "http://127.0.0.1:9");
+    let state = first.state();
+    let before: Vec<_> = std::fs::read_dir(&state)
+        .expect("state dir")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert!(state.join("index").is_dir(), "{before:?}");
+    let second_socket = scratch.path().join("b.sock");
+    let out = Command::new(bin("zestd"))
+        .arg("--socket")
+        .arg(&second_socket)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--cache-dir")
+        .arg(scratch.path().join("b-cache"))
+        .args([
+            "--endpoint",
+            "http://127.0.0.1:9",
+            "--listen",
+            "off",
+            "--no-mdns",
+        ])
+        .args(["--hub-listen", "off", "--xet-socket", "off"])
+        .env_remove("HF_TOKEN")
+        .output()
+        .expect("zestd");
+    assert!(!out.status.success(), "the second zestd started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("another zestd") && err.contains(&*state.to_string_lossy()),
+        "{err}"
+    );
+    assert!(!second_socket.exists());
+    // The first daemon's index and visibility records are where they were, and it answers.
+    assert!(state.join("index").is_dir() && state.join("visibility").is_dir());
+    let v = first.status_json();
+    assert!(v.is_object(), "the first zestd stopped answering: {v}");
+    drop(first);
+    // Once the first is gone, the state dir is free again.
+    let mut again = Daemon::start(&scratch.path().join("a"), "http://127.0.0.1:9");
+    assert!(again.status_json().is_object(), "{}", again.log());
+    again.kill9();
+}

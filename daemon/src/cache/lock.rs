@@ -45,6 +45,16 @@ pub async fn lock(path: &Path, mode: u32) -> std::io::Result<FileLock> {
     }
 }
 
+/// Takes an exclusive lock on `path` if nobody holds it; None if someone does.
+pub fn try_lock(path: &Path, mode: u32) -> std::io::Result<Option<FileLock>> {
+    let file = open_lock_file(path, mode)?;
+    match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Some(FileLock { _file: file })),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn open_lock_file(path: &Path, mode: u32) -> std::io::Result<File> {
     match OpenOptions::new()
         .read(true)

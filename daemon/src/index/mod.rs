@@ -26,6 +26,22 @@ pub enum IndexError {
     Corrupt(String),
 }
 
+/// Errors that say nothing about the database's contents: another process holds it, no
+/// space, no permission. Deleting the database then would lose what another daemon, or the
+/// next start, needs; only a database that is broken is rebuilt.
+fn not_a_broken_db(e: &sled::Error) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        sled::Error::Io(io) => {
+            matches!(
+                io.kind(),
+                K::PermissionDenied | K::StorageFull | K::QuotaExceeded | K::ReadOnlyFilesystem
+            ) || io.to_string().contains("could not acquire lock")
+        }
+        _ => false,
+    }
+}
+
 /// One chunk of a file: its hash and size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Chunk {
@@ -123,6 +139,7 @@ impl Index {
         let vis_dir = state_dir.join("visibility");
         let vis = match sled::Config::new().path(&vis_dir).open() {
             Ok(db) => db,
+            Err(e) if not_a_broken_db(&e) => return Err(e.into()),
             Err(e) => {
                 tracing::warn!("visibility records unreadable ({e}); starting afresh");
                 let _ = std::fs::remove_dir_all(&vis_dir);
@@ -133,6 +150,7 @@ impl Index {
         match Self::try_open(&dir, &visibility) {
             Ok(Some(ix)) => return Ok(ix),
             Ok(None) => tracing::info!("index is of an older format; rebuilding it"),
+            Err(IndexError::Db(e)) if not_a_broken_db(&e) => return Err(IndexError::Db(e)),
             Err(e) => tracing::warn!("index unreadable ({e}); rebuilding it from the cache"),
         }
         let _ = std::fs::remove_dir_all(&dir);

@@ -27,6 +27,15 @@ pub enum BencodeError {
     Trailing,
 }
 
+/// The first value of `input`, and how many bytes follow it. Real trackers end replies with
+/// a CRLF, or more, after the value; clients (libtorrent among them) read the value and
+/// ignore the rest.
+pub fn decode_first(input: &[u8]) -> Result<(Value, usize), BencodeError> {
+    let mut p = Parser { input, at: 0 };
+    let v = p.value(0)?;
+    Ok((v, input.len() - p.at))
+}
+
 pub fn decode(input: &[u8]) -> Result<Value, BencodeError> {
     let mut p = Parser { input, at: 0 };
     let v = p.value(0)?;

@@ -34,7 +34,13 @@ const NUMWANT: u32 = 50;
 const MAX_REPLY: usize = 256 * 1024;
 
 pub fn parse_reply(body: &[u8]) -> Result<Reply, TrackerError> {
-    let v = bencode::decode(body).map_err(|e| TrackerError::Reply(e.to_string()))?;
+    let (v, rest) = bencode::decode_first(body).map_err(|e| TrackerError::Reply(e.to_string()))?;
+    if rest > 0 {
+        tracing::debug!(
+            bytes = rest,
+            "tracker reply has bytes after its value; ignored"
+        );
+    }
     if let Some(f) = v.get("failure reason").and_then(Value::bytes) {
         return Err(TrackerError::Failure(String::from_utf8_lossy(f).into()));
     }
@@ -361,6 +367,12 @@ mod tests {
             matches!(parse_reply(fail), Err(TrackerError::Failure(m)) if m == "not authorized")
         );
         assert!(parse_reply(b"<html>").is_err());
+        // What real trackers append after the value (a CRLF, a newline, more) is ignored.
+        for tail in [&b"\r\n"[..], b"\n", b"\r\n\r\n<!-- -->"] {
+            let mut with = r.clone();
+            with.extend_from_slice(tail);
+            assert_eq!(parse_reply(&with).unwrap().peers, reply.peers);
+        }
         let id = peer_id();
         assert!(id.starts_with(b"-ZS0100-"));
     }

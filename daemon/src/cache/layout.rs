@@ -129,13 +129,22 @@ impl RepoCache {
             .ok_or_else(|| CacheError::BadName(format!("{} has no folder", pointer.display())))?;
         std::fs::create_dir_all(parent).at("creating", parent)?;
         let target = relative_path(&self.blob(etag), parent);
-        if let Ok(existing) = std::fs::read_link(&pointer) {
-            if existing == target {
-                return Ok(());
-            }
-            std::fs::remove_file(&pointer).at("replacing", &pointer)?;
+        if std::fs::read_link(&pointer).is_ok_and(|t| t == target) {
+            return Ok(());
         }
-        std::os::unix::fs::symlink(&target, &pointer).at("linking", &pointer)?;
+        // huggingface_hub may link the same pointer at the same moment: a new link goes in
+        // by rename, which replaces whatever is there in one step, so neither tool sees
+        // "File exists" or a moment without the link.
+        let name = pointer
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = parent.join(format!(".{name}.{:016x}.zest-link", rand::random::<u64>()));
+        std::os::unix::fs::symlink(&target, &tmp).at("linking", &tmp)?;
+        if let Err(e) = std::fs::rename(&tmp, &pointer) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err::<(), _>(e).at("linking", &pointer);
+        }
         Ok(())
     }
 }
@@ -216,6 +225,37 @@ pub fn random_hex8() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pointer_is_linked_replaced_and_left_alone_when_right() {
+        let dir = std::env::temp_dir().join(format!("zest-link-{}", rand::random::<u64>()));
+        let repo = RepoCache::new(&dir, "models--o--m".into());
+        let rel = Path::new("sub/w.bin");
+        repo.link_pointer("c0", rel, "aaaa").unwrap();
+        let p = repo.pointer("c0", rel);
+        assert_eq!(
+            std::fs::read_link(&p).unwrap(),
+            Path::new("../../../blobs/aaaa")
+        );
+        // Linked already (by huggingface_hub, or an earlier pull): nothing to do.
+        repo.link_pointer("c0", rel, "aaaa").unwrap();
+        // Pointing elsewhere: replaced in one step.
+        repo.link_pointer("c0", rel, "bbbb").unwrap();
+        assert_eq!(
+            std::fs::read_link(&p).unwrap(),
+            Path::new("../../../blobs/bbbb")
+        );
+        let names: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            names,
+            vec![std::ffi::OsString::from("w.bin")],
+            "no temporary link left"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn refuses_escaping_paths() {

@@ -37,12 +37,10 @@ pub fn decode_first(input: &[u8]) -> Result<(Value, usize), BencodeError> {
 }
 
 pub fn decode(input: &[u8]) -> Result<Value, BencodeError> {
-    let mut p = Parser { input, at: 0 };
-    let v = p.value(0)?;
-    if p.at != input.len() {
-        return Err(BencodeError::Trailing);
+    match decode_first(input)? {
+        (v, 0) => Ok(v),
+        _ => Err(BencodeError::Trailing),
     }
-    Ok(v)
 }
 
 impl Value {

@@ -19,7 +19,7 @@ use crate::engine::file_checks::XetFileJob;
 use crate::engine::file_plan::{PlacedTerm, place_terms};
 use crate::engine::{Engine, PullCounters, PullError, xet_file};
 use crate::index::HeldFile;
-use crate::peer::{LiveFile, Placed};
+use crate::peer::{LiveFile, Placed, RunBound, take_run};
 use crate::sync::lock;
 
 /// How long a client waits for one chunk before it is told the download is stuck.
@@ -63,7 +63,7 @@ pub struct ReadyRun {
 }
 
 /// How much one read for a client takes at most: large reads, few wake-ups, bounded memory.
-const RUN_BYTES: u64 = 4 << 20;
+pub const RUN_BYTES: u64 = 4 << 20;
 
 impl FileJob {
     fn set(&self, s: State) {
@@ -91,8 +91,14 @@ impl FileJob {
     }
 
     /// File chunks from `start` on (before `end`), as many consecutive ones as are proven
-    /// and fit one read, once chunk `start` is proven; read back and checked again.
-    pub async fn run(&self, start: u32, end: u32, framed: bool) -> Result<ReadyRun, String> {
+    /// and within `bound`, once chunk `start` is proven; read back and checked again.
+    pub async fn run(
+        &self,
+        start: u32,
+        end: u32,
+        bound: RunBound,
+        framed: bool,
+    ) -> Result<ReadyRun, String> {
         let deadline = tokio::time::Instant::now() + CHUNK_WAIT;
         loop {
             let state = lock(&self.state).clone();
@@ -100,20 +106,13 @@ impl FileJob {
                 State::Failed(e) => return Err(e),
                 State::Starting => (None, Vec::new(), Some(self.changes.subscribe())),
                 State::Held { file, held, .. } => {
-                    let mut run = Vec::new();
-                    let mut bytes = 0u64;
-                    for i in start as usize..(end as usize).min(held.chunks.len()) {
-                        let c = &held.chunks[i];
-                        if !run.is_empty() && bytes + u64::from(c.size) > RUN_BYTES {
-                            break;
-                        }
-                        bytes += u64::from(c.size);
-                        run.push(Placed {
-                            hash: c.hash,
-                            size: c.size,
-                            offset: held.offsets[i],
-                        });
-                    }
+                    let end = (end as usize).min(held.chunks.len());
+                    let chunks = (start as usize..end).map(|i| Placed {
+                        hash: held.chunks[i].hash,
+                        size: held.chunks[i].size,
+                        offset: held.offsets[i],
+                    });
+                    let run = take_run(chunks, bound);
                     if run.is_empty() {
                         return Err(format!("chunk {start} is past the end of the file"));
                     }
@@ -122,7 +121,7 @@ impl FileJob {
                 State::Live { live, .. } => {
                     // Subscribed before looking, so a proof in between is not missed.
                     let rx = live.subscribe_proofs();
-                    let run = live.proven_run(start, end, RUN_BYTES);
+                    let run = live.proven_run(start, end, bound);
                     if run.is_empty() {
                         (None, run, Some(rx))
                     } else {

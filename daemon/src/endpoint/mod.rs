@@ -32,6 +32,7 @@ use xet::remote::CasToken;
 
 use crate::engine::Engine;
 use crate::engine::file_plan::PlacedTerm;
+use crate::peer::RunBound;
 use crate::sync::lock;
 use file_jobs::{FileJob, FileJobs, Grant};
 use route::{CasRoute, Route};
@@ -865,7 +866,11 @@ fn runs_stream(
         let (job, stats) = (job.clone(), stats.clone());
         async move {
             let &(a, b) = runs.get(k)?;
-            let r = match job.run(a, b, true).await {
+            let whole = RunBound {
+                max_bytes: file_jobs::RUN_BYTES,
+                last_byte: u64::MAX,
+            };
+            let r = match job.run(a, b, whole, true).await {
                 Ok(r) => r,
                 Err(e) => return Some((Err(std::io::Error::other(e)), (Vec::new(), 0))),
             };
@@ -900,7 +905,12 @@ fn range_stream(
                 if i >= total {
                     return None;
                 }
-                let r = match job.run(i, total, false).await {
+                // No chunk past byte `b`: a small ranged read reads and hashes little.
+                let bound = RunBound {
+                    max_bytes: file_jobs::RUN_BYTES,
+                    last_byte: b,
+                };
+                let r = match job.run(i, total, bound, false).await {
                     Ok(r) => r,
                     Err(e) => return Some((Err(std::io::Error::other(e)), None)),
                 };

@@ -87,12 +87,7 @@ impl Engine {
             cache_dir,
             default_endpoint,
             fetch_permits: Arc::new(Semaphore::new(fetch_concurrency.max(1))),
-            client_permits: Arc::new(Semaphore::new(
-                std::env::var("ZEST_CLIENT_RANGES")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(CLIENT_ORIGIN_RANGES),
-            )),
+            client_permits: Arc::new(Semaphore::new(CLIENT_ORIGIN_RANGES)),
             swarm_origin: Arc::default(),
             totals,
             index,

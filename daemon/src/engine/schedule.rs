@@ -335,9 +335,10 @@ fn carry_out(
                     let _swarm_permit = swarm_permit;
                     let r = async {
                         let shutting = |_| PullError::new(Kind::Internal, "shutting down");
-                        let _client = match ctx.for_client {
-                            true => Some(ctx.engine.client_permits.acquire().await.map_err(shutting)?),
-                            false => None,
+                        let _client = if ctx.for_client {
+                            Some(ctx.engine.client_permits.acquire().await.map_err(shutting)?)
+                        } else {
+                            None
                         };
                         let _permit = ctx.engine.fetch_permits.acquire().await.map_err(shutting)?;
                         let t0 = Instant::now();

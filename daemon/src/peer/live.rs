@@ -24,8 +24,6 @@ pub struct LiveFile {
     /// Content of a private or gated repo: served to fleet peers only.
     pub private: bool,
     state: Mutex<LiveState>,
-    /// Bumped whenever a chunk lands or is proven, for those waiting on chunks.
-    changes: tokio::sync::watch::Sender<u64>,
     /// Bumped whenever chunks are proven (or the download ends), for those waiting on proofs:
     /// a xorb's worth at a time, not a wake-up per chunk that lands.
     proofs: tokio::sync::watch::Sender<u64>,
@@ -60,7 +58,6 @@ impl LiveFile {
                 proven: vec![false; total_chunks],
                 fetching: Vec::new(),
             }),
-            changes: tokio::sync::watch::channel(0).0,
             proofs: tokio::sync::watch::channel(0).0,
         }
     }
@@ -86,28 +83,21 @@ impl LiveFile {
         }
         drop(st);
         if any {
-            self.changes.send_modify(|v| *v += 1);
             self.proofs.send_modify(|v| *v += 1);
         }
     }
 
-    /// The proven chunks from `start` on, consecutive, before `end` and within `max_bytes`
-    /// (at least one if `start` is proven): one contiguous run of the file.
-    pub fn proven_run(&self, start: u32, end: u32, max_bytes: u64) -> Vec<Placed> {
+    /// The proven chunks from `start` on, consecutive and before `end`, as [`take_run`]
+    /// bounds them: one contiguous run of the file.
+    pub fn proven_run(&self, start: u32, end: u32, bound: RunBound) -> Vec<Placed> {
         let st = lock(&self.state);
-        let mut run = Vec::new();
-        let mut bytes = 0u64;
-        for i in start as usize..(end as usize).min(st.chunks.len()) {
-            let (Some(true), Some(Some(p))) = (st.proven.get(i), st.chunks.get(i)) else {
-                break;
-            };
-            if !run.is_empty() && bytes + u64::from(p.size) > max_bytes {
-                break;
-            }
-            bytes += u64::from(p.size);
-            run.push(*p);
-        }
-        run
+        let end = (end as usize).min(st.chunks.len());
+        let proven =
+            (start as usize..end).map_while(|i| match (st.proven.get(i), st.chunks.get(i)) {
+                (Some(true), Some(Some(p))) => Some(*p),
+                _ => None,
+            });
+        take_run(proven, bound)
     }
 
     /// Wakes when chunks are proven or the download ends.
@@ -115,25 +105,8 @@ impl LiveFile {
         self.proofs.subscribe()
     }
 
-    /// A chunk that is placed and proven.
-    pub fn proven(&self, index: u32) -> Option<Placed> {
-        let st = lock(&self.state);
-        let i = index as usize;
-        if st.proven.get(i).copied().unwrap_or(false) {
-            st.chunks.get(i).copied().flatten()
-        } else {
-            None
-        }
-    }
-
-    /// Wakes when chunks land or are proven.
-    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changes.subscribe()
-    }
-
     /// Tells waiters to look again (the download ended, one way or the other).
     pub fn poke(&self) {
-        self.changes.send_modify(|v| *v += 1);
         self.proofs.send_modify(|v| *v += 1);
     }
 
@@ -144,14 +117,10 @@ impl LiveFile {
     /// Records a chunk as written and verified (its hash came from the CAS's bytes or
     /// matched a trusted manifest). True if the slot was empty.
     pub fn set(&self, index: u32, placed: Placed) -> bool {
-        let new = match lock(&self.state).chunks.get_mut(index as usize) {
+        match lock(&self.state).chunks.get_mut(index as usize) {
             Some(slot) => slot.replace(placed).is_none(),
             None => false,
-        };
-        if new {
-            self.changes.send_modify(|v| *v += 1);
         }
-        new
     }
 
     pub fn get(&self, index: u32) -> Option<Placed> {
@@ -219,6 +188,31 @@ impl LiveFile {
     }
 }
 
+/// How far one read of consecutive chunks for a client goes.
+#[derive(Clone, Copy, Debug)]
+pub struct RunBound {
+    /// Bytes at most (the first chunk is always taken).
+    pub max_bytes: u64,
+    /// No chunk that starts past this file offset: a ranged read takes no more than it needs.
+    pub last_byte: u64,
+}
+
+/// The leading chunks of `chunks` within `bound`.
+pub fn take_run(chunks: impl Iterator<Item = Placed>, bound: RunBound) -> Vec<Placed> {
+    let mut run = Vec::new();
+    let mut bytes = 0u64;
+    for p in chunks {
+        if !run.is_empty()
+            && (bytes + u64::from(p.size) > bound.max_bytes || p.offset > bound.last_byte)
+        {
+            break;
+        }
+        bytes += u64::from(p.size);
+        run.push(p);
+    }
+    run
+}
+
 /// The registry of files in progress, by Xet hash.
 #[derive(Default)]
 pub struct LiveFiles {
@@ -254,5 +248,89 @@ impl Drop for LiveGuard {
         {
             map.remove(&self.file.hash);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(sizes: &[u32]) -> Vec<Placed> {
+        let mut offset = 0;
+        sizes
+            .iter()
+            .map(|&size| {
+                let p = Placed {
+                    hash: XetHash::default(),
+                    size,
+                    offset,
+                };
+                offset += u64::from(size);
+                p
+            })
+            .collect()
+    }
+
+    fn offsets(run: &[Placed]) -> Vec<u64> {
+        run.iter().map(|p| p.offset).collect()
+    }
+
+    #[test]
+    fn a_run_stops_at_its_byte_budget_and_at_the_last_byte_wanted() {
+        let c = chunks(&[100, 100, 100, 100]);
+        let all = RunBound {
+            max_bytes: u64::MAX,
+            last_byte: u64::MAX,
+        };
+        assert_eq!(
+            offsets(&take_run(c.iter().copied(), all)),
+            [0, 100, 200, 300]
+        );
+        let budget = RunBound {
+            max_bytes: 250,
+            ..all
+        };
+        assert_eq!(offsets(&take_run(c.iter().copied(), budget)), [0, 100]);
+        // The first chunk is taken whatever the budget: a run always moves on.
+        let tiny = RunBound {
+            max_bytes: 1,
+            ..all
+        };
+        assert_eq!(offsets(&take_run(c.iter().copied(), tiny)), [0]);
+        // Bytes 0..=150 wanted: the chunk starting at 200 is not read.
+        let ranged = RunBound {
+            last_byte: 150,
+            ..all
+        };
+        assert_eq!(offsets(&take_run(c.iter().copied(), ranged)), [0, 100]);
+    }
+
+    #[test]
+    fn a_proven_run_ends_at_the_first_chunk_not_proven() {
+        let dir = std::env::temp_dir().join(format!("zest-live-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = Arc::new(File::create(dir.join("f")).unwrap());
+        let live = LiveFile::new(XetHash::default(), file, 4);
+        let c = chunks(&[10, 10, 10, 10]);
+        for (i, p) in c.iter().enumerate() {
+            live.set(i as u32, *p);
+        }
+        let all = RunBound {
+            max_bytes: u64::MAX,
+            last_byte: u64::MAX,
+        };
+        assert!(
+            live.proven_run(0, 4, all).is_empty(),
+            "placed is not proven"
+        );
+        live.prove([
+            (0, XetHash::default()),
+            (1, XetHash::default()),
+            (3, XetHash::default()),
+        ]);
+        assert_eq!(offsets(&live.proven_run(0, 4, all)), [0, 10]);
+        assert_eq!(offsets(&live.proven_run(3, 4, all)), [30]);
+        assert!(live.proven_run(2, 4, all).is_empty());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

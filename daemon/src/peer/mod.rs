@@ -13,5 +13,5 @@ pub mod wire;
 
 pub use conn::{PeerConn, PeerError};
 pub use fleet::FleetKey;
-pub use live::{LiveFile, LiveFiles, LiveGuard, Placed};
+pub use live::{LiveFile, LiveFiles, LiveGuard, Placed, RunBound, take_run};
 pub use set::{Origin, PeerSet, SetOptions};

@@ -190,6 +190,53 @@ fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
     }
 }
 
+/// Issue 14, part 3: a peer that fails partway through a range (a chunk that does not
+/// verify, or silence) leaves the chunks it delivered; the origin is asked for only the
+/// rest, through the CAS's reconstruction of just those bytes.
+#[test]
+fn after_a_peer_fails_midway_the_origin_sends_only_what_is_missing() {
+    let scratch = Scratch::new("peers-midway");
+    let total: u64 = 32 << 20;
+    let repos = fixtures::bench(&scratch.path().join("bench-data"), total).expect("fixture");
+    let repo = repos[0].id.clone();
+    let hub = start_hub(&scratch, repos);
+    let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
+    pull_ok(&seed, &repo);
+    let one_copy = xorb_bytes(&hub);
+    for mode in ["wrong-midway", "stall-midway"] {
+        let evil = EvilPeer::start(&scratch.path().join(mode), &seed.cache(), mode);
+        let n = Daemon::start_peer(
+            &scratch.path().join(format!("victim-{mode}")),
+            &hub.endpoint,
+            std::slice::from_ref(&evil.addr),
+        );
+        wait_connected(&n, 1);
+        let before = xorb_bytes(&hub);
+        pull_ok(&n, &repo);
+        let origin = xorb_bytes(&hub) - before;
+        assert_same_cache(&seed.cache(), &n.cache());
+        let from_peers = num(&n, "bytes_from_peers");
+        let missing = 1.0 - from_peers as f64 / total as f64;
+        let copies = origin as f64 / one_copy as f64;
+        eprintln!(
+            "{mode}: the peer delivered {from_peers} of {total} bytes; the origin sent \
+             {copies:.3} copies for the missing {missing:.3}"
+        );
+        assert!(
+            from_peers * 4 >= total,
+            "{mode}: the peer delivered only {from_peers} bytes, too few to tell\n{}",
+            n.log()
+        );
+        assert!(
+            copies <= missing + 0.05,
+            "{mode}: the origin sent {copies:.3} copies where {missing:.3} of the model was missing"
+        );
+        if mode == "wrong-midway" {
+            assert_eq!(n.peers_in_state("banned"), vec![evil.addr.clone()]);
+        }
+    }
+}
+
 #[test]
 fn huggingface_hub_written_model_is_indexed_and_served() {
     let scratch = Scratch::new("peers-hf-written");

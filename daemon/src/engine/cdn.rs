@@ -14,15 +14,17 @@ use xet::remote::{CasClient, RemoteError, UrlSource};
 use super::chunk_door::{ChunkDoor, Source, VerifiedChunk};
 use super::error::PullError;
 use super::file_ctx::FileCtx;
-use super::file_plan::Group;
+use super::file_plan::{Group, PlacedTerm};
 use super::journal::{Checkpoint, ChunkRecord};
 
 /// Hands out the URL for a group's range, fetching a fresh reconstruction when it expired.
-struct GroupUrl<'a> {
-    cas: &'a CasClient,
-    recon: &'a AsyncMutex<Arc<Reconstruction>>,
-    file_hash: XetHash,
-    group: &'a Group,
+pub struct GroupUrl<'a> {
+    pub cas: &'a CasClient,
+    pub recon: &'a AsyncMutex<Arc<Reconstruction>>,
+    pub file_hash: XetHash,
+    /// The file bytes `recon` was asked for, if not the whole file.
+    pub bytes: Option<HttpRange>,
+    pub group: &'a Group,
 }
 
 impl GroupUrl<'_> {
@@ -49,7 +51,10 @@ impl UrlSource for GroupUrl<'_> {
                 what: format!("xorb {}", self.group.xorb),
             });
         }
-        let fresh = Arc::new(self.cas.reconstruction(&self.file_hash).await?);
+        let fresh = Arc::new(match self.bytes {
+            None => self.cas.reconstruction(&self.file_hash).await?,
+            Some(b) => self.cas.reconstruction_of(&self.file_hash, b).await?,
+        });
         *guard = fresh.clone();
         // The same bytes may be split differently now; any range holding ours will do.
         self.url_in(&fresh)
@@ -131,9 +136,21 @@ pub async fn fetch_group(ctx: &FileCtx, group: &Group, start: Start) -> Result<(
         cas: &ctx.cas,
         recon: &ctx.recon,
         file_hash: ctx.hash,
+        bytes: None,
         group,
     };
-    let terms = &ctx.terms;
+    stream_group(ctx, &ctx.terms, group, start, &source).await
+}
+
+/// Streams `group` (whose term indices point into `terms`, placed in this file) from
+/// `start` to its end, through the door.
+pub async fn stream_group(
+    ctx: &FileCtx,
+    terms: &[PlacedTerm],
+    group: &Group,
+    start: Start,
+    source: &impl UrlSource,
+) -> Result<(), PullError> {
     let mut decoder = ChunkStreamDecoder::new();
     let mut next = start.chunk;
     // Per term: where its next chunk goes. A resumed fetch starts after chunks on disk.
@@ -198,7 +215,7 @@ pub async fn fetch_group(ctx: &FileCtx, group: &Group, start: Start) -> Result<(
         start: start.byte,
         end: group.bytes.end,
     };
-    ctx.cas.stream_range(&source, range, &mut sink).await?;
+    ctx.cas.stream_range(source, range, &mut sink).await?;
     decoder.finish()?;
     if next != group.chunks.end {
         return Err(PullError::integrity(format!(

@@ -16,6 +16,7 @@ pub mod file_plan;
 pub mod filter;
 pub mod journal;
 pub mod local;
+pub mod origin_patch;
 pub mod peer_fetch;
 pub mod peer_views;
 pub mod plain_file;

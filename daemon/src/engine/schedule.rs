@@ -12,10 +12,11 @@ use tokio::task::JoinSet;
 use xet::XetHash;
 
 use super::CLIENT_ORIGIN_RANGES;
-use super::cdn::{Start, fetch_group};
+use super::cdn::Start;
 use super::error::{Kind, PullError};
 use super::file_ctx::FileCtx;
 use super::file_plan::{Group, XorbSpan, file_xorbs, total_chunks};
+use super::origin_patch::fetch_from_origin;
 use super::peer_fetch::{
     ManifestOutcome, PeerFetchError, XorbOutcome, acquire_manifest, failure_of, fetch_from_peer,
     verify_xorb,
@@ -342,7 +343,7 @@ fn carry_out(
                         };
                         let _permit = ctx.engine.fetch_permits.acquire().await.map_err(shutting)?;
                         let t0 = Instant::now();
-                        let r = fetch_group(&ctx, &group, start).await;
+                        let r = fetch_from_origin(&ctx, &group, start).await;
                         tracing::debug!(file = %ctx.name, xorb = %group.xorb, chunks = ?group.chunks, took = ?t0.elapsed(), ok = r.is_ok(), "origin range ended");
                         r
                     }

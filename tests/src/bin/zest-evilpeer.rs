@@ -4,7 +4,10 @@
 //!   flipped;
 //! - `false-claims`: says it holds every file it knows of, sends made-up chunk hashes and
 //!   has no chunk to give;
-//! - `stall`: honest manifests, then goes silent after two chunks of any transfer.
+//! - `stall`: honest manifests, then goes silent after two chunks of any transfer;
+//! - `stall-midway`: honest, but goes silent halfway through every transfer;
+//! - `wrong-midway`: honest, but the chunk halfway through every transfer has a byte
+//!   flipped.
 //!
 //! It knows files by indexing `--cache` (an HF cache) with zestd's own indexer.
 
@@ -26,6 +29,8 @@ enum Mode {
     WrongBytes,
     FalseClaims,
     Stall,
+    StallMidway,
+    WrongMidway,
 }
 
 #[derive(Parser)]
@@ -160,8 +165,9 @@ async fn handle(
                 return Ok(());
             };
             let file = std::fs::File::open(&held.path)?;
+            let midway = (g.end.saturating_sub(g.start) / 2) as usize;
             for (n, i) in (g.start..g.end).enumerate() {
-                if mode == Mode::Stall && n == 2 {
+                if (mode == Mode::Stall && n == 2) || (mode == Mode::StallMidway && n == midway) {
                     // Hold the stream open and say nothing more.
                     tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                 }
@@ -170,7 +176,7 @@ async fn handle(
                 };
                 let mut data = vec![0u8; c.size as usize];
                 file.read_exact_at(&mut data, held.offsets[i as usize])?;
-                if mode == Mode::WrongBytes {
+                if mode == Mode::WrongBytes || (mode == Mode::WrongMidway && n == midway) {
                     let mid = data.len() / 2;
                     data[mid] ^= 0x01;
                 }

@@ -102,9 +102,27 @@ impl CasClient {
     /// The file's reconstruction: `/v2/reconstructions`, falling back to `/v1` where the
     /// server does not speak v2.
     pub async fn reconstruction(&self, file_hash: &XetHash) -> Result<Reconstruction, RemoteError> {
-        match self.reconstruction_at("v2", file_hash).await {
+        self.reconstruction_in(file_hash, None).await
+    }
+
+    /// The reconstruction of just the file bytes `bytes` (the CAS's `Range` support): its
+    /// terms cover the chunks those bytes lie in, with fetch ranges for exactly them.
+    pub async fn reconstruction_of(
+        &self,
+        file_hash: &XetHash,
+        bytes: HttpRange,
+    ) -> Result<Reconstruction, RemoteError> {
+        self.reconstruction_in(file_hash, Some(bytes)).await
+    }
+
+    async fn reconstruction_in(
+        &self,
+        file_hash: &XetHash,
+        bytes: Option<HttpRange>,
+    ) -> Result<Reconstruction, RemoteError> {
+        match self.reconstruction_at("v2", file_hash, bytes).await {
             Err(RemoteError::Http { status, .. }) if status == 404 || status == 501 => {
-                match self.reconstruction_at("v1", file_hash).await {
+                match self.reconstruction_at("v1", file_hash, bytes).await {
                     Err(RemoteError::Http { status: 404, .. }) => Err(RemoteError::CasNotFound {
                         what: format!("file {file_hash}"),
                     }),
@@ -119,6 +137,7 @@ impl CasClient {
         &self,
         version: &str,
         file_hash: &XetHash,
+        bytes: Option<HttpRange>,
     ) -> Result<Reconstruction, RemoteError> {
         let mut force_token = false;
         let mut attempt = 0;
@@ -126,13 +145,11 @@ impl CasClient {
             attempt += 1;
             let token = self.token(force_token).await?;
             let url = format!("{}/{version}/reconstructions/{file_hash}", token.endpoint);
-            let res = self
-                .hub
-                .http()
-                .get(&url)
-                .bearer_auth(&token.access_token)
-                .send()
-                .await;
+            let mut req = self.hub.http().get(&url).bearer_auth(&token.access_token);
+            if let Some(b) = bytes {
+                req = req.header(reqwest::header::RANGE, b.header_value());
+            }
+            let res = req.send().await;
             let err = match res {
                 Ok(resp) if resp.status().is_success() => {
                     let body = read_body(resp, &url).await?;

@@ -49,6 +49,8 @@ pub struct FileConfig {
     pub hub_listen: Option<String>,
     /// hf_xet's Unix-socket door: a path, or `"off"`.
     pub xet_socket: Option<String>,
+    /// What peers may take from this node per second (`20MiB`, `400Mbit`, `off`).
+    pub max_upload_rate: Option<String>,
 }
 
 impl FileConfig {

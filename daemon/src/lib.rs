@@ -10,6 +10,7 @@ pub mod engine;
 pub mod index;
 pub mod peer;
 pub mod pulls;
+pub mod rate;
 pub mod sync;
 pub mod totals;
 pub mod unix_socket;

@@ -83,6 +83,10 @@ struct Args {
     /// `off` [default: beside the control socket, `zestd.sock` -> `zestd-xet.sock`]
     #[arg(long, value_name = "PATH")]
     xet_socket: Option<String>,
+    /// What peers may take from this node per second, e.g. `20MiB`, `100MB`, `400Mbit`,
+    /// or `off` [default: off]
+    #[arg(long, value_name = "RATE")]
+    max_upload_rate: Option<String>,
 }
 
 /// Every option, after the config file and the flags.
@@ -99,6 +103,7 @@ struct Settings {
     max_peers: usize,
     hub_listen: config::Listen,
     xet_socket: Option<PathBuf>,
+    max_upload_rate: Option<u64>,
 }
 
 fn settings(args: Args) -> Result<Settings> {
@@ -144,6 +149,12 @@ fn settings(args: Args) -> Result<Settings> {
             Some(socket.with_file_name(format!("{stem}-xet.sock")))
         }
     };
+    let max_upload_rate = match args.max_upload_rate.or(file.max_upload_rate) {
+        Some(r) => {
+            zestd::rate::parse_rate(&r).map_err(|e| anyhow::anyhow!("max_upload_rate: {e}"))?
+        }
+        None => None,
+    };
     let mdns = if args.no_mdns {
         false
     } else {
@@ -183,6 +194,7 @@ fn settings(args: Args) -> Result<Settings> {
             .max(1),
         hub_listen,
         xet_socket,
+        max_upload_rate,
     })
 }
 
@@ -335,7 +347,9 @@ async fn main() -> Result<()> {
     );
     let identity = peer::tls::Identity::load_or_create(&state_dir)
         .context("loading this daemon's peer identity")?;
-    let mut provider = peer::serve::Provider::new(index.clone(), engine.live.clone(), totals);
+    let limits = Arc::new(zestd::rate::Limits::new(cfg.max_upload_rate));
+    let mut provider =
+        peer::serve::Provider::new(index.clone(), engine.live.clone(), totals, limits.clone());
     provider.serve_public = cfg.discovery.seed_public;
     let opts = peer::SetOptions {
         fleet,

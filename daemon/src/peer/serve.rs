@@ -16,6 +16,7 @@ use super::live::{LiveFiles, Placed};
 use super::stats::PeerStats;
 use super::wire::{self, WireError};
 use crate::index::{HeldFile, Index};
+use crate::rate::Limits;
 use crate::totals::Totals;
 
 #[derive(Clone)]
@@ -26,16 +27,24 @@ pub struct Provider {
     pub totals: Arc<Totals>,
     /// Whether public content is served to peers outside the fleet (config `seed_public`).
     pub serve_public: bool,
+    /// The upload cap every chunk sent waits on.
+    pub limits: Arc<Limits>,
 }
 
 impl Provider {
-    pub fn new(index: Index, live: Arc<LiveFiles>, totals: Arc<Totals>) -> Self {
+    pub fn new(
+        index: Index,
+        live: Arc<LiveFiles>,
+        totals: Arc<Totals>,
+        limits: Arc<Limits>,
+    ) -> Self {
         Provider {
             index,
             live,
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
             totals,
             serve_public: true,
+            limits,
         }
     }
 }
@@ -206,6 +215,7 @@ impl Provider {
                 }
             };
             let n = data.len() as u64;
+            self.limits.upload.take(n).await;
             let frame = peer::Response {
                 kind: Some(peer::response::Kind::Chunk(peer::ChunkData {
                     index: i,

@@ -158,7 +158,7 @@ fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
         if *m == "stall" {
             assert!(banned.is_empty(), "a slow peer is not a liar: {banned:?}");
             assert!(
-                n.log().contains("peer transfer abandoned"),
+                n.log().contains("went silent in a transfer"),
                 "the stalled transfer was never abandoned:\n{}",
                 n.log()
             );
@@ -223,7 +223,7 @@ fn after_a_peer_fails_midway_the_origin_sends_only_what_is_missing() {
              {copies:.3} copies for the missing {missing:.3}"
         );
         assert!(
-            from_peers * 4 >= total,
+            from_peers * 8 >= total,
             "{mode}: the peer delivered only {from_peers} bytes, too few to tell\n{}",
             n.log()
         );

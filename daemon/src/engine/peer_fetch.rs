@@ -3,7 +3,7 @@
 //! with every chunk checked against what is proven, through the chunk door.
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use xet::XetHash;
 
@@ -12,7 +12,7 @@ use super::error::PullError;
 use super::file_ctx::FileCtx;
 use super::file_plan::XorbSpan;
 use super::peer_views::View;
-use super::planner::PeerFailure;
+use super::planner::{PeerFailure, behind};
 use super::trust::{TrustedChunk, XorbCheck, check_xorb, file_entries};
 use crate::peer::limits::{MAX_GET_CHUNKS, MAX_MANIFEST_CHUNKS};
 use crate::peer::{PeerConn, PeerError};
@@ -208,14 +208,11 @@ pub fn failure_of(e: &PeerError) -> PeerFailure {
         PeerError::Protocol(why) => PeerFailure::BrokeProtocol(why.clone()),
         PeerError::NotFound(_) => PeerFailure::Lacked,
         PeerError::Busy => PeerFailure::Busy,
+        PeerError::Stalled(_) => PeerFailure::Stalled,
+        PeerError::Stopped(_) => PeerFailure::Slow,
         _ => PeerFailure::Other,
     }
 }
-
-/// Below this rate after [`SLOW_AFTER`], a peer is dropped for this range so the CDN (or a
-/// faster peer) takes over: peers must never make a pull slower.
-const MIN_RATE: f64 = 2.0 * 1024.0 * 1024.0;
-const SLOW_AFTER: Duration = Duration::from_secs(3);
 
 /// Fetches `ranges` of the file from one peer, checking each chunk against `trust`
 /// before it goes through the door.
@@ -226,6 +223,13 @@ pub async fn fetch_from_peer(
 ) -> Result<(), PeerFetchError> {
     let started = Instant::now();
     let mut got = 0u64;
+    // Every chunk asked for is trusted, so its size is known.
+    let total: u64 = ranges
+        .iter()
+        .flat_map(|&(a, b)| a..b)
+        .filter_map(|i| ctx.trust.get(i).map(|t| u64::from(t.size)))
+        .sum();
+    let origin_rate = ctx.engine.origin_rate.per_range();
     let mut door = ChunkDoor::new(ctx, Source::Peer);
     for &(a, b) in ranges {
         let mut start = a;
@@ -250,9 +254,15 @@ pub async fn fetch_from_peer(
                         })?;
                     door.put(i, offset, &chunk)?;
                     got += data.len() as u64;
-                    let secs = started.elapsed();
-                    if secs > SLOW_AFTER && (got as f64) / secs.as_secs_f64() < MIN_RATE {
-                        return Err(PeerError::Stopped("too slow".into()).into());
+                    // Peers must never make a pull slower: one that falls behind the
+                    // origin loses the rest of the range to it.
+                    if behind(
+                        got,
+                        total.saturating_sub(got),
+                        started.elapsed(),
+                        origin_rate,
+                    ) {
+                        return Err(PeerError::Stopped("slower than the origin".into()).into());
                     }
                     Ok(())
                 })

@@ -17,21 +17,35 @@ pub struct View {
     pub state: PeerState,
 }
 
-/// Asks every peer what it holds of the file, at once. Peers that do not answer in time,
-/// or answer nonsense, are left out this round.
+/// How long a `have` may take: the download loop waits on it, so a frozen peer must not
+/// hold it up for long (and is benched, see [`refresh`]).
+const HAVE_WAIT: Duration = Duration::from_millis(500);
+
+/// Asks every peer what it holds of the file, at once. Peers that answer nonsense are left
+/// out this round; peers that do not answer in time are benched, so the next rounds do
+/// not wait on them again.
 pub async fn refresh(ctx: &FileCtx, peers: &[PeerConn]) -> HashMap<String, View> {
     let total = ctx.live.total_chunks();
     let asks = peers.iter().map(|p| {
         let p = p.clone();
         let hash = ctx.hash;
         async move {
-            let r = tokio::time::timeout(Duration::from_secs(2), p.have(&[hash])).await;
+            let r = tokio::time::timeout(HAVE_WAIT, p.have(&[hash])).await;
             (p, r)
         }
     });
     let mut views = HashMap::new();
     for (p, r) in futures_util::future::join_all(asks).await {
-        let Ok(Ok(files)) = r else { continue };
+        let files = match r {
+            Ok(Ok(files)) => files,
+            Err(_) | Ok(Err(crate::peer::PeerError::Stalled(_))) => {
+                if let Some(set) = &ctx.engine.peers {
+                    set.bench(&p.node_id, "did not answer `have` in time");
+                }
+                continue;
+            }
+            Ok(Err(_)) => continue,
+        };
         let Some(fh) = files.into_iter().find(|f| f.file == ctx.hash.as_bytes()) else {
             continue;
         };

@@ -42,6 +42,8 @@ const MAX_XORB_TRIES: u32 = 2;
 /// within this window both see both claims at their check (and the lower node id keeps it);
 /// a node claiming later already saw the earlier claim and does not claim at all.
 pub const CLAIM_SETTLE: Duration = Duration::from_millis(250);
+/// A slot seeders hold but have not taken up for this long goes to the origin.
+const HEDGE_WAIT: Duration = Duration::from_secs(1);
 /// How often claims are gathered again to extend what we can check peers' chunks against.
 const TRUST_RETRY: Duration = Duration::from_millis(300);
 
@@ -163,6 +165,33 @@ impl Snapshot {
     }
 }
 
+/// A peer transfer is judged only after this long: before, its rate is mostly latency.
+pub const JUDGE_AFTER: Duration = Duration::from_millis(400);
+/// Below this a transfer is too slow, whatever the origin does (used until the origin's
+/// rate is measured).
+pub const FLOOR_RATE: f64 = 1024.0 * 1024.0;
+/// A transfer whose remaining bytes would take more than this many times what one origin
+/// range would take, plus [`ORIGIN_HEADROOM`], has fallen behind the origin.
+const ORIGIN_SLACK: f64 = 4.0;
+const ORIGIN_HEADROOM: f64 = 1.0;
+
+/// Whether a peer transfer that delivered `got` bytes in `elapsed`, with `remaining` to
+/// go, has fallen behind what the origin would deliver (`origin_rate`: bytes per second
+/// of one origin range, when measured). Its range then goes to the origin, which sends
+/// only what is still missing, so the cost of a slow peer is about [`JUDGE_AFTER`].
+pub fn behind(got: u64, remaining: u64, elapsed: Duration, origin_rate: Option<f64>) -> bool {
+    if elapsed < JUDGE_AFTER || remaining == 0 {
+        return false;
+    }
+    let rate = got as f64 / elapsed.as_secs_f64();
+    if rate < FLOOR_RATE {
+        return true;
+    }
+    origin_rate.is_some_and(|o| {
+        remaining as f64 / rate > remaining as f64 / o * ORIGIN_SLACK + ORIGIN_HEADROOM
+    })
+}
+
 /// `0..n` in file order, but with the last slot second.
 pub fn ends_first(n: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..n).collect();
@@ -203,7 +232,11 @@ pub enum PeerFailure {
     /// Lacked chunks it said it held.
     Lacked,
     Busy,
-    /// Stalled, too slow, connection lost: not its fault as far as we can tell.
+    /// Went silent in the middle of a transfer.
+    Stalled,
+    /// Fell behind what the origin would deliver ([`behind`]).
+    Slow,
+    /// Connection lost and the like: not its fault as far as we can tell.
     Other,
 }
 
@@ -213,6 +246,8 @@ pub enum Verdict {
     Ban(String),
     Strike(&'static str),
     Choke,
+    /// Not a liar, but not worth asking for a while (silent, or slower than the origin).
+    Bench(&'static str),
     /// Nothing against it; this slot goes elsewhere.
     Abandon,
 }
@@ -233,6 +268,10 @@ struct Slot {
     /// Peers that failed this slot.
     avoid: HashSet<PeerId>,
     claimed_at: Option<Instant>,
+    /// When it first waited on peers.
+    waiting_since: Option<Instant>,
+    /// Goes to the origin although peers hold it: it waited too long on seeders.
+    hedged: bool,
 }
 
 pub struct Planner {
@@ -273,6 +312,8 @@ impl Planner {
                     st: St::Todo,
                     avoid: HashSet::new(),
                     claimed_at: None,
+                    waiting_since: None,
+                    hedged: false,
                 })
                 .collect(),
             order,
@@ -424,7 +465,18 @@ impl Planner {
                 !slot.avoid.contains(&p.id)
                     && (p.holds_any(&missing) || p.fetches_any(&slot.ranges))
             });
-            if elsewhere && patient {
+            let waited = s
+                .now
+                .saturating_duration_since(*slot.waiting_since.get_or_insert(s.now));
+            // Seeders busy with other ranges for too long: the origin takes this one
+            // meanwhile, so slow seeders never make a pull slower. In a swarm (peers
+            // fetching it) waiting stays the rule: that is what keeps a crowd at one copy.
+            let hedge = waited >= HEDGE_WAIT
+                && !s.peers.iter().any(|p| {
+                    !slot.avoid.contains(&p.id)
+                        && (p.fetches_any(&slot.ranges) || (p.holds_any(&missing) && !p.complete))
+                });
+            if elsewhere && patient && !hedge {
                 continue;
             }
             if origin_busy >= origin_limit {
@@ -448,6 +500,7 @@ impl Planner {
                 None
             };
             origin_busy += 1;
+            slot.hedged = hedge && elsewhere;
             actions.push(Action::Claim {
                 slot: i,
                 swarm_limit,
@@ -492,7 +545,7 @@ impl Planner {
                     && (p.holds_any(&missing) || (p.fetches_any(&slot.ranges) && p.id < self.my_id))
             });
             slot.claimed_at = None;
-            if contested && patient {
+            if contested && patient && !slot.hedged {
                 slot.st = St::Todo;
                 actions.push(Action::Withdraw { slot: i });
             } else {
@@ -533,6 +586,8 @@ impl Planner {
             PeerFailure::BrokeProtocol(why) => Verdict::Ban(format!("broke the protocol: {why}")),
             PeerFailure::Lacked => Verdict::Strike("repeatedly lacked chunks it said it held"),
             PeerFailure::Busy => Verdict::Choke,
+            PeerFailure::Stalled => Verdict::Bench("went silent in a transfer"),
+            PeerFailure::Slow => Verdict::Bench("fell behind the origin"),
             PeerFailure::Other => Verdict::Abandon,
         })
     }
@@ -581,6 +636,129 @@ mod tests {
 
     fn at(t0: Instant, ms: u64) -> Instant {
         t0 + Duration::from_millis(ms + T0_MS)
+    }
+
+    #[test]
+    fn a_peer_transfer_is_behind_when_the_origin_would_do_much_better() {
+        let ms = Duration::from_millis;
+        let mib = 1u64 << 20;
+        // Too early to judge, or nothing left: never behind.
+        assert!(!behind(0, 64 * mib, ms(300), None));
+        assert!(!behind(0, 0, ms(5000), None));
+        // Under the floor (0.5 MiB/s), whatever the origin does.
+        assert!(behind(mib / 5, 60 * mib, ms(400), None));
+        // 40 MiB/s with the origin unmeasured: kept.
+        assert!(!behind(16 * mib, 48 * mib, ms(400), None));
+        // 20 MiB/s against an origin range at 200 MiB/s: 2.8 s left vs 0.28 s * 4 + 1 s.
+        assert!(behind(8 * mib, 56 * mib, ms(400), Some(200.0 * mib as f64)));
+        // ... but kept against an origin range at 50 MiB/s (1.12 s * 4 + 1 s).
+        assert!(!behind(8 * mib, 56 * mib, ms(400), Some(50.0 * mib as f64)));
+        // A little left at a modest rate: finishing beats starting over.
+        assert!(!behind(8 * mib, mib, ms(1000), Some(500.0 * mib as f64)));
+    }
+
+    #[test]
+    fn silent_and_slow_peers_are_benched_not_banned() {
+        let mut p = planner(Instant::now());
+        assert_eq!(
+            p.peer_done(0, "a", Some(&PeerFailure::Stalled)),
+            Some(Verdict::Bench("went silent in a transfer"))
+        );
+        assert_eq!(
+            p.peer_done(1, "a", Some(&PeerFailure::Slow)),
+            Some(Verdict::Bench("fell behind the origin"))
+        );
+    }
+
+    /// Twelve slots of 10 chunks, all trusted, a seeder holding them all.
+    fn seeded(t0: Instant) -> (Planner, impl Fn(Instant, Vec<PeerState>) -> Snapshot) {
+        let p = Planner::new(
+            "m".into(),
+            (0..12).map(|i| vec![(i * 10, i * 10 + 10)]).collect(),
+            vec![],
+            (0..12).collect(),
+            120,
+            t0,
+        );
+        let snap = |now, peers| Snapshot {
+            now,
+            connected: 1,
+            peers,
+            ours: vec![false; 120],
+            trusted: vec![true; 120],
+            swarm_progressed: true,
+            swarm_inflight: 0,
+        };
+        (p, snap)
+    }
+
+    fn origin_slots(a: &[Action]) -> Vec<usize> {
+        a.iter()
+            .filter_map(|x| match x {
+                Action::FetchFromOrigin { slot } => Some(*slot),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn slots_seeders_leave_waiting_go_to_the_origin_meanwhile() {
+        let t0 = Instant::now();
+        let (mut p, snap) = seeded(t0);
+        let seeder = PeerState {
+            id: "s".into(),
+            complete: true,
+            involved: true,
+            held: vec![(0, 120)],
+            fetching: vec![],
+            rate: 1e6,
+        };
+        let a = p.assign(&snap(t0, vec![seeder.clone()]));
+        let to_peer = a
+            .iter()
+            .filter(|x| matches!(x, Action::FetchFromPeer { .. }))
+            .count();
+        assert_eq!(to_peer, PEER_PARALLEL);
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::Claim { .. })),
+            "{a:?}"
+        );
+        // Still waiting half a second on: nothing.
+        assert!(
+            p.assign(&snap(at(t0, 500), vec![seeder.clone()]))
+                .is_empty()
+        );
+        // After the hedge wait the rest is claimed for the origin, and the claim holds
+        // although the seeder holds it.
+        let a = p.assign(&snap(at(t0, 1000), vec![seeder.clone()]));
+        assert_eq!(
+            a.iter()
+                .filter(|x| matches!(x, Action::Claim { .. }))
+                .count(),
+            CDN_WITH_PEERS
+        );
+        let due = p.due_claims(at(t0, 1300));
+        assert_eq!(due.len(), CDN_WITH_PEERS);
+        let a = p.settle(&due, &snap(at(t0, 1300), vec![seeder]));
+        assert_eq!(origin_slots(&a).len(), CDN_WITH_PEERS, "{a:?}");
+    }
+
+    #[test]
+    fn slots_a_crowd_is_fetching_are_waited_for_not_hedged() {
+        let t0 = Instant::now();
+        let (mut p, snap) = seeded(t0);
+        // A peer downloading too: it holds slot 0..8 and fetches the rest.
+        let crowd = PeerState {
+            id: "c".into(),
+            complete: false,
+            involved: true,
+            held: vec![(0, 80)],
+            fetching: vec![(80, 120)],
+            rate: 1e6,
+        };
+        let _ = p.assign(&snap(t0, vec![crowd.clone()]));
+        let a = p.assign(&snap(at(t0, 3000), vec![crowd]));
+        assert!(origin_slots(&a).is_empty() && a.is_empty(), "{a:?}");
     }
 
     #[test]

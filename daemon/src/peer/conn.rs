@@ -7,7 +7,7 @@ use std::time::Duration;
 use xet::XetHash;
 use zest_proto::peer;
 
-use super::limits::{MAX_FRAME, STALL};
+use super::limits::{MAX_FRAME, REPLY_WAIT, silence_allowed};
 use super::stats::PeerStats;
 use super::wire::{self, WireError};
 
@@ -81,8 +81,8 @@ impl PeerConn {
 
     async fn one_reply(&self, kind: peer::request::Kind) -> Result<peer::Response, PeerError> {
         let (_send, mut recv) = self.send(kind).await?;
-        match tokio::time::timeout(STALL * 2, wire::read::<peer::Response>(&mut recv)).await {
-            Err(_) => Err(PeerError::Stalled(STALL * 2)),
+        match tokio::time::timeout(REPLY_WAIT, wire::read::<peer::Response>(&mut recv)).await {
+            Err(_) => Err(PeerError::Stalled(REPLY_WAIT)),
             Ok(Err(e)) => Err(e.into()),
             Ok(Ok(None)) => Err(PeerError::Protocol("empty reply".into())),
             Ok(Ok(Some(r))) => Ok(r),
@@ -119,8 +119,8 @@ impl PeerConn {
     }
 
     /// Streams chunks `[start, end)` of `file` into `on_chunk`, in order, which checks
-    /// each one. A stream that goes quiet for [`STALL`] is abandoned. What `on_chunk`
-    /// refuses ends the transfer and comes back as the caller's own error.
+    /// each one. A stream that goes quiet for longer than [`silence_allowed`] is abandoned.
+    /// What `on_chunk` refuses ends the transfer and comes back as the caller's own error.
     pub async fn get<E: From<PeerError>>(
         &self,
         file: &XetHash,
@@ -135,17 +135,21 @@ impl PeerConn {
         });
         let (_send, mut recv) = self.send(req).await.map_err(E::from)?;
         let mut next = start;
+        let mut first: Option<std::time::Instant> = None;
         let result = async {
             while next < end {
+                let quiet =
+                    silence_allowed(next - start, first.map(|t| t.elapsed()).unwrap_or_default());
                 let frame = match tokio::time::timeout(
-                    STALL,
+                    quiet,
                     wire::read::<peer::Response>(&mut recv),
                 )
                 .await
                 {
-                    Err(_) => return Err(PeerError::Stalled(STALL).into()),
+                    Err(_) => return Err(PeerError::Stalled(quiet).into()),
                     Ok(r) => r.map_err(PeerError::from)?,
                 };
+                first.get_or_insert_with(std::time::Instant::now);
                 match frame.and_then(|f| f.kind) {
                     Some(peer::response::Kind::Chunk(c)) => {
                         if c.index != next {

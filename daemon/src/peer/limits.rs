@@ -17,8 +17,26 @@ pub const MAX_UPLOADS: usize = 48;
 /// Unacknowledged bytes a receiver allows on one stream and on one connection.
 pub const STREAM_WINDOW: u32 = 8 << 20;
 pub const CONNECTION_WINDOW: u32 = 64 << 20;
-/// A stream that delivers nothing for this long is abandoned.
-pub const STALL: Duration = Duration::from_secs(3);
+/// A one-frame reply (`have`, `manifest`) must arrive within this.
+pub const REPLY_WAIT: Duration = Duration::from_millis(1500);
+/// A `get` stream's first chunk may take this long: the request's round trip and the
+/// peer's first read.
+pub const FIRST_CHUNK_WAIT: Duration = Duration::from_secs(1);
+/// After the first chunk, silence longer than this many mean gaps between chunks so far,
+/// kept within [`SILENCE_MIN`, `SILENCE_MAX`], is a stall: a frozen peer is noticed well
+/// under a second into its silence, and a steady slow one is judged by its rate instead.
+pub const SILENCE_GAPS: u32 = 8;
+pub const SILENCE_MIN: Duration = Duration::from_millis(300);
+pub const SILENCE_MAX: Duration = Duration::from_millis(800);
+
+/// How long a `get` stream may stay silent, having delivered `chunks` chunks over
+/// `elapsed` since its first.
+pub fn silence_allowed(chunks: u32, elapsed: Duration) -> Duration {
+    if chunks == 0 {
+        return FIRST_CHUNK_WAIT;
+    }
+    (elapsed / chunks * SILENCE_GAPS).clamp(SILENCE_MIN, SILENCE_MAX)
+}
 /// Connections idle this long are closed (keep-alives keep live ones open).
 pub const IDLE: Duration = Duration::from_secs(30);
 
@@ -34,4 +52,26 @@ pub fn transport() -> quinn::TransportConfig {
         t.max_idle_timeout(Some(idle));
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn silence_allowed_follows_the_stream_within_bounds() {
+        assert_eq!(silence_allowed(0, Duration::ZERO), FIRST_CHUNK_WAIT);
+        // A fast stream (1 ms per chunk): the floor.
+        assert_eq!(
+            silence_allowed(100, Duration::from_millis(100)),
+            SILENCE_MIN
+        );
+        // 50 ms per chunk: eight gaps.
+        assert_eq!(
+            silence_allowed(10, Duration::from_millis(500)),
+            Duration::from_millis(400)
+        );
+        // A crawl: the ceiling.
+        assert_eq!(silence_allowed(2, Duration::from_secs(2)), SILENCE_MAX);
+    }
 }

@@ -25,6 +25,15 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a `busy` peer is left alone.
 const CHOKE: Duration = Duration::from_secs(1);
+/// Benches closer together than this count as repeats.
+const BENCH_MEMORY: Duration = Duration::from_secs(60);
+
+/// How long the `n`th bench in a row lasts.
+fn bench_time(n: u32) -> Duration {
+    Duration::from_secs(2)
+        .saturating_mul(1u32 << n.saturating_sub(1).min(4))
+        .min(Duration::from_secs(30))
+}
 /// Requests for chunks a peer said it held, answered `not_found`, before it is banned.
 const STRIKES_TO_BAN: u32 = 2;
 /// Strikes closer together than this count as one: parallel requests that fail at the same
@@ -84,6 +93,9 @@ struct Entry {
     node_id: String,
     reason: String,
     choked_until: Option<Instant>,
+    /// Times benched lately (slow or silent) and when last: each bench lasts twice the one
+    /// before, so a peer that keeps failing costs a pull less and less.
+    benched: (u32, Option<Instant>),
     stats: Arc<PeerStats>,
     fleet: bool,
 }
@@ -287,6 +299,30 @@ impl PeerSet {
         };
         if n >= STRIKES_TO_BAN {
             self.ban(node_id, reason);
+        }
+    }
+
+    /// Leaves a peer that went silent or fell behind the origin alone for a while: 2 s, then
+    /// twice as long at each repeat within a minute, up to 30 s.
+    pub fn bench(&self, node_id: &str, why: &str) {
+        let now = Instant::now();
+        for e in lock(&self.inner.state).peers.values_mut() {
+            if e.node_id == node_id {
+                let (n, last) = e.benched;
+                if last.is_some_and(|t| now < t + bench_time(n)) {
+                    // Failures of transfers running side by side are one event.
+                    continue;
+                }
+                let n = if last.is_some_and(|t| now.duration_since(t) < BENCH_MEMORY) {
+                    n + 1
+                } else {
+                    1
+                };
+                let d = bench_time(n);
+                e.benched = (n, Some(now));
+                e.choked_until = Some(now + d);
+                tracing::info!(peer = short(node_id), why, benched_for = ?d, "peer benched");
+            }
         }
     }
 
@@ -620,6 +656,7 @@ fn new_entry(origin: Origin) -> Entry {
         node_id: String::new(),
         reason: String::new(),
         choked_until: None,
+        benched: (0, None),
         stats: Arc::new(PeerStats::default()),
         fleet: false,
     }

@@ -69,6 +69,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show or change the daemon's bandwidth caps, at once, while it runs.
+    Limits {
+        /// What peers may take from this node per second: `20MiB`, `100MB`, `400Mbit`, or `off`
+        #[arg(long, value_name = "RATE")]
+        upload: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -101,6 +110,10 @@ fn main() -> ExitCode {
         Command::Peers { json } => {
             let socket = cli.socket.unwrap_or_else(zest_proto::paths::default_socket);
             report(status_cmd::peers(&socket, json))
+        }
+        Command::Limits { upload, json } => {
+            let socket = cli.socket.unwrap_or_else(zest_proto::paths::default_socket);
+            report(status_cmd::limits(&socket, upload, json))
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use zest_proto::v1::{PeerInfo, PeersRequest, StatusReply, StatusRequest};
+use zest_proto::v1::{LimitsRequest, PeerInfo, PeersRequest, StatusReply, StatusRequest};
 
 use crate::daemon_client;
 use crate::pull_cmd::human;
@@ -53,6 +53,7 @@ fn status_json(reply: &StatusReply) -> serde_json::Value {
         "bytes_from_peers": reply.bytes_from_peers,
         "bytes_from_local": reply.bytes_from_local,
         "bytes_served": reply.bytes_served,
+        "max_upload_rate": reply.max_upload_rate,
         "pulls_completed": reply.pulls_completed,
         "pulls_failed": reply.pulls_failed,
         "pulls": pulls,
@@ -102,7 +103,11 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
     println!("from origin:  {}", human(reply.bytes_from_origin));
     println!("from peers:   {}", human(reply.bytes_from_peers));
     println!("from local:   {}", human(reply.bytes_from_local));
-    println!("served:       {}", human(reply.bytes_served));
+    println!(
+        "served:       {} (upload cap: {})",
+        human(reply.bytes_served),
+        cap(reply.max_upload_rate)
+    );
     println!(
         "pulls:        {} done, {} failed, {} running",
         reply.pulls_completed,
@@ -120,6 +125,29 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             human(p.bytes_done),
             human(p.bytes_total)
         );
+    }
+    Ok(())
+}
+
+/// A cap in bytes per second (0: none), as people read it.
+fn cap(rate: u64) -> String {
+    if rate == 0 {
+        "off".into()
+    } else {
+        format!("{}/s", human(rate))
+    }
+}
+
+pub fn limits(socket: &Path, upload: Option<String>, json: bool) -> anyhow::Result<()> {
+    let reply = block_on(async {
+        let mut client = daemon_client::connect(socket).await?;
+        Ok(client.limits(LimitsRequest { upload }).await?.into_inner())
+    })?;
+    if json {
+        let v = serde_json::json!({ "max_upload_rate": reply.max_upload_rate });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("upload cap:   {}", cap(reply.max_upload_rate));
     }
     Ok(())
 }

@@ -9,7 +9,8 @@ use tonic::{Request, Response, Status};
 use zest_proto::v1::pull_event::Event;
 use zest_proto::v1::zest_server::{Zest, ZestServer};
 use zest_proto::v1::{
-    PeerInfo, PeersReply, PeersRequest, PullEvent, PullRequest, StatusReply, StatusRequest,
+    LimitsReply, LimitsRequest, PeerInfo, PeersReply, PeersRequest, PullEvent, PullRequest,
+    StatusReply, StatusRequest,
 };
 
 use std::pin::Pin;
@@ -35,6 +36,8 @@ pub struct ControlService {
     pub endpoint: Option<Arc<crate::endpoint::Endpoint>>,
     /// hf_xet's socket door, when it is on.
     pub xet_socket: Option<PathBuf>,
+    /// Bandwidth caps, changeable while running.
+    pub limits: Arc<crate::rate::Limits>,
 }
 
 fn peer_infos(engine: &crate::engine::Engine) -> Vec<PeerInfo> {
@@ -125,6 +128,22 @@ impl Zest for ControlService {
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
+            max_upload_rate: self.limits.upload.get().unwrap_or(0),
+        }))
+    }
+
+    async fn limits(
+        &self,
+        request: Request<LimitsRequest>,
+    ) -> Result<Response<LimitsReply>, Status> {
+        let req = request.into_inner();
+        if let Some(up) = req.upload {
+            let rate = crate::rate::parse_rate(&up).map_err(Status::invalid_argument)?;
+            self.limits.upload.set(rate);
+            tracing::info!(upload = %crate::rate::describe(rate), "upload cap changed");
+        }
+        Ok(Response::new(LimitsReply {
+            max_upload_rate: self.limits.upload.get().unwrap_or(0),
         }))
     }
 

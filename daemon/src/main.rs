@@ -440,6 +440,7 @@ async fn main() -> Result<()> {
         shutdown: stop_rx,
         endpoint: hub,
         xet_socket,
+        limits,
     };
     let shutdown = async move {
         shutdown_signal().await;

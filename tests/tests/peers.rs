@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, EvilPeer, assert_same_cache, fleet_key, hf_python_ok, pull_all, pulled_path,
+    Daemon, EvilPeer, assert_same_cache, bin, fleet_key, hf_python_ok, pull_all, pulled_path,
     seed_shared_store, wait_until,
 };
 use zest_tests::hub::fixtures::{self, MODEL};
@@ -235,6 +235,122 @@ fn after_a_peer_fails_midway_the_origin_sends_only_what_is_missing() {
             assert_eq!(n.peers_in_state("banned"), vec![evil.addr.clone()]);
         }
     }
+}
+
+/// `zestctl limits` against `d`: the upload cap it reports, in bytes per second.
+fn limits(d: &Daemon, args: &[&str]) -> u64 {
+    let out = std::process::Command::new(bin("zestctl"))
+        .arg("--socket")
+        .arg(d.socket())
+        .arg("limits")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("zestctl limits");
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("limits JSON");
+    v["max_upload_rate"].as_u64().expect("max_upload_rate")
+}
+
+/// Issue 16, part 2: with `--max-upload-rate`, what peers take from a seeder stays within
+/// 10% of the cap over every 5-second window of a pull that wants more; the cap shows in
+/// `zestctl status` and `zestctl limits` changes it while the daemon runs.
+#[test]
+fn an_upload_cap_holds_over_every_five_second_window() {
+    let scratch = Scratch::new("peers-upload-cap");
+    let total: u64 = 96 << 20;
+    let repos = fixtures::bench(&scratch.path().join("bench-data"), total).expect("fixture");
+    let repo = repos[0].id.clone();
+    let hub = start_hub(&scratch, repos);
+    let cap: u64 = 12 << 20;
+    let seed = Daemon::start_peer_with(
+        &scratch.path().join("seed"),
+        &hub.endpoint,
+        &[],
+        &["--max-upload-rate".into(), "12MiB".into()],
+    );
+    pull_ok(&seed, &repo);
+    assert_eq!(num(&seed, "max_upload_rate"), cap);
+    let node = Daemon::start_peer(
+        &scratch.path().join("node"),
+        &hub.endpoint,
+        &[seed.listen()],
+    );
+    wait_connected(&node, 1);
+
+    // Sample what the seeder served while the node pulls.
+    let samples = std::thread::scope(|s| {
+        let pull = s.spawn(|| pull_ok(&node, &repo));
+        let t0 = std::time::Instant::now();
+        let mut samples: Vec<(f64, u64)> = Vec::new();
+        while !pull.is_finished() {
+            samples.push((t0.elapsed().as_secs_f64(), num(&seed, "bytes_served")));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        pull.join().expect("pull thread");
+        samples
+    });
+    assert_same_cache(&seed.cache(), &node.cache());
+    let from_peers = num(&node, "bytes_from_peers");
+    assert!(
+        from_peers * 10 >= total * 9,
+        "the node took only {from_peers} bytes from the capped seeder"
+    );
+    // Windows inside the transfer: from its first byte to its last, half a second in.
+    let first = samples.iter().find(|(_, b)| *b > 0).map(|s| s.0);
+    let last_change = samples
+        .windows(2)
+        .rfind(|w| w[1].1 > w[0].1)
+        .map(|w| w[1].0);
+    let (Some(first), Some(last)) = (first, last_change) else {
+        panic!("the seeder served nothing: {samples:?}");
+    };
+    let inside: Vec<&(f64, u64)> = samples
+        .iter()
+        .filter(|(t, _)| *t >= first + 0.5 && *t <= last - 0.5)
+        .collect();
+    let mut windows = 0;
+    let (mut lo, mut hi) = (f64::MAX, 0f64);
+    for (i, a) in inside.iter().enumerate() {
+        let Some(b) = inside[i..].iter().find(|b| b.0 - a.0 >= 5.0) else {
+            break;
+        };
+        let rate = (b.1 - a.1) as f64 / (b.0 - a.0);
+        windows += 1;
+        (lo, hi) = (lo.min(rate), hi.max(rate));
+        assert!(
+            (rate - cap as f64).abs() <= cap as f64 * 0.1,
+            "{:.1} MiB/s over {:.1}..{:.1} s under a {} MiB/s cap: {samples:?}",
+            rate / f64::from(1 << 20),
+            a.0,
+            b.0,
+            cap >> 20
+        );
+    }
+    assert!(windows >= 3, "too few 5-second windows: {samples:?}");
+    eprintln!(
+        "{windows} 5-second windows under a {} MiB/s cap: {:.2}..{:.2} MiB/s",
+        cap >> 20,
+        lo / f64::from(1 << 20),
+        hi / f64::from(1 << 20)
+    );
+
+    // Changed at runtime, and shown.
+    assert_eq!(limits(&seed, &[]), cap);
+    assert_eq!(limits(&seed, &["--upload", "400Mbit"]), 50_000_000);
+    assert_eq!(num(&seed, "max_upload_rate"), 50_000_000);
+    assert_eq!(limits(&seed, &["--upload", "off"]), 0);
+    let bad = std::process::Command::new(bin("zestctl"))
+        .arg("--socket")
+        .arg(seed.socket())
+        .args(["limits", "--upload", "fast"])
+        .output()
+        .expect("zestctl limits");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("not a rate"),
+        "{bad:?}"
+    );
 }
 
 #[test]

@@ -229,7 +229,6 @@ pub async fn fetch_from_peer(
         .flat_map(|&(a, b)| a..b)
         .filter_map(|i| ctx.trust.get(i).map(|t| u64::from(t.size)))
         .sum();
-    let origin_rate = ctx.engine.origin_rate.per_range();
     let mut door = ChunkDoor::new(ctx, Source::Peer);
     for &(a, b) in ranges {
         let mut start = a;
@@ -255,13 +254,10 @@ pub async fn fetch_from_peer(
                     door.put(i, offset, &chunk)?;
                     got += data.len() as u64;
                     // Peers must never make a pull slower: one that falls behind the
-                    // origin loses the rest of the range to it.
-                    if behind(
-                        got,
-                        total.saturating_sub(got),
-                        started.elapsed(),
-                        origin_rate,
-                    ) {
+                    // origin loses the rest of the range to it. The origin's rate is read
+                    // afresh: ranges fetched meanwhile may have measured it.
+                    let origin = ctx.engine.origin_rate.per_range();
+                    if behind(got, total.saturating_sub(got), started.elapsed(), origin) {
                         return Err(PeerError::Stopped("slower than the origin".into()).into());
                     }
                     Ok(())

@@ -166,7 +166,7 @@ impl Snapshot {
 }
 
 /// A peer transfer is judged only after this long: before, its rate is mostly latency.
-pub const JUDGE_AFTER: Duration = Duration::from_millis(400);
+pub const JUDGE_AFTER: Duration = Duration::from_millis(250);
 /// Below this a transfer is too slow, whatever the origin does (used until the origin's
 /// rate is measured).
 pub const FLOOR_RATE: f64 = 1024.0 * 1024.0;
@@ -643,7 +643,7 @@ mod tests {
         let ms = Duration::from_millis;
         let mib = 1u64 << 20;
         // Too early to judge, or nothing left: never behind.
-        assert!(!behind(0, 64 * mib, ms(300), None));
+        assert!(!behind(0, 64 * mib, ms(200), None));
         assert!(!behind(0, 0, ms(5000), None));
         // Under the floor (0.5 MiB/s), whatever the origin does.
         assert!(behind(mib / 5, 60 * mib, ms(400), None));

@@ -172,8 +172,7 @@ pub async fn stream_group(
     }
     let mut door = ChunkDoor::new(ctx, Source::Origin);
     let counters = &ctx.counters;
-    let began = std::time::Instant::now();
-    let mut decoded = 0u64;
+
     let mut sink = |bytes: &[u8]| -> Result<(), PullError> {
         counters
             .from_origin
@@ -188,7 +187,6 @@ pub async fn stream_group(
                 )));
             }
             let chunk = VerifiedChunk::hashed(data);
-            decoded += data.len() as u64;
             for (ti, cursor) in cursors.iter_mut() {
                 let t = &terms[*ti];
                 if k < t.chunks.start || k >= t.chunks.end {
@@ -238,6 +236,5 @@ pub async fn stream_group(
         }
     }
     door.flush(None)?;
-    ctx.engine.origin_rate.record(decoded, began.elapsed());
     Ok(())
 }

@@ -17,7 +17,6 @@ pub mod filter;
 pub mod journal;
 pub mod local;
 pub mod origin_patch;
-pub mod origin_rate;
 pub mod peer_fetch;
 pub mod peer_views;
 pub mod plain_file;
@@ -71,8 +70,6 @@ pub struct Engine {
     pub peers: Option<PeerSet>,
     /// Files pulls are about to fetch, for discovery.
     pub wanted: Arc<wanted::Wanted>,
-    /// How fast one origin range arrives: what peer transfers are judged against.
-    pub origin_rate: Arc<origin_rate::OriginRate>,
     /// Chunk hashes of the xorbs downloads use, pooled so shared xorbs prove early.
     pub xorb_pool: Arc<xorb_pool::XorbPool>,
     /// Trackers or the DHT are on: a download with no peers yet waits briefly for them.
@@ -99,7 +96,6 @@ impl Engine {
             peers: None,
             wanted: Arc::default(),
             xorb_pool: Arc::default(),
-            origin_rate: Arc::default(),
             discovering: false,
         }
     }

@@ -221,7 +221,9 @@ pub async fn fetch_from_peer(
     peer: &PeerConn,
     ranges: &[(u32, u32)],
 ) -> Result<(), PeerFetchError> {
-    let started = Instant::now();
+    // The rate is measured from the first chunk on: the request's round trip and a busy
+    // peer's first read are latency, which silence detection bounds on its own.
+    let mut first: Option<(Instant, u64)> = None;
     let mut got = 0u64;
     // Every chunk asked for is trusted, so its size is known.
     let total: u64 = ranges
@@ -253,11 +255,11 @@ pub async fn fetch_from_peer(
                         })?;
                     door.put(i, offset, &chunk)?;
                     got += data.len() as u64;
-                    // Peers must never make a pull slower: one that falls behind the
-                    // origin loses the rest of the range to it. The origin's rate is read
-                    // afresh: ranges fetched meanwhile may have measured it.
-                    let origin = ctx.engine.origin_rate.per_range();
-                    if behind(got, total.saturating_sub(got), started.elapsed(), origin) {
+                    // Peers must never make a pull slower: one that stays slow loses the
+                    // rest of the range to the origin.
+                    let left = total.saturating_sub(got);
+                    let (t0, at0) = *first.get_or_insert((Instant::now(), got));
+                    if behind(got - at0, left, t0.elapsed()) {
                         return Err(PeerError::Stopped("slower than the origin".into()).into());
                     }
                     Ok(())

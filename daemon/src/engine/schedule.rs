@@ -369,7 +369,6 @@ fn apply(ctx: &FileCtx, node: &str, verdict: Verdict, e: &PeerError) {
             set.strike(node, why);
         }
         Verdict::Choke => set.choke(node),
-        Verdict::Bench(why) => set.bench(node, why),
         Verdict::Abandon => {
             tracing::info!(peer = short, file = %ctx.name, "peer transfer abandoned: {e}")
         }

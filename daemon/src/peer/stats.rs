@@ -11,6 +11,7 @@ const WINDOW: Duration = Duration::from_secs(5);
 pub struct PeerStats {
     pub bytes_from: AtomicU64,
     pub bytes_to: AtomicU64,
+
     from: Meter,
     to: Meter,
 }

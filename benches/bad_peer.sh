@@ -40,18 +40,18 @@ endpoint=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoi
 repo=zest-bench/model-1g
 stats() { curl -s "$endpoint/_test/stats" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["xorb_bytes"])'; }
 now() { date +%s.%N; }
-port=$((20000 + RANDOM % 20000))
 
-start_zestd() { # dir listen-port [zestd args...]
-  local d=$1 p=$2; shift 2
+# Each daemon takes any free UDP port (a fixed one may be taken); peers learn it from status.
+start_zestd() { # dir [zestd args...]
+  local d=$1; shift
   mkdir -p "$d"
   "$bin/zestd" --socket "$d/sock" --state-dir "$d/state" --cache-dir "$d/cache" --endpoint "$endpoint" \
-    --listen "127.0.0.1:$p" --no-mdns --hub-listen off --xet-socket off "$@" 2> "$d/log" &
+    --listen 127.0.0.1:0 --no-mdns --hub-listen off --xet-socket off "$@" 2> "$d/log" &
   zpid=$!; pids+=($zpid)
   for _ in $(seq 200); do [ -S "$d/sock" ] && break; sleep 0.05; done
   [ -S "$d/sock" ] || { echo "zestd did not start: $(tail -5 "$d/log")" >&2; exit 1; }
 }
-status_num() { "$bin/zestctl" --socket "$1/sock" status --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"; }
+status_field() { "$bin/zestctl" --socket "$1/sock" status --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$2"; }
 
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "### A pull whose only peer misbehaves, $((size >> 20)) MiB model, reference CAS on loopback, $runs runs per mode"
@@ -66,9 +66,10 @@ for mode in $modes; do
     *) echo "unknown mode $mode" >&2; exit 1 ;;
   esac
   # The seeder: pulls the model once from the origin, then serves it.
-  sd=$work/$mode/seed; sport=$port; port=$((port + 1))
-  start_zestd "$sd" "$sport" "${seed_args[@]}"
+  sd=$work/$mode/seed
+  start_zestd "$sd" "${seed_args[@]}"
   spid=$zpid
+  seed_addr=$(status_field "$sd" listen)
   "$bin/zestctl" --socket "$sd/sock" pull "$repo" > /dev/null 2>&1
   zest_t=(); hf_t=(); copies=(); from_peer=()
   for i in $(seq "$runs"); do
@@ -79,8 +80,8 @@ for mode in $modes; do
     t1=$(now); hf_t+=("$(echo "$t1 - $t0" | bc -l)")
     one=$(( $(stats) - h0 ))
 
-    d=$work/$mode/node$i; nport=$port; port=$((port + 1))
-    start_zestd "$d" "$nport" --peer "127.0.0.1:$sport"
+    d=$work/$mode/node$i
+    start_zestd "$d" --peer "$seed_addr"
     npid=$zpid
     for _ in $(seq 100); do
       "$bin/zestctl" --socket "$d/sock" peers --json 2>/dev/null | grep -q '"connected"' && break; sleep 0.05
@@ -91,12 +92,13 @@ for mode in $modes; do
       *) stopper= ;;
     esac
     b0=$(stats); t0=$(now)
-    "$bin/zestctl" --socket "$d/sock" pull "$repo" > "$d/out" 2>/dev/null
+    "$bin/zestctl" --socket "$d/sock" pull "$repo" > "$d/out" 2> "$d/pull.err" ||
+      { echo "$mode run $i: the pull failed: $(tail -3 "$d/pull.err")" >&2; exit 1; }
     t1=$(now); b1=$(stats)
     [ -n "$stopper" ] && { wait "$stopper" 2>/dev/null || true; kill -CONT "$spid"; }
     zest_t+=("$(echo "$t1 - $t0" | bc -l)")
     copies+=("$(echo "($b1 - $b0) / $one" | bc -l)")
-    from_peer+=("$(( $(status_num "$d" bytes_from_peers) >> 20 ))")
+    from_peer+=("$(( $(status_field "$d" bytes_from_peers) >> 20 ))")
     snap=$(tail -1 "$d/out")
     for f in "$snap"/*; do cmp -s "$f" "$work/hf/cache/models--zest-bench--model-1g/snapshots/$(basename "$snap")/$(basename "$f")" || { echo "content differs: $f" >&2; exit 1; }; done
     kill "$npid"; wait "$npid" 2>/dev/null || true

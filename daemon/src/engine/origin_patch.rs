@@ -138,8 +138,8 @@ pub async fn fetch_from_origin(
     group: &Group,
     start: Start,
 ) -> Result<(), PullError> {
-    let slots = ctx.live.slots();
-    let size_of = |i: u32| slots.get(i as usize).copied().flatten().map(|p| p.size);
+    // Only the group's chunks are looked at: no copy of the whole chunk table per range.
+    let size_of = |i: u32| ctx.live.get(i).map(|p| p.size);
     if !worth_narrowing(&ctx.terms, group, start, |i| size_of(i).is_some()) {
         return fetch_group(ctx, group, start).await;
     }

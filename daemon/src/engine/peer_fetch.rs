@@ -208,8 +208,6 @@ pub fn failure_of(e: &PeerError) -> PeerFailure {
         PeerError::Protocol(why) => PeerFailure::BrokeProtocol(why.clone()),
         PeerError::NotFound(_) => PeerFailure::Lacked,
         PeerError::Busy => PeerFailure::Busy,
-        PeerError::Stalled(_) => PeerFailure::Stalled,
-        PeerError::Stopped(_) => PeerFailure::Slow,
         _ => PeerFailure::Other,
     }
 }

@@ -221,11 +221,7 @@ pub enum PeerFailure {
     /// Lacked chunks it said it held.
     Lacked,
     Busy,
-    /// Went silent in the middle of a transfer.
-    Stalled,
-    /// Fell behind what the origin would deliver ([`behind`]).
-    Slow,
-    /// Connection lost and the like: not its fault as far as we can tell.
+    /// Silent, too slow ([`behind`]), connection lost: not its fault as far as we can tell.
     Other,
 }
 
@@ -575,7 +571,6 @@ impl Planner {
             PeerFailure::Busy => Verdict::Choke,
             // Only this slot goes elsewhere: in a crowd, peers starved of CPU by their own
             // clients go quiet now and then, and benching them cost origin copies.
-            PeerFailure::Stalled | PeerFailure::Slow => Verdict::Abandon,
             PeerFailure::Other => Verdict::Abandon,
         })
     }
@@ -634,20 +629,6 @@ mod tests {
         assert!(!behind(0, 0, ms(5000)));
         assert!(behind(3 * mib, 60 * mib, ms(3000)));
         assert!(!behind(9 * mib, 60 * mib, ms(3000)));
-    }
-
-    #[test]
-    fn silent_and_slow_peers_lose_the_slot_only() {
-        let mut p = planner(Instant::now());
-        assert_eq!(
-            p.peer_done(0, "a", Some(&PeerFailure::Stalled)),
-            Some(Verdict::Abandon)
-        );
-        assert_eq!(
-            p.peer_done(1, "a", Some(&PeerFailure::Slow)),
-            Some(Verdict::Abandon)
-        );
-        assert!(p.slots[0].avoid.contains("a") && p.slots[1].avoid.contains("a"));
     }
 
     /// Twelve slots of 10 chunks, all trusted, a seeder holding them all.

@@ -15,6 +15,10 @@ if ! .venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(0 if (m.
 fi
 # The Python package installs as users install it (pure Python, no network needed).
 .venv/bin/pip install --quiet --disable-pip-version-check --no-deps ./python
+# A test-only hook that removes a race in huggingface_hub's shared blob store, so caches it
+# writes are deterministic (tests/python/zest_test_hooks.py says which race).
+cp tests/python/zest_test_hooks.py tests/python/zest_test_hooks.pth \
+  "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/"
 export ZEST_PYTHON="$PWD/.venv/bin/python"
 
 log "System packages the tests start (opentracker, iproute2 for network namespaces)"

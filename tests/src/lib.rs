@@ -102,7 +102,29 @@ pub fn python() -> PathBuf {
         "no Python environment with hf_xet at {}: run scripts/test.sh (or set ZEST_PYTHON)",
         p.display()
     );
+    assert!(
+        has_test_hooks(&p),
+        "{} lacks zest_test_hooks.pth (without it huggingface_hub's caches are \
+         nondeterministic, see tests/python/zest_test_hooks.py): run scripts/test.sh",
+        p.display()
+    );
     p
+}
+
+/// Whether the virtualenv of `python` (`<venv>/bin/python`) has the test hooks installed.
+fn has_test_hooks(python: &Path) -> bool {
+    let Some(lib) = python
+        .parent()
+        .and_then(Path::parent)
+        .map(|v| v.join("lib"))
+    else {
+        return false;
+    };
+    std::fs::read_dir(lib)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| e.path().join("site-packages/zest_test_hooks.pth").is_file())
 }
 
 /// Runs a Python snippet with arguments; returns stdout, panicking with stderr on failure.

@@ -54,6 +54,7 @@ fn status_json(reply: &StatusReply) -> serde_json::Value {
         "bytes_from_local": reply.bytes_from_local,
         "bytes_served": reply.bytes_served,
         "max_upload_rate": reply.max_upload_rate,
+        "metrics_endpoint": reply.metrics_endpoint,
         "pulls_completed": reply.pulls_completed,
         "pulls_failed": reply.pulls_failed,
         "pulls": pulls,
@@ -97,6 +98,12 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
         println!(
             "xet socket:   {} (HF_XET_CLIENT_UNIX_SOCKET_PATH)",
             reply.xet_socket
+        );
+    }
+    if !reply.metrics_endpoint.is_empty() {
+        println!(
+            "metrics:      {}/metrics, {}/healthz",
+            reply.metrics_endpoint, reply.metrics_endpoint
         );
     }
     println!("indexed:      {} files", reply.indexed_files);

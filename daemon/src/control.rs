@@ -23,7 +23,6 @@ use tokio_stream::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use xet::remote::{RepoRef, RepoType};
 
-use crate::engine::PullCounters;
 use crate::engine::pull::PullSpec;
 use crate::pulls::{PullManager, shutting_down};
 
@@ -38,6 +37,8 @@ pub struct ControlService {
     pub xet_socket: Option<PathBuf>,
     /// Bandwidth caps, changeable while running.
     pub limits: Arc<crate::rate::Limits>,
+    /// Where `--metrics-listen` serves, once bound.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 fn peer_infos(engine: &crate::engine::Engine) -> Vec<PeerInfo> {
@@ -69,22 +70,16 @@ impl Zest for ControlService {
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         let t = &self.pulls.engine().totals;
         let active = self.pulls.active();
-        // Totals count finished pulls; running ones are added from their own counters.
-        let running = |f: fn(&PullCounters) -> &AtomicU64| -> u64 {
-            active
-                .iter()
-                .map(|p| f(&p.counters).load(Ordering::Relaxed))
-                .sum()
-        };
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Ok(Response::new(StatusReply {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             pid: std::process::id(),
             cache_dir: self.cache_dir.display().to_string(),
             state_dir: self.state_dir.display().to_string(),
-            bytes_from_origin: t.from_origin.load(Ordering::Relaxed) + running(|c| &c.from_origin),
-            bytes_from_peers: t.from_peers.load(Ordering::Relaxed) + running(|c| &c.from_peers),
-            bytes_from_local: t.from_local.load(Ordering::Relaxed) + running(|c| &c.from_local),
-            bytes_served: t.served.load(Ordering::Relaxed),
+            bytes_from_origin: get(&t.from_origin),
+            bytes_from_peers: get(&t.from_peers),
+            bytes_from_local: get(&t.from_local),
+            bytes_served: get(&t.served),
             pulls: active.iter().map(|p| p.progress()).collect(),
             pulls_completed: t.pulls_completed.load(Ordering::Relaxed),
             pulls_failed: t.pulls_failed.load(Ordering::Relaxed),
@@ -129,6 +124,10 @@ impl Zest for ControlService {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             max_upload_rate: self.limits.upload.get().unwrap_or(0),
+            metrics_endpoint: self
+                .metrics
+                .map(|a| format!("http://{a}"))
+                .unwrap_or_default(),
         }))
     }
 

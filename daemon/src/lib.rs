@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod endpoint;
 pub mod engine;
 pub mod index;
+pub mod metrics;
 pub mod peer;
 pub mod pulls;
 pub mod rate;

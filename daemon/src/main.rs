@@ -87,6 +87,10 @@ struct Args {
     /// or `off` [default: off]
     #[arg(long, value_name = "RATE")]
     max_upload_rate: Option<String>,
+    /// Serve Prometheus `/metrics` and `/healthz` (nothing else) on this TCP address, or
+    /// `off` [default: off; the local endpoint serves both anyway]
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics_listen: Option<String>,
 }
 
 /// Every option, after the config file and the flags.
@@ -104,6 +108,8 @@ struct Settings {
     hub_listen: config::Listen,
     xet_socket: Option<PathBuf>,
     max_upload_rate: Option<u64>,
+    /// `None`: off.
+    metrics_listen: Option<String>,
 }
 
 fn settings(args: Args) -> Result<Settings> {
@@ -155,6 +161,10 @@ fn settings(args: Args) -> Result<Settings> {
         }
         None => None,
     };
+    let metrics_listen = args
+        .metrics_listen
+        .or(file.metrics_listen)
+        .filter(|l| !matches!(l.as_str(), "off" | "none" | ""));
     let mdns = if args.no_mdns {
         false
     } else {
@@ -195,6 +205,7 @@ fn settings(args: Args) -> Result<Settings> {
         hub_listen,
         xet_socket,
         max_upload_rate,
+        metrics_listen,
     })
 }
 
@@ -384,6 +395,32 @@ async fn main() -> Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let pulls = pulls::PullManager::new(engine, &state_dir)
         .with_context(|| format!("state dir {}", state_dir.display()))?;
+    let sources = zestd::metrics::Sources {
+        pulls: pulls.clone(),
+        limits: limits.clone(),
+        stopping: stop_rx.clone(),
+    };
+    let metrics = match &cfg.metrics_listen {
+        Some(l) => {
+            let addr = resolve(l)?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the metrics listener on {addr}"))?;
+            let bound = listener.local_addr()?;
+            let (sources, mut stop) = (Arc::new(sources.clone()), stop_rx.clone());
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = zestd::metrics::http::serve(listener, sources, stopped).await {
+                    tracing::error!("metrics listener stopped: {e}");
+                }
+            });
+            tracing::info!(metrics = %format!("http://{bound}/metrics"), "serving metrics and health");
+            Some(bound)
+        }
+        None => None,
+    };
     let tcp = bind_hub(&cfg.hub_listen).await?;
     let xet_listener = match &cfg.xet_socket {
         Some(path) => match zestd::unix_socket::bind_private(path).await {
@@ -403,7 +440,7 @@ async fn main() -> Result<()> {
             None => SocketAddr::from(([127, 0, 0, 1], 0)),
         };
         let engine = pulls.engine().clone();
-        let ep = endpoint::Endpoint::new(bound, engine.clone(), Some(pulls.clone()))?;
+        let ep = endpoint::Endpoint::new(bound, engine.clone(), Some(pulls.clone()), sources)?;
         if let Some(listener) = tcp {
             let (server, mut stop) = (ep.clone(), stop_rx.clone());
             tokio::spawn(async move {
@@ -441,6 +478,7 @@ async fn main() -> Result<()> {
         endpoint: hub,
         xet_socket,
         limits,
+        metrics,
     };
     let shutdown = async move {
         shutdown_signal().await;

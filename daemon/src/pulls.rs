@@ -127,7 +127,7 @@ impl PullManager {
         let pull = Arc::new(ActivePull {
             id: id.clone(),
             spec: spec.clone(),
-            counters: Arc::new(PullCounters::default()),
+            counters: Arc::new(PullCounters::new(self.engine.totals.clone())),
             outcome: rx,
         });
         active.insert(id.clone(), pull.clone());
@@ -139,7 +139,7 @@ impl PullManager {
             let started = Instant::now();
             tracing::info!(pull = %id, repo = %spec.repo, revision = %spec.revision, "pull started");
             let result = pull::run(&me.engine, &spec, token, &counters).await;
-            counters.add_into(&me.engine.totals);
+            crate::metrics::EVENTS.pull_finished(started.elapsed());
             let outcome = match result {
                 Ok(o) => {
                     me.engine

@@ -492,3 +492,72 @@ impl Drop for EvilPeer {
         let _ = self.child.wait();
     }
 }
+
+/// Scrapes `{base}/metrics` and parses it with prometheus_client's own parser: samples keyed
+/// `name{"label":"value",…}` (labels sorted; just `name` without labels), family types by
+/// name, and the Content-Type the server sent.
+pub fn scrape(base: &str) -> Scraped {
+    const SCRAPE: &str = r#"
+import json, sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+with urllib.request.urlopen(sys.argv[1] + "/metrics", timeout=20) as r:
+    ctype, text = r.headers.get("Content-Type"), r.read().decode()
+out = {"content_type": ctype, "types": {}, "samples": {}}
+for fam in text_string_to_metric_families(text):
+    out["types"][fam.name] = fam.type
+    for s in fam.samples:
+        labels = json.dumps(dict(sorted(s.labels.items())), separators=(",", ":"))
+        out["samples"][s.name + (labels if s.labels else "")] = s.value
+print(json.dumps(out))
+"#;
+    let v: serde_json::Value =
+        serde_json::from_str(&crate::run_python(SCRAPE, &[base])).expect("scrape output");
+    Scraped(v)
+}
+
+/// What [`scrape`] read.
+pub struct Scraped(pub serde_json::Value);
+
+impl Scraped {
+    /// The sample `name` with exactly these labels; None if the server did not send it.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut l: Vec<_> = labels.to_vec();
+        l.sort();
+        let key = if l.is_empty() {
+            name.to_string()
+        } else {
+            let m: serde_json::Map<String, serde_json::Value> = l
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+                .collect();
+            format!("{name}{}", serde_json::Value::Object(m))
+        };
+        self.0["samples"][key].as_f64()
+    }
+
+    /// Like [`Scraped::get`], panicking with the whole scrape if the sample is missing.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels)
+            .unwrap_or_else(|| panic!("no sample {name} {labels:?} in {}", self.0))
+    }
+
+    /// The family's type as the parser understood it (`counter`, `gauge`, `histogram` …).
+    pub fn kind(&self, family: &str) -> &str {
+        self.0["types"][family].as_str().unwrap_or("")
+    }
+}
+
+/// GET `url`: its status and body (any status; transport errors panic).
+pub fn http_get(url: &str) -> (u16, String) {
+    const GET: &str = r#"
+import sys, urllib.request, urllib.error
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=20) as r:
+        print(r.status); print(r.read().decode(), end="")
+except urllib.error.HTTPError as e:
+    print(e.code); print(e.read().decode(), end="")
+"#;
+    let out = crate::run_python(GET, &[url]);
+    let (status, body) = out.split_once('\n').unwrap_or((&out, ""));
+    (status.trim().parse().unwrap_or(0), body.to_string())
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use xet::XetHash;
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, assert_same_cache, bin, fleet_key, hf_python_ok, pull_all, pulled_path,
+    Daemon, assert_same_cache, bin, fleet_key, hf_python_ok, pull_all, pulled_path, scrape,
     seed_shared_store, wait_until,
 };
 use zest_tests::hub::fixtures::{self, MODEL, PRIVATE_MODEL};
@@ -200,6 +200,19 @@ fn udp_tracker_only_fleet_seeds_and_withdraws() {
     seeded_then_crowd(&hub, &seed, &nodes, "tracker", || {
         keys.iter().all(|k| tracker.scrape(k).0 >= 1)
     });
+    // The seed's metrics say it announced and served.
+    let m = scrape(seed.status_json()["hub_endpoint"].as_str().unwrap_or(""));
+    assert!(
+        m.value(
+            "zest_announces_total",
+            &[("channel", "tracker"), ("result", "ok")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        m.value("zest_served_bytes_total", &[("to", "peer")]),
+        num(&seed, "bytes_served") as f64
+    );
+    assert!(num(&seed, "bytes_served") > 0);
     assert!(
         wait_until(Duration::from_secs(20), || keys
             .iter()
@@ -237,6 +250,13 @@ fn dht_only_fleet_seeds_and_shares_a_flash_crowd() {
     seeded_then_crowd(&hub, &seed, &nodes, "dht", || {
         model_keys.iter().all(|k| !dht.peers(k).is_empty())
     });
+    let m = scrape(seed.status_json()["hub_endpoint"].as_str().unwrap_or(""));
+    assert!(
+        m.value(
+            "zest_announces_total",
+            &[("channel", "dht"), ("result", "ok")]
+        ) >= 1.0
+    );
     // Four fresh daemons, which only the DHT can introduce to each other.
     let crowd: Vec<Daemon> = (0..4).map(|i| start(&format!("crowd{i}"))).collect();
     flash_crowd(&scratch, &hub, &crowd, &bench_repo, "the DHT");

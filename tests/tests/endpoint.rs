@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, EvilPeer, assert_same_cache, fleet_key, hf_python, hf_python_ok, pulled_path,
-    wait_until,
+    Daemon, EvilPeer, assert_same_cache, fleet_key, hf_python, hf_python_ok, http_get, pulled_path,
+    scrape, wait_until,
 };
 use zest_tests::hub::fixtures::{self, LOADABLE, MODEL, PRIVATE_MODEL};
 use zest_tests::hub::{HubConfig, TEST_TOKEN, TestHub};
@@ -591,6 +591,152 @@ fn a_lying_peer_is_banned_and_the_client_gets_the_right_bytes() {
         "{:?}",
         node.peers_json()
     );
+}
+
+#[test]
+fn metrics_and_health_say_what_the_node_did() {
+    let scratch = Scratch::new("endpoint-metrics");
+    let hub = TestHub::start(HubConfig::new(
+        scratch.path().join("hub"),
+        fixtures::standard(),
+    ))
+    .expect("test hub");
+    let home = scratch.path().join("home");
+    let reference = scratch.path().join("ref");
+    hf_python_ok(SNAPSHOT, &[MODEL], &hub.endpoint, &reference, &home, &[]);
+    let evil = EvilPeer::start(&scratch.path().join("evil"), &reference, "wrong-bytes");
+    let node = connected_node(
+        &scratch.path().join("node"),
+        &hub,
+        std::slice::from_ref(&evil.addr),
+        &[
+            "--metrics-listen".into(),
+            "127.0.0.1:0".into(),
+            // Nothing listens there: its announces fail.
+            "--tracker".into(),
+            "http://127.0.0.1:9/announce".into(),
+        ],
+        1,
+    );
+    let metrics = status_str(&node, "metrics_endpoint");
+    assert!(metrics.starts_with("http://127.0.0.1:"), "{metrics:?}");
+    let ep = status_str(&node, "hub_endpoint");
+
+    // Before anything: every family is there, at zero, typed as Prometheus reads it.
+    let m = scrape(&metrics);
+    assert_eq!(
+        m.0["content_type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    for (family, kind) in [
+        ("zest_build_info", "gauge"),
+        ("zest_received_bytes", "counter"),
+        ("zest_served_bytes", "counter"),
+        ("zest_pulls", "counter"),
+        ("zest_pull_duration_seconds", "histogram"),
+        ("zest_peers", "gauge"),
+        ("zest_peer_bans", "counter"),
+        ("zest_verify_failures", "counter"),
+        ("zest_origin_requests", "counter"),
+        ("zest_index_files", "gauge"),
+        ("zest_index_bytes", "gauge"),
+        ("zest_announces", "counter"),
+    ] {
+        assert_eq!(m.kind(family), kind, "{family}: {}", m.0);
+    }
+    let version = node.status_json()["version"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert_eq!(m.value("zest_build_info", &[("version", &version)]), 1.0);
+    assert_eq!(m.value("zest_peers", &[("state", "connected")]), 1.0);
+    assert_eq!(
+        m.value("zest_received_bytes_total", &[("source", "origin")]),
+        0.0
+    );
+    assert!(m.value("process_resident_memory_bytes", &[]) > 1e6);
+
+    // A client downloads through the endpoint; the only peer lies about every chunk.
+    let before = hub.stats.snapshot().xorb_bytes;
+    hf_python_ok(
+        SNAPSHOT,
+        &[MODEL],
+        &ep,
+        &scratch.path().join("client"),
+        &home,
+        &[],
+    );
+    let origin = hub.stats.snapshot().xorb_bytes - before;
+    let m = scrape(&metrics);
+    assert_eq!(
+        m.value("zest_received_bytes_total", &[("source", "origin")]),
+        origin as f64,
+        "what the node counts from the origin is what the CAS sent"
+    );
+    assert_eq!(
+        m.value("zest_received_bytes_total", &[("source", "peer")]),
+        0.0
+    );
+    let to_clients = m.value("zest_served_bytes_total", &[("to", "client")]);
+    assert!(to_clients >= (6 << 20) as f64, "{to_clients}");
+    assert_eq!(
+        to_clients,
+        node.status_json()["bytes_to_clients"]
+            .as_f64()
+            .unwrap_or(-1.0)
+    );
+    assert_eq!(m.value("zest_peer_bans_total", &[]), 1.0);
+    assert_eq!(m.value("zest_peers", &[("state", "banned")]), 1.0);
+    assert_eq!(m.value("zest_peers", &[("state", "connected")]), 0.0);
+    assert!(m.value("zest_verify_failures_total", &[("source", "peer")]) >= 1.0);
+    for clean in ["origin", "local", "file", "seeding"] {
+        assert_eq!(
+            m.value("zest_verify_failures_total", &[("source", clean)]),
+            0.0,
+            "{clean}"
+        );
+    }
+    assert!(m.value("zest_origin_requests_total", &[("status", "200")]) >= 1.0);
+    assert_eq!(
+        m.get("zest_origin_requests_total", &[("status", "none")]),
+        None
+    );
+    assert!(wait_until(Duration::from_secs(10), || {
+        scrape(&metrics).value("zest_index_files", &[]) >= 1.0
+    }));
+    assert!(scrape(&metrics).value("zest_index_bytes", &[]) >= (6 << 20) as f64);
+    // What it now holds, it announces; the tracker is not there.
+    assert!(wait_until(Duration::from_secs(20), || {
+        scrape(&metrics).value(
+            "zest_announces_total",
+            &[("channel", "tracker"), ("result", "failed")],
+        ) >= 1.0
+    }));
+
+    // A pull of what the cache now holds: one more pull, timed.
+    let _ = pulled_path(&node.pull(&[MODEL], &[]));
+    let m = scrape(&metrics);
+    assert_eq!(m.value("zest_pulls_total", &[("result", "ok")]), 1.0);
+    assert_eq!(m.value("zest_pulls_total", &[("result", "failed")]), 0.0);
+    assert_eq!(m.value("zest_pull_duration_seconds_count", &[]), 1.0);
+    assert_eq!(
+        m.value("zest_pull_duration_seconds_bucket", &[("le", "+Inf")]),
+        1.0
+    );
+    assert!(m.value("zest_received_bytes_total", &[("source", "local")]) >= (6 << 20) as f64);
+
+    // The endpoint serves the same families; both answer health probes; the metrics
+    // listener serves nothing else.
+    let via_endpoint = scrape(&ep);
+    assert_eq!(via_endpoint.0["types"], m.0["types"]);
+    assert_eq!(via_endpoint.value("zest_peer_bans_total", &[]), 1.0);
+    for base in [&metrics, &ep] {
+        let (status, body) = http_get(&format!("{base}/healthz"));
+        assert_eq!(status, 200, "{body}");
+        let h: serde_json::Value = serde_json::from_str(&body).expect("health JSON");
+        assert_eq!(h["status"], "ok", "{body}");
+    }
+    assert_eq!(http_get(&format!("{metrics}/api/models/{MODEL}")).0, 404);
 }
 
 #[test]

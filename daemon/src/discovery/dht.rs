@@ -4,6 +4,7 @@
 //! ever put on the DHT; there is no withdrawal in BEP 5, so a key that leaves the plan is
 //! simply not re-announced and expires from the DHT.
 
+use crate::metrics::{AnnounceChannel, EVENTS};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -140,13 +141,15 @@ pub async fn run(
                     if !announce {
                         return false;
                     }
-                    match dht.announce_peer(id, Some(port)).await {
+                    let ok = match dht.announce_peer(id, Some(port)).await {
                         Ok(_) => true,
                         Err(e) => {
                             tracing::debug!(swarm = %k, "DHT announce failed: {e}");
                             false
                         }
-                    }
+                    };
+                    EVENTS.announced(AnnounceChannel::Dht, ok);
+                    ok
                 };
                 let ((), announced) = tokio::join!(lookup_fut, announce_fut);
                 Done {

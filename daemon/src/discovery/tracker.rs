@@ -3,6 +3,7 @@
 //! `completed` / `stopped`, honours the tracker's `interval`, and hands the peers it
 //! returns to the peer set.
 
+use crate::metrics::{AnnounceChannel, EVENTS};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -245,7 +246,12 @@ impl Tracker {
                 .buffer_unordered(PARALLEL)
                 .collect()
                 .await;
+            let counted = match me.channel {
+                Channel::Public => AnnounceChannel::Tracker,
+                Channel::Fleet => AnnounceChannel::FleetTracker,
+            };
             for (k, left, ev, r) in results {
+                EVENTS.announced(counted, r.is_ok());
                 match r {
                     Ok(reply) => {
                         if failing {

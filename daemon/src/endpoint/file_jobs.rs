@@ -244,7 +244,8 @@ impl FileJobs {
 
     async fn run(&self, job: &FileJob, grant: Grant) -> Result<(), PullError> {
         let hash = job.hash;
-        let hub = HubClient::new(&grant.token.endpoint, None)?;
+        let hub = HubClient::new(&grant.token.endpoint, None)?
+            .with_observer(crate::metrics::events::origin_observer());
         let cas = Arc::new(CasClient::with_fixed_token(hub, grant.token));
         let recon = cas.reconstruction(&hash).await?;
         let terms = Arc::new(place_terms(&recon));
@@ -277,7 +278,7 @@ impl FileJobs {
             tracing::debug!("cannot record {name}'s visibility: {e}");
         }
         tracing::info!(file = %name, size, public = grant.public, "downloading for a local client");
-        let counters = Arc::new(PullCounters::default());
+        let counters = Arc::new(PullCounters::new(self.engine.totals.clone()));
         let download = xet_file::download_with(&self.engine, &cas, &xjob, &counters, Some(recon));
         tokio::pin!(download);
         let mut published = false;
@@ -292,7 +293,6 @@ impl FileJobs {
                 }
             }
         };
-        counters.add_into(&self.engine.totals);
         let done = result?;
         let kept = SharedStore::new(&self.engine.cache_dir)
             .adopt(&xjob.partial, &name, size)

@@ -32,6 +32,7 @@ use xet::remote::CasToken;
 
 use crate::engine::Engine;
 use crate::engine::file_plan::PlacedTerm;
+use crate::metrics::EVENTS;
 use crate::peer::RunBound;
 use crate::sync::lock;
 use file_jobs::{FileJob, FileJobs, Grant};
@@ -46,7 +47,7 @@ const MAX_DOORS: usize = 200_000;
 const MAX_REWRITTEN_BODY: usize = 64 << 20;
 
 /// What went through the endpoint, for `zestctl status`.
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct EndpointStats {
     pub requests: AtomicU64,
     /// Of those, through hf_xet's socket door.
@@ -54,6 +55,28 @@ pub struct EndpointStats {
     /// Xet bytes handed to local clients (verified).
     pub served_bytes: AtomicU64,
     pub forwarded: AtomicU64,
+    /// The daemon's totals, which bytes served also count towards.
+    totals: Arc<crate::totals::Totals>,
+}
+
+impl EndpointStats {
+    fn new(totals: Arc<crate::totals::Totals>) -> Self {
+        EndpointStats {
+            requests: AtomicU64::new(0),
+            socket_requests: AtomicU64::new(0),
+            served_bytes: AtomicU64::new(0),
+            forwarded: AtomicU64::new(0),
+            totals,
+        }
+    }
+
+    /// Verified bytes handed to a local client.
+    fn served(&self, n: u64) {
+        self.served_bytes.fetch_add(n, Ordering::Relaxed);
+        self.totals
+            .served_to_clients
+            .fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// A reconstruction's fetch URL, as pointed at us.
@@ -99,6 +122,8 @@ pub struct Endpoint {
     pub stats: Arc<EndpointStats>,
     /// For `zest.pull()`.
     pulls: Option<Arc<crate::pulls::PullManager>>,
+    /// For `/metrics` and `/healthz`.
+    metrics: crate::metrics::Sources,
     /// The socket door's path, once it serves.
     xet_socket: std::sync::Mutex<Option<String>>,
 }
@@ -112,12 +137,14 @@ impl Endpoint {
         bound: SocketAddr,
         engine: Engine,
         pulls: Option<Arc<crate::pulls::PullManager>>,
+        metrics: crate::metrics::Sources,
     ) -> anyhow::Result<Arc<Self>> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(120))
             .build()?;
+        let totals = engine.totals.clone();
         Ok(Arc::new(Endpoint {
             bound,
             base: format!("http://{bound}"),
@@ -126,8 +153,9 @@ impl Endpoint {
             doors: Default::default(),
             grants: Default::default(),
             http,
-            stats: Arc::default(),
+            stats: Arc::new(EndpointStats::new(totals)),
             pulls,
+            metrics,
             xet_socket: Default::default(),
         }))
     }
@@ -199,6 +227,8 @@ async fn handle(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
         Route::File { id } => ep.file(req, &id).await,
         Route::Resolve => ep.resolve(req).await,
         Route::ZestStatus => ep.status_json(),
+        Route::Metrics => crate::metrics::http::metrics(&ep.metrics),
+        Route::Health => crate::metrics::http::healthz(&ep.metrics),
         Route::ZestPull => ep.pull(req).await,
         Route::Forward => {
             let url = with_query(&format!("{}{path}", ep.upstream), &req);
@@ -330,7 +360,9 @@ impl Endpoint {
             rb = rb.body(reqwest::Body::wrap_stream(body.into_data_stream()));
         }
         self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-        rb.send().await.map_err(|e| {
+        let res = rb.send().await;
+        EVENTS.origin_answered(res.as_ref().ok().map(|r| r.status().as_u16()));
+        res.map_err(|e| {
             tracing::info!(url, "upstream unreachable: {e}");
             unreachable(&format!("cannot reach {}: {e}", origin_of(url)))
         })
@@ -641,7 +673,9 @@ impl Endpoint {
         if let Some(a) = &auth {
             rb = rb.header(header::AUTHORIZATION, a.clone());
         }
-        let r = rb.send().await.map_err(|e| e.to_string())?;
+        let r = rb.send().await;
+        EVENTS.origin_answered(r.as_ref().ok().map(|r| r.status().as_u16()));
+        let r = r.map_err(|e| e.to_string())?;
         if !r.status().is_success() {
             return Err(format!("the Xet token route answered {}", r.status()));
         }
@@ -875,7 +909,7 @@ fn runs_stream(
                 Err(e) => return Some((Err(std::io::Error::other(e)), (Vec::new(), 0))),
             };
             let data = r.bytes.len() - r.chunks as usize * xet::xorb::CHUNK_HEADER_LEN;
-            stats.served_bytes.fetch_add(data as u64, Ordering::Relaxed);
+            stats.served(data as u64);
             let mut runs = runs;
             let next = if a + r.chunks < b {
                 runs[k].0 = a + r.chunks;
@@ -927,9 +961,7 @@ fn range_stream(
                 let mut bytes = r.bytes;
                 bytes.truncate(to);
                 let piece = Bytes::from(bytes).slice(from..);
-                stats
-                    .served_bytes
-                    .fetch_add(piece.len() as u64, Ordering::Relaxed);
+                stats.served(piece.len() as u64);
                 let more = (end <= b).then_some(i);
                 return Some((Ok(piece), more));
             }

@@ -27,6 +27,9 @@ pub enum Route {
     /// zestd's own small API for the Python package.
     ZestStatus,
     ZestPull,
+    /// `GET /metrics`, `GET /healthz`: the daemon's own, never the Hub's.
+    Metrics,
+    Health,
     Forward,
 }
 
@@ -57,6 +60,12 @@ pub fn classify(method: &str, path: &str) -> Route {
     }
     if get && let Some(id) = path.strip_prefix("/file/") {
         return Route::File { id: id.to_string() };
+    }
+    if path == "/metrics" && get {
+        return Route::Metrics;
+    }
+    if path == "/healthz" && get {
+        return Route::Health;
     }
     if path == "/zest/status" && get {
         return Route::ZestStatus;
@@ -129,6 +138,13 @@ mod tests {
             classify("GET", "/api/models/acme/m/xet-write-token/main"),
             Route::Forward,
             "write tokens are forwarded untouched"
+        );
+        assert_eq!(classify("GET", "/metrics"), Route::Metrics);
+        assert_eq!(classify("HEAD", "/healthz"), Route::Health);
+        assert_eq!(
+            classify("POST", "/metrics"),
+            Route::Forward,
+            "only reads are the daemon's"
         );
         let h = "ab".repeat(32);
         assert_eq!(

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use tokio::sync::Mutex as AsyncMutex;
 use xet::XetHash;
@@ -174,9 +173,7 @@ pub async fn stream_group(
     let counters = &ctx.counters;
 
     let mut sink = |bytes: &[u8]| -> Result<(), PullError> {
-        counters
-            .from_origin
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        counters.add_origin(bytes.len() as u64);
         decoder.feed(bytes, |data: &[u8]| -> Result<(), PullError> {
             let k = next;
             next += 1;

@@ -170,7 +170,7 @@ pub fn restore(
         }
     }
     counters.bytes_done.fetch_add(n, Ordering::Relaxed);
-    counters.from_local.fetch_add(n, Ordering::Relaxed);
+    counters.add_local(n);
     n
 }
 
@@ -180,10 +180,10 @@ fn count(ctx: &FileCtx, source: Source, n: u64) {
     match source {
         Source::Origin => {}
         Source::Peer => {
-            c.from_peers.fetch_add(n, Ordering::Relaxed);
+            c.add_peer(n);
         }
         Source::Local => {
-            c.from_local.fetch_add(n, Ordering::Relaxed);
+            c.add_local(n);
         }
     }
 }

@@ -2,6 +2,7 @@
 //! may be moved into the cache: its chunks must hash to the Hub's Xet hash and, when the
 //! Hub gave one, its bytes to the LFS sha256.
 
+use crate::metrics::{EVENTS, VerifySource};
 use std::fs::File;
 use std::path::PathBuf;
 
@@ -28,6 +29,7 @@ pub struct XetFileJob {
 pub fn check_file_hash(job: &XetFileJob, chunks: &[(XetHash, u64)]) -> Result<(), PullError> {
     let got = xet::merkle::file_hash(chunks);
     if got != job.xet_hash {
+        EVENTS.verify_failed(VerifySource::File);
         return Err(PullError::integrity(format!(
             "{}: the chunks hash to {got}, not to the Hub's Xet hash {}",
             job.name, job.xet_hash
@@ -59,6 +61,7 @@ pub async fn check_sha256(job: &XetFileJob) -> Result<(), PullError> {
 /// A wrong sha256 after every chunk verified means the journal cannot be trusted either.
 pub fn sha256_matches(job: &XetFileJob, expected: &str, got: &str) -> Result<(), PullError> {
     if !got.eq_ignore_ascii_case(expected) {
+        EVENTS.verify_failed(VerifySource::File);
         let _ = std::fs::remove_file(&job.journal);
         return Err(PullError::integrity(format!(
             "{}: sha256 {got} does not match the Hub's {expected}",

@@ -3,6 +3,7 @@
 //! terms inside other files (another revision). Copied chunk by chunk, each chunk checked
 //! against the index's manifest, so a copy that changed on disk is never trusted.
 
+use crate::metrics::{EVENTS, VerifySource};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
@@ -78,7 +79,7 @@ pub async fn copy_held(
     check_sha256(job).await?;
     tracing::info!(file = %job.name, from = %held.path.display(), "copied from the local cache");
     counters.bytes_done.fetch_add(job.size, Ordering::Relaxed);
-    counters.from_local.fetch_add(job.size, Ordering::Relaxed);
+    counters.add_local(job.size);
     Ok(Some(held.chunks.clone()))
 }
 
@@ -135,6 +136,7 @@ fn reuse_blocking(ctx: &FileCtx) -> Result<(), PullError> {
                 break;
             }
             let Some(chunk) = VerifiedChunk::matching(data, &c.hash) else {
+                EVENTS.verify_failed(VerifySource::Local);
                 break;
             };
             reused += door.put(a + k as u32, offset, &chunk)?;

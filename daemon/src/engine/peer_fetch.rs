@@ -2,6 +2,7 @@
 //! Xet hash or a xorb hash) before any peer byte is used, and a range fetched from one peer
 //! with every chunk checked against what is proven, through the chunk door.
 
+use crate::metrics::{EVENTS, VerifySource};
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -246,6 +247,7 @@ pub async fn fetch_from_peer(
                         .then(|| VerifiedChunk::matching(data, &hash))
                         .flatten()
                         .ok_or_else(|| {
+                            EVENTS.verify_failed(VerifySource::Peer);
                             PeerError::Rejected(format!(
                                 "sent chunk {i} of {} with the wrong content",
                                 ctx.hash

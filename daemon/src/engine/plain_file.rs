@@ -77,9 +77,7 @@ async fn try_once(
         }
         out.write_all(&chunk)
             .map_err(|e| PullError::disk("writing a download", &e))?;
-        counters
-            .from_origin
-            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        counters.add_origin(chunk.len() as u64);
     }
     out.flush()
         .map_err(|e| PullError::disk("writing a download", &e))?;

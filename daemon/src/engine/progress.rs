@@ -1,6 +1,6 @@
 //! Counters a pull updates as it goes; read by progress streams and `zestctl status`.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -8,6 +8,8 @@ use crate::totals::Totals;
 
 #[derive(Default, Debug)]
 pub struct PullCounters {
+    /// The daemon's totals, which every transfer count also goes to.
+    totals: Arc<Totals>,
     pub files_total: AtomicU32,
     pub files_done: AtomicU32,
     pub bytes_total: AtomicU64,
@@ -43,16 +45,27 @@ impl PullCounters {
         self.files_done.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Adds a finished pull's transfer counts to the daemon's totals.
-    pub fn add_into(&self, totals: &Totals) {
-        totals
-            .from_origin
-            .fetch_add(self.from_origin.load(Ordering::Relaxed), Ordering::Relaxed);
-        totals
-            .from_peers
-            .fetch_add(self.from_peers.load(Ordering::Relaxed), Ordering::Relaxed);
-        totals
-            .from_local
-            .fetch_add(self.from_local.load(Ordering::Relaxed), Ordering::Relaxed);
+    /// Counters whose transfers also count towards `totals`.
+    pub fn new(totals: Arc<Totals>) -> Self {
+        PullCounters {
+            totals,
+            ..Default::default()
+        }
+    }
+
+    /// Bytes received from the origin (compressed, as sent).
+    pub fn add_origin(&self, n: u64) {
+        self.from_origin.fetch_add(n, Ordering::Relaxed);
+        self.totals.from_origin.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_peer(&self, n: u64) {
+        self.from_peers.fetch_add(n, Ordering::Relaxed);
+        self.totals.from_peers.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn add_local(&self, n: u64) {
+        self.from_local.fetch_add(n, Ordering::Relaxed);
+        self.totals.from_local.fetch_add(n, Ordering::Relaxed);
     }
 }

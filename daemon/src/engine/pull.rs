@@ -53,7 +53,8 @@ pub async fn run(
     counters: &Arc<PullCounters>,
 ) -> Result<PullOutcome, PullError> {
     let had_token = token.is_some();
-    let hub = HubClient::new(&spec.endpoint, token)?;
+    let hub = HubClient::new(&spec.endpoint, token)?
+        .with_observer(crate::metrics::events::origin_observer());
     counters.set_phase("listing");
     let info = if had_token || !is_commit_hash(&spec.revision) {
         Some(hub.repo_info(&spec.repo, &spec.revision).await?)
@@ -257,7 +258,7 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
     let size = t.entry.size;
     let local = |counters: &PullCounters| {
         counters.bytes_done.fetch_add(size, Ordering::Relaxed);
-        counters.from_local.fetch_add(size, Ordering::Relaxed);
+        counters.add_local(size);
     };
     if rc.pointer(commit, &t.rel).exists() {
         local(counters);

@@ -3,6 +3,7 @@
 //! checks of claimed chunk hashes) and feeds their outcomes back. All the deciding is in
 //! [`super::planner`]; this loop only does I/O.
 
+use crate::metrics::{EVENTS, VerifySource};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -344,6 +345,9 @@ fn carry_out(
                         let _permit = ctx.engine.fetch_permits.acquire().await.map_err(shutting)?;
                         let t0 = Instant::now();
                         let r = fetch_from_origin(&ctx, &group, start).await;
+                        if r.as_ref().is_err_and(|e| e.kind == Kind::Integrity) {
+                            EVENTS.verify_failed(VerifySource::Origin);
+                        }
                         tracing::debug!(file = %ctx.name, xorb = %group.xorb, chunks = ?group.chunks, took = ?t0.elapsed(), ok = r.is_ok(), "origin range ended");
                         r
                     }

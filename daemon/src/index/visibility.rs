@@ -79,7 +79,7 @@ async fn ask(hub: &HubClient, repo: &RepoRef) -> Option<Answer> {
 /// Looks over the index every [`PASS`] and settles what it can; runs until the daemon exits.
 pub fn spawn(index: Index, cache_dir: PathBuf, endpoint: String) {
     let hub = match HubClient::new(&endpoint, None) {
-        Ok(h) => h,
+        Ok(h) => h.with_observer(crate::metrics::events::origin_observer()),
         Err(e) => {
             tracing::warn!("cannot check which cached repos are public: {e}");
             return;

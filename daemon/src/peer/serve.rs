@@ -206,6 +206,7 @@ impl Provider {
                 Ok(Ok(d)) if xet::hash::chunk_hash(&d) == p.hash => d,
                 Ok(Ok(_)) => {
                     tracing::warn!(file = %hash, chunk = i, "stored chunk no longer matches its hash; not serving it");
+                    crate::metrics::EVENTS.verify_failed(crate::metrics::VerifySource::Seeding);
                     return wire::write(send, &wire::error("not_found", "stored data changed"))
                         .await;
                 }

@@ -149,6 +149,17 @@ pub struct PeerSet {
     inner: Arc<Inner>,
 }
 
+/// Every state a row of `zestctl peers` can be in.
+pub const PEER_STATES: [&str; 7] = [
+    "connected",
+    "choked",
+    "banned",
+    "connecting",
+    "new",
+    "unreachable",
+    "waiting",
+];
+
 /// One row of `zestctl peers`.
 pub struct PeerRow {
     pub addr: SocketAddr,
@@ -281,6 +292,7 @@ impl PeerSet {
                 .collect()
         };
         tracing::warn!(peer = short(node_id), reason, "banned peer");
+        crate::metrics::EVENTS.peer_banned();
         for c in conns {
             c.close(CLOSE_BANNED.into(), b"banned");
         }

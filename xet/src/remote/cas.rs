@@ -150,6 +150,7 @@ impl CasClient {
                 req = req.header(reqwest::header::RANGE, b.header_value());
             }
             let res = req.send().await;
+            self.hub.observe(&res);
             let err = match res {
                 Ok(resp) if resp.status().is_success() => {
                     let body = read_body(resp, &url).await?;
@@ -236,14 +237,15 @@ impl CasClient {
                 start: range.start + delivered,
                 end: range.end,
             };
-            let resp = match self
+            let resp = self
                 .hub
                 .http()
                 .get(&url)
                 .header(reqwest::header::RANGE, want.header_value())
                 .send()
-                .await
-            {
+                .await;
+            self.hub.observe(&resp);
+            let resp = match resp {
                 Ok(r) => r,
                 Err(e) => {
                     failures += 1;

@@ -183,6 +183,10 @@ pub struct FileMeta {
     pub xet: Option<XetFileData>,
 }
 
+/// Told how every request to the Hub, the CAS or the CDN ended: its HTTP status, or `None`
+/// when no answer came (connection refused, timeout, reset). For counting, not deciding.
+pub type RequestObserver = std::sync::Arc<dyn Fn(Option<u16>) + Send + Sync>;
+
 /// A Hub client for one endpoint and (optionally) one user token.
 #[derive(Clone)]
 pub struct HubClient {
@@ -190,6 +194,7 @@ pub struct HubClient {
     endpoint: String,
     token: Option<String>,
     retry: RetryPolicy,
+    observer: Option<RequestObserver>,
 }
 
 impl HubClient {
@@ -206,7 +211,22 @@ impl HubClient {
             endpoint: endpoint.trim_end_matches('/').to_string(),
             token,
             retry: RetryPolicy::default(),
+            observer: None,
         })
+    }
+
+    /// Reports the outcome of every request this client (and CAS clients made from it)
+    /// sends to `observer`.
+    pub fn with_observer(mut self, observer: RequestObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Tells the observer, if any, how a request ended.
+    pub(crate) fn observe<T>(&self, res: &Result<Response, T>) {
+        if let Some(o) = &self.observer {
+            o(res.as_ref().ok().map(|r| r.status().as_u16()));
+        }
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -253,6 +273,7 @@ impl HubClient {
                 .header(reqwest::header::ACCEPT_ENCODING, "identity")
                 .send()
                 .await;
+            self.observe(&res);
             let err = match res {
                 Ok(resp) if resp.status().is_success() || resp.status().is_redirection() => {
                     return Ok(resp);
@@ -454,7 +475,9 @@ impl HubClient {
             if offset > 0 {
                 req = req.header(reqwest::header::RANGE, format!("bytes={offset}-"));
             }
-            let resp = req.send().await.map_err(|e| RemoteError::Unreachable {
+            let resp = req.send().await;
+            self.observe(&resp);
+            let resp = resp.map_err(|e| RemoteError::Unreachable {
                 url: url.clone(),
                 detail: describe_reqwest(&e),
             })?;

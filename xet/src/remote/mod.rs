@@ -17,5 +17,7 @@ pub mod urlenc;
 pub use cas::{CasClient, UrlSource};
 pub use cas_token::CasToken;
 pub use error::RemoteError;
-pub use hub::{FileMeta, HubClient, RepoInfo, RepoRef, RepoType, TreeEntry, XetFileData};
+pub use hub::{
+    FileMeta, HubClient, RepoInfo, RepoRef, RepoType, RequestObserver, TreeEntry, XetFileData,
+};
 pub use retry::RetryPolicy;

@@ -74,6 +74,9 @@ enum Command {
         /// What peers may take from this node per second: `20MiB`, `100MB`, `400Mbit`, or `off`
         #[arg(long, value_name = "RATE")]
         upload: Option<String>,
+        /// What this node may take from peers and the origin together per second, or `off`
+        #[arg(long, value_name = "RATE")]
+        download: Option<String>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -111,9 +114,13 @@ fn main() -> ExitCode {
             let socket = cli.socket.unwrap_or_else(zest_proto::paths::default_socket);
             report(status_cmd::peers(&socket, json))
         }
-        Command::Limits { upload, json } => {
+        Command::Limits {
+            upload,
+            download,
+            json,
+        } => {
             let socket = cli.socket.unwrap_or_else(zest_proto::paths::default_socket);
-            report(status_cmd::limits(&socket, upload, json))
+            report(status_cmd::limits(&socket, upload, download, json))
         }
     }
 }

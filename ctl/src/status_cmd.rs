@@ -54,6 +54,7 @@ fn status_json(reply: &StatusReply) -> serde_json::Value {
         "bytes_from_local": reply.bytes_from_local,
         "bytes_served": reply.bytes_served,
         "max_upload_rate": reply.max_upload_rate,
+        "max_download_rate": reply.max_download_rate,
         "metrics_endpoint": reply.metrics_endpoint,
         "pulls_completed": reply.pulls_completed,
         "pulls_failed": reply.pulls_failed,
@@ -107,7 +108,11 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
         );
     }
     println!("indexed:      {} files", reply.indexed_files);
-    println!("from origin:  {}", human(reply.bytes_from_origin));
+    println!(
+        "from origin:  {} (download cap, with peers: {})",
+        human(reply.bytes_from_origin),
+        cap(reply.max_download_rate)
+    );
     println!("from peers:   {}", human(reply.bytes_from_peers));
     println!("from local:   {}", human(reply.bytes_from_local));
     println!(
@@ -145,16 +150,28 @@ fn cap(rate: u64) -> String {
     }
 }
 
-pub fn limits(socket: &Path, upload: Option<String>, json: bool) -> anyhow::Result<()> {
+pub fn limits(
+    socket: &Path,
+    upload: Option<String>,
+    download: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
     let reply = block_on(async {
         let mut client = daemon_client::connect(socket).await?;
-        Ok(client.limits(LimitsRequest { upload }).await?.into_inner())
+        Ok(client
+            .limits(LimitsRequest { upload, download })
+            .await?
+            .into_inner())
     })?;
     if json {
-        let v = serde_json::json!({ "max_upload_rate": reply.max_upload_rate });
+        let v = serde_json::json!({
+            "max_upload_rate": reply.max_upload_rate,
+            "max_download_rate": reply.max_download_rate,
+        });
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!("upload cap:   {}", cap(reply.max_upload_rate));
+        println!("download cap: {}", cap(reply.max_download_rate));
     }
     Ok(())
 }

@@ -51,6 +51,8 @@ pub struct FileConfig {
     pub xet_socket: Option<String>,
     /// What peers may take from this node per second (`20MiB`, `400Mbit`, `off`).
     pub max_upload_rate: Option<String>,
+    /// What this node may take from peers and the origin together per second.
+    pub max_download_rate: Option<String>,
     /// Prometheus `/metrics` and `/healthz`: `ADDR:PORT`, or `"off"`.
     pub metrics_listen: Option<String>,
 }

@@ -124,6 +124,7 @@ impl Zest for ControlService {
                 .map(|p| p.display().to_string())
                 .unwrap_or_default(),
             max_upload_rate: self.limits.upload.get().unwrap_or(0),
+            max_download_rate: self.limits.download.get().unwrap_or(0),
             metrics_endpoint: self
                 .metrics
                 .map(|a| format!("http://{a}"))
@@ -141,8 +142,14 @@ impl Zest for ControlService {
             self.limits.upload.set(rate);
             tracing::info!(upload = %crate::rate::describe(rate), "upload cap changed");
         }
+        if let Some(down) = req.download {
+            let rate = crate::rate::parse_rate(&down).map_err(Status::invalid_argument)?;
+            self.limits.download.set(rate);
+            tracing::info!(download = %crate::rate::describe(rate), "download cap changed");
+        }
         Ok(Response::new(LimitsReply {
             max_upload_rate: self.limits.upload.get().unwrap_or(0),
+            max_download_rate: self.limits.download.get().unwrap_or(0),
         }))
     }
 

@@ -87,6 +87,10 @@ struct Args {
     /// or `off` [default: off]
     #[arg(long, value_name = "RATE")]
     max_upload_rate: Option<String>,
+    /// What this node may take from peers and the origin together per second, e.g.
+    /// `50MiB`, `800Mbit`, or `off` [default: off]
+    #[arg(long, value_name = "RATE")]
+    max_download_rate: Option<String>,
     /// Serve Prometheus `/metrics` and `/healthz` (nothing else) on this TCP address, or
     /// `off` [default: off; the local endpoint serves both anyway]
     #[arg(long, value_name = "ADDR:PORT")]
@@ -108,6 +112,7 @@ struct Settings {
     hub_listen: config::Listen,
     xet_socket: Option<PathBuf>,
     max_upload_rate: Option<u64>,
+    max_download_rate: Option<u64>,
     /// `None`: off.
     metrics_listen: Option<String>,
 }
@@ -161,6 +166,12 @@ fn settings(args: Args) -> Result<Settings> {
         }
         None => None,
     };
+    let max_download_rate = match args.max_download_rate.or(file.max_download_rate) {
+        Some(r) => {
+            zestd::rate::parse_rate(&r).map_err(|e| anyhow::anyhow!("max_download_rate: {e}"))?
+        }
+        None => None,
+    };
     let metrics_listen = args
         .metrics_listen
         .or(file.metrics_listen)
@@ -205,6 +216,7 @@ fn settings(args: Args) -> Result<Settings> {
         hub_listen,
         xet_socket,
         max_upload_rate,
+        max_download_rate,
         metrics_listen,
     })
 }
@@ -358,7 +370,11 @@ async fn main() -> Result<()> {
     );
     let identity = peer::tls::Identity::load_or_create(&state_dir)
         .context("loading this daemon's peer identity")?;
-    let limits = Arc::new(zestd::rate::Limits::new(cfg.max_upload_rate));
+    let limits = Arc::new(zestd::rate::Limits::new(
+        cfg.max_upload_rate,
+        cfg.max_download_rate,
+    ));
+    engine.limits = limits.clone();
     let mut provider =
         peer::serve::Provider::new(index.clone(), engine.live.clone(), totals, limits.clone());
     provider.serve_public = cfg.discovery.seed_public;

@@ -1,6 +1,7 @@
 //! Bandwidth caps: a token bucket callers wait on before they send (or after they take)
 //! bytes, changeable while it runs, and the parser for rates as users write them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -17,13 +18,22 @@ const BURST_SECS: f64 = 0.05;
 pub struct Limits {
     /// What peers get from this node.
     pub upload: RateLimit,
+    /// What this node takes from peers and the origin together: every transfer waits on
+    /// it after each piece it reads, so the sender is held back by flow control.
+    pub download: RateLimit,
 }
 
 impl Limits {
-    pub fn new(upload: Option<u64>) -> Self {
+    pub fn new(upload: Option<u64>, download: Option<u64>) -> Self {
         Limits {
             upload: RateLimit::new(upload),
+            download: RateLimit::new(download),
         }
+    }
+
+    /// No caps.
+    pub fn none() -> Self {
+        Self::new(None, None)
     }
 }
 
@@ -86,6 +96,14 @@ impl RateLimit {
             tokio::time::sleep(Duration::from_secs_f64(wait)).await;
         }
     }
+}
+
+/// The download cap as a Hub client's pace: origin bodies wait on it as they are read.
+pub fn download_pace(limits: Arc<Limits>) -> xet::remote::Pace {
+    Arc::new(move |n| {
+        let limits = limits.clone();
+        Box::pin(async move { limits.download.take(n).await })
+    })
 }
 
 /// Parses a rate per second as users write it: `20MiB`, `100MB`, `400Mbit`, `1.5GB`,

@@ -158,7 +158,8 @@ fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
         if *m == "stall" {
             assert!(banned.is_empty(), "a slow peer is not a liar: {banned:?}");
             assert!(
-                n.log().contains("went silent in a transfer"),
+                n.log()
+                    .contains("peer transfer abandoned: peer sent nothing for"),
                 "the stalled transfer was never abandoned:\n{}",
                 n.log()
             );
@@ -222,8 +223,11 @@ fn after_a_peer_fails_midway_the_origin_sends_only_what_is_missing() {
             "{mode}: the peer delivered {from_peers} of {total} bytes; the origin sent \
              {copies:.3} copies for the missing {missing:.3}"
         );
+        // How much arrives before the failure depends on how many transfers were running
+        // (it was 12-49%); above 1/16 the origin's share still tells a patch (at most the
+        // missing share + 0.05 < 1) from the whole range again (1 copy or more).
         assert!(
-            from_peers * 8 >= total,
+            from_peers * 16 >= total,
             "{mode}: the peer delivered only {from_peers} bytes, too few to tell\n{}",
             n.log()
         );
@@ -239,6 +243,13 @@ fn after_a_peer_fails_midway_the_origin_sends_only_what_is_missing() {
 
 /// `zestctl limits` against `d`: the upload cap it reports, in bytes per second.
 fn limits(d: &Daemon, args: &[&str]) -> u64 {
+    limits_json(d, args)["max_upload_rate"]
+        .as_u64()
+        .expect("max_upload_rate")
+}
+
+/// `zestctl limits ARGS --json`.
+fn limits_json(d: &Daemon, args: &[&str]) -> serde_json::Value {
     let out = std::process::Command::new(bin("zestctl"))
         .arg("--socket")
         .arg(d.socket())
@@ -248,8 +259,56 @@ fn limits(d: &Daemon, args: &[&str]) -> u64 {
         .output()
         .expect("zestctl limits");
     assert!(out.status.success(), "{out:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("limits JSON");
-    v["max_upload_rate"].as_u64().expect("max_upload_rate")
+    serde_json::from_slice(&out.stdout).expect("limits JSON")
+}
+
+/// Rates over every 5-second window inside a transfer sampled as (seconds, bytes so far):
+/// from its first byte to its last, half a second in from each end.
+fn five_second_rates(samples: &[(f64, u64)]) -> Vec<(f64, f64, f64)> {
+    let first = samples.iter().find(|(_, b)| *b > 0).map(|s| s.0);
+    let last_change = samples
+        .windows(2)
+        .rfind(|w| w[1].1 > w[0].1)
+        .map(|w| w[1].0);
+    let (Some(first), Some(last)) = (first, last_change) else {
+        panic!("nothing moved: {samples:?}");
+    };
+    let inside: Vec<&(f64, u64)> = samples
+        .iter()
+        .filter(|(t, _)| *t >= first + 0.5 && *t <= last - 0.5)
+        .collect();
+    let mut out = Vec::new();
+    for (i, a) in inside.iter().enumerate() {
+        let Some(b) = inside[i..].iter().find(|b| b.0 - a.0 >= 5.0) else {
+            break;
+        };
+        out.push((a.0, b.0, (b.1 - a.1) as f64 / (b.0 - a.0)));
+    }
+    out
+}
+
+/// Every window's rate is within 10% of `cap`, and there are at least three.
+fn assert_within_cap(samples: &[(f64, u64)], cap: u64, what: &str) {
+    let windows = five_second_rates(samples);
+    assert!(windows.len() >= 3, "too few 5-second windows: {samples:?}");
+    for (a, b, rate) in &windows {
+        assert!(
+            (rate - cap as f64).abs() <= cap as f64 * 0.1,
+            "{what}: {:.1} MiB/s over {a:.1}..{b:.1} s under a {} MiB/s cap: {samples:?}",
+            rate / f64::from(1 << 20),
+            cap >> 20
+        );
+    }
+    let (lo, hi) = windows
+        .iter()
+        .fold((f64::MAX, 0f64), |(lo, hi), w| (lo.min(w.2), hi.max(w.2)));
+    eprintln!(
+        "{what}: {} 5-second windows under a {} MiB/s cap: {:.2}..{:.2} MiB/s",
+        windows.len(),
+        cap >> 20,
+        lo / f64::from(1 << 20),
+        hi / f64::from(1 << 20)
+    );
 }
 
 /// Issue 16, part 2: with `--max-upload-rate`, what peers take from a seeder stays within
@@ -296,44 +355,7 @@ fn an_upload_cap_holds_over_every_five_second_window() {
         from_peers * 10 >= total * 9,
         "the node took only {from_peers} bytes from the capped seeder"
     );
-    // Windows inside the transfer: from its first byte to its last, half a second in.
-    let first = samples.iter().find(|(_, b)| *b > 0).map(|s| s.0);
-    let last_change = samples
-        .windows(2)
-        .rfind(|w| w[1].1 > w[0].1)
-        .map(|w| w[1].0);
-    let (Some(first), Some(last)) = (first, last_change) else {
-        panic!("the seeder served nothing: {samples:?}");
-    };
-    let inside: Vec<&(f64, u64)> = samples
-        .iter()
-        .filter(|(t, _)| *t >= first + 0.5 && *t <= last - 0.5)
-        .collect();
-    let mut windows = 0;
-    let (mut lo, mut hi) = (f64::MAX, 0f64);
-    for (i, a) in inside.iter().enumerate() {
-        let Some(b) = inside[i..].iter().find(|b| b.0 - a.0 >= 5.0) else {
-            break;
-        };
-        let rate = (b.1 - a.1) as f64 / (b.0 - a.0);
-        windows += 1;
-        (lo, hi) = (lo.min(rate), hi.max(rate));
-        assert!(
-            (rate - cap as f64).abs() <= cap as f64 * 0.1,
-            "{:.1} MiB/s over {:.1}..{:.1} s under a {} MiB/s cap: {samples:?}",
-            rate / f64::from(1 << 20),
-            a.0,
-            b.0,
-            cap >> 20
-        );
-    }
-    assert!(windows >= 3, "too few 5-second windows: {samples:?}");
-    eprintln!(
-        "{windows} 5-second windows under a {} MiB/s cap: {:.2}..{:.2} MiB/s",
-        cap >> 20,
-        lo / f64::from(1 << 20),
-        hi / f64::from(1 << 20)
-    );
+    assert_within_cap(&samples, cap, "upload");
 
     // Changed at runtime, and shown.
     assert_eq!(limits(&seed, &[]), cap);
@@ -351,6 +373,83 @@ fn an_upload_cap_holds_over_every_five_second_window() {
         String::from_utf8_lossy(&bad.stderr).contains("not a rate"),
         "{bad:?}"
     );
+}
+
+/// Issue 16, part 2: with `--max-download-rate`, what a node takes from peers and the
+/// origin together stays within 10% of the cap over every 5 seconds.
+#[test]
+fn a_download_cap_holds_over_peers_and_origin_together() {
+    let scratch = Scratch::new("peers-download-cap");
+    let total: u64 = 96 << 20;
+    let repos = fixtures::bench(&scratch.path().join("bench-data"), total).expect("fixture");
+    let repo = repos[0].id.clone();
+    let hub = start_hub(&scratch, repos);
+    // The seed holds half the shards: the node takes those from it, the rest from the origin.
+    let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
+    let out = seed.pull(
+        &[
+            &repo,
+            "--include",
+            "model-00001-*",
+            "--include",
+            "model-00002-*",
+        ],
+        &[],
+    );
+    let _ = pulled_path(&out);
+    let cap: u64 = 12 << 20;
+    let node = Daemon::start_peer_with(
+        &scratch.path().join("node"),
+        &hub.endpoint,
+        &[seed.listen()],
+        &["--max-download-rate".into(), "12MiB".into()],
+    );
+    assert_eq!(num(&node, "max_download_rate"), cap);
+    wait_connected(&node, 1);
+
+    let taken = |d: &Daemon| {
+        let s = d.status_json();
+        s["bytes_from_origin"].as_u64().unwrap_or(0) + s["bytes_from_peers"].as_u64().unwrap_or(0)
+    };
+    let samples = std::thread::scope(|s| {
+        let pull = s.spawn(|| pull_ok(&node, &repo));
+        let t0 = std::time::Instant::now();
+        let mut samples: Vec<(f64, u64)> = Vec::new();
+        while !pull.is_finished() {
+            samples.push((t0.elapsed().as_secs_f64(), taken(&node)));
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        pull.join().expect("pull thread");
+        samples
+    });
+    let lone = Daemon::start(&scratch.path().join("lone"), &hub.endpoint);
+    pull_ok(&lone, &repo);
+    assert_same_cache(&lone.cache(), &node.cache());
+    let (origin, peers) = (
+        num(&node, "bytes_from_origin"),
+        num(&node, "bytes_from_peers"),
+    );
+    assert!(
+        peers >= total / 4 && origin >= total / 4,
+        "both sources must be in play: {origin} bytes from the origin, {peers} from the peer"
+    );
+    assert_within_cap(&samples, cap, "download (peers and origin)");
+
+    // Changed at runtime, shown, and bad rates refused.
+    let v = limits_json(&node, &["--download", "100MB"]);
+    assert_eq!(v["max_download_rate"], 100_000_000);
+    assert_eq!(num(&node, "max_download_rate"), 100_000_000);
+    assert_eq!(
+        limits_json(&node, &["--download", "off"])["max_download_rate"],
+        0
+    );
+    let bad = std::process::Command::new(bin("zestctl"))
+        .arg("--socket")
+        .arg(node.socket())
+        .args(["limits", "--download", "-3MB"])
+        .output()
+        .expect("zestctl limits");
+    assert!(!bad.status.success(), "{bad:?}");
 }
 
 #[test]

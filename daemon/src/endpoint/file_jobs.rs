@@ -245,7 +245,8 @@ impl FileJobs {
     async fn run(&self, job: &FileJob, grant: Grant) -> Result<(), PullError> {
         let hash = job.hash;
         let hub = HubClient::new(&grant.token.endpoint, None)?
-            .with_observer(crate::metrics::events::origin_observer());
+            .with_observer(crate::metrics::events::origin_observer())
+            .with_pace(crate::rate::download_pace(self.engine.limits.clone()));
         let cas = Arc::new(CasClient::with_fixed_token(hub, grant.token));
         let recon = cas.reconstruction(&hash).await?;
         let terms = Arc::new(place_terms(&recon));

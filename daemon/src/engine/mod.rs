@@ -74,6 +74,8 @@ pub struct Engine {
     pub xorb_pool: Arc<xorb_pool::XorbPool>,
     /// Trackers or the DHT are on: a download with no peers yet waits briefly for them.
     pub discovering: bool,
+    /// The node's bandwidth caps (the download cap paces every transfer a pull reads).
+    pub limits: Arc<crate::rate::Limits>,
 }
 
 impl Engine {
@@ -97,6 +99,7 @@ impl Engine {
             wanted: Arc::default(),
             xorb_pool: Arc::default(),
             discovering: false,
+            limits: Arc::new(crate::rate::Limits::none()),
         }
     }
 }

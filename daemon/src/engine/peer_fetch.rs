@@ -231,12 +231,15 @@ pub async fn fetch_from_peer(
         .filter_map(|i| ctx.trust.get(i).map(|t| u64::from(t.size)))
         .sum();
     let mut door = ChunkDoor::new(ctx, Source::Peer);
+    let pace = &ctx.engine.limits.download;
+    // Under a download cap every transfer is slowed on purpose: no peer is judged slow.
+    let capped = pace.get().is_some();
     for &(a, b) in ranges {
         let mut start = a;
         while start < b {
             let end = b.min(start + MAX_GET_CHUNKS);
             let r: Result<(), PeerFetchError> = peer
-                .get(&ctx.hash, start, end, |i, data| {
+                .get(&ctx.hash, start, end, pace, |i, data| {
                     let Some(TrustedChunk { hash, size, offset }) = ctx.trust.get(i) else {
                         // Only trusted ranges are asked for; a chunk outside them is noise.
                         return Err(
@@ -259,7 +262,7 @@ pub async fn fetch_from_peer(
                     // rest of the range to the origin.
                     let left = total.saturating_sub(got);
                     let (t0, at0) = *first.get_or_insert((Instant::now(), got));
-                    if behind(got - at0, left, t0.elapsed()) {
+                    if !capped && behind(got - at0, left, t0.elapsed()) {
                         return Err(PeerError::Stopped("slower than the origin".into()).into());
                     }
                     Ok(())

@@ -78,6 +78,7 @@ async fn try_once(
         out.write_all(&chunk)
             .map_err(|e| PullError::disk("writing a download", &e))?;
         counters.add_origin(chunk.len() as u64);
+        hub.pace(chunk.len() as u64).await;
     }
     out.flush()
         .map_err(|e| PullError::disk("writing a download", &e))?;

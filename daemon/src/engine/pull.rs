@@ -54,7 +54,8 @@ pub async fn run(
 ) -> Result<PullOutcome, PullError> {
     let had_token = token.is_some();
     let hub = HubClient::new(&spec.endpoint, token)?
-        .with_observer(crate::metrics::events::origin_observer());
+        .with_observer(crate::metrics::events::origin_observer())
+        .with_pace(crate::rate::download_pace(engine.limits.clone()));
     counters.set_phase("listing");
     let info = if had_token || !is_commit_hash(&spec.revision) {
         Some(hub.repo_info(&spec.repo, &spec.revision).await?)

@@ -168,6 +168,14 @@ impl Sources {
             )
             .with(&[], self.limits.upload.get().unwrap_or(0) as f64),
         );
+        out.push(
+            Family::new(
+                "zest_download_rate_limit_bytes_per_second",
+                Kind::Gauge,
+                "The cap on what this node takes from peers and the origin together, bytes per second; 0: no cap.",
+            )
+            .with(&[], self.limits.download.get().unwrap_or(0) as f64),
+        );
         out.extend(process_families());
         out
     }

@@ -126,6 +126,7 @@ impl PeerConn {
         file: &XetHash,
         start: u32,
         end: u32,
+        pace: &crate::rate::RateLimit,
         mut on_chunk: impl FnMut(u32, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let req = peer::request::Kind::Get(peer::GetRequest {
@@ -167,6 +168,8 @@ impl PeerConn {
                         self.stats.received(c.data.len() as u64);
                         on_chunk(c.index, &c.data)?;
                         next += 1;
+                        // Our own wait: the silence allowed is measured on reads only.
+                        pace.take(c.data.len() as u64).await;
                     }
                     other => return Err(unexpected(other).into()),
                 }

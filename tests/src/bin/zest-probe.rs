@@ -75,8 +75,9 @@ async fn main() -> Result<()> {
         })
         .sum();
     let mut bytes = 0usize;
+    let no_cap = zestd::rate::RateLimit::new(None);
     let get = match pc
-        .get::<zestd::peer::PeerError>(&args.file, 0, 1, |_, d| {
+        .get::<zestd::peer::PeerError>(&args.file, 0, 1, &no_cap, |_, d| {
             bytes += d.len();
             Ok(())
         })

@@ -311,6 +311,7 @@ impl CasClient {
                         let take = (bytes.len() as u64).min(total - delivered) as usize;
                         sink(&bytes[..take])?;
                         delivered += take as u64;
+                        self.hub.pace(take as u64).await;
                         if delivered == total {
                             break;
                         }

@@ -187,6 +187,13 @@ pub struct FileMeta {
 /// when no answer came (connection refused, timeout, reset). For counting, not deciding.
 pub type RequestObserver = std::sync::Arc<dyn Fn(Option<u16>) + Send + Sync>;
 
+/// Waited on after each piece of a body this client streams (xorb ranges, plain files),
+/// given its size: how a caller caps its download rate. Reading less holds the sender back
+/// through TCP flow control.
+pub type Pace = std::sync::Arc<
+    dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+>;
+
 /// A Hub client for one endpoint and (optionally) one user token.
 #[derive(Clone)]
 pub struct HubClient {
@@ -195,6 +202,7 @@ pub struct HubClient {
     token: Option<String>,
     retry: RetryPolicy,
     observer: Option<RequestObserver>,
+    pace: Option<Pace>,
 }
 
 impl HubClient {
@@ -212,6 +220,7 @@ impl HubClient {
             token,
             retry: RetryPolicy::default(),
             observer: None,
+            pace: None,
         })
     }
 
@@ -220,6 +229,19 @@ impl HubClient {
     pub fn with_observer(mut self, observer: RequestObserver) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Paces every body this client (and CAS clients made from it) streams with `pace`.
+    pub fn with_pace(mut self, pace: Pace) -> Self {
+        self.pace = Some(pace);
+        self
+    }
+
+    /// Waits as the pace, if any, says after `n` bytes were read.
+    pub async fn pace(&self, n: u64) {
+        if let Some(p) = &self.pace {
+            p(n).await;
+        }
     }
 
     /// Tells the observer, if any, how a request ended.

@@ -18,6 +18,6 @@ pub use cas::{CasClient, UrlSource};
 pub use cas_token::CasToken;
 pub use error::RemoteError;
 pub use hub::{
-    FileMeta, HubClient, RepoInfo, RepoRef, RepoType, RequestObserver, TreeEntry, XetFileData,
+    FileMeta, HubClient, Pace, RepoInfo, RepoRef, RepoType, RequestObserver, TreeEntry, XetFileData,
 };
 pub use retry::RetryPolicy;

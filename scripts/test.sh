@@ -10,7 +10,7 @@ log "Python environment with the reference implementations (tests/requirements.t
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(0 if (m.version("hf_xet"), m.version("huggingface_hub"), m.version("transformers"), m.version("prometheus_client")) == ("1.8.0", "2.4.0", "5.24.0", "0.26.0") else 1)' 2>/dev/null; then
+if ! .venv/bin/python -c 'import importlib.metadata as m, sys; sys.exit(0 if (m.version("hf_xet"), m.version("huggingface_hub"), m.version("transformers"), m.version("prometheus_client"), m.version("aioquic")) == ("1.8.0", "2.4.0", "5.24.0", "0.26.0", "1.7.2") else 1)' 2>/dev/null; then
   .venv/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 fi
 # The Python package installs as users install it (pure Python, no network needed).

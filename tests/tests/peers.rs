@@ -452,6 +452,146 @@ fn a_download_cap_holds_over_peers_and_origin_together() {
     assert!(!bad.status.success(), "{bad:?}");
 }
 
+/// Runs `tests/python/quic_attacker.py` (aioquic: a QUIC client that is not ours) against
+/// `addr`; returns the JSON it prints.
+fn attack(addr: &str, args: &[&str]) -> serde_json::Value {
+    let (host, port) = addr.rsplit_once(':').expect("HOST:PORT");
+    let script = zest_tests::workspace_root().join("tests/python/quic_attacker.py");
+    let out = std::process::Command::new(zest_tests::python())
+        .arg(script)
+        .args([host, port])
+        .args(args)
+        .output()
+        .expect("running the attacker");
+    assert!(
+        out.status.success(),
+        "attacker failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("attacker JSON")
+}
+
+/// Peak resident memory of a process, bytes (VmHWM).
+fn peak_rss(pid: u64) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}
+
+/// Issue 16, part 3: the probe's three attacks on the peer port, made with aioquic. Half-sent
+/// requests must not grow memory; a reader that stops reading must not keep upload slots;
+/// a flood of connections must not pass the cap or keep a legitimate peer out.
+#[test]
+fn the_peer_port_holds_against_a_foreign_quic_client() {
+    let scratch = Scratch::new("peers-attacks");
+    let total: u64 = 32 << 20;
+    let repos = fixtures::bench(&scratch.path().join("bench-data"), total).expect("fixture");
+    let repo = repos[0].id.clone();
+    let hub = start_hub(&scratch, repos);
+    let seed = Daemon::start_peer_with(
+        &scratch.path().join("seed"),
+        &hub.endpoint,
+        &[],
+        &["--max-peers".into(), "8".into()],
+    );
+    pull_ok(&seed, &repo);
+    let (addr, pid) = (seed.listen(), num(&seed, "pid"));
+    // The wire carries a file's hash as its 32 raw bytes, not as Xet's hex spelling.
+    let file: String = hub
+        .repo(&repo)
+        .files
+        .values()
+        .filter(|f| f.size > 0)
+        .find_map(|f| f.xet_hash.as_deref()?.parse::<xet::XetHash>().ok())
+        .expect("a Xet file")
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+
+    // 1. Memory: 2 connections × 63 streams of half-sent request frames, for 15 s. The
+    // build before this change grew ~2.7 MB/s under this client (40 MB in 15 s) and without
+    // bound; now a request frame is at most 16 KiB and must arrive within 5 s.
+    let before = peak_rss(pid);
+    let r = attack(&addr, &["memory", "15"]);
+    assert!(r.to_string().contains("\"admitted\":true"), "{r}");
+    let grew = peak_rss(pid).saturating_sub(before);
+    eprintln!(
+        "memory attack: peak RSS {} MiB -> {} MiB",
+        before >> 20,
+        peak_rss(pid) >> 20
+    );
+    assert!(
+        grew < 16 << 20,
+        "half-sent requests grew the seed by {grew} bytes"
+    );
+    assert!(peak_rss(pid) < 300 << 20);
+
+    // 2. Upload slots: 60 `get`s on one connection that then stops reading for 14 s. It
+    // gets at most 8 slots; a legitimate node is served meanwhile; the stalled uploads are
+    // dropped by the write deadline.
+    let (r, node) = std::thread::scope(|s| {
+        let attacker = s.spawn(|| attack(&addr, &["slots", &file, "1024", "14"]));
+        std::thread::sleep(Duration::from_secs(2));
+        let node = Daemon::start_peer(
+            &scratch.path().join("node"),
+            &hub.endpoint,
+            std::slice::from_ref(&addr),
+        );
+        wait_connected(&node, 1);
+        pull_ok(&node, &repo);
+        (attacker.join().expect("attacker thread"), node)
+    });
+    eprintln!("upload slots: {r}");
+    assert_eq!(
+        r["busy"], 52,
+        "one connection holds at most 8 upload slots: {r}"
+    );
+    assert!(
+        num(&node, "bytes_from_peers") >= total / 2,
+        "the legitimate node was not served: {}",
+        node.status_json()
+    );
+    assert!(
+        seed.log().contains("peer stopped reading; upload dropped"),
+        "stalled uploads were never dropped:\n{}",
+        seed.log()
+    );
+
+    // 3. Flood: 200 connections dialled at once, held idle for 15 s. At most the cap (8 + 16
+    // headroom) is admitted, and a node arriving 7 s in takes an idle one's place.
+    let (r, late) = std::thread::scope(|s| {
+        let flood = s.spawn(|| attack(&addr, &["flood", "200", "15"]));
+        std::thread::sleep(Duration::from_secs(7));
+        let connected = seed.peers_in_state("connected").len();
+        assert!(connected <= 24, "{connected} connections past a cap of 24");
+        let late = Daemon::start_peer(
+            &scratch.path().join("late"),
+            &hub.endpoint,
+            std::slice::from_ref(&addr),
+        );
+        wait_connected(&late, 1);
+        pull_ok(&late, &repo);
+        (flood.join().expect("flood thread"), late)
+    });
+    eprintln!("flood: {r}");
+    assert!(r["admitted"].as_u64().unwrap_or(999) <= 24, "{r}");
+    assert!(num(&late, "bytes_from_peers") > 0, "{}", late.status_json());
+    assert!(
+        seed.log()
+            .contains("closing an idle incoming connection to make room"),
+        "{}",
+        seed.log()
+    );
+    // Through all of it the seed kept running and its files stayed whole.
+    assert_same_cache(&seed.cache(), &late.cache());
+    assert_same_cache(&seed.cache(), &node.cache());
+}
+
 #[test]
 fn huggingface_hub_written_model_is_indexed_and_served() {
     let scratch = Scratch::new("peers-hf-written");

@@ -34,7 +34,8 @@ pub enum PeerError {
 impl From<WireError> for PeerError {
     fn from(e: WireError) -> Self {
         match e {
-            WireError::TooLarge(_) | WireError::Decode(_) => PeerError::Protocol(e.to_string()),
+            WireError::TooLarge(..) | WireError::Decode(_) => PeerError::Protocol(e.to_string()),
+            WireError::Stalled(d) => PeerError::Stalled(d),
             other => PeerError::Connection(other.to_string()),
         }
     }
@@ -73,6 +74,7 @@ impl PeerConn {
         kind: peer::request::Kind,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), PeerError> {
         let (mut send, recv) = self.conn.open_bi().await?;
+        self.stats.requested();
         wire::write(&mut send, &peer::Request { kind: Some(kind) }).await?;
         send.finish()
             .map_err(|e| PeerError::Connection(e.to_string()))?;

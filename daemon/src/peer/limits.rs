@@ -10,10 +10,22 @@ pub const MAX_HAVE_FILES: usize = 256;
 pub const MAX_MANIFEST_CHUNKS: u32 = 65_536;
 /// Most chunks in one GetRequest (about 64 MiB).
 pub const MAX_GET_CHUNKS: u32 = 1024;
+/// Largest request frame a server reads (a `have` for [`MAX_HAVE_FILES`] files is about
+/// 9 KiB). With [`MAX_STREAMS`] streams per connection and the incoming connection cap, this
+/// bounds what half-sent requests can make a server hold: 80 × 64 × 16 KiB = 80 MiB.
+pub const MAX_REQUEST_FRAME: usize = 16 << 10;
+/// A request frame must arrive whole within this, or its stream is dropped.
+pub const REQUEST_WAIT: Duration = Duration::from_secs(5);
 /// Requests a peer may have open on one connection at once.
 pub const MAX_STREAMS: u32 = 64;
 /// GetRequests served at once over all peers; beyond that a peer hears `busy`.
 pub const MAX_UPLOADS: usize = 48;
+/// GetRequests served at once to one connection: no peer holds more than this many of the
+/// upload slots.
+pub const MAX_UPLOADS_PER_PEER: usize = 8;
+/// A chunk frame must be taken off our hands (written into the connection's send window)
+/// within this; a reader that stops reading loses the stream and its upload slot.
+pub const WRITE_WAIT: Duration = Duration::from_secs(10);
 /// Unacknowledged bytes a receiver allows on one stream and on one connection.
 pub const STREAM_WINDOW: u32 = 8 << 20;
 pub const CONNECTION_WINDOW: u32 = 64 << 20;
@@ -56,6 +68,28 @@ pub fn transport() -> quinn::TransportConfig {
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+    use zest_proto::peer;
+
+    #[test]
+    fn the_largest_legal_request_fits_the_request_frame() {
+        let have = peer::Request {
+            kind: Some(peer::request::Kind::Have(peer::HaveRequest {
+                files: vec![vec![0xff; 32]; MAX_HAVE_FILES],
+            })),
+        };
+        let get = peer::Request {
+            kind: Some(peer::request::Kind::Get(peer::GetRequest {
+                file: vec![0xff; 32],
+                start: u32::MAX - 1,
+                end: u32::MAX,
+            })),
+        };
+        for r in [have, get] {
+            assert!(r.encoded_len() <= MAX_REQUEST_FRAME, "{}", r.encoded_len());
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -11,7 +11,10 @@ use tokio::sync::Semaphore;
 use xet::XetHash;
 use zest_proto::peer;
 
-use super::limits::{MAX_GET_CHUNKS, MAX_HAVE_FILES, MAX_MANIFEST_CHUNKS, MAX_UPLOADS};
+use super::limits::{
+    MAX_GET_CHUNKS, MAX_HAVE_FILES, MAX_MANIFEST_CHUNKS, MAX_REQUEST_FRAME, MAX_UPLOADS,
+    MAX_UPLOADS_PER_PEER, REQUEST_WAIT, WRITE_WAIT,
+};
 use super::live::{LiveFiles, Placed};
 use super::stats::PeerStats;
 use super::wire::{self, WireError};
@@ -45,6 +48,26 @@ impl Provider {
             totals,
             serve_public: true,
             limits,
+        }
+    }
+}
+
+/// What the server knows of one connection it serves.
+#[derive(Clone)]
+pub struct Client {
+    pub stats: Arc<PeerStats>,
+    /// The peer proved fleet membership.
+    pub fleet: bool,
+    /// This connection's share of the upload slots.
+    pub uploads: Arc<Semaphore>,
+}
+
+impl Client {
+    pub fn new(stats: Arc<PeerStats>, fleet: bool) -> Self {
+        Client {
+            stats,
+            fleet,
+            uploads: Arc::new(Semaphore::new(MAX_UPLOADS_PER_PEER)),
         }
     }
 }
@@ -146,9 +169,9 @@ impl Provider {
         &self,
         req: &peer::GetRequest,
         send: &mut quinn::SendStream,
-        stats: &PeerStats,
-        fleet: bool,
+        client: &Client,
     ) -> Result<(), WireError> {
+        let (stats, fleet) = (&client.stats, client.fleet);
         let Some(hash) = XetHash::from_slice(&req.file) else {
             return wire::write(
                 send,
@@ -159,6 +182,13 @@ impl Provider {
         if req.start >= req.end || req.end - req.start > MAX_GET_CHUNKS {
             return wire::write(send, &wire::error("bad_request", "range empty or too long")).await;
         }
+        let Ok(_mine) = client.uploads.clone().try_acquire_owned() else {
+            return wire::write(
+                send,
+                &wire::error("busy", "too many uploads to you at once; retry later"),
+            )
+            .await;
+        };
         let Ok(_permit) = self.uploads.clone().try_acquire_owned() else {
             return wire::write(send, &wire::error("busy", "too many uploads; retry later")).await;
         };
@@ -223,40 +253,64 @@ impl Provider {
                     data,
                 })),
             };
-            wire::write(send, &frame).await?;
+            // A reader that stops reading must not keep the slot.
+            match tokio::time::timeout(WRITE_WAIT, wire::write(send, &frame)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    let _ = send.reset(0u32.into());
+                    tracing::info!(file = %hash, chunk = i, "peer stopped reading; upload dropped");
+                    return Err(WireError::Stalled(WRITE_WAIT));
+                }
+            }
             stats.sent(n);
             self.totals.served.fetch_add(n, Ordering::Relaxed);
         }
         Ok(())
     }
 
-    /// Handles one request stream to the end. `fleet`: the peer proved fleet membership.
+    /// Handles one request stream to the end.
     pub async fn handle(
         &self,
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
-        stats: &PeerStats,
-        fleet: bool,
+        client: &Client,
     ) -> Result<(), WireError> {
-        let req = match wire::read::<peer::Request>(&mut recv).await {
+        let fleet = client.fleet;
+        let read = tokio::time::timeout(
+            REQUEST_WAIT,
+            wire::read_limited::<peer::Request>(&mut recv, MAX_REQUEST_FRAME),
+        )
+        .await
+        .unwrap_or(Err(WireError::Stalled(REQUEST_WAIT)));
+        // One request per stream: whatever else comes on it is dropped, not buffered.
+        let _ = recv.stop(0u32.into());
+        client.stats.requested();
+        let req = match read {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),
             Err(e) => {
-                let _ = wire::write(&mut send, &wire::error("bad_request", e.to_string())).await;
+                let _ = tokio::time::timeout(
+                    WRITE_WAIT,
+                    wire::write(&mut send, &wire::error("bad_request", e.to_string())),
+                )
+                .await;
                 let _ = send.finish();
                 return Err(e);
             }
         };
-        match req.kind {
-            Some(peer::request::Kind::Have(h)) => {
-                wire::write(&mut send, &self.have(&h.files, fleet)).await?
+        let reply = match req.kind {
+            Some(peer::request::Kind::Have(h)) => self.have(&h.files, fleet),
+            Some(peer::request::Kind::Manifest(m)) => self.manifest(&m, fleet),
+            Some(peer::request::Kind::Get(g)) => {
+                self.get(&g, &mut send, client).await?;
+                send.finish()?;
+                return Ok(());
             }
-            Some(peer::request::Kind::Manifest(m)) => {
-                wire::write(&mut send, &self.manifest(&m, fleet)).await?
-            }
-            Some(peer::request::Kind::Get(g)) => self.get(&g, &mut send, stats, fleet).await?,
-            None => wire::write(&mut send, &wire::error("bad_request", "unknown request")).await?,
-        }
+            None => wire::error("bad_request", "unknown request"),
+        };
+        tokio::time::timeout(WRITE_WAIT, wire::write(&mut send, &reply))
+            .await
+            .map_err(|_| WireError::Stalled(WRITE_WAIT))??;
         send.finish()?;
         Ok(())
     }

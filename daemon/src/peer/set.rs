@@ -12,7 +12,7 @@ use zest_proto::peer;
 
 use super::conn::{PeerConn, short};
 use super::fleet::{FleetKey, Role};
-use super::serve::Provider;
+use super::serve::{Client, Provider};
 use super::stats::PeerStats;
 use super::tls::{Identity, remote_node_id};
 use super::wire;
@@ -42,17 +42,44 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(5);
 /// Connections allowed by default; more peers are known but left waiting.
 pub const DEFAULT_MAX_PEERS: usize = 64;
 /// Incoming connections are accepted up to the cap plus this, so newcomers can always
-/// reach a full swarm; beyond it they are told `full`.
+/// reach a full swarm; beyond it they are refused (or an idle one makes room).
 const INCOMING_HEADROOM: usize = 16;
 /// A discovered peer that failed this many dials in a row is forgotten; the source that
 /// found it will offer it again if it comes back.
 const DISCOVERED_GIVE_UP: u32 = 6;
 
+/// When the incoming cap is reached, an incoming connection that carried no request for this
+/// long is closed to make room for a newcomer.
+const EVICT_IDLE: Duration = Duration::from_secs(5);
+/// Incoming connections that carry no request for this long are closed (keep-alives alone
+/// do not keep a connection); the peer redials when it has something to ask.
+const IDLE_DROP: Duration = Duration::from_secs(120);
+
 /// QUIC application close codes.
 const CLOSE_VERSION: u32 = 1;
 const CLOSE_BANNED: u32 = 2;
 const CLOSE_SELF: u32 = 3;
-const CLOSE_FULL: u32 = 4;
+// 4 was `full`: a full acceptor now refuses before the handshake (docs/PROTOCOL.md §3).
+const CLOSE_IDLE: u32 = 5;
+
+/// The address whose connection has been idle longest, if that is at least `min`.
+fn idlest(conns: &[(SocketAddr, Duration)], min: Duration) -> Option<SocketAddr> {
+    conns
+        .iter()
+        .filter(|(_, idle)| *idle >= min)
+        .max_by_key(|(a, idle)| (*idle, std::cmp::Reverse(*a)))
+        .map(|(a, _)| *a)
+}
+
+/// An incoming connection's reserved place while it is admitted; released on drop.
+struct Admitting(PeerSet);
+
+impl Drop for Admitting {
+    fn drop(&mut self) {
+        let mut st = lock(&self.0.inner.state);
+        st.admitting = st.admitting.saturating_sub(1);
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -107,6 +134,8 @@ struct SetState {
     banned: HashMap<String, String>,
     /// Strike count and when the last one counted.
     strikes: HashMap<String, (u32, Option<Instant>)>,
+    /// Incoming connections between their reserved place and admission (or failure).
+    admitting: usize,
     /// Addresses that turned out to be this daemon (a tracker hands us back to ourselves).
     self_addrs: std::collections::HashSet<SocketAddr>,
 }
@@ -197,7 +226,37 @@ impl PeerSet {
         };
         let me = set.clone();
         tokio::spawn(async move { me.accept_loop().await });
+        let me = set.clone();
+        tokio::spawn(async move { me.drop_idle_loop().await });
         Ok(set)
+    }
+
+    /// Incoming connections that carried no request either way for [`IDLE_DROP`].
+    fn idle_incoming(&self, min: Duration) -> Vec<(SocketAddr, Duration)> {
+        lock(&self.inner.state)
+            .peers
+            .iter()
+            .filter(|(_, e)| e.origin == Origin::Incoming && e.conn.is_some())
+            .map(|(a, e)| (*a, e.stats.idle()))
+            .filter(|(_, idle)| *idle >= min)
+            .collect()
+    }
+
+    async fn drop_idle_loop(&self) {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tick.tick().await;
+            for (addr, idle) in self.idle_incoming(IDLE_DROP) {
+                let conn = lock(&self.inner.state)
+                    .peers
+                    .get_mut(&addr)
+                    .and_then(|e| e.conn.take());
+                if let Some(c) = conn {
+                    tracing::info!(%addr, ?idle, "closing an idle incoming connection");
+                    c.conn.close(CLOSE_IDLE.into(), b"idle");
+                }
+            }
+        }
     }
 
     pub fn local_addr(&self) -> Option<SocketAddr> {
@@ -512,21 +571,50 @@ impl PeerSet {
 
     async fn accept_loop(&self) {
         while let Some(incoming) = self.inner.endpoint.accept().await {
+            // A place is reserved before the handshake, under the lock: dials that arrive
+            // together cannot all pass the cap. When full, an incoming connection that has
+            // carried no request for a while makes room; else the newcomer is refused.
+            let cap = self.inner.opts.max_peers + INCOMING_HEADROOM;
+            let (reserved, evict) = {
+                let mut st = lock(&self.inner.state);
+                let mut evict = None;
+                if st.connected() + st.admitting >= cap {
+                    // Fleet members are never pushed out by strangers.
+                    let now_idle: Vec<(SocketAddr, Duration)> = st
+                        .peers
+                        .iter()
+                        .filter(|(_, e)| e.origin == Origin::Incoming && !e.fleet)
+                        .filter_map(|(a, e)| e.conn.as_ref().map(|_| (*a, e.stats.idle())))
+                        .collect();
+                    evict = idlest(&now_idle, EVICT_IDLE).and_then(|a| {
+                        st.peers
+                            .get_mut(&a)
+                            .and_then(|e| e.conn.take().map(|c| c.conn))
+                    });
+                }
+                let ok = evict.is_some() || st.connected() + st.admitting < cap;
+                if ok {
+                    st.admitting += 1;
+                }
+                (ok, evict)
+            };
+            if let Some(c) = evict {
+                tracing::info!(addr = %c.remote_address(), "closing an idle incoming connection to make room");
+                c.close(CLOSE_IDLE.into(), b"idle");
+            }
+            if !reserved {
+                tracing::debug!(addr = %incoming.remote_address(), "incoming peer refused: connection cap reached");
+                incoming.refuse();
+                continue;
+            }
             let me = self.clone();
             tokio::spawn(async move {
+                let _place = Admitting(me.clone());
                 let addr = incoming.remote_address();
                 let r = async {
                     let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming)
                         .await
                         .context("QUIC handshake timed out")??;
-                    let full = {
-                        let st = lock(&me.inner.state);
-                        st.connected() >= me.inner.opts.max_peers + INCOMING_HEADROOM
-                    };
-                    if full {
-                        conn.close(CLOSE_FULL.into(), b"full");
-                        anyhow::bail!("connection cap reached");
-                    }
                     let (mut send, mut recv) =
                         tokio::time::timeout(HANDSHAKE_TIMEOUT, conn.accept_bi())
                             .await
@@ -611,12 +699,15 @@ impl PeerSet {
             .entry(addr)
             .and_modify(|e| e.conn = Some(pc));
         tracing::info!(%addr, peer = short(&node_id), agent = hello.agent, fleet, "peer connected");
+        // A new connection starts its idle clock, whatever the node did before.
+        stats.requested();
         let provider = self.inner.provider.clone();
+        let client = Client::new(stats, fleet);
         tokio::spawn(async move {
             while let Ok((send, recv)) = conn.accept_bi().await {
-                let (provider, stats) = (provider.clone(), stats.clone());
+                let (provider, client) = (provider.clone(), client.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = provider.handle(send, recv, &stats, fleet).await {
+                    if let Err(e) = provider.handle(send, recv, &client).await {
                         tracing::debug!("peer request ended: {e}");
                     }
                 });
@@ -696,4 +787,23 @@ impl From<quinn::ConnectError> for DialError {
 
 fn jitter(d: Duration) -> Duration {
     d.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_idle_connection_makes_room_if_idle_long_enough() {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:2".parse().unwrap();
+        let c: SocketAddr = "127.0.0.1:3".parse().unwrap();
+        let s = Duration::from_secs;
+        let conns = [(a, s(6)), (b, s(30)), (c, s(1))];
+        assert_eq!(idlest(&conns, s(5)), Some(b));
+        assert_eq!(idlest(&conns, s(31)), None, "none idle long enough");
+        assert_eq!(idlest(&[], s(0)), None);
+        // Ties go to the lowest address, so the choice does not depend on map order.
+        assert_eq!(idlest(&[(b, s(9)), (a, s(9))], s(5)), Some(a));
+    }
 }

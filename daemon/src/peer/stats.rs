@@ -7,16 +7,42 @@ use std::time::{Duration, Instant};
 /// Rates are averaged over this window.
 const WINDOW: Duration = Duration::from_secs(5);
 
-#[derive(Default)]
 pub struct PeerStats {
     pub bytes_from: AtomicU64,
     pub bytes_to: AtomicU64,
+    /// When a request last went either way on this peer's connection.
+    last_request: Mutex<Instant>,
 
     from: Meter,
     to: Meter,
 }
 
+impl Default for PeerStats {
+    fn default() -> Self {
+        PeerStats {
+            bytes_from: AtomicU64::new(0),
+            bytes_to: AtomicU64::new(0),
+            last_request: Mutex::new(Instant::now()),
+            from: Meter::default(),
+            to: Meter::default(),
+        }
+    }
+}
+
 impl PeerStats {
+    /// A request went one way or the other.
+    pub fn requested(&self) {
+        if let Ok(mut t) = self.last_request.lock() {
+            *t = Instant::now();
+        }
+    }
+    /// How long since a request last went either way (since connecting if none has).
+    pub fn idle(&self) -> Duration {
+        self.last_request
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
     pub fn received(&self, n: u64) {
         self.bytes_from.fetch_add(n, Ordering::Relaxed);
         self.from.add(n);

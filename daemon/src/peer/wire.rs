@@ -11,8 +11,10 @@ pub enum WireError {
     Read(#[from] quinn::ReadExactError),
     #[error("peer stream: {0}")]
     Write(#[from] quinn::WriteError),
-    #[error("frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
-    TooLarge(usize),
+    #[error("frame of {0} bytes is over the {1}-byte limit")]
+    TooLarge(usize, usize),
+    #[error("peer stream: nothing moved for {0:?}")]
+    Stalled(std::time::Duration),
     #[error("malformed frame: {0}")]
     Decode(#[from] prost::DecodeError),
     #[error("peer stream: {0}")]
@@ -22,7 +24,7 @@ pub enum WireError {
 pub async fn write<M: Message>(send: &mut quinn::SendStream, msg: &M) -> Result<(), WireError> {
     let body = msg.encode_to_vec();
     if body.len() > MAX_FRAME {
-        return Err(WireError::TooLarge(body.len()));
+        return Err(WireError::TooLarge(body.len(), MAX_FRAME));
     }
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -35,6 +37,14 @@ pub async fn write<M: Message>(send: &mut quinn::SendStream, msg: &M) -> Result<
 pub async fn read<M: Message + Default>(
     recv: &mut quinn::RecvStream,
 ) -> Result<Option<M>, WireError> {
+    read_limited(recv, MAX_FRAME).await
+}
+
+/// Like [`read`], refusing a frame longer than `max` before reading its body.
+pub async fn read_limited<M: Message + Default>(
+    recv: &mut quinn::RecvStream,
+    max: usize,
+) -> Result<Option<M>, WireError> {
     let mut len = [0u8; 4];
     match recv.read_exact(&mut len).await {
         Ok(()) => {}
@@ -42,8 +52,8 @@ pub async fn read<M: Message + Default>(
         Err(e) => return Err(e.into()),
     }
     let n = u32::from_be_bytes(len) as usize;
-    if n > MAX_FRAME {
-        return Err(WireError::TooLarge(n));
+    if n > max {
+        return Err(WireError::TooLarge(n, max));
     }
     let mut body = vec![0u8; n];
     recv.read_exact(&mut body).await?;

@@ -236,3 +236,30 @@ fn a_second_zestd_on_the_same_state_dir_refuses_and_touches_nothing() {
     assert!(again.status_json().is_object(), "{}", again.log());
     again.kill9();
 }
+
+#[test]
+fn a_socket_path_that_is_not_a_socket_is_left_alone() {
+    // Issue 16: `--socket` must never delete anything but a stale socket.
+    let scratch = Scratch::new("config-socket-file");
+    let in_the_way = scratch.path().join("zestd.sock");
+    std::fs::write(&in_the_way, b"someone's notes\n").expect("writing a file");
+    let out = Command::new(bin("zestd"))
+        .arg("--socket")
+        .arg(&in_the_way)
+        .arg("--state-dir")
+        .arg(scratch.path().join("state"))
+        .arg("--cache-dir")
+        .arg(scratch.path().join("cache"))
+        .args(["--endpoint", "http://127.0.0.1:9", "--listen", "off"])
+        .args(["--no-mdns", "--hub-listen", "off", "--xet-socket", "off"])
+        .env_remove("HF_TOKEN")
+        .output()
+        .expect("zestd");
+    assert!(!out.status.success(), "zestd started over a regular file");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a socket; not touching it"), "{err}");
+    assert_eq!(
+        std::fs::read(&in_the_way).expect("the file is still there"),
+        b"someone's notes\n"
+    );
+}

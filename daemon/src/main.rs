@@ -513,7 +513,7 @@ async fn main() -> Result<()> {
         d.stop().await;
     }
     if let Some(set) = peer_set {
-        set.close();
+        set.close().await;
     }
     served
 }

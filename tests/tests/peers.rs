@@ -592,6 +592,39 @@ fn the_peer_port_holds_against_a_foreign_quic_client() {
     assert_same_cache(&seed.cache(), &node.cache());
 }
 
+/// Issue 16, part 3: on SIGTERM a daemon closes its peer connections (code 0) before it
+/// exits, so its peers know at once instead of waiting out the 30 s idle timeout.
+#[test]
+fn a_stopping_daemon_closes_its_peer_connections() {
+    let scratch = Scratch::new("peers-shutdown");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let mut a = Daemon::start_peer(&scratch.path().join("a"), &hub.endpoint, &[]);
+    let b = Daemon::start_peer(&scratch.path().join("b"), &hub.endpoint, &[a.listen()]);
+    wait_connected(&b, 1);
+    let took = a.terminate();
+    assert!(took < Duration::from_secs(5), "stopping took {took:?}");
+    let t0 = std::time::Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(3), || b
+            .peers_in_state("connected")
+            .is_empty()),
+        "the peer still shows the stopped daemon connected: {:?}",
+        b.peers_json()
+    );
+    eprintln!(
+        "the peer saw the close {:?} after the daemon exited",
+        t0.elapsed()
+    );
+    let rows = b.peers_json();
+    assert!(
+        rows.iter().any(|p| p["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("(code 0)")),
+        "{rows:?}"
+    );
+}
+
 #[test]
 fn huggingface_hub_written_model_is_indexed_and_served() {
     let scratch = Scratch::new("peers-hf-written");

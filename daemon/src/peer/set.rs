@@ -55,6 +55,9 @@ const EVICT_IDLE: Duration = Duration::from_secs(5);
 /// do not keep a connection); the peer redials when it has something to ask.
 const IDLE_DROP: Duration = Duration::from_secs(120);
 
+/// How long shutdown waits for connections to finish closing.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 /// QUIC application close codes.
 const CLOSE_VERSION: u32 = 1;
 const CLOSE_BANNED: u32 = 2;
@@ -746,8 +749,11 @@ impl PeerSet {
     }
 
     /// Closes every connection (daemon shutdown).
-    pub fn close(&self) {
+    /// Closes every connection (daemon shutdown) and waits, briefly, until the close
+    /// frames are out: a process that exits first leaves its peers to time out (30 s).
+    pub async fn close(&self) {
         self.inner.endpoint.close(0u32.into(), b"shutting down");
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.inner.endpoint.wait_idle()).await;
     }
 }
 

@@ -114,3 +114,74 @@ fn hub_and_cas_clients_speak_the_hub_protocol() {
         assert!(matches!(denied, RemoteError::AuthDenied { .. }), "{denied}");
     });
 }
+
+/// Peak resident memory of this process, bytes (VmHWM).
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Issue 16, part 3: a listing that loops back on itself ends in a clear error after a few
+/// requests (the probe's loop made 24 000), and a 200 MB listing is refused as it arrives
+/// instead of being held (the probe saw 950 MB of RSS).
+#[test]
+fn hostile_tree_listings_end_in_clear_errors() {
+    let scratch = Scratch::new("hub-client-hostile");
+    let hub = TestHub::start(HubConfig::new(
+        scratch.path().join("hub"),
+        fixtures::standard(),
+    ))
+    .expect("hub");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let client = HubClient::new(&hub.endpoint, None).expect("client");
+        let model = RepoRef::new(RepoType::Model, MODEL).expect("repo");
+        let commit = hub.repo(MODEL).commit.clone();
+
+        hub.set_faults(&FaultSettings {
+            tree_loop: 1000,
+            ..Default::default()
+        });
+        let e = client.list_files(&model, &commit).await.unwrap_err();
+        assert!(e.to_string().contains("pagination loop"), "{e}");
+        let asked = 1000
+            - hub
+                .faults
+                .tree_loop
+                .load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            asked <= 3,
+            "{asked} listing requests before the loop was seen"
+        );
+
+        hub.set_faults(&FaultSettings {
+            tree_huge: 1,
+            ..Default::default()
+        });
+        let before = peak_rss();
+        let e = client.list_files(&model, &commit).await.unwrap_err();
+        let grew = peak_rss().saturating_sub(before);
+        assert!(e.to_string().contains("answer larger than"), "{e}");
+        eprintln!("a 200 MB listing refused; peak RSS grew {} MiB", grew >> 20);
+        assert!(grew < 160 << 20, "the refused listing cost {grew} bytes");
+        hub.set_faults(&FaultSettings::default());
+        assert_eq!(
+            client
+                .list_files(&model, &commit)
+                .await
+                .expect("tree")
+                .len(),
+            8
+        );
+    });
+}

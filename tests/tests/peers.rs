@@ -617,10 +617,8 @@ fn a_stopping_daemon_closes_its_peer_connections() {
     );
     let rows = b.peers_json();
     assert!(
-        rows.iter().any(|p| p["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("(code 0)")),
+        rows.iter()
+            .any(|p| p["reason"].as_str().unwrap_or("").contains("(code 0)")),
         "{rows:?}"
     );
 }

@@ -261,6 +261,7 @@ fn faults_at_the_origin_still_end_in_identical_files() {
         fetch_drop: 3,
         fetch_truncate: 3,
         fetch_rate: 0,
+        ..Default::default()
     });
     pulled_path(&daemon.pull(&[MODEL], &[]));
     pulled_path(&daemon.pull(&[DATASET, "--repo-type", "dataset"], &[]));

@@ -329,6 +329,40 @@ fn repo_info(repo: &HubRepo) -> Response {
     axum::Json(body).into_response()
 }
 
+/// A 200 MB tree page, made as it is sent (a listing no client should read whole).
+fn huge_listing() -> Response {
+    const ENTRIES: usize = 2_500_000;
+    const PER_PIECE: usize = 10_000;
+    let pieces = futures_util::stream::unfold(0usize, |i| async move {
+        if i >= ENTRIES {
+            return None;
+        }
+        let mut s = String::with_capacity(PER_PIECE * 90);
+        if i == 0 {
+            s.push('[');
+        }
+        for k in i..(i + PER_PIECE).min(ENTRIES) {
+            if k > 0 {
+                s.push(',');
+            }
+            s.push_str(&format!(
+                r#"{{"type":"file","oid":"{k:040x}","size":1,"path":"f/{k:08}"}}"#
+            ));
+        }
+        if i + PER_PIECE >= ENTRIES {
+            s.push(']');
+        }
+        Some((
+            Ok::<_, std::io::Error>(bytes::Bytes::from(s)),
+            i + PER_PIECE,
+        ))
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(pieces))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
 fn tree(
     shared: &Shared,
     headers: &HeaderMap,
@@ -337,6 +371,9 @@ fn tree(
     path_in_repo: &str,
     query: &str,
 ) -> Response {
+    if Faults::take(&shared.faults.tree_huge) {
+        return huge_listing();
+    }
     let recursive = query
         .split('&')
         .any(|kv| kv.eq_ignore_ascii_case("recursive=true"));
@@ -375,6 +412,12 @@ fn tree(
     let end = (cursor + shared.page_size).min(all.len());
     let page = all.get(cursor..end).unwrap_or(&[]).to_vec();
     let mut resp = axum::Json(page).into_response();
+    // The loop fault: page 0 says the next page is at cursor 0 again.
+    let end = if Faults::take(&shared.faults.tree_loop) {
+        0
+    } else {
+        end
+    };
     if end < all.len() {
         let next = format!(
             "<{}/api/{}s/{}/tree/{}{}?recursive={}&expand=False&cursor={end}>; rel=\"next\"",

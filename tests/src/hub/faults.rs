@@ -23,6 +23,10 @@ pub struct Faults {
     pub fetch_truncate: AtomicU32,
     /// Xorb range fetches are paced to this many bytes per second (0: unpaced).
     pub fetch_rate: AtomicU64,
+    /// Tree listings answer with a `next` link that leads back to a page already sent.
+    pub tree_loop: AtomicU32,
+    /// Tree listings answer with a 200 MB page.
+    pub tree_huge: AtomicU32,
 }
 
 /// The fault settings as JSON, for `POST /_test/faults`.
@@ -37,6 +41,8 @@ pub struct FaultSettings {
     pub fetch_drop: u32,
     pub fetch_truncate: u32,
     pub fetch_rate: u64,
+    pub tree_loop: u32,
+    pub tree_huge: u32,
 }
 
 impl Faults {
@@ -50,6 +56,8 @@ impl Faults {
         self.fetch_truncate
             .store(s.fetch_truncate, Ordering::SeqCst);
         self.fetch_rate.store(s.fetch_rate, Ordering::SeqCst);
+        self.tree_loop.store(s.tree_loop, Ordering::SeqCst);
+        self.tree_huge.store(s.tree_huge, Ordering::SeqCst);
     }
 
     /// Disarms one occurrence of `counter`'s fault; true if one was armed.
@@ -68,6 +76,8 @@ impl Faults {
             &self.fetch_5xx,
             &self.fetch_drop,
             &self.fetch_truncate,
+            &self.tree_loop,
+            &self.tree_huge,
         ]
         .iter()
         .map(|c| c.load(Ordering::SeqCst))

@@ -8,7 +8,7 @@ use tokio::sync::Mutex;
 
 use super::cas_token::CasToken;
 use super::error::RemoteError;
-use super::http::{describe_reqwest, read_body, retry_after};
+use super::http::{describe_reqwest, read_body, read_start, retry_after};
 use super::hub::{HubClient, RepoRef};
 use super::retry::{RetryPolicy, retryable_status};
 use crate::XetHash;
@@ -172,10 +172,8 @@ impl CasClient {
                     let e = RemoteError::Http {
                         url: url.clone(),
                         status,
-                        detail: resp
-                            .text()
-                            .await
-                            .unwrap_or_default()
+                        // The start of the body says why; the rest is not read.
+                        detail: String::from_utf8_lossy(&read_start(resp, 4096).await)
                             .chars()
                             .take(200)
                             .collect(),

@@ -28,11 +28,58 @@ pub(crate) fn retry_after(h: &HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(secs.min(60)))
 }
 
+/// Largest answer read whole (JSON from the Hub and the CAS). A Hub tree page is a few
+/// hundred KiB and a reconstruction of a terabyte file a few MiB; a server sending more is
+/// broken or hostile, and must not make us hold it.
+pub(crate) const MAX_BODY: usize = 64 << 20;
+
+/// Reads a whole answer, refusing one over [`MAX_BODY`] before holding it.
 pub(crate) async fn read_body(resp: Response, url: &str) -> Result<bytes::Bytes, RemoteError> {
-    resp.bytes().await.map_err(|e| RemoteError::Unreachable {
-        url: url.to_string(),
-        detail: describe_reqwest(&e),
-    })
+    read_body_limited(resp, url, MAX_BODY).await
+}
+
+/// The first `max` bytes of an answer at most (an error's explanation), whatever follows.
+pub(crate) async fn read_start(mut resp: Response, max: usize) -> bytes::Bytes {
+    let mut body = bytes::BytesMut::new();
+    while body.len() < max {
+        match resp.chunk().await {
+            Ok(Some(piece)) => {
+                let take = piece.len().min(max - body.len());
+                body.extend_from_slice(&piece[..take]);
+            }
+            _ => break,
+        }
+    }
+    body.freeze()
+}
+
+async fn read_body_limited(
+    mut resp: Response,
+    url: &str,
+    max: usize,
+) -> Result<bytes::Bytes, RemoteError> {
+    let too_large = || RemoteError::protocol(url, format!("answer larger than {max} bytes"));
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(piece)) => {
+                if body.len() + piece.len() > max {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&piece);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(e) => {
+                return Err(RemoteError::Unreachable {
+                    url: url.to_string(),
+                    detail: describe_reqwest(&e),
+                });
+            }
+        }
+    }
 }
 
 fn origin(url: &str) -> Option<(String, String, u16)> {

@@ -183,6 +183,10 @@ pub struct FileMeta {
     pub xet: Option<XetFileData>,
 }
 
+/// Pages of a tree listing followed at most (the Hub sends 1 000 entries a page: ten
+/// million files).
+const MAX_TREE_PAGES: usize = 10_000;
+
 /// Told how every request to the Hub, the CAS or the CDN ended: its HTTP status, or `None`
 /// when no answer came (connection refused, timeout, reset). For counting, not deciding.
 pub type RequestObserver = std::sync::Arc<dyn Fn(Option<u16>) + Send + Sync>;
@@ -371,7 +375,14 @@ impl HubClient {
             path: None,
         };
         let mut files = Vec::new();
-        for _page in 0..100_000 {
+        let mut seen = std::collections::HashSet::new();
+        for _page in 0..MAX_TREE_PAGES {
+            if !seen.insert(url.clone()) {
+                return Err(RemoteError::protocol(
+                    &url,
+                    "the tree listing's next page is one it already sent (a pagination loop)",
+                ));
+            }
             let resp = self.send(Method::GET, &url, &ctx).await?;
             let next = resp
                 .headers()
@@ -387,7 +398,10 @@ impl HubClient {
                 None => return Ok(files),
             }
         }
-        Err(RemoteError::protocol(&url, "tree listing never ends"))
+        Err(RemoteError::protocol(
+            &url,
+            format!("the tree listing goes on past {MAX_TREE_PAGES} pages"),
+        ))
     }
 
     /// The `resolve` URL of a file, as huggingface_hub's `hf_hub_url` builds it.

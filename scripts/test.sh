@@ -21,12 +21,12 @@ cp tests/python/zest_test_hooks.py tests/python/zest_test_hooks.pth \
   "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/"
 export ZEST_PYTHON="$PWD/.venv/bin/python"
 
-log "System packages the tests start (opentracker, iproute2 for network namespaces)"
-if ! command -v opentracker >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 || ! command -v sysctl >/dev/null 2>&1; then
+log "System packages the tests start (opentracker, iproute2 for network namespaces, systemd-analyze)"
+if ! command -v opentracker >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 || ! command -v sysctl >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq opentracker iproute2 procps
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq opentracker iproute2 procps systemd
 fi
 
 log "Rust components"

@@ -263,3 +263,63 @@ fn a_socket_path_that_is_not_a_socket_is_left_alone() {
         b"someone's notes\n"
     );
 }
+
+#[test]
+fn the_service_units_verify_and_the_plist_parses() {
+    // Issue 16: systemd's own checker passes on both units (with ExecStart pointed at the
+    // zestd just built, since it checks the binary exists), both start the endpoint the
+    // README documents, and launchd's plist parses as a property list.
+    let scratch = Scratch::new("config-units");
+    let root = zest_tests::workspace_root();
+    let zestd = bin("zestd");
+    for (unit, exec) in [
+        ("zestd-system.service", "/usr/local/bin/zestd"),
+        ("zestd.service", "%h/.cargo/bin/zestd"),
+    ] {
+        let text = std::fs::read_to_string(root.join("systemd").join(unit)).expect("unit");
+        assert!(text.contains(&format!("ExecStart={exec} ")), "{unit}");
+        assert!(text.contains("--hub-listen 127.0.0.1:4748"), "{unit}");
+        let dir = scratch.path().join(unit.trim_end_matches(".service"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("zestd.service");
+        std::fs::write(&path, text.replace(exec, &zestd.display().to_string())).expect("write");
+        let out = Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(&path)
+            .output()
+            .expect("systemd-analyze (Debian's systemd; scripts/test.sh installs it)");
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "{unit}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let system = std::fs::read_to_string(root.join("systemd/zestd-system.service")).expect("unit");
+    assert!(system.contains("/metrics") && system.contains("--metrics-listen"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README");
+    assert!(readme.contains("127.0.0.1:4748") && readme.contains("--metrics-listen"));
+
+    let args = zest_tests::run_python(
+        "import json, plistlib, sys\n\
+         p = plistlib.load(open(sys.argv[1], 'rb'))\n\
+         print(json.dumps([p['Label'], p['ProgramArguments']]))",
+        &[&root
+            .join("launchd/dev.zest.zestd.plist")
+            .display()
+            .to_string()],
+    );
+    let v: serde_json::Value = serde_json::from_str(&args).expect("plist JSON");
+    assert_eq!(v[0], "dev.zest.zestd");
+    let argv: Vec<&str> = v[1]
+        .as_array()
+        .expect("ProgramArguments")
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(argv[0].ends_with("/zestd"), "{argv:?}");
+    assert!(
+        argv.windows(2)
+            .any(|w| w == ["--hub-listen", "127.0.0.1:4748"]),
+        "{argv:?}"
+    );
+}

@@ -10,6 +10,9 @@ use tonic::transport::{Channel, Endpoint};
 use zest_proto::v1::zest_client::ZestClient;
 
 /// Connects within a few seconds or explains how to start the daemon.
+/// How long a zestd that accepted the connection has to answer.
+const ANSWER_WAIT: Duration = Duration::from_secs(30);
+
 pub async fn connect(socket: &Path) -> Result<ZestClient<Channel>> {
     let no_daemon = || {
         anyhow!(
@@ -23,15 +26,24 @@ pub async fn connect(socket: &Path) -> Result<ZestClient<Channel>> {
         .map_err(|_| no_daemon())?
         .map_err(|_| no_daemon())?;
     let path = socket.to_path_buf();
+    // Something listens there, so a slow answer is a busy zestd (a machine under load, a
+    // daemon still starting), not a missing one: give it time, and say which it is.
+    let busy = || {
+        anyhow!(
+            "zestd on {} accepted the connection but did not answer within {}s",
+            socket.display(),
+            ANSWER_WAIT.as_secs()
+        )
+    };
     // The URI is required by tonic but unused: the connector dials the Unix socket.
     let channel = Endpoint::from_static("http://zestd.local")
-        .connect_timeout(Duration::from_secs(3))
-        .timeout(Duration::from_secs(10))
+        .connect_timeout(ANSWER_WAIT)
+        .timeout(ANSWER_WAIT)
         .connect_with_connector(tower::service_fn(move |_| {
             let path = path.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?)) }
         }))
         .await
-        .with_context(no_daemon)?;
+        .with_context(busy)?;
     Ok(ZestClient::new(channel))
 }

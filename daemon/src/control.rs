@@ -116,7 +116,7 @@ impl Zest for ControlService {
             bytes_to_clients: self
                 .endpoint
                 .as_ref()
-                .map(|e| e.stats.served_bytes.load(Ordering::Relaxed))
+                .map(|e| e.stats.served_bytes())
                 .unwrap_or(0),
             xet_socket: self
                 .xet_socket

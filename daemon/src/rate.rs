@@ -101,8 +101,9 @@ impl RateLimit {
 /// The download cap as a Hub client's pace: origin bodies wait on it as they are read.
 pub fn download_pace(limits: Arc<Limits>) -> xet::remote::Pace {
     Arc::new(move |n| {
+        limits.download.get()?;
         let limits = limits.clone();
-        Box::pin(async move { limits.download.take(n).await })
+        Some(Box::pin(async move { limits.download.take(n).await }))
     })
 }
 

@@ -561,3 +561,14 @@ except urllib.error.HTTPError as e:
     let (status, body) = out.split_once('\n').unwrap_or((&out, ""));
     (status.trim().parse().unwrap_or(0), body.to_string())
 }
+
+/// Peak resident memory of process `pid` (VmHWM), bytes.
+pub fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM")
+        * 1024
+}

@@ -3,6 +3,7 @@
 use xet::XetHash;
 use xet::remote::{CasClient, HubClient, RemoteError, RepoRef, RepoType};
 use zest_tests::Scratch;
+use zest_tests::harness::peak_rss;
 use zest_tests::hub::fixtures::{self, DATASET, MODEL, PRIVATE_MODEL};
 use zest_tests::hub::{FaultSettings, HubConfig, TEST_TOKEN, TestHub};
 
@@ -115,19 +116,6 @@ fn hub_and_cas_clients_speak_the_hub_protocol() {
     });
 }
 
-/// Peak resident memory of this process, bytes (VmHWM).
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        })
-        .unwrap_or(0)
-        * 1024
-}
-
 /// Issue 16, part 3: a listing that loops back on itself ends in a clear error after a few
 /// requests (the probe's loop made 24 000), and a 200 MB listing is refused as it arrives
 /// instead of being held (the probe saw 950 MB of RSS).
@@ -168,9 +156,9 @@ fn hostile_tree_listings_end_in_clear_errors() {
             tree_huge: 1,
             ..Default::default()
         });
-        let before = peak_rss();
+        let before = peak_rss(std::process::id());
         let e = client.list_files(&model, &commit).await.unwrap_err();
-        let grew = peak_rss().saturating_sub(before);
+        let grew = peak_rss(std::process::id()).saturating_sub(before);
         assert!(e.to_string().contains("answer larger than"), "{e}");
         eprintln!("a 200 MB listing refused; peak RSS grew {} MiB", grew >> 20);
         assert!(grew < 160 << 20, "the refused listing cost {grew} bytes");

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, EvilPeer, assert_same_cache, bin, fleet_key, hf_python_ok, pull_all, pulled_path,
-    seed_shared_store, wait_until,
+    Daemon, EvilPeer, assert_same_cache, bin, fleet_key, hf_python_ok, peak_rss, pull_all,
+    pulled_path, seed_shared_store, wait_until,
 };
 use zest_tests::hub::fixtures::{self, MODEL};
 use zest_tests::hub::{HubConfig, RepoSpec, TEST_TOKEN, TestHub};
@@ -471,17 +471,6 @@ fn attack(addr: &str, args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("attacker JSON")
 }
 
-/// Peak resident memory of a process, bytes (VmHWM).
-fn peak_rss(pid: u64) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM")
-        * 1024
-}
-
 /// Issue 16, part 3: the probe's three attacks on the peer port, made with aioquic. Half-sent
 /// requests must not grow memory; a reader that stops reading must not keep upload slots;
 /// a flood of connections must not pass the cap or keep a legitimate peer out.
@@ -499,7 +488,7 @@ fn the_peer_port_holds_against_a_foreign_quic_client() {
         &["--max-peers".into(), "8".into()],
     );
     pull_ok(&seed, &repo);
-    let (addr, pid) = (seed.listen(), num(&seed, "pid"));
+    let (addr, pid) = (seed.listen(), num(&seed, "pid") as u32);
     // The wire carries a file's hash as its 32 raw bytes, not as Xet's hex spelling.
     let file: String = hub
         .repo(&repo)

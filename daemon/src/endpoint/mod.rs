@@ -52,8 +52,6 @@ pub struct EndpointStats {
     pub requests: AtomicU64,
     /// Of those, through hf_xet's socket door.
     pub socket_requests: AtomicU64,
-    /// Xet bytes handed to local clients (verified).
-    pub served_bytes: AtomicU64,
     pub forwarded: AtomicU64,
     /// The daemon's totals, which bytes served also count towards.
     totals: Arc<crate::totals::Totals>,
@@ -64,18 +62,22 @@ impl EndpointStats {
         EndpointStats {
             requests: AtomicU64::new(0),
             socket_requests: AtomicU64::new(0),
-            served_bytes: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
             totals,
         }
     }
 
-    /// Verified bytes handed to a local client.
+    /// Verified bytes handed to a local client, counted in the daemon's totals: the one
+    /// place `zestctl status` and `/metrics` read them from.
     fn served(&self, n: u64) {
-        self.served_bytes.fetch_add(n, Ordering::Relaxed);
         self.totals
             .served_to_clients
             .fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Verified Xet bytes handed to local clients.
+    pub fn served_bytes(&self) -> u64 {
+        self.totals.served_to_clients.load(Ordering::Relaxed)
     }
 }
 
@@ -872,7 +874,7 @@ impl Endpoint {
             "upstream": self.upstream,
             "requests": self.stats.requests.load(Ordering::Relaxed),
             "socket_requests": self.stats.socket_requests.load(Ordering::Relaxed),
-            "served_bytes": self.stats.served_bytes.load(Ordering::Relaxed),
+            "served_bytes": self.stats.served_bytes(),
         });
         ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
     }

@@ -191,11 +191,14 @@ const MAX_TREE_PAGES: usize = 10_000;
 /// when no answer came (connection refused, timeout, reset). For counting, not deciding.
 pub type RequestObserver = std::sync::Arc<dyn Fn(Option<u16>) + Send + Sync>;
 
-/// Waited on after each piece of a body this client streams (xorb ranges, plain files),
-/// given its size: how a caller caps its download rate. Reading less holds the sender back
-/// through TCP flow control.
+/// Asked after each piece of a body this client streams (xorb ranges, plain files), given
+/// its size: a wait to make, or `None` (no cap, and no allocation on this per-piece path).
+/// How a caller caps its download rate; reading less holds the sender back through TCP
+/// flow control.
 pub type Pace = std::sync::Arc<
-    dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send + Sync,
+    dyn Fn(u64) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>
+        + Send
+        + Sync,
 >;
 
 /// A Hub client for one endpoint and (optionally) one user token.
@@ -243,8 +246,8 @@ impl HubClient {
 
     /// Waits as the pace, if any, says after `n` bytes were read.
     pub async fn pace(&self, n: u64) {
-        if let Some(p) = &self.pace {
-            p(n).await;
+        if let Some(wait) = self.pace.as_ref().and_then(|p| p(n)) {
+            wait.await;
         }
     }
 

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use sha1::Digest as _;
+use xet::remote::deadline::{BodyWatch, Budget};
 use xet::remote::{HubClient, RepoRef};
 
 use super::error::{Kind, PullError};
@@ -30,13 +31,24 @@ pub async fn download(
 ) -> Result<(), PullError> {
     let mut attempt = 0u32;
     let policy = xet::remote::RetryPolicy::default();
+    let budget = Budget::start(hub.deadlines());
     loop {
         attempt += 1;
         match try_once(hub, job, dest, counters).await {
             Ok(()) => return Ok(()),
-            Err(e) if e.kind == Kind::Network && attempt < policy.max_attempts => {
+            Err(e)
+                if e.kind == Kind::Network
+                    && attempt < policy.max_attempts
+                    && budget.allows(policy.delay(attempt)) =>
+            {
                 tracing::debug!(path = job.path, attempt, "retrying: {e}");
                 tokio::time::sleep(policy.delay(attempt)).await;
+            }
+            Err(e) if e.kind == Kind::Network && attempt > 1 => {
+                return Err(e.context(&format!(
+                    "gave up after {attempt} attempts in {} s",
+                    budget.elapsed().as_secs()
+                )));
             }
             Err(e) => return Err(e),
         }
@@ -58,8 +70,9 @@ async fn try_once(
     sha1.update(format!("blob {}\0", job.size).as_bytes());
     let mut sha256 = sha2::Sha256::new();
     let mut got = 0u64;
+    let mut watch = BodyWatch::new(hub.deadlines());
     loop {
-        let chunk = match resp.chunk().await {
+        let chunk = match watch.next(&mut resp).await {
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(e) => return Err(PullError::new(Kind::Network, format!("{}: {e}", job.path))),

@@ -22,6 +22,36 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
 }
 
+/// The faults that make the Hub dead or useless rather than wrong, then the Hub.
+async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+    let is_test_route = req.uri().path().starts_with("/_test/");
+    if !is_test_route && Faults::take(&shared.faults.hub_silent) {
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
+    if !is_test_route && Faults::take(&shared.faults.hub_retry_after) {
+        let mut r = error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            None,
+            "injected fault",
+            None,
+        );
+        r.headers_mut()
+            .insert("retry-after", HeaderValue::from_static("60"));
+        return r;
+    }
+    let trickle = !is_test_route && Faults::take(&shared.faults.hub_trickle);
+    let resp = answer(shared, req).await;
+    if !trickle {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    parts.headers.remove("content-length");
+    Response::from_parts(parts, super::faults::trickle(body))
+}
+
 pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -130,7 +160,7 @@ fn base_url(headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
+async fn answer(shared: Arc<Shared>, req: Request) -> Response {
     let method = req.method().clone();
     let headers = req.headers().clone();
     let uri = req.uri().clone();

@@ -181,6 +181,16 @@ async fn fetch_term(shared: &Shared, query: &str, headers: &HeaderMap) -> Respon
         status = StatusCode::PARTIAL_CONTENT;
         passthrough.push(("content-range", v));
     }
+    if status.is_success() && Faults::take(&shared.faults.fetch_trickle) {
+        let mut out = Response::builder().status(status);
+        for (h, v) in passthrough {
+            out = out.header(h, v);
+        }
+        let body = resp.bytes().await.unwrap_or_default();
+        return out
+            .body(super::faults::trickle(body))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    }
     let drop = status.is_success() && Faults::take(&shared.faults.fetch_drop);
     let truncate = status.is_success() && !drop && Faults::take(&shared.faults.fetch_truncate);
     let rate = shared.faults.fetch_rate.load(Ordering::SeqCst);

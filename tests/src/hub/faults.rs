@@ -27,6 +27,14 @@ pub struct Faults {
     pub tree_loop: AtomicU32,
     /// Tree listings answer with a 200 MB page.
     pub tree_huge: AtomicU32,
+    /// Hub API requests are accepted and never answered.
+    pub hub_silent: AtomicU32,
+    /// Hub API answers send their body a byte a second.
+    pub hub_trickle: AtomicU32,
+    /// Hub API requests answer 503 with `Retry-After: 60`.
+    pub hub_retry_after: AtomicU32,
+    /// Xorb range fetches send their body a byte a second.
+    pub fetch_trickle: AtomicU32,
 }
 
 /// The fault settings as JSON, for `POST /_test/faults`.
@@ -43,6 +51,10 @@ pub struct FaultSettings {
     pub fetch_rate: u64,
     pub tree_loop: u32,
     pub tree_huge: u32,
+    pub hub_silent: u32,
+    pub hub_trickle: u32,
+    pub hub_retry_after: u32,
+    pub fetch_trickle: u32,
 }
 
 impl Faults {
@@ -58,6 +70,11 @@ impl Faults {
         self.fetch_rate.store(s.fetch_rate, Ordering::SeqCst);
         self.tree_loop.store(s.tree_loop, Ordering::SeqCst);
         self.tree_huge.store(s.tree_huge, Ordering::SeqCst);
+        self.hub_silent.store(s.hub_silent, Ordering::SeqCst);
+        self.hub_trickle.store(s.hub_trickle, Ordering::SeqCst);
+        self.hub_retry_after
+            .store(s.hub_retry_after, Ordering::SeqCst);
+        self.fetch_trickle.store(s.fetch_trickle, Ordering::SeqCst);
     }
 
     /// Disarms one occurrence of `counter`'s fault; true if one was armed.
@@ -78,6 +95,10 @@ impl Faults {
             &self.fetch_truncate,
             &self.tree_loop,
             &self.tree_huge,
+            &self.hub_silent,
+            &self.hub_trickle,
+            &self.hub_retry_after,
+            &self.fetch_trickle,
         ]
         .iter()
         .map(|c| c.load(Ordering::SeqCst))
@@ -102,6 +123,17 @@ pub struct StatsSnapshot {
     pub reconstructions: u64,
     pub resolves: u64,
     pub plain_bytes: u64,
+}
+
+/// A body sent a byte a second, as a server that is alive but useless sends it.
+pub fn trickle(body: bytes::Bytes) -> axum::body::Body {
+    use futures_util::StreamExt;
+    let bytes: Vec<u8> = body.to_vec();
+    let stream = futures_util::stream::iter(bytes).then(|b| async move {
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(&[b]))
+    });
+    axum::body::Body::from_stream(stream)
 }
 
 impl Stats {

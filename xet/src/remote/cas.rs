@@ -1,14 +1,14 @@
 //! The CAS as a download needs it: reconstructions and xorb byte ranges.
 
 use std::future::Future;
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use tokio::sync::Mutex;
 
 use super::cas_token::CasToken;
+use super::deadline::{BodyWatch, Budget, retry_wait};
 use super::error::RemoteError;
-use super::http::{describe_reqwest, read_body, read_start, retry_after};
+use super::http::{body_error, read_body, read_start, retry_after, send_within};
 use super::hub::{HubClient, RepoRef};
 use super::retry::{RetryPolicy, retryable_status};
 use crate::XetHash;
@@ -139,6 +139,8 @@ impl CasClient {
         file_hash: &XetHash,
         bytes: Option<HttpRange>,
     ) -> Result<Reconstruction, RemoteError> {
+        let d = *self.hub.deadlines();
+        let budget = Budget::start(&d);
         let mut force_token = false;
         let mut attempt = 0;
         loop {
@@ -149,19 +151,22 @@ impl CasClient {
             if let Some(b) = bytes {
                 req = req.header(reqwest::header::RANGE, b.header_value());
             }
-            let res = req.send().await;
+            let res = send_within(req, &url, &d).await;
             self.hub.observe(&res);
-            let err = match res {
-                Ok(resp) if resp.status().is_success() => {
-                    let body = read_body(resp, &url).await?;
-                    let r = if version == "v2" {
-                        Reconstruction::from_v2_json(&body)?
-                    } else {
-                        Reconstruction::from_v1_json(&body)?
-                    };
-                    r.validate()?;
-                    return Ok(r);
-                }
+            let (err, server_wait) = match res {
+                Ok(resp) if resp.status().is_success() => match read_body(resp, &url, &d).await {
+                    Ok(body) => {
+                        let r = if version == "v2" {
+                            Reconstruction::from_v2_json(&body)?
+                        } else {
+                            Reconstruction::from_v1_json(&body)?
+                        };
+                        r.validate()?;
+                        return Ok(r);
+                    }
+                    Err(e) if e.is_transient() => (e, None),
+                    Err(e) => return Err(e),
+                },
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !force_token => {
                     force_token = true;
                     continue;
@@ -173,7 +178,7 @@ impl CasClient {
                         url: url.clone(),
                         status,
                         // The start of the body says why; the rest is not read.
-                        detail: String::from_utf8_lossy(&read_start(resp, 4096).await)
+                        detail: String::from_utf8_lossy(&read_start(resp, 4096, &d).await)
                             .chars()
                             .take(200)
                             .collect(),
@@ -181,25 +186,21 @@ impl CasClient {
                     if !retryable_status(status) {
                         return Err(e);
                     }
-                    if attempt < self.retry.max_attempts {
-                        tokio::time::sleep(wait.unwrap_or(self.retry.delay(attempt))).await;
-                        continue;
-                    }
-                    e
+                    (e, wait)
                 }
-                Err(e) => RemoteError::Unreachable {
-                    url: url.clone(),
-                    detail: describe_reqwest(&e),
-                },
+                Err(e) => (e, None),
             };
-            if attempt >= self.retry.max_attempts {
+            let wait = retry_wait(&d, server_wait, self.retry.delay(attempt));
+            if attempt >= self.retry.max_attempts || !budget.allows(wait) {
                 return Err(RemoteError::RetriesExhausted {
                     url,
                     attempts: attempt,
+                    secs: budget.elapsed().as_secs(),
                     last: err.to_string(),
                 });
             }
-            tokio::time::sleep(self.retry.delay(attempt)).await;
+            tracing::debug!(url, attempt, error = %err, "retrying");
+            tokio::time::sleep(wait).await;
         }
     }
 
@@ -214,40 +215,45 @@ impl CasClient {
         range: HttpRange,
         sink: &mut (impl FnMut(&[u8]) -> Result<(), E> + Send),
     ) -> Result<(), E> {
+        let d = *self.hub.deadlines();
         let total = range.len();
         let mut delivered = 0u64;
         let mut url = source.url(None).await?;
         let mut failures = 0u32;
         let mut last_error = String::new();
+        let mut budget = Budget::start(&d);
+        // What the server asked to wait (`Retry-After`), for the next attempt only.
+        let mut server_wait = None;
         while delivered < total {
-            if failures >= self.retry.max_attempts {
-                return Err(RemoteError::RetriesExhausted {
-                    url,
-                    attempts: failures,
-                    last: last_error,
-                }
-                .into());
-            }
             if failures > 0 {
-                tokio::time::sleep(self.retry.delay(failures)).await;
+                let wait = retry_wait(&d, server_wait.take(), self.retry.delay(failures));
+                if failures >= self.retry.max_attempts || !budget.allows(wait) {
+                    return Err(RemoteError::RetriesExhausted {
+                        url,
+                        attempts: failures,
+                        secs: budget.elapsed().as_secs(),
+                        last: last_error,
+                    }
+                    .into());
+                }
+                tokio::time::sleep(wait).await;
             }
             let want = HttpRange {
                 start: range.start + delivered,
                 end: range.end,
             };
-            let resp = self
+            let req = self
                 .hub
                 .http()
                 .get(&url)
-                .header(reqwest::header::RANGE, want.header_value())
-                .send()
-                .await;
+                .header(reqwest::header::RANGE, want.header_value());
+            let resp = send_within(req, &url, &d).await;
             self.hub.observe(&resp);
             let resp = match resp {
                 Ok(r) => r,
                 Err(e) => {
                     failures += 1;
-                    last_error = describe_reqwest(&e);
+                    last_error = e.to_string();
                     continue;
                 }
             };
@@ -287,9 +293,7 @@ impl CasClient {
                 s if retryable_status(s.as_u16()) => {
                     failures += 1;
                     last_error = format!("HTTP {s}");
-                    if let Some(wait) = retry_after(resp.headers()) {
-                        tokio::time::sleep(wait).await;
-                    }
+                    server_wait = retry_after(resp.headers());
                     continue;
                 }
                 s => {
@@ -303,9 +307,10 @@ impl CasClient {
             }
             let mut resp = resp;
             let before = delivered;
+            let mut watch = BodyWatch::new(&d);
             loop {
-                match tokio::time::timeout(Duration::from_secs(60), resp.chunk()).await {
-                    Ok(Ok(Some(bytes))) => {
+                match watch.next(&mut resp).await {
+                    Ok(Some(bytes)) => {
                         let take = (bytes.len() as u64).min(total - delivered) as usize;
                         sink(&bytes[..take])?;
                         delivered += take as u64;
@@ -314,7 +319,7 @@ impl CasClient {
                             break;
                         }
                     }
-                    Ok(Ok(None)) => {
+                    Ok(None) => {
                         if delivered < total {
                             last_error = format!(
                                 "body ended after {} of {} bytes",
@@ -324,20 +329,21 @@ impl CasClient {
                         }
                         break;
                     }
-                    Ok(Err(e)) => {
-                        last_error = describe_reqwest(&e);
-                        break;
-                    }
-                    Err(_) => {
-                        last_error = "stalled for 60 s".into();
+                    Err(fault) => {
+                        last_error = body_error(&url, fault).to_string();
                         break;
                     }
                 }
             }
             if delivered < total {
                 // Progress earns a fresh budget: only a source that keeps failing without
-                // moving forward runs out of attempts.
-                failures = if delivered > before { 1 } else { failures + 1 };
+                // moving forward runs out of attempts or time. A trickle is not progress.
+                if delivered - before >= d.stall_bytes {
+                    failures = 1;
+                    budget.renew();
+                } else {
+                    failures += 1;
+                }
                 tracing::debug!(url, delivered, total, error = %last_error, "range interrupted; resuming");
             }
         }

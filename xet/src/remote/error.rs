@@ -43,10 +43,11 @@ pub enum RemoteError {
     CasNotFound { what: String },
     #[error("unexpected response from {url}: {detail}")]
     Protocol { url: String, detail: String },
-    #[error("gave up on {url} after {attempts} attempts: {last}")]
+    #[error("gave up on {url} after {attempts} attempts in {secs} s: {last}")]
     RetriesExhausted {
         url: String,
         attempts: u32,
+        secs: u64,
         last: String,
     },
     #[error("invalid Xet data: {0}")]

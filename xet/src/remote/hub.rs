@@ -1,14 +1,13 @@
 //! The Hub API as huggingface_hub 2.x uses it for downloads.
 
-use std::time::Duration;
-
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
 use serde::Deserialize;
 
 use super::cas_token::CasToken;
+use super::deadline::{Budget, Deadlines, retry_wait};
 use super::error::RemoteError;
-use super::http::{describe_reqwest, read_body, retry_after, same_origin};
+use super::http::{read_body, read_start, retry_after, same_origin, send_within};
 use super::link::find_rel;
 use super::retry::{RetryPolicy, retryable_status};
 use super::urlenc::{quote_path, quote_segment};
@@ -208,27 +207,50 @@ pub struct HubClient {
     endpoint: String,
     token: Option<String>,
     retry: RetryPolicy,
+    deadlines: Deadlines,
     observer: Option<RequestObserver>,
     pace: Option<Pace>,
 }
 
+/// An answer from the Hub API, read whole (they are small; see [`super::http::MAX_BODY`]).
+pub(crate) struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: bytes::Bytes,
+}
+
+fn build_http(endpoint: &str, d: &Deadlines) -> Result<reqwest::Client, RemoteError> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(d.connect)
+        .user_agent(concat!("zest/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| RemoteError::protocol(endpoint, e.to_string()))
+}
+
 impl HubClient {
     pub fn new(endpoint: &str, token: Option<String>) -> Result<Self, RemoteError> {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(10))
-            .read_timeout(Duration::from_secs(60))
-            .user_agent(concat!("zest/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| RemoteError::protocol(endpoint, e.to_string()))?;
+        let deadlines = Deadlines::default();
         Ok(HubClient {
-            http,
+            http: build_http(endpoint, &deadlines)?,
             endpoint: endpoint.trim_end_matches('/').to_string(),
             token,
             retry: RetryPolicy::default(),
+            deadlines,
             observer: None,
             pace: None,
         })
+    }
+
+    /// Holds every request this client (and CAS clients made from it) sends to `d`.
+    pub fn with_deadlines(mut self, d: Deadlines) -> Result<Self, RemoteError> {
+        self.http = build_http(&self.endpoint, &d)?;
+        self.deadlines = d;
+        Ok(self)
+    }
+
+    pub fn deadlines(&self) -> &Deadlines {
+        &self.deadlines
     }
 
     /// Reports the outcome of every request this client (and CAS clients made from it)
@@ -285,58 +307,75 @@ impl HubClient {
         h
     }
 
-    /// Sends a request to the Hub, retrying transient failures, and maps error statuses.
+    /// Sends a request to the Hub and reads its answer, retrying transient failures within
+    /// the deadlines, and maps error statuses.
     async fn send(
         &self,
         method: Method,
         url: &str,
         ctx: &ErrCtx<'_>,
-    ) -> Result<Response, RemoteError> {
+    ) -> Result<Answer, RemoteError> {
+        let budget = Budget::start(&self.deadlines);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let res = self
-                .http
-                .request(method.clone(), url)
-                .headers(self.auth_headers())
-                .header(reqwest::header::ACCEPT_ENCODING, "identity")
-                .send()
-                .await;
-            self.observe(&res);
-            let err = match res {
-                Ok(resp) if resp.status().is_success() || resp.status().is_redirection() => {
-                    return Ok(resp);
+            let (err, server_wait) = match self.exchange(method.clone(), url).await {
+                Ok(a) if a.status.is_success() || a.status.is_redirection() => return Ok(a),
+                Ok(a) if retryable_status(a.status.as_u16()) => (
+                    status_error(a.status, &a.headers, url, ctx, self.has_token()),
+                    retry_after(&a.headers),
+                ),
+                Ok(a) => {
+                    return Err(status_error(
+                        a.status,
+                        &a.headers,
+                        url,
+                        ctx,
+                        self.has_token(),
+                    ));
                 }
-                Ok(resp) if retryable_status(resp.status().as_u16()) => {
-                    let retry_after = retry_after(resp.headers());
-                    let e = status_error(&resp, url, ctx, self.has_token());
-                    if attempt < self.retry.max_attempts {
-                        tokio::time::sleep(retry_after.unwrap_or(self.retry.delay(attempt))).await;
-                        continue;
-                    }
-                    e
-                }
-                Ok(resp) => return Err(status_error(&resp, url, ctx, self.has_token())),
-                Err(e) => RemoteError::Unreachable {
-                    url: url.to_string(),
-                    detail: describe_reqwest(&e),
-                },
+                Err(e) => (e, None),
             };
-            if attempt >= self.retry.max_attempts || !err.is_transient() {
-                return Err(match err {
-                    e @ RemoteError::Unreachable { .. } if attempt > 1 => {
-                        RemoteError::RetriesExhausted {
-                            url: url.to_string(),
-                            attempts: attempt,
-                            last: e.to_string(),
-                        }
+            let wait = retry_wait(&self.deadlines, server_wait, self.retry.delay(attempt));
+            if attempt >= self.retry.max_attempts || !err.is_transient() || !budget.allows(wait) {
+                return Err(if attempt > 1 && err.is_transient() {
+                    RemoteError::RetriesExhausted {
+                        url: url.to_string(),
+                        attempts: attempt,
+                        secs: budget.elapsed().as_secs(),
+                        last: err.to_string(),
                     }
-                    e => e,
+                } else {
+                    err
                 });
             }
             tracing::debug!(url, attempt, error = %err, "retrying");
-            tokio::time::sleep(self.retry.delay(attempt)).await;
+            tokio::time::sleep(wait).await;
         }
+    }
+
+    /// One request and its whole answer (only the start of an error's body), within the
+    /// deadlines.
+    async fn exchange(&self, method: Method, url: &str) -> Result<Answer, RemoteError> {
+        let req = self
+            .http
+            .request(method, url)
+            .headers(self.auth_headers())
+            .header(reqwest::header::ACCEPT_ENCODING, "identity");
+        let res = send_within(req, url, &self.deadlines).await;
+        self.observe(&res);
+        let resp = res?;
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let body = if status.is_success() {
+            read_body(resp, url, &self.deadlines).await?
+        } else {
+            read_start(resp, 4096, &self.deadlines).await
+        };
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// `GET /api/{type}s/{id}/revision/{rev}`.
@@ -353,9 +392,8 @@ impl HubClient {
             revision,
             path: None,
         };
-        let resp = self.send(Method::GET, &url, &ctx).await?;
-        let body = read_body(resp, &url).await?;
-        serde_json::from_slice(&body).map_err(|e| RemoteError::protocol(&url, e.to_string()))
+        let answer = self.send(Method::GET, &url, &ctx).await?;
+        serde_json::from_slice(&answer.body).map_err(|e| RemoteError::protocol(&url, e.to_string()))
     }
 
     /// Every file of the repo at `commit` (`/tree/{commit}?recursive=True&expand=False`,
@@ -386,14 +424,13 @@ impl HubClient {
                     "the tree listing's next page is one it already sent (a pagination loop)",
                 ));
             }
-            let resp = self.send(Method::GET, &url, &ctx).await?;
-            let next = resp
-                .headers()
+            let answer = self.send(Method::GET, &url, &ctx).await?;
+            let next = answer
+                .headers
                 .get(reqwest::header::LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|h| find_rel(h, "next"));
-            let body = read_body(resp, &url).await?;
-            let page: Vec<TreeEntry> = serde_json::from_slice(&body)
+            let page: Vec<TreeEntry> = serde_json::from_slice(&answer.body)
                 .map_err(|e| RemoteError::protocol(&url, format!("tree listing: {e}")))?;
             files.extend(page.into_iter().filter(|e| e.kind == "file"));
             match next {
@@ -434,13 +471,13 @@ impl HubClient {
             path: Some(path),
         };
         for _ in 0..10 {
-            let resp = self.send(Method::HEAD, &url, &ctx).await?;
-            let h = resp.headers();
+            let answer = self.send(Method::HEAD, &url, &ctx).await?;
+            let h = &answer.headers;
             let location = h
                 .get(reqwest::header::LOCATION)
                 .and_then(|v| v.to_str().ok())
                 .map(|l| join_url(&url, l));
-            if resp.status().is_redirection()
+            if answer.status.is_redirection()
                 && let Some(target) = &location
                 && same_origin(&url, target)
             {
@@ -460,7 +497,7 @@ impl HubClient {
                 .ok_or_else(|| RemoteError::protocol(&url, "no ETag for the file"))?;
             let size = get("x-linked-size")
                 .or_else(|| {
-                    if resp.status().is_redirection() {
+                    if answer.status.is_redirection() {
                         None
                     } else {
                         get("content-length")
@@ -514,12 +551,9 @@ impl HubClient {
             if offset > 0 {
                 req = req.header(reqwest::header::RANGE, format!("bytes={offset}-"));
             }
-            let resp = req.send().await;
+            let resp = send_within(req, &url, &self.deadlines).await;
             self.observe(&resp);
-            let resp = resp.map_err(|e| RemoteError::Unreachable {
-                url: url.clone(),
-                detail: describe_reqwest(&e),
-            })?;
+            let resp = resp?;
             if resp.status().is_redirection() {
                 let loc = resp
                     .headers()
@@ -530,7 +564,13 @@ impl HubClient {
                 continue;
             }
             if !resp.status().is_success() {
-                return Err(status_error(&resp, &url, &ctx, self.has_token()));
+                return Err(status_error(
+                    resp.status(),
+                    resp.headers(),
+                    &url,
+                    &ctx,
+                    self.has_token(),
+                ));
             }
             return Ok(resp);
         }
@@ -549,8 +589,8 @@ impl HubClient {
             revision: "",
             path: None,
         };
-        let resp = self.send(Method::GET, refresh_route, &ctx).await?;
-        let h = resp.headers();
+        let answer = self.send(Method::GET, refresh_route, &ctx).await?;
+        let h = &answer.headers;
         let get = |name: &str| {
             h.get(name)
                 .and_then(|v| v.to_str().ok())
@@ -583,8 +623,13 @@ pub(crate) struct ErrCtx<'a> {
     pub path: Option<&'a str>,
 }
 
-fn status_error(resp: &Response, url: &str, ctx: &ErrCtx<'_>, had_token: bool) -> RemoteError {
-    let h = resp.headers();
+fn status_error(
+    status: StatusCode,
+    h: &HeaderMap,
+    url: &str,
+    ctx: &ErrCtx<'_>,
+    had_token: bool,
+) -> RemoteError {
     let code = h
         .get("x-error-code")
         .and_then(|v| v.to_str().ok())
@@ -595,7 +640,6 @@ fn status_error(resp: &Response, url: &str, ctx: &ErrCtx<'_>, had_token: bool) -
         .unwrap_or("")
         .to_string();
     let repo = ctx.repo.to_string();
-    let status = resp.status();
     match (code, status) {
         ("RevisionNotFound", _) => RemoteError::RevisionNotFound {
             repo,

@@ -1,5 +1,6 @@
 //! zestctl: the small command line in front of zestd.
 
+mod cancel_cmd;
 mod daemon_client;
 mod hash_cmd;
 mod pull_cmd;
@@ -57,6 +58,16 @@ enum Command {
         #[arg(long)]
         exclude: Vec<String>,
     },
+    /// Stop a running pull: by its id (see `zestctl status`) or every pull of a repo.
+    ///
+    /// Verified data is kept: pulling again picks up where it stopped.
+    Cancel {
+        /// A pull id, or `namespace/name`
+        target: String,
+        /// With a repo: only its pulls of this type (model or dataset)
+        #[arg(long)]
+        repo_type: Option<String>,
+    },
     /// Show the daemon's state, transfer totals and connected peers.
     Status {
         /// Print JSON instead of text.
@@ -105,6 +116,10 @@ fn main() -> ExitCode {
                     exclude,
                 },
             ))
+        }
+        Command::Cancel { target, repo_type } => {
+            let socket = cli.socket.unwrap_or_else(zest_proto::paths::default_socket);
+            report(cancel_cmd::run(&socket, target, repo_type))
         }
         Command::Status { json } => {
             let socket = cli.socket.unwrap_or_else(zest_proto::paths::default_socket);

@@ -58,7 +58,12 @@ fn status_json(reply: &StatusReply) -> serde_json::Value {
         "metrics_endpoint": reply.metrics_endpoint,
         "pulls_completed": reply.pulls_completed,
         "pulls_failed": reply.pulls_failed,
+        "pulls_cancelled": reply.pulls_cancelled,
         "pulls": pulls,
+        "stopped": reply.stopped.iter().map(|s| serde_json::json!({
+            "id": s.pull_id, "repo": s.repo, "revision": s.revision, "kind": s.kind,
+            "message": s.message, "unix_time": s.unix_time,
+        })).collect::<Vec<_>>(),
         "peers": reply.peers.iter().map(peer_json).collect::<Vec<_>>(),
     })
 }
@@ -121,14 +126,16 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
         cap(reply.max_upload_rate)
     );
     println!(
-        "pulls:        {} done, {} failed, {} running",
+        "pulls:        {} done, {} failed, {} cancelled, {} running",
         reply.pulls_completed,
         reply.pulls_failed,
+        reply.pulls_cancelled,
         reply.pulls.len()
     );
     for p in &reply.pulls {
         println!(
-            "  {} @ {}: {} {}/{} files, {}/{}",
+            "  [{}] {} @ {}: {} {}/{} files, {}/{}",
+            p.pull_id,
             p.repo,
             p.revision,
             p.phase,
@@ -136,6 +143,15 @@ pub fn status(socket: &Path, json: bool) -> anyhow::Result<()> {
             p.files_total,
             human(p.bytes_done),
             human(p.bytes_total)
+        );
+    }
+    if !reply.stopped.is_empty() {
+        println!("stopped (not resumed; `zestctl pull` tries again):");
+    }
+    for s in &reply.stopped {
+        println!(
+            "  [{}] {} @ {}: {}: {}",
+            s.pull_id, s.repo, s.revision, s.kind, s.message
         );
     }
     Ok(())

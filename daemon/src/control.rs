@@ -9,8 +9,8 @@ use tonic::{Request, Response, Status};
 use zest_proto::v1::pull_event::Event;
 use zest_proto::v1::zest_server::{Zest, ZestServer};
 use zest_proto::v1::{
-    LimitsReply, LimitsRequest, PeerInfo, PeersReply, PeersRequest, PullEvent, PullRequest,
-    StatusReply, StatusRequest,
+    CancelReply, CancelRequest, LimitsReply, LimitsRequest, PeerInfo, PeersReply, PeersRequest,
+    PullEvent, PullRequest, StatusReply, StatusRequest,
 };
 
 use std::pin::Pin;
@@ -83,6 +83,8 @@ impl Zest for ControlService {
             pulls: active.iter().map(|p| p.progress()).collect(),
             pulls_completed: t.pulls_completed.load(Ordering::Relaxed),
             pulls_failed: t.pulls_failed.load(Ordering::Relaxed),
+            pulls_cancelled: t.pulls_cancelled.load(Ordering::Relaxed),
+            stopped: self.pulls.stopped(),
             peers: peer_infos(self.pulls.engine())
                 .into_iter()
                 .filter(|p| p.state == "connected" || p.state == "choked")
@@ -151,6 +153,21 @@ impl Zest for ControlService {
             max_upload_rate: self.limits.upload.get().unwrap_or(0),
             max_download_rate: self.limits.download.get().unwrap_or(0),
         }))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<CancelRequest>,
+    ) -> Result<Response<CancelReply>, Status> {
+        let req = request.into_inner();
+        let repo_type = match req.repo_type.as_str() {
+            "" => None,
+            t => Some(RepoType::parse(t).ok_or_else(|| {
+                Status::invalid_argument(format!("unknown repo type {t:?}: use model or dataset"))
+            })?),
+        };
+        let pull_ids = self.pulls.cancel(&req.target, repo_type);
+        Ok(Response::new(CancelReply { pull_ids }))
     }
 
     async fn peers(&self, _: Request<PeersRequest>) -> Result<Response<PeersReply>, Status> {

@@ -16,4 +16,5 @@ pub struct Totals {
     pub served_to_clients: AtomicU64,
     pub pulls_completed: AtomicU64,
     pub pulls_failed: AtomicU64,
+    pub pulls_cancelled: AtomicU64,
 }

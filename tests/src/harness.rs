@@ -275,6 +275,16 @@ impl Daemon {
         c
     }
 
+    /// Any other zestctl command against this daemon.
+    pub fn zestctl(&self, args: &[&str]) -> Output {
+        Command::new(bin("zestctl"))
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .expect("running zestctl")
+    }
+
     pub fn status_json(&self) -> serde_json::Value {
         let out = Command::new(bin("zestctl"))
             .arg("--socket")

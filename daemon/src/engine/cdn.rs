@@ -124,10 +124,6 @@ pub fn resume_point(
     })
 }
 
-/// Chunk records are flushed to the journal, with a checkpoint, about every this many
-/// chunks (~4 MiB), so a kill loses little.
-const CHECKPOINT_EVERY: usize = 64;
-
 /// Fetches one group's range and puts every chunk of it through the door for each term
 /// that uses it. Chunks before `start` must already be on disk (resume).
 pub async fn fetch_group(ctx: &FileCtx, group: &Group, start: Start) -> Result<(), PullError> {
@@ -200,7 +196,7 @@ pub async fn stream_group(
             }
             Ok(())
         })?;
-        if door.pending() >= CHECKPOINT_EVERY {
+        if door.checkpoint_due() {
             door.flush(Some(Checkpoint {
                 xorb: group.xorb,
                 chunk: next,

@@ -6,6 +6,7 @@
 
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use xet::XetHash;
 
@@ -85,11 +86,24 @@ impl From<DoorError> for PullError {
     }
 }
 
+/// Whether chunks put but not yet recorded should be recorded now: what a kill or a cancel
+/// would make us fetch again is bounded in chunks, in bytes and in time, so even a slow
+/// download that is stopped every few seconds keeps what it verified. (A record is a few
+/// dozen bytes appended to the journal; no sync.)
+pub fn checkpoint_due(chunks: usize, bytes: u64, since_last: Duration) -> bool {
+    const CHUNKS: usize = 64;
+    const BYTES: u64 = 1 << 20;
+    const EVERY: Duration = Duration::from_secs(1);
+    chunks >= CHUNKS || bytes >= BYTES || (chunks > 0 && since_last >= EVERY)
+}
+
 /// One transfer's way in: chunks it put are recorded in the journal when it flushes.
 pub struct ChunkDoor<'a> {
     ctx: &'a FileCtx,
     source: Source,
     pending: Vec<ChunkRecord>,
+    pending_bytes: u64,
+    last_flush: Instant,
 }
 
 impl<'a> ChunkDoor<'a> {
@@ -98,6 +112,8 @@ impl<'a> ChunkDoor<'a> {
             ctx,
             source,
             pending: Vec::new(),
+            pending_bytes: 0,
+            last_flush: Instant::now(),
         }
     }
 
@@ -127,6 +143,7 @@ impl<'a> ChunkDoor<'a> {
             offset,
             hash: chunk.hash,
         });
+        self.pending_bytes += u64::from(placed.size);
         if !ctx.live.set(index, placed) {
             return Ok(0);
         }
@@ -138,9 +155,13 @@ impl<'a> ChunkDoor<'a> {
         Ok(n)
     }
 
-    /// Chunks put since the last flush.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
+    /// Whether to flush now (see [`checkpoint_due`]).
+    pub fn checkpoint_due(&self) -> bool {
+        checkpoint_due(
+            self.pending.len(),
+            self.pending_bytes,
+            self.last_flush.elapsed(),
+        )
     }
 
     /// Records the chunks put so far (and where a resumed fetch may start) in the journal.
@@ -152,6 +173,8 @@ impl<'a> ChunkDoor<'a> {
             .append(&self.pending, checkpoint.as_slice())
             .map_err(DoorError::Journal)?;
         self.pending.clear();
+        self.pending_bytes = 0;
+        self.last_flush = Instant::now();
         Ok(())
     }
 }
@@ -185,5 +208,20 @@ fn count(ctx: &FileCtx, source: Source, n: u64) {
         Source::Local => {
             c.add_local(n);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_come_by_chunks_by_bytes_and_by_time() {
+        let ms = Duration::from_millis;
+        assert!(!checkpoint_due(0, 0, ms(5000)), "nothing to record");
+        assert!(!checkpoint_due(10, 600 << 10, ms(200)));
+        assert!(checkpoint_due(64, 64 << 10, ms(1)), "by chunks");
+        assert!(checkpoint_due(12, 1 << 20, ms(1)), "by bytes");
+        assert!(checkpoint_due(1, 60 << 10, ms(1000)), "by time");
     }
 }

@@ -14,6 +14,8 @@ pub enum Kind {
     Disk,
     Invalid,
     Internal,
+    /// Stopped on request (`zestctl cancel`).
+    Cancelled,
 }
 
 impl Kind {
@@ -27,6 +29,7 @@ impl Kind {
             Kind::Disk => "disk",
             Kind::Invalid => "invalid",
             Kind::Internal => "internal",
+            Kind::Cancelled => "cancelled",
         }
     }
 }

@@ -78,7 +78,8 @@ impl Sources {
                 "Pulls (zestctl pull, zest.pull) that ended, by result.",
             )
             .with(&[("result", "ok")], get(&t.pulls_completed))
-            .with(&[("result", "failed")], get(&t.pulls_failed)),
+            .with(&[("result", "failed")], get(&t.pulls_failed))
+            .with(&[("result", "cancelled")], get(&t.pulls_cancelled)),
             Family::new("zest_pulls_active", Kind::Gauge, "Pulls running now.")
                 .with(&[], self.pulls.active().len() as f64),
         ];

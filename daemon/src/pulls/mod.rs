@@ -1,32 +1,22 @@
 //! The pulls a daemon runs: one task per distinct request (a second identical request
-//! follows the first), a record of each in the state dir while it runs so that a restart
-//! resumes it, and progress for anyone watching.
+//! follows the first), a record of each in the state dir (see [`record`]) so that a restart
+//! resumes it and a failure stays visible, cancellation, and progress for anyone watching.
+
+pub mod record;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use xet::remote::{RepoRef, RepoType};
-use zest_proto::v1::{PullDone, PullProgress};
+use zest_proto::v1::{PullDone, PullProgress, StoppedPull};
 
 use crate::engine::pull::{self, PullSpec};
 use crate::engine::{Engine, Kind, PullCounters, PullError};
-
-/// What is written to `<state>/pulls/<id>.json`. Never the token.
-#[derive(Serialize, Deserialize)]
-struct PullRecord {
-    repo_type: String,
-    repo_id: String,
-    revision: String,
-    include: Vec<String>,
-    exclude: Vec<String>,
-    endpoint: String,
-    had_token: bool,
-}
+use record::{OnRestart, PullRecord, Stopped};
 
 pub type Outcome = Option<Result<PullDone, PullError>>;
 
@@ -35,6 +25,7 @@ pub struct ActivePull {
     pub spec: PullSpec,
     pub counters: Arc<PullCounters>,
     pub outcome: watch::Receiver<Outcome>,
+    cancel: Arc<Notify>,
 }
 
 impl ActivePull {
@@ -91,6 +82,58 @@ impl PullManager {
 
     /// Starts the pull, or follows the identical one already running.
     pub fn start(self: &Arc<Self>, spec: PullSpec, token: Option<String>) -> Arc<ActivePull> {
+        self.start_counting(spec, token, 0)
+    }
+
+    /// Stops the running pulls whose id is `target`, or whose repo is (`namespace/name`, of
+    /// `repo_type` when given); returns the ids stopped. Verified data is kept.
+    pub fn cancel(&self, target: &str, repo_type: Option<RepoType>) -> Vec<String> {
+        self.active()
+            .into_iter()
+            .filter(|p| {
+                p.id == target
+                    || (p.spec.repo.id == target
+                        && repo_type.is_none_or(|t| t == p.spec.repo.repo_type))
+            })
+            .map(|p| {
+                p.cancel.notify_one();
+                p.id.clone()
+            })
+            .collect()
+    }
+
+    /// Pulls that stopped for good (failed, or not resumed), newest first, with why.
+    pub fn stopped(&self) -> Vec<StoppedPull> {
+        let mut out: Vec<StoppedPull> = std::fs::read_dir(&self.records)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let path = e.path();
+                let id = record_id(&path)?;
+                let r = record::read(&path)?;
+                let s = r.stopped?;
+                Some(StoppedPull {
+                    pull_id: id,
+                    repo: format!("{}:{}", r.repo_type, r.repo_id),
+                    revision: r.revision,
+                    kind: s.kind,
+                    message: s.message,
+                    unix_time: s.unix,
+                })
+            })
+            .collect();
+        out.sort_by_key(|s| std::cmp::Reverse(s.unix_time));
+        out
+    }
+
+    /// Starts the pull, `resumes` being how often restarts resumed it without progress.
+    fn start_counting(
+        self: &Arc<Self>,
+        spec: PullSpec,
+        token: Option<String>,
+        resumes: u32,
+    ) -> Arc<ActivePull> {
         let key = format!(
             "{}|{}|{}|{:?}|{:?}|{}",
             spec.repo.repo_type.as_str(),
@@ -116,19 +159,19 @@ impl PullManager {
             exclude: spec.exclude.clone(),
             endpoint: spec.endpoint.clone(),
             had_token: token.is_some(),
+            resumes,
+            stopped: None,
         };
         let record_path = self.records.join(format!("{id}.json"));
-        if let Ok(json) = serde_json::to_vec_pretty(&record)
-            && let Err(e) = std::fs::write(&record_path, json)
-        {
-            tracing::warn!("cannot record the pull in {}: {e}", record_path.display());
-        }
+        save(&record_path, &record);
         let (tx, rx) = watch::channel(None);
+        let cancel = Arc::new(Notify::new());
         let pull = Arc::new(ActivePull {
             id: id.clone(),
             spec: spec.clone(),
             counters: Arc::new(PullCounters::new(self.engine.totals.clone())),
             outcome: rx,
+            cancel: cancel.clone(),
         });
         active.insert(id.clone(), pull.clone());
         drop(active);
@@ -138,7 +181,25 @@ impl PullManager {
         tokio::spawn(async move {
             let started = Instant::now();
             tracing::info!(pull = %id, repo = %spec.repo, revision = %spec.revision, "pull started");
-            let result = pull::run(&me.engine, &spec, token, &counters).await;
+            let run = pull::run(&me.engine, &spec, token, &counters);
+            tokio::pin!(run);
+            let mut record = record;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let result = loop {
+                tokio::select! {
+                    r = &mut run => break r,
+                    () = cancel.notified() => break Err(cancelled()),
+                    _ = tick.tick(), if record.resumes > 0 => {
+                        // Fetching anything is progress: the resumes before it no longer count.
+                        if counters.from_origin.load(Ordering::Relaxed)
+                            + counters.from_peers.load(Ordering::Relaxed) > 0
+                        {
+                            record.resumes = 0;
+                            save(&record_path, &record);
+                        }
+                    }
+                }
+            };
             crate::metrics::EVENTS.pull_finished(started.elapsed());
             let outcome = match result {
                 Ok(o) => {
@@ -163,6 +224,14 @@ impl PullManager {
                     );
                     Ok(done)
                 }
+                Err(e) if e.kind == Kind::Cancelled => {
+                    me.engine
+                        .totals
+                        .pulls_cancelled
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(pull = %id, repo = %spec.repo, "pull cancelled");
+                    Err(e)
+                }
                 Err(e) => {
                     me.engine
                         .totals
@@ -172,7 +241,21 @@ impl PullManager {
                     Err(e)
                 }
             };
-            let _ = std::fs::remove_file(&record_path);
+            match &outcome {
+                // A failure stays on record, so that status says why and a restart does not
+                // run into it again.
+                Err(e) if e.kind != Kind::Cancelled => {
+                    record.stopped = Some(Stopped {
+                        kind: e.kind.as_str().into(),
+                        message: e.message.clone(),
+                        unix: record::now_unix(),
+                    });
+                    save(&record_path, &record);
+                }
+                _ => {
+                    let _ = std::fs::remove_file(&record_path);
+                }
+            }
             if let Ok(mut a) = me.active.lock() {
                 a.remove(&id);
             }
@@ -181,56 +264,81 @@ impl PullManager {
         pull
     }
 
-    /// Restarts the pulls a previous run of the daemon left unfinished.
+    /// Restarts the pulls a previous run of the daemon left unfinished, except those that
+    /// must not run again (see [`record::on_restart`]).
     pub fn resume_unfinished(self: &Arc<Self>) {
         let Ok(dir) = std::fs::read_dir(&self.records) else {
             return;
         };
         for entry in dir.flatten() {
             let path = entry.path();
-            let record: PullRecord = match std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_json::from_slice(&b).ok())
-            {
-                Some(r) => r,
-                None => {
-                    tracing::warn!("ignoring unreadable pull record {}", path.display());
+            if record_id(&path).is_none() {
+                continue; // a temporary file of a write that did not finish
+            }
+            let Some(mut rec) = record::read(&path) else {
+                tracing::warn!("ignoring unreadable pull record {}", path.display());
+                let _ = std::fs::remove_file(&path);
+                continue;
+            };
+            match record::on_restart(&rec, record::now_unix()) {
+                OnRestart::Keep => continue,
+                OnRestart::Forget => {
                     let _ = std::fs::remove_file(&path);
                     continue;
                 }
-            };
-            let _ = std::fs::remove_file(&path);
-            if record.had_token {
-                tracing::warn!(
-                    repo = %record.repo_id,
-                    "not resuming a pull that needed a token (tokens are never stored); \
-                     run `zestctl pull` again: verified data is kept and reused"
-                );
-                continue;
+                OnRestart::Stop(why) => {
+                    tracing::warn!(repo = %rec.repo_id, "{}", why.message);
+                    rec.stopped = Some(why);
+                    save(&path, &rec);
+                    continue;
+                }
+                OnRestart::Resume => {}
             }
-            let repo = match RepoType::parse(&record.repo_type)
-                .ok_or_else(|| format!("repo type {:?}", record.repo_type))
-                .and_then(|t| RepoRef::new(t, &record.repo_id))
+            let repo = match RepoType::parse(&rec.repo_type)
+                .ok_or_else(|| format!("repo type {:?}", rec.repo_type))
+                .and_then(|t| RepoRef::new(t, &rec.repo_id))
             {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!("ignoring pull record {}: {e}", path.display());
+                    let _ = std::fs::remove_file(&path);
                     continue;
                 }
             };
-            tracing::info!(repo = %repo, revision = %record.revision, "resuming an unfinished pull");
-            self.start(
+            tracing::info!(repo = %repo, revision = %rec.revision, resumes = rec.resumes + 1, "resuming an unfinished pull");
+            self.start_counting(
                 PullSpec {
                     repo,
-                    revision: record.revision,
-                    include: record.include,
-                    exclude: record.exclude,
-                    endpoint: record.endpoint,
+                    revision: rec.revision,
+                    include: rec.include,
+                    exclude: rec.exclude,
+                    endpoint: rec.endpoint,
                 },
                 None,
+                rec.resumes + 1,
             );
         }
     }
+}
+
+/// The pull id a record file stands for; None for anything else in the directory.
+fn record_id(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let id = name.strip_suffix(".json")?;
+    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
+}
+
+fn save(path: &Path, rec: &PullRecord) {
+    if let Err(e) = record::write(path, rec) {
+        tracing::warn!("cannot record the pull in {}: {e}", path.display());
+    }
+}
+
+pub fn cancelled() -> PullError {
+    PullError::new(
+        Kind::Cancelled,
+        "cancelled (zestctl cancel); verified data is kept, and `zestctl pull` picks up where it stopped",
+    )
 }
 
 impl From<&PullError> for zest_proto::v1::PullFailed {

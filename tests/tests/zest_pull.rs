@@ -51,6 +51,26 @@ fn start_hub(scratch: &Scratch, repos: Vec<RepoSpec>) -> TestHub {
     TestHub::start(HubConfig::new(scratch.path().join("hub"), repos)).expect("test hub")
 }
 
+/// A hub serving `repo`: a `config.json` and one Xet file of `mib` MiB of bf16 weights;
+/// with huggingface_hub's cache of it, and the origin bytes that one whole download took.
+fn one_big_file(scratch: &Scratch, repo: &str, mib: usize, seed: u64) -> (TestHub, PathBuf, u64) {
+    let dir = scratch.path().join("bigfiles");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let big = dir.join("big.safetensors");
+    std::fs::write(&big, zest_tests::bf16_weights(mib << 20, seed)).expect("fixture");
+    let spec = RepoSpec::model(
+        repo,
+        vec![
+            FileSpec::plain("config.json", "{}"),
+            FileSpec::xet_file("big.safetensors", big),
+        ],
+    );
+    let hub = start_hub(scratch, vec![spec]);
+    let reference = reference_cache(&hub, scratch.path(), &[(repo, "model", &[], &[])]);
+    let whole = hub.stats.snapshot().xorb_bytes;
+    (hub, reference, whole)
+}
+
 #[test]
 fn pull_writes_the_cache_huggingface_hub_writes() {
     let scratch = Scratch::new("pull-matches-hf");
@@ -451,22 +471,8 @@ fn repo_paths_that_escape_the_snapshot_are_refused() {
 fn pulls_can_be_cancelled_and_one_that_keeps_stopping_is_not_resumed_forever() {
     use std::sync::atomic::Ordering::SeqCst;
     let scratch = Scratch::new("pull-cancel");
-    let dir = scratch.path().join("bigfiles");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let big = dir.join("big.safetensors");
-    std::fs::write(&big, zest_tests::bf16_weights(16 << 20, 5)).expect("fixture");
     const REPO: &str = "zest-test/cancel-model";
-    let repo = RepoSpec::model(
-        REPO,
-        vec![
-            FileSpec::plain("config.json", "{}"),
-            FileSpec::xet_file("big.safetensors", big),
-        ],
-    );
-    let hub = start_hub(&scratch, vec![repo]);
-    let reference = reference_cache(&hub, scratch.path(), &[(REPO, "model", &[], &[])]);
-    // What one whole download takes from the origin (huggingface_hub's, just now).
-    let whole = hub.stats.snapshot().xorb_bytes;
+    let (hub, reference, whole) = one_big_file(&scratch, REPO, 16, 5);
     let snapshot_file = |d: &Daemon| {
         d.cache().join(format!(
             "models--zest-test--cancel-model/snapshots/{}/big.safetensors",
@@ -646,21 +652,8 @@ fn dir_size(dir: &std::path::Path) -> u64 {
 #[test]
 fn a_pull_killed_every_two_seconds_still_finishes_and_fetches_little_twice() {
     let scratch = Scratch::new("pull-kill-loop");
-    let dir = scratch.path().join("bigfiles");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let big = dir.join("big.safetensors");
-    std::fs::write(&big, zest_tests::bf16_weights(24 << 20, 13)).expect("fixture");
     const REPO: &str = "zest-test/kill-loop";
-    let repo = RepoSpec::model(
-        REPO,
-        vec![
-            FileSpec::plain("config.json", "{}"),
-            FileSpec::xet_file("big.safetensors", big),
-        ],
-    );
-    let hub = start_hub(&scratch, vec![repo]);
-    let reference = reference_cache(&hub, scratch.path(), &[(REPO, "model", &[], &[])]);
-    let whole = hub.stats.snapshot().xorb_bytes;
+    let (hub, reference, whole) = one_big_file(&scratch, REPO, 24, 13);
     hub.set_faults(&FaultSettings {
         fetch_rate: 3 << 20,
         ..Default::default()

@@ -759,3 +759,87 @@ fn a_new_revision_reuses_chunks_already_in_the_cache() {
     let want = hub.repo(fixtures::MODEL_V2).files["model.safetensors"].size;
     assert_eq!(size, want);
 }
+
+/// Issue 16, part 3: one flipped byte in a seeder's cached file, its size and mtime kept
+/// (bit rot). The seeder notices when it reads the bad chunk for a peer, stops offering that
+/// file at once and tells the peer the file is gone (not a lie: no strike, no ban, its other
+/// files still served); the puller's files are right. A second puller is not offered the
+/// file again, and the seeder's own re-pull replaces the corrupt copy instead of taking it
+/// as done.
+#[test]
+fn a_seeder_that_finds_its_own_copy_corrupt_stops_offering_it_and_is_not_banned() {
+    use std::os::unix::fs::FileExt;
+    let scratch = Scratch::new("peers-bitrot");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let clean = Daemon::start(&scratch.path().join("clean"), &hub.endpoint);
+    pull_ok(&clean, MODEL);
+    let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
+    let snapshot = pulled_path(&seed.pull(&[MODEL], &[]));
+    let real = std::fs::canonicalize(snapshot.join("model.safetensors")).expect("blob");
+    let mtime = std::fs::metadata(&real)
+        .and_then(|m| m.modified())
+        .expect("mtime");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&real)
+        .expect("blob");
+    let mid = f.metadata().expect("meta").len() / 2;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, mid).expect("read");
+    f.write_all_at(&[b[0] ^ 0x5a], mid).expect("flip");
+    f.set_modified(mtime).expect("mtime");
+    drop(f);
+    let endpoint = seed.status_json()["hub_endpoint"]
+        .as_str()
+        .expect("endpoint")
+        .to_string();
+    let seeding_failures = || {
+        zest_tests::harness::scrape(&endpoint)
+            .value("zest_verify_failures_total", &[("source", "seeding")])
+    };
+
+    let n1 = Daemon::start_peer(&scratch.path().join("n1"), &hub.endpoint, &[seed.listen()]);
+    wait_connected(&n1, 1);
+    pull_ok(&n1, MODEL);
+    assert_same_cache(&clean.cache(), &n1.cache());
+    assert!(
+        seed.log().contains("no longer matches its hash"),
+        "the seeder never read the bad chunk:\n{}",
+        seed.log()
+    );
+    let found = seeding_failures();
+    assert!(found >= 1.0);
+    assert!(
+        n1.peers_in_state("banned").is_empty(),
+        "{:?}",
+        n1.peers_json()
+    );
+    assert!(!n1.log().contains("strike:"), "{}", n1.log());
+    assert!(num(&n1, "bytes_from_peers") > 0);
+
+    let n2 = Daemon::start_peer(&scratch.path().join("n2"), &hub.endpoint, &[seed.listen()]);
+    wait_connected(&n2, 1);
+    pull_ok(&n2, MODEL);
+    assert_same_cache(&clean.cache(), &n2.cache());
+    assert_eq!(
+        seeding_failures(),
+        found,
+        "the seeder offered the corrupt file again"
+    );
+    assert!(
+        num(&n2, "bytes_from_peers") > 0,
+        "the seeder's other files were cut off"
+    );
+
+    // The seeder's own pull does not take the corrupt blob as done (it fetches the file
+    // again, from its peers, which now hold it, or the origin).
+    let fetched = |d: &Daemon| num(d, "bytes_from_peers") + num(d, "bytes_from_origin");
+    let before = fetched(&seed);
+    pull_ok(&seed, MODEL);
+    assert!(
+        fetched(&seed) > before,
+        "the corrupt file was not fetched again"
+    );
+    assert_same_cache(&clean.cache(), &seed.cache());
+}

@@ -202,7 +202,14 @@ impl SharedStore {
 
     /// Moves a freshly verified `blob` into the store and leaves a symlink in its place.
     /// On any failure the blob stays a regular file in the repo, as huggingface_hub does.
-    pub async fn publish(&self, blob: &Path, xet_hash: &str, size: u64) -> Result<bool> {
+    /// An entry already there is kept (and linked to) unless `replace_entry`.
+    pub async fn publish(
+        &self,
+        blob: &Path,
+        xet_hash: &str,
+        size: u64,
+        replace_entry: bool,
+    ) -> Result<bool> {
         if !valid_hash(xet_hash) {
             return Ok(false);
         }
@@ -220,7 +227,7 @@ impl SharedStore {
         let tmp = temp_link(blob, &entry)?;
         let mut moved = false;
         let result = (|| -> Result<()> {
-            let existing = usable(&entry, size);
+            let existing = !replace_entry && usable(&entry, size);
             append_manifest(&with_suffix(&entry, ".refs"), &line)?;
             if !existing {
                 std::fs::set_permissions(blob, std::fs::Permissions::from_mode(self.blob_mode()))
@@ -303,6 +310,11 @@ fn append_manifest(path: &Path, line: &str) -> Result<()> {
         return Err(CacheError::NotAFile(path.to_path_buf()));
     }
     let _ = f.set_permissions(std::fs::Permissions::from_mode(0o666));
+    // Readers take the manifest as a set; a blob published again (a corrupt entry replaced)
+    // is not listed twice.
+    if std::fs::read_to_string(path).is_ok_and(|m| m.lines().any(|l| l == line)) {
+        return Ok(());
+    }
     f.write_all(format!("{line}\n").as_bytes())
         .at("appending to", path)?;
     f.sync_all().at("syncing", path)?;

@@ -208,6 +208,7 @@ pub fn failure_of(e: &PeerError) -> PeerFailure {
         PeerError::Rejected(why) => PeerFailure::Lied(why.clone()),
         PeerError::Protocol(why) => PeerFailure::BrokeProtocol(why.clone()),
         PeerError::NotFound(_) => PeerFailure::Lacked,
+        PeerError::Gone(_) => PeerFailure::Gone,
         PeerError::Busy => PeerFailure::Busy,
         _ => PeerFailure::Other,
     }

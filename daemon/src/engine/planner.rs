@@ -220,6 +220,9 @@ pub enum PeerFailure {
     BrokeProtocol(String),
     /// Lacked chunks it said it held.
     Lacked,
+    /// Said the file left it (its cache changed, or it found its own copy corrupt): honest,
+    /// so no strike; it is not asked for this file's chunks again.
+    Gone,
     Busy,
     /// Silent, too slow ([`behind`]), connection lost: not its fault as far as we can tell.
     Other,
@@ -564,11 +567,18 @@ impl Planner {
         if *f != PeerFailure::Busy {
             x.avoid.insert(peer.to_string());
         }
+        if *f == PeerFailure::Gone {
+            // The whole file left that peer, not just this slot's chunks.
+            for other in &mut self.slots {
+                other.avoid.insert(peer.to_string());
+            }
+        }
         Some(match f {
             PeerFailure::Lied(why) => Verdict::Ban(why.clone()),
             PeerFailure::BrokeProtocol(why) => Verdict::Ban(format!("broke the protocol: {why}")),
             PeerFailure::Lacked => Verdict::Strike("repeatedly lacked chunks it said it held"),
             PeerFailure::Busy => Verdict::Choke,
+            PeerFailure::Gone => Verdict::Abandon,
             // Only this slot goes elsewhere: in a crowd, peers starved of CPU by their own
             // clients go quiet now and then, and benching them cost origin copies.
             PeerFailure::Other => Verdict::Abandon,
@@ -914,6 +924,17 @@ mod tests {
             a.iter()
                 .all(|x| matches!(x, Action::FetchFromOrigin { .. }))
         );
+    }
+
+    #[test]
+    fn a_peer_whose_file_left_is_not_struck_and_not_asked_for_that_file_again() {
+        let now = Instant::now();
+        let mut p = planner(now);
+        assert_eq!(
+            p.peer_done(1, "a", Some(&PeerFailure::Gone)),
+            Some(Verdict::Abandon)
+        );
+        assert!(p.slots.iter().all(|s| s.avoid.contains("a")));
     }
 
     #[test]

@@ -261,7 +261,14 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
         counters.bytes_done.fetch_add(size, Ordering::Relaxed);
         counters.add_local(size);
     };
-    if rc.pointer(commit, &t.rel).exists() {
+    // A file already in the snapshot is done, as huggingface_hub sees it; unless zest found
+    // it wrong while serving it, and it has not changed since: then it is downloaded again.
+    let pointer = rc.pointer(commit, &t.rel);
+    let found_wrong = engine.index.found_wrong(&pointer);
+    if found_wrong {
+        tracing::warn!(path = %pointer.display(), "the cached copy was found corrupt; downloading it again");
+    }
+    if pointer.exists() && !found_wrong {
         local(counters);
         return Ok(());
     }
@@ -270,7 +277,7 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
         .await
         .map_err(|e| PullError::disk("taking the download lock", &e))?;
     let blob = rc.blob(&t.etag);
-    if blob.exists() {
+    if blob.exists() && !engine.index.found_wrong(&blob) {
         local(counters);
         return Ok(());
     }
@@ -282,6 +289,7 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
             let hash_str = xet_hash.to_string();
             if use_store
                 && store.has(&hash_str, size)
+                && !engine.index.found_wrong(&store.entry(&hash_str))
                 && store.link_existing(&blob, &hash_str, size).await?
             {
                 local(counters);
@@ -304,7 +312,10 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
                 .map_err(|e| PullError::disk("moving the download into place", &e))?;
             let _ = std::fs::remove_file(&job.journal);
             if use_store {
-                store.publish(&blob, &hash_str, size).await?;
+                // A store entry zest found corrupt is replaced by this verified copy (in one
+                // rename: the repos linking to it see the old file or the new, never none).
+                let replace = engine.index.found_wrong(&store.entry(&hash_str));
+                store.publish(&blob, &hash_str, size, replace).await?;
             }
             crate::index::scan::record_pulled(&engine.index, &blob, xet_hash, &done.chunks);
             drop(done.serving);

@@ -107,6 +107,8 @@ struct Inner {
     xorbs: sled::Tree,
     /// file hash → 0 public, 1 private or gated (what pulls learned from the Hub)
     visibility: sled::Tree,
+    /// real path → size, mtime of a file found not to hash as indexed (see `mark_wrong`)
+    wrong: sled::Tree,
     /// Manifests recently served, decoded once.
     hot: Mutex<HashMap<XetHash, Arc<HeldFile>>>,
 }
@@ -182,6 +184,7 @@ impl Index {
             paths: db.open_tree("paths")?,
             chunks: db.open_tree("chunks")?,
             xorbs: db.open_tree("xorbs")?,
+            wrong: db.open_tree("wrong")?,
             visibility: visibility.clone(),
             hot: Mutex::new(HashMap::new()),
             db,
@@ -257,6 +260,41 @@ impl Index {
         w.i128(stamp.mtime_ns);
         inner.paths.insert(path_key(path), w.into_vec())?;
         Ok(())
+    }
+
+    /// Records that the file at `path` no longer hashes as indexed (a chunk read to serve
+    /// it did not match): it leaves the index at once, and until it changes on disk no pull
+    /// takes it for the file it was.
+    pub fn mark_wrong(&self, path: &Path) -> Result<(), IndexError> {
+        if let Ok(meta) = std::fs::metadata(path) {
+            let stamp = Stamp::of(&meta);
+            let mut w = Writer::with_capacity(24);
+            w.u64(stamp.size);
+            w.i128(stamp.mtime_ns);
+            self.inner.wrong.insert(path_key(path), w.into_vec())?;
+        }
+        self.remove_path(path)
+    }
+
+    /// Whether `path` (or the file it links to) is one zest found wrong and that has not
+    /// changed since.
+    pub fn found_wrong(&self, path: &Path) -> bool {
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+        let Ok(Some(v)) = self.inner.wrong.get(path_key(&real)) else {
+            return false;
+        };
+        let mut r = Reader::new(&v);
+        let recorded = r
+            .u64()
+            .zip(r.i128())
+            .map(|(size, mtime_ns)| Stamp { size, mtime_ns });
+        let now = std::fs::metadata(&real).ok().map(|m| Stamp::of(&m));
+        if recorded.is_some() && recorded == now {
+            return true;
+        }
+        // Replaced or gone since: the record no longer says anything.
+        let _ = self.inner.wrong.remove(path_key(&real));
+        false
     }
 
     /// Forgets `path`; the file leaves the index when no other path holds it.

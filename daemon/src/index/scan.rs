@@ -148,6 +148,26 @@ fn index_file(index: &Index, path: &Path, named: Option<&str>) -> anyhow::Result
     Ok(true)
 }
 
+/// Hashes `path` again after it was found wrong ([`Index::mark_wrong`]) and indexes it as
+/// what it now is: a file that changed on disk comes back under its new content's hash (or
+/// not at all, if its name promised another), one that reads right again comes back as it
+/// was. Blocking.
+pub fn recheck(index: &Index, path: &Path) {
+    let named = shared_store_name(path);
+    match index_file(index, path, named.as_deref()) {
+        Ok(true) => tracing::info!(path = %path.display(), "re-checked: indexed as it is now"),
+        Ok(false) => {}
+        Err(e) => tracing::info!(path = %path.display(), "re-checked: not indexed ({e})"),
+    }
+}
+
+/// The Xet hash a shared-store path (`blobs/<2 hex>/<xet hash>`) is named by.
+fn shared_store_name(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    let prefix = path.parent()?.file_name()?.to_str()?;
+    (is_hex(prefix, 2) && is_hex(name, 64) && name.starts_with(prefix)).then(|| name.to_string())
+}
+
 /// Records a file zest has just verified and moved into place, without hashing it again.
 pub fn record_pulled(index: &Index, path: &Path, hash: XetHash, chunks: &[Chunk]) {
     let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());

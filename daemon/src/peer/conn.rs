@@ -19,6 +19,14 @@ pub enum PeerError {
     Busy,
     #[error("peer does not have it: {0}")]
     NotFound(String),
+    /// The peer held the file but no longer does (it left its cache, or failed the peer's
+    /// own check): not a lie, and not worth asking that peer for the file again.
+    #[error("peer no longer has the file: {0}")]
+    Gone(String),
+    /// The peer could not serve it for reasons of its own (`internal`, or a code this
+    /// version does not know): try elsewhere.
+    #[error("peer could not serve it: {0}")]
+    Unavailable(String),
     #[error("peer broke the protocol: {0}")]
     Protocol(String),
     #[error("peer connection: {0}")]
@@ -192,7 +200,10 @@ fn unexpected(kind: Option<peer::response::Kind>) -> PeerError {
         Some(peer::response::Kind::Error(e)) => match e.code.as_str() {
             "busy" => PeerError::Busy,
             "not_found" => PeerError::NotFound(e.message),
-            _ => PeerError::Protocol(format!("{}: {}", e.code, e.message)),
+            "gone" => PeerError::Gone(e.message),
+            "bad_request" => PeerError::Protocol(format!("bad_request: {}", e.message)),
+            // `internal`, and codes from newer versions: the peer's own trouble.
+            _ => PeerError::Unavailable(format!("{}: {}", e.code, e.message)),
         },
         None => PeerError::Protocol("stream ended early".into()),
         Some(_) => PeerError::Protocol("unexpected reply".into()),

@@ -192,9 +192,11 @@ impl Provider {
         let Ok(_permit) = self.uploads.clone().try_acquire_owned() else {
             return wire::write(send, &wire::error("busy", "too many uploads; retry later")).await;
         };
+        let mut held_at = None;
         let (file, lookup): (Arc<File>, Lookup) = match self.source(&hash, fleet) {
             Some(Source::Held(h)) => match File::open(&h.path) {
                 Ok(f) => {
+                    held_at = Some(h.path.clone());
                     let h = h.clone();
                     (
                         Arc::new(f),
@@ -209,7 +211,10 @@ impl Provider {
                     )
                 }
                 Err(_) => {
-                    return wire::write(send, &wire::error("not_found", "file left the cache"))
+                    // Deleted or moved under us: it leaves the index now, not at the next
+                    // watcher event, and the peer hears it is gone (no lie, no strike).
+                    let _ = self.index.remove_path(&h.path);
+                    return wire::write(send, &wire::error("gone", "the file left this cache"))
                         .await;
                 }
             },
@@ -235,10 +240,13 @@ impl Provider {
             let data = match read {
                 Ok(Ok(d)) if xet::hash::chunk_hash(&d) == p.hash => d,
                 Ok(Ok(_)) => {
-                    tracing::warn!(file = %hash, chunk = i, "stored chunk no longer matches its hash; not serving it");
                     crate::metrics::EVENTS.verify_failed(crate::metrics::VerifySource::Seeding);
-                    return wire::write(send, &wire::error("not_found", "stored data changed"))
-                        .await;
+                    if let Some(path) = &held_at {
+                        self.distrust(&hash, i, path);
+                    } else {
+                        tracing::warn!(file = %hash, chunk = i, "a chunk of a download in progress no longer matches its hash; not serving it");
+                    }
+                    return wire::write(send, &wire::error("gone", "stored data changed")).await;
                 }
                 _ => {
                     return wire::write(send, &wire::error("internal", "cannot read the file"))
@@ -266,6 +274,22 @@ impl Provider {
             self.totals.served.fetch_add(n, Ordering::Relaxed);
         }
         Ok(())
+    }
+
+    /// A chunk of the held file at `path` no longer hashes as indexed (bit rot, or an edit
+    /// that kept the size and mtime): the file stops being offered at once, no pull takes
+    /// it as done until it changes, and it is hashed again in the background to index it as
+    /// what it now is.
+    fn distrust(&self, hash: &XetHash, chunk: u32, path: &std::path::Path) {
+        tracing::warn!(
+            file = %hash, chunk, path = %path.display(),
+            "a stored chunk no longer matches its hash: this file is no longer offered to peers, and is checked again"
+        );
+        if let Err(e) = self.index.mark_wrong(path) {
+            tracing::warn!(path = %path.display(), "cannot record it in the index: {e}");
+        }
+        let (index, path) = (self.index.clone(), path.to_path_buf());
+        tokio::task::spawn_blocking(move || crate::index::scan::recheck(&index, &path));
     }
 
     /// Handles one request stream to the end.

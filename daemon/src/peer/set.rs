@@ -371,6 +371,7 @@ impl PeerSet {
             }
             e.0
         };
+        tracing::info!(peer = node_id, strikes = n, "strike: {reason}");
         if n >= STRIKES_TO_BAN {
             self.ban(node_id, reason);
         }

@@ -9,6 +9,9 @@ did. Prints one JSON line of what it saw.
     quic_attacker.py HOST PORT slots FILE_HEX CHUNKS SECONDS
         1 connection opening 60 `get` streams for chunks [0, CHUNKS) of FILE_HEX, then
         freezing (no packets read, no ACKs) for SECONDS; then counts the replies.
+    quic_attacker.py HOST PORT ask FILE_HEX...
+        1 connection asking for chunk 0 of each file; prints what each answer was: "chunk",
+        or the error's code ("gone", "not_found", ...).
     quic_attacker.py HOST PORT flood N SECONDS
         N connections dialled at once, each saying hello; holds the admitted ones open
         for SECONDS (answering keep-alives, asking nothing), then counts the ones the
@@ -98,11 +101,42 @@ def certificate(directory):
     return cert_path, key_path
 
 
+def read_varint(b, i):
+    n = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        n |= (c & 0x7F) << shift
+        shift += 7
+        if not c & 0x80:
+            return n, i
+
+
+def classify(reply):
+    """The first Response frame of a reply: "chunk", or the Error's code."""
+    if len(reply) < 5:
+        return "nothing"
+    body = reply[4 : 4 + struct.unpack(">I", reply[:4])[0]]
+    key, i = read_varint(body, 0)
+    if key >> 3 == 3:
+        return "chunk"
+    if key >> 3 != 4:
+        return f"field {key >> 3}"
+    length, i = read_varint(body, i)
+    error = body[i : i + length]
+    key, j = read_varint(error, 0)
+    if key >> 3 != 1:
+        return "error without a code"
+    n, j = read_varint(error, j)
+    return error[j : j + n].decode()
+
+
 class Peer(QuicConnectionProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.data = {}
         self.resets = set()
+        self.ended = set()
         self.closed = asyncio.Event()
         self.hello_done = asyncio.Event()
         self.hello_stream = None
@@ -110,6 +144,8 @@ class Peer(QuicConnectionProtocol):
     def quic_event_received(self, event):
         if isinstance(event, StreamDataReceived):
             self.data[event.stream_id] = self.data.get(event.stream_id, b"") + event.data
+            if event.end_stream:
+                self.ended.add(event.stream_id)
             if event.stream_id == self.hello_stream and event.end_stream:
                 self.hello_done.set()
         elif isinstance(event, StreamReset):
@@ -180,6 +216,21 @@ async def slots(host, port, config, file_hash, chunks, seconds):
     return await dial(host, port, config, one)
 
 
+async def ask(host, port, config, files):
+    async def one(p):
+        if not await p.say_hello():
+            return {"admitted": False}
+        streams = [p.open(get_request(f, 0, 1), end=True) for f in files]
+        p.transmit()
+        for _ in range(100):
+            if all(s in p.ended or s in p.resets for s in streams):
+                break
+            await asyncio.sleep(0.1)
+        return {"admitted": True, "answers": [classify(p.data.get(s, b"")) for s in streams]}
+
+    return await dial(host, port, config, one)
+
+
 async def flood(host, port, config, n, seconds):
     async def one(p):
         admitted = await p.say_hello()
@@ -207,6 +258,9 @@ def main():
             out = asyncio.run(
                 slots(host, port, config, bytes.fromhex(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]))
             )
+        elif mode == "ask":
+            files = [bytes.fromhex(h) for h in sys.argv[4:]]
+            out = asyncio.run(ask(host, port, configuration(cert, key), files))
         elif mode == "flood":
             out = asyncio.run(flood(host, port, configuration(cert, key), int(sys.argv[4]), float(sys.argv[5])))
         else:

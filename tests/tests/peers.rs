@@ -843,3 +843,94 @@ fn a_seeder_that_finds_its_own_copy_corrupt_stops_offering_it_and_is_not_banned(
     );
     assert_same_cache(&clean.cache(), &seed.cache());
 }
+
+/// Issue 16, part 3: cache edits under a running daemon. huggingface_hub's own
+/// `delete_revisions` removes a repo, and a shared-store blob is replaced by other bytes: a
+/// peer asking for those files afterwards hears `gone` (asked with aioquic, not zest), not
+/// `not_found` for files it was told were here (those earned strikes, then a ban, which cut
+/// off every other file too). A file never held is still `not_found`, and the files that
+/// stayed are still served.
+#[test]
+fn cache_edits_under_a_running_daemon_are_gone_not_lies() {
+    use zest_tests::hub::fixtures::DATASET;
+    let scratch = Scratch::new("peers-cache-edits");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
+    pull_ok(&seed, MODEL);
+    let out = seed.pull(&[DATASET, "--repo-type", "dataset"], &[]);
+    pulled_path(&out);
+    let xet_hashes = |repo: &str| -> std::collections::BTreeSet<String> {
+        hub.repo(repo)
+            .files
+            .values()
+            .filter(|f| f.size > 0)
+            .filter_map(|f| f.xet_hash.clone())
+            .collect()
+    };
+    let (model, dataset) = (xet_hashes(MODEL), xet_hashes(DATASET));
+    let only_model: Vec<&str> = model.difference(&dataset).map(String::as_str).collect();
+    let both: Vec<&str> = model.intersection(&dataset).map(String::as_str).collect();
+    assert!(!only_model.is_empty() && !both.is_empty());
+    // The wire carries a file's hash as its 32 raw bytes, not as Xet's hex spelling.
+    let wire = |xet_hex: &str| -> String {
+        let h: xet::XetHash = xet_hex.parse().expect("a Xet hash");
+        h.as_bytes().iter().map(|b| format!("{b:02x}")).collect()
+    };
+    let ask = |files: &[&str]| -> Vec<String> {
+        let files: Vec<String> = files.iter().map(|f| wire(f)).collect();
+        let mut args = vec!["ask"];
+        args.extend(files.iter().map(String::as_str));
+        let r = attack(&seed.listen(), &args);
+        r["answers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{r}"))
+            .iter()
+            .map(|a| a.as_str().unwrap_or("?").to_string())
+            .collect()
+    };
+    assert_eq!(ask(&only_model), vec!["chunk"; only_model.len()]);
+
+    hf_python_ok(
+        "import sys\nfrom huggingface_hub import scan_cache_dir\n\
+         info = scan_cache_dir(sys.argv[1])\n\
+         revs = [r.commit_hash for repo in info.repos if repo.repo_id == sys.argv[2] for r in repo.revisions]\n\
+         info.delete_revisions(*revs).execute()",
+        &[seed.cache().to_str().expect("utf-8 path"), MODEL],
+        &hub.endpoint,
+        &seed.cache(),
+        &scratch.path().join("hf-home"),
+        &[],
+    );
+    let dataset_files = dataset.len() as u64;
+    assert!(
+        wait_until(Duration::from_secs(20), || num(&seed, "indexed_files")
+            == dataset_files),
+        "the index still lists {} files",
+        num(&seed, "indexed_files")
+    );
+    assert_eq!(ask(&only_model), vec!["gone"; only_model.len()]);
+    // The weights the dataset shares stay, and are served.
+    assert_eq!(ask(&both), vec!["chunk"; both.len()]);
+    assert_eq!(ask(&[&"ab".repeat(32)]), vec!["not_found"]);
+
+    // A blob replaced by other bytes of the same size: its file is gone too.
+    let parquet = hub.repo(DATASET).files["data/train-00000-of-00001.parquet"]
+        .xet_hash
+        .clone()
+        .expect("xet file");
+    let entry = std::fs::canonicalize(
+        pulled_path(&seed.pull(&[DATASET, "--repo-type", "dataset"], &[]))
+            .join("data/train-00000-of-00001.parquet"),
+    )
+    .expect("blob");
+    let size = std::fs::metadata(&entry).expect("meta").len() as usize;
+    let tmp = entry.with_extension("edit");
+    std::fs::write(&tmp, vec![7u8; size]).expect("write");
+    std::fs::rename(&tmp, &entry).expect("replace");
+    assert!(
+        wait_until(Duration::from_secs(20), || ask(&[&parquet]) == ["gone"]),
+        "{:?}",
+        ask(&[&parquet])
+    );
+    assert_eq!(ask(&both), vec!["chunk"; both.len()]);
+}

@@ -111,7 +111,13 @@ struct Inner {
     wrong: sled::Tree,
     /// Manifests recently served, decoded once.
     hot: Mutex<HashMap<XetHash, Arc<HeldFile>>>,
+    /// Files that left the index lately, and when: a peer asking for one hears it is
+    /// gone (no lie) rather than that it was never here.
+    left: Mutex<HashMap<XetHash, std::time::Instant>>,
 }
+
+/// How long a file that left is remembered as having been here.
+const REMEMBER_LEFT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// What `paths` remembers about a file on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -187,6 +193,7 @@ impl Index {
             wrong: db.open_tree("wrong")?,
             visibility: visibility.clone(),
             hot: Mutex::new(HashMap::new()),
+            left: Mutex::new(HashMap::new()),
             db,
         };
         Ok(Some(Index {
@@ -297,6 +304,16 @@ impl Index {
         false
     }
 
+    /// Whether `hash` left the index in the last ten minutes and is not back.
+    pub fn recently_left(&self, hash: &XetHash) -> bool {
+        !self.contains(hash)
+            && self
+                .inner
+                .left
+                .lock()
+                .is_ok_and(|l| l.get(hash).is_some_and(|t| t.elapsed() < REMEMBER_LEFT))
+    }
+
     /// Forgets `path`; the file leaves the index when no other path holds it.
     pub fn remove_path(&self, path: &Path) -> Result<(), IndexError> {
         let inner = &self.inner;
@@ -317,6 +334,11 @@ impl Index {
             return Ok(());
         }
         inner.files.remove(hash.as_bytes())?;
+        if let Ok(mut left) = inner.left.lock() {
+            let now = std::time::Instant::now();
+            left.retain(|_, t| now.duration_since(*t) < REMEMBER_LEFT);
+            left.insert(hash, now);
+        }
         if let Some(m) = inner.manifests.remove(hash.as_bytes())? {
             for c in decode_manifest(&m).unwrap_or_default() {
                 // Another file may own the same chunk; only drop entries pointing here.

@@ -98,6 +98,18 @@ impl Provider {
             .map(Source::Live)
     }
 
+    /// The answer for a file `source` did not find: `gone` if it left this cache lately and
+    /// the peer could have had it (so that is no lie and earns no strike), else `not_found`.
+    /// Private content that left stays `not_found` for strangers, as it was while here.
+    fn missing(&self, hash: &XetHash, fleet: bool) -> peer::Response {
+        let could_have = fleet || (self.serve_public && self.index.is_public(hash));
+        if could_have && self.index.recently_left(hash) {
+            wire::error("gone", "the file left this cache")
+        } else {
+            wire::error("not_found", "no such file here")
+        }
+    }
+
     fn have(&self, files: &[Vec<u8>], fleet: bool) -> peer::Response {
         if files.len() > MAX_HAVE_FILES {
             return wire::error("bad_request", "too many files in one have request");
@@ -154,7 +166,7 @@ impl Provider {
             Some(Source::Live(l)) => (req.start..req.end)
                 .filter_map(|i| l.get(i).map(|p| claim(i, &p.hash, p.size)))
                 .collect(),
-            None => return wire::error("not_found", "no such file here"),
+            None => return self.missing(&hash, fleet),
         };
         peer::Response {
             kind: Some(peer::response::Kind::Manifest(peer::ManifestReply {
@@ -222,9 +234,7 @@ impl Provider {
                 let file = l.file.clone();
                 (file, Box::new(move |i| l.get(i)))
             }
-            None => {
-                return wire::write(send, &wire::error("not_found", "no such file here")).await;
-            }
+            None => return wire::write(send, &self.missing(&hash, fleet)).await,
         };
         for i in req.start..req.end {
             let Some(p) = lookup(i) else {

@@ -699,3 +699,95 @@ fn a_pull_killed_every_two_seconds_still_finishes_and_fetches_little_twice() {
         "the state dir grew: {state_sizes:?}"
     );
 }
+
+/// A tmpfs mounted for one test (root only, as the network-namespace tests), unmounted when
+/// dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).expect("mount point");
+        let ok = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "zest-test",
+            ])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot mount a tmpfs at {} (needs root)", at.display());
+        Tmpfs(at.to_path_buf())
+    }
+
+    fn resize(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot resize the tmpfs at {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Issue 16, part 3: the cache on a disk that fills up mid-pull (a 10 MiB tmpfs, a 16 MiB
+/// file). The pull fails with an error that says the disk holding the cache is full and
+/// names it; nothing partial appears in the snapshot; zestd keeps running and lists the
+/// failure; once space is freed the same pull completes, identical to huggingface_hub's
+/// cache, keeping what it had verified.
+#[test]
+fn a_full_disk_fails_clearly_loses_nothing_and_the_pull_completes_once_space_is_freed() {
+    let scratch = Scratch::new("pull-disk-full");
+    const REPO: &str = "zest-test/full-disk";
+    let (hub, reference, whole) = one_big_file(&scratch, REPO, 16, 21);
+    let dir = scratch.path().join("zest");
+    let disk = Tmpfs::mount(&dir.join("cache"), "10m");
+    let daemon = Daemon::start(&dir, &hub.endpoint);
+    let before = hub.stats.snapshot().xorb_bytes;
+    let out = daemon.pull(&[REPO], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    eprintln!("{stderr}");
+    assert!(!out.status.success());
+    let storage = daemon.cache().join("models--zest-test--full-disk");
+    assert!(
+        stderr.contains("No space left on device")
+            && stderr.contains(&format!("the disk holding {} is full", storage.display())),
+        "{stderr}"
+    );
+    let snapshot = storage.join("snapshots").join(&hub.repo(REPO).commit);
+    assert!(
+        !snapshot.join("big.safetensors").exists(),
+        "a partial file in the snapshot"
+    );
+    let status = daemon.status_json();
+    assert_eq!(status["stopped"][0]["kind"], "disk", "{status}");
+    assert_eq!(
+        status["pulls"].as_array().map(Vec::len),
+        Some(0),
+        "{status}"
+    );
+    let fetched_before = hub.stats.snapshot().xorb_bytes - before;
+
+    disk.resize("64m");
+    let before = hub.stats.snapshot().xorb_bytes;
+    pulled_path(&daemon.pull(&[REPO], &[]));
+    assert_same(&reference, &daemon.cache());
+    let fetched = hub.stats.snapshot().xorb_bytes - before;
+    eprintln!("full at {fetched_before} of {whole} origin bytes; then fetched {fetched}");
+    assert!(
+        fetched < whole,
+        "nothing verified was kept: fetched {fetched} of {whole}"
+    );
+    drop(daemon);
+}

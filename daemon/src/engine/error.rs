@@ -53,6 +53,16 @@ impl PullError {
     pub fn disk(what: &str, e: &std::io::Error) -> Self {
         Self::new(Kind::Disk, format!("{what}: {e}{}", full_hint(e)))
     }
+    /// Names the directory whose disk is full, if that is what went wrong.
+    pub fn on_disk_of(mut self, dir: &std::path::Path) -> Self {
+        self.message = self.message.replacen(
+            DISK_FULL,
+            &format!("the disk holding {} is full", dir.display()),
+            1,
+        );
+        self
+    }
+
     /// Adds what was being done to the message.
     pub fn context(mut self, what: &str) -> Self {
         self.message = format!("{what}: {}", self.message);
@@ -60,11 +70,13 @@ impl PullError {
     }
 }
 
-fn full_hint(e: &std::io::Error) -> &'static str {
+const DISK_FULL: &str = "the disk is full";
+
+fn full_hint(e: &std::io::Error) -> String {
     if e.raw_os_error() == Some(28) {
-        " (the disk is full: free some space and pull again; verified data is kept)"
+        format!(" ({DISK_FULL}: free some space and pull again; verified data is kept)")
     } else {
-        ""
+        String::new()
     }
 }
 

@@ -236,7 +236,7 @@ async fn fetch_tracked(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError>
     ctx.counters.start_file(&t.entry.path);
     let r = fetch_file(ctx, t)
         .await
-        .map_err(|e| e.context(&t.entry.path));
+        .map_err(|e| e.on_disk_of(&ctx.rc.storage()).context(&t.entry.path));
     ctx.counters.finish_file(&t.entry.path);
     r
 }

@@ -791,3 +791,94 @@ fn a_full_disk_fails_clearly_loses_nothing_and_the_pull_completes_once_space_is_
     );
     drop(daemon);
 }
+
+/// Issue 16, part 3: paths that cannot all be linked. A repo that lists a path both as a
+/// file and as a folder, or a name over the file system's 255 bytes, is refused before
+/// anything is written; a link that fails at the end (here a folder stands where a file's
+/// link goes) takes back the links this pull made. Either way: no partial snapshot, no new
+/// ref, a clear error.
+#[test]
+fn paths_that_cannot_be_linked_leave_no_partial_snapshot_and_no_ref() {
+    let scratch = Scratch::new("pull-linking");
+    let long = format!("{}.bin", "n".repeat(300));
+    let hub = start_hub(
+        &scratch,
+        vec![
+            RepoSpec::model(
+                "zest-test/file-and-folder",
+                vec![
+                    FileSpec::plain("a.txt", "a"),
+                    FileSpec::plain("weights", "a file"),
+                    FileSpec::plain("weights/part1.bin", "in a folder of the same name"),
+                ],
+            ),
+            RepoSpec::model(
+                "zest-test/long-name",
+                vec![
+                    FileSpec::plain("a.txt", "a"),
+                    FileSpec::plain(&long, "long"),
+                ],
+            ),
+            RepoSpec::model(
+                "zest-test/blocked",
+                vec![
+                    FileSpec::plain("a.txt", "a"),
+                    FileSpec::plain("b/c.txt", "c"),
+                    FileSpec::plain("config.json", "{}"),
+                ],
+            ),
+        ],
+    );
+    let daemon = Daemon::start(&scratch.path().join("zest"), &hub.endpoint);
+    let storage = |repo: &str| {
+        daemon
+            .cache()
+            .join(format!("models--{}", repo.replace('/', "--")))
+    };
+    for (repo, says) in [
+        (
+            "zest-test/file-and-folder",
+            "weights is listed both as a file and as the folder",
+        ),
+        ("zest-test/long-name", "is 304 bytes, over the 255"),
+    ] {
+        let out = daemon.pull(&[repo], &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(says), "{repo}: {err}");
+        assert!(
+            !storage(repo).join("snapshots").exists(),
+            "{repo}: a snapshot"
+        );
+        assert!(!storage(repo).join("refs").exists(), "{repo}: a ref");
+    }
+
+    // A folder where config.json's link goes: the links made before it are taken back.
+    let repo = "zest-test/blocked";
+    let snapshot = storage(repo).join("snapshots").join(&hub.repo(repo).commit);
+    std::fs::create_dir_all(snapshot.join("config.json/inside")).expect("blocking folder");
+    let out = daemon.pull(&[repo], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("linking config.json"),
+        "{err}"
+    );
+    let left: Vec<PathBuf> = zest_tests::harness::snapshot_tree(&snapshot)
+        .into_keys()
+        .collect();
+    assert_eq!(
+        left,
+        [
+            PathBuf::from("config.json"),
+            PathBuf::from("config.json/inside")
+        ],
+        "the snapshot kept links of a failed pull"
+    );
+    assert!(
+        !storage(repo).join("refs/main").exists(),
+        "a ref to a failed snapshot"
+    );
+    // Once the folder is gone the pull completes.
+    std::fs::remove_dir_all(snapshot.join("config.json")).expect("unblocking");
+    pulled_path(&daemon.pull(&[repo], &[]));
+    assert!(storage(repo).join("refs/main").exists());
+}

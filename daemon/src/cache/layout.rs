@@ -135,11 +135,8 @@ impl RepoCache {
         // huggingface_hub may link the same pointer at the same moment: a new link goes in
         // by rename, which replaces whatever is there in one step, so neither tool sees
         // "File exists" or a moment without the link.
-        let name = pointer
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = parent.join(format!(".{name}.{:016x}.zest-link", rand::random::<u64>()));
+        // A short name of its own, so a pointer's name may use the whole NAME_MAX.
+        let tmp = parent.join(format!(".zest-link-{:016x}", rand::random::<u64>()));
         std::os::unix::fs::symlink(&target, &tmp).at("linking", &tmp)?;
         if let Err(e) = std::fs::rename(&tmp, &pointer) {
             let _ = std::fs::remove_file(&tmp);

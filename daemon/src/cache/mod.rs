@@ -6,6 +6,7 @@ pub mod error;
 pub mod layout;
 pub mod lock;
 pub mod shared_store;
+pub mod snapshot_paths;
 pub mod tree_json;
 
 pub use error::CacheError;

@@ -1,6 +1,6 @@
 //! One pull: a repo at a revision, filtered, into the cache.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -140,6 +140,14 @@ pub async fn run(
             xet,
         });
     }
+    // Paths that cannot all be linked are refused before anything is written.
+    let rels: Vec<PathBuf> = tasks.iter().map(|t| t.rel.clone()).collect();
+    crate::cache::snapshot_paths::check(&rels).map_err(|e| {
+        PullError::new(
+            Kind::Invalid,
+            format!("cannot make this repo's snapshot: {e}"),
+        )
+    })?;
     for t in &tasks {
         if let Some(h) = &t.xet
             && let Err(e) = engine.index.note_visibility(h, private)
@@ -162,8 +170,6 @@ pub async fn run(
     if tasks.is_empty() && (!spec.include.is_empty() || !spec.exclude.is_empty()) {
         tracing::warn!(repo = %spec.repo, "no files matched the include/exclude patterns");
     }
-    rc.write_ref(&spec.revision, &commit)
-        .map_err(|e| PullError::from(e).context(&format!("writing refs/{}", spec.revision)))?;
     counters
         .files_total
         .store(tasks.len() as u32, Ordering::Relaxed);
@@ -204,20 +210,54 @@ pub async fn run(
         return Err(e);
     }
 
-    // Only now does the snapshot show the files: all of them, each complete.
+    // Only now does the snapshot show the files: all of them, each complete, or none that
+    // this pull added; and only then does the ref point at it.
     counters.set_phase("linking");
-    for t in &tasks {
-        rc.link_pointer(&commit, &t.rel, &t.etag)?;
-    }
+    link_all(&rc, &commit, &tasks)?;
     let snapshot = rc.snapshot(&commit);
     std::fs::create_dir_all(&snapshot)
         .map_err(|e| PullError::disk("creating the snapshot folder", &e))?;
+    rc.write_ref(&spec.revision, &commit)
+        .map_err(|e| PullError::from(e).context(&format!("writing refs/{}", spec.revision)))?;
     Ok(PullOutcome {
         snapshot,
         commit,
         files: tasks.len() as u32,
         bytes: tasks.iter().map(|t| t.entry.size).sum(),
     })
+}
+
+/// Links every task's pointer; if one fails, removes the pointers and folders this call
+/// made, so the snapshot is as it was.
+fn link_all(rc: &RepoCache, commit: &str, tasks: &[FileTask]) -> Result<(), PullError> {
+    let snapshot = rc.snapshot(commit);
+    let mut made: Vec<PathBuf> = Vec::new();
+    for t in tasks {
+        let pointer = rc.pointer(commit, &t.rel);
+        // The folders this link will create, outermost first.
+        let mut new_dirs: Vec<PathBuf> = pointer
+            .ancestors()
+            .skip(1)
+            .take_while(|d| d.starts_with(&snapshot) && !d.exists())
+            .map(Path::to_path_buf)
+            .collect();
+        new_dirs.reverse();
+        let existed = std::fs::symlink_metadata(&pointer).is_ok();
+        if let Err(e) = rc.link_pointer(commit, &t.rel, &t.etag) {
+            for p in made.iter().rev() {
+                let _ = std::fs::remove_file(p).or_else(|_| std::fs::remove_dir(p));
+            }
+            for d in new_dirs.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+            return Err(PullError::from(e).context(&format!("linking {}", t.entry.path)));
+        }
+        made.extend(new_dirs);
+        if !existed {
+            made.push(pointer);
+        }
+    }
+    Ok(())
 }
 
 /// What every file of one pull shares.

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 /// A binary of this workspace, built next to the running test (`cargo build --bins`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> → target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test executable in target/<profile>/deps");
+    // target/<profile>/deps/<test> → target/<profile>/<name>; a helper binary of this crate
+    // (zest-soak) runs from target/<profile> itself.
+    let mut dir = exe.parent().expect("executable in a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().expect("target/<profile>/deps");
+    }
     let p = dir.join(name);
     assert!(
         p.exists(),

@@ -934,3 +934,58 @@ fn cache_edits_under_a_running_daemon_are_gone_not_lies() {
     );
     assert_eq!(ask(&both), vec!["chunk"; both.len()]);
 }
+
+/// Issue 16, part 3: a large cache (4 000 blobs other tools wrote) is indexed at start-up
+/// with bounded memory, and a restart keeps the index instead of hashing everything again.
+#[test]
+fn a_cache_of_thousands_of_files_is_indexed_at_start_with_bounded_memory() {
+    const FILES: u64 = 4000;
+    let scratch = Scratch::new("peers-large-cache");
+    let hub = start_hub(&scratch, fixtures::standard());
+    // The baseline: the same daemon with an empty cache.
+    let empty = Daemon::start_peer(&scratch.path().join("empty"), &hub.endpoint, &[]);
+    std::thread::sleep(Duration::from_secs(2));
+    let baseline = peak_rss(num(&empty, "pid") as u32);
+    drop(empty);
+
+    let dir = scratch.path().join("big");
+    let blobs = dir.join("cache/models--zest-test--many/blobs");
+    std::fs::create_dir_all(&blobs).expect("blobs");
+    for i in 0..FILES {
+        let data = zest_tests::random_bytes(8 << 10, 1000 + i);
+        let name: String = zest_tests::sha256(&data)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(blobs.join(name), data).expect("blob");
+    }
+    let started = std::time::Instant::now();
+    let mut d = Daemon::start_peer(&dir, &hub.endpoint, &[]);
+    assert!(
+        wait_until(Duration::from_secs(120), || num(&d, "indexed_files")
+            == FILES),
+        "indexed {} of {FILES}:\n{}",
+        num(&d, "indexed_files"),
+        d.log()
+    );
+    let took = started.elapsed();
+    let peak = peak_rss(num(&d, "pid") as u32);
+    eprintln!(
+        "{FILES} files indexed in {:.1} s; peak RSS {} MiB (empty cache: {} MiB)",
+        took.as_secs_f64(),
+        peak >> 20,
+        baseline >> 20
+    );
+    assert!(
+        peak < baseline + (32 << 20),
+        "indexing {FILES} files took {} MiB over the {} MiB of an empty cache",
+        (peak - baseline) >> 20,
+        baseline >> 20
+    );
+
+    // A restart keeps what it indexed: nothing is hashed again.
+    d.terminate();
+    d.spawn();
+    assert_eq!(num(&d, "indexed_files"), FILES);
+    assert!(!d.log().contains("cannot index"), "{}", d.log());
+}

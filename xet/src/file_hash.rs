@@ -199,7 +199,17 @@ fn fill<R: Read>(reader: &mut R, buf: &mut Vec<u8>, want: usize) -> io::Result<b
 
 /// Hashes a file on disk with [`hash_reader`].
 pub fn hash_path(path: &std::path::Path) -> io::Result<FileDigest> {
-    hash_reader(std::fs::File::open(path)?)
+    let mut f = std::fs::File::open(path)?;
+    let len = f.metadata()?.len();
+    if len <= BLOCK as u64 {
+        // A file smaller than one block is read whole into a buffer of its own size: the
+        // pipeline's block buffers (and a thread per call) would cost each of thousands of
+        // small files 8 MiB of zeroed memory, and the allocator keeps what it was given.
+        let mut data = Vec::with_capacity(len as usize);
+        f.read_to_end(&mut data)?;
+        return Ok(hash_bytes(&data));
+    }
+    hash_reader(f)
 }
 
 /// Hashes an in-memory buffer (one thread).
@@ -223,6 +233,25 @@ mod tests {
                 if i % 3 == 0 { 0 } else { (x >> 33) as u8 }
             })
             .collect()
+    }
+
+    #[test]
+    fn a_small_file_hashes_as_its_bytes_do() {
+        let dir = std::env::temp_dir().join(format!("zest-hash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        for n in [0, 1, 8 << 10, 200_000, BLOCK] {
+            let d = data(n);
+            let p = dir.join(format!("{n}"));
+            std::fs::write(&p, &d).expect("write");
+            let got = hash_path(&p).expect("hash");
+            assert_eq!(got.hash, hash_bytes(&d).hash, "{n} bytes");
+            assert_eq!(
+                got.hash,
+                hash_reader(&d[..]).expect("stream").hash,
+                "{n} bytes"
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

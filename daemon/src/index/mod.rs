@@ -119,6 +119,13 @@ struct Inner {
 /// How long a file that left is remembered as having been here.
 const REMEMBER_LEFT: std::time::Duration = std::time::Duration::from_secs(600);
 
+/// sled's page cache may grow to 1 GiB unless told otherwise, as the index does: an HF
+/// cache of very many files would cost the daemon that much memory. Lookups go mostly
+/// through `hot` and the OS page cache, so a small one costs little speed.
+fn db_config(dir: &Path) -> sled::Config {
+    sled::Config::new().path(dir).cache_capacity(16 << 20)
+}
+
 /// What `paths` remembers about a file on disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {
@@ -145,13 +152,13 @@ impl Index {
         // apart from the index and survives a rebuild. If it is unreadable it starts empty,
         // which makes everything fleet-only until pulled again: the safe side.
         let vis_dir = state_dir.join("visibility");
-        let vis = match sled::Config::new().path(&vis_dir).open() {
+        let vis = match db_config(&vis_dir).open() {
             Ok(db) => db,
             Err(e) if not_a_broken_db(&e) => return Err(e.into()),
             Err(e) => {
                 tracing::warn!("visibility records unreadable ({e}); starting afresh");
                 let _ = std::fs::remove_dir_all(&vis_dir);
-                sled::Config::new().path(&vis_dir).open()?
+                db_config(&vis_dir).open()?
             }
         };
         let visibility = vis.open_tree("visibility")?;
@@ -168,7 +175,7 @@ impl Index {
     }
 
     fn try_open(dir: &Path, visibility: &sled::Tree) -> Result<Option<Self>, IndexError> {
-        let db = sled::Config::new().path(dir).open()?;
+        let db = db_config(dir).open()?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
             Some(f) if f.as_ref() == FORMAT => {}

@@ -151,6 +151,29 @@ impl SharedStore {
             .then(|| s.to_string())
     }
 
+    /// If `blob` links to the store's entry for `xet_hash`, makes sure the entry's manifest
+    /// lists it (a cache deleted under running downloads can leave a link its manifest lost,
+    /// and a manifest is what tells `hf cache` the entry is still in use).
+    pub async fn ensure_listed(&self, blob: &Path, xet_hash: &str) -> Result<()> {
+        if !valid_hash(xet_hash) {
+            return Ok(());
+        }
+        let entry = self.entry(xet_hash);
+        let links_here = std::fs::canonicalize(blob)
+            .ok()
+            .zip(std::fs::canonicalize(&entry).ok())
+            .is_some_and(|(a, b)| a == b)
+            && std::fs::symlink_metadata(blob).is_ok_and(|m| m.file_type().is_symlink());
+        let Some(line) = self.manifest_line(blob).filter(|_| links_here) else {
+            return Ok(());
+        };
+        let lock_path = with_suffix(&entry, ".lock");
+        let _guard = lock::lock(&lock_path, 0o666)
+            .await
+            .at("locking", &lock_path)?;
+        append_manifest(&with_suffix(&entry, ".refs"), &line)
+    }
+
     /// Makes `blob` a symlink to an existing store entry. False when there is none.
     pub async fn link_existing(&self, blob: &Path, xet_hash: &str, size: u64) -> Result<bool> {
         if !valid_hash(xet_hash) || !self.is_marked() {

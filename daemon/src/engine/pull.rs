@@ -309,6 +309,14 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
         tracing::warn!(path = %pointer.display(), "the cached copy was found corrupt; downloading it again");
     }
     if pointer.exists() && !found_wrong {
+        if let Some(h) = &t.xet
+            && SharedStore::enabled()
+            && let Err(e) = SharedStore::new(&engine.cache_dir)
+                .ensure_listed(&rc.blob(&t.etag), &h.to_string())
+                .await
+        {
+            tracing::debug!(path = %t.entry.path, "cannot check the shared store's manifest: {e}");
+        }
         local(counters);
         return Ok(());
     }

@@ -244,6 +244,8 @@ fn main() {
         "origin_bytes": hub.stats.snapshot().xorb_bytes,
     });
     println!("{summary}");
+    // `exit` runs no destructors: the daemons and the liar are stopped here, not left behind.
+    drop(daemons);
     drop(liar);
     if !failures.is_empty() || !differing.is_empty() {
         std::process::exit(1);

@@ -242,13 +242,6 @@ impl HubClient {
         })
     }
 
-    /// Holds every request this client (and CAS clients made from it) sends to `d`.
-    pub fn with_deadlines(mut self, d: Deadlines) -> Result<Self, RemoteError> {
-        self.http = build_http(&self.endpoint, &d)?;
-        self.deadlines = d;
-        Ok(self)
-    }
-
     pub fn deadlines(&self) -> &Deadlines {
         &self.deadlines
     }

@@ -45,3 +45,12 @@ cargo build --workspace --release --bins --locked
 
 log "cargo test (release: the oracle tests hash tens of MiB)"
 cargo test --workspace --release --locked
+
+log "Fuzzing, a short coverage-guided run of every target (scripts/fuzz.sh; needs nightly)"
+# The stable replay of the corpus and past findings ran above (zest-fuzz's tests); this
+# looks for new ones. Without a nightly toolchain only the replay runs, and this says so.
+if cargo +nightly --version >/dev/null 2>&1; then
+  scripts/fuzz.sh "${ZEST_CI_FUZZ_SECONDS:-15}"
+else
+  echo "no nightly toolchain: coverage-guided fuzzing skipped; the corpus replay ran above"
+fi

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::hash::XetHash;
+use crate::{MAX_CHUNK_SIZE, MAX_XORB_CHUNKS};
 
 /// Chunk index range `[start, end)` within a xorb.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -161,11 +162,30 @@ impl ReconstructionV2 {
     /// Checks the response is self-consistent: non-empty ranges, a source for every term,
     /// byte ranges that are well formed, and an offset inside the first term.
     pub fn validate(&self) -> Result<()> {
+        let mut file_chunks = 0u64;
         for (i, t) in self.terms.iter().enumerate() {
             if t.range.is_empty() || t.unpacked_length == 0 {
                 return Err(Error::invalid(
                     "reconstruction",
                     format!("term {i} is empty"),
+                ));
+            }
+            // A xorb holds at most MAX_XORB_CHUNKS chunks of at most MAX_CHUNK_SIZE bytes;
+            // a term beyond that describes no xorb, and the chunk indices of the whole file
+            // must fit the u32 the engine and the peer protocol count them in.
+            if t.range.end as usize > MAX_XORB_CHUNKS
+                || u64::from(t.unpacked_length) > u64::from(t.range.len()) * MAX_CHUNK_SIZE as u64
+            {
+                return Err(Error::invalid(
+                    "reconstruction",
+                    format!("term {i} is larger than a xorb can be"),
+                ));
+            }
+            file_chunks += u64::from(t.range.len());
+            if file_chunks > u64::from(u32::MAX) {
+                return Err(Error::invalid(
+                    "reconstruction",
+                    "more chunks than a file can have",
                 ));
             }
             if self.source_for(t).is_none() {
@@ -177,7 +197,10 @@ impl ReconstructionV2 {
         }
         for fetches in self.xorbs.values() {
             for r in fetches.iter().flat_map(|f| &f.ranges) {
-                if r.bytes.end < r.bytes.start || r.chunks.is_empty() {
+                if r.bytes.end < r.bytes.start
+                    || r.chunks.is_empty()
+                    || r.chunks.end as usize > MAX_XORB_CHUNKS
+                {
                     return Err(Error::invalid("reconstruction", "malformed fetch range"));
                 }
             }
@@ -247,5 +270,33 @@ mod tests {
         bad.offset_into_first_range = 100;
         assert!(bad.validate().is_err());
         assert!(Reconstruction::from_v2_json(b"{").is_err());
+    }
+
+    /// Found while writing the fuzz target (fuzz/regressions/reconstruction): terms whose
+    /// chunk ranges no xorb can have made the file's chunk count overflow its u32.
+    #[test]
+    fn rejects_terms_no_xorb_can_hold() {
+        let body = format!(
+            r#"{{"offset_into_first_range":0,"terms":[{{"hash":"{HASH}","unpacked_length":100,"range":{{"start":0,"end":2}}}}],
+            "xorbs":{{"{HASH}":[{{"url":"u","ranges":[{{"chunks":{{"start":0,"end":8192}},"bytes":{{"start":0,"end":9}}}}]}}]}}}}"#
+        );
+        let r = Reconstruction::from_v2_json(body.as_bytes()).unwrap();
+        r.validate().unwrap();
+        let mut huge = r.clone();
+        huge.terms[0].range = ChunkRange::new(0, 3_000_000_000);
+        huge.xorbs
+            .values_mut()
+            .for_each(|f| f[0].ranges[0].chunks.end = 4_000_000_000);
+        assert!(huge.validate().is_err());
+        let mut past_a_xorb = r.clone();
+        past_a_xorb.terms[0].range = ChunkRange::new(8000, 8193);
+        assert!(past_a_xorb.validate().is_err());
+        let mut too_long = r.clone();
+        too_long.terms[0].unpacked_length = 2 * 128 * 1024 + 1;
+        assert!(too_long.validate().is_err());
+        let mut many = r;
+        let term = many.terms[0].clone();
+        many.terms = vec![term; 1000];
+        many.validate().unwrap();
     }
 }

@@ -113,7 +113,7 @@ impl Journal {
 }
 
 /// Records up to the first damaged one, and how many bytes they span.
-fn parse_records(mut body: &[u8]) -> (Vec<ChunkRecord>, Vec<Checkpoint>, usize) {
+pub fn parse_records(mut body: &[u8]) -> (Vec<ChunkRecord>, Vec<Checkpoint>, usize) {
     let mut out = Vec::new();
     let mut checkpoints = Vec::new();
     let mut used = 0;

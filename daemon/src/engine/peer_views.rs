@@ -56,7 +56,7 @@ pub async fn refresh(ctx: &FileCtx, peers: &[PeerConn]) -> HashMap<String, View>
     views
 }
 
-fn parse_state(id: &str, fh: FileHave, total: u32) -> Option<PeerState> {
+pub fn parse_state(id: &str, fh: FileHave, total: u32) -> Option<PeerState> {
     if fh.total_chunks != 0 && fh.total_chunks != total {
         // Not the file the CAS describes; nothing it says about it is useful.
         return None;

@@ -521,7 +521,7 @@ fn encode_paths(size: u64, paths: &[PathBuf]) -> Vec<u8> {
     w.into_vec()
 }
 
-fn decode_paths(v: &[u8]) -> Option<(u64, Vec<PathBuf>)> {
+pub fn decode_paths(v: &[u8]) -> Option<(u64, Vec<PathBuf>)> {
     let mut r = Reader::new(v);
     let size = r.u64()?;
     let n = r.u32()?;
@@ -532,7 +532,7 @@ fn decode_paths(v: &[u8]) -> Option<(u64, Vec<PathBuf>)> {
     Some((size, out))
 }
 
-fn decode_manifest(v: &[u8]) -> Option<Vec<Chunk>> {
+pub fn decode_manifest(v: &[u8]) -> Option<Vec<Chunk>> {
     if !v.len().is_multiple_of(36) {
         return None;
     }

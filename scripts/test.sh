@@ -29,6 +29,11 @@ if ! command -v opentracker >/dev/null 2>&1 || ! command -v ip >/dev/null 2>&1 |
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq opentracker iproute2 procps systemd
 fi
 
+log "aquatic_udp, a second BitTorrent tracker implementation beside opentracker (crates.io)"
+if ! command -v aquatic_udp >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/aquatic_udp" ]; then
+  cargo install aquatic_udp --locked --version 0.9.0 --no-default-features
+fi
+
 log "Rust components"
 for c in rustfmt clippy; do
   rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"

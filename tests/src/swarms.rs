@@ -1,6 +1,6 @@
 //! Discovery infrastructure the tests start themselves, on loopback or inside network
-//! namespaces they create and remove: Debian's opentracker, a local Mainline DHT, and a
-//! bridged LAN of namespaces.
+//! namespaces they create and remove: Debian's opentracker, aquatic's UDP tracker, a local
+//! Mainline DHT, and a bridged LAN of namespaces.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -92,6 +92,110 @@ impl Opentracker {
 }
 
 impl Drop for Opentracker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An aquatic_udp process (the aquatic project's BEP 15 tracker, from crates.io) on a
+/// loopback port: a second tracker implementation beside opentracker.
+pub struct AquaticUdp {
+    child: Child,
+    pub port: u16,
+}
+
+impl AquaticUdp {
+    pub fn start(dir: &Path) -> AquaticUdp {
+        std::fs::create_dir_all(dir).expect("tracker dir");
+        let port = crate::harness::free_udp_port();
+        let conf = dir.join("aquatic_udp.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "socket_workers = 1\nlog_level = \"warn\"\n\n[network]\naddress = \"127.0.0.1:{port}\"\n\n[access_list]\nmode = \"off\"\n"
+            ),
+        )
+        .expect("tracker config");
+        let bin = which("aquatic_udp")
+            .or_else(|| {
+                let home = std::env::var_os("HOME")?;
+                let p = Path::new(&home).join(".cargo/bin/aquatic_udp");
+                p.exists().then_some(p)
+            })
+            .unwrap_or_else(|| {
+                panic!("aquatic_udp is not installed: scripts/test.sh installs it (cargo install aquatic_udp)")
+            });
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting aquatic_udp");
+        let t = AquaticUdp { child, port };
+        assert!(
+            crate::harness::wait_until(Duration::from_secs(10), || t.connect().is_some()),
+            "aquatic_udp did not start"
+        );
+        t
+    }
+
+    pub fn announce_url(&self) -> String {
+        format!("udp://127.0.0.1:{}/announce", self.port)
+    }
+
+    fn socket(&self) -> Option<std::net::UdpSocket> {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        s.connect(("127.0.0.1", self.port)).ok()?;
+        Some(s)
+    }
+
+    /// A BEP 15 connection id, or None if the tracker does not answer.
+    fn connect(&self) -> Option<(std::net::UdpSocket, u64)> {
+        let s = self.socket()?;
+        let mut req = Vec::with_capacity(16);
+        req.extend_from_slice(&0x0417_2710_1980u64.to_be_bytes());
+        req.extend_from_slice(&0u32.to_be_bytes());
+        req.extend_from_slice(&0x5a45_5354u32.to_be_bytes());
+        s.send(&req).ok()?;
+        let mut buf = [0u8; 64];
+        let n = s.recv(&mut buf).ok()?;
+        (n >= 16 && buf[..4] == [0, 0, 0, 0] && buf[4..8] == req[12..16]).then(|| {
+            (
+                s,
+                u64::from_be_bytes(buf[8..16].try_into().unwrap_or([0; 8])),
+            )
+        })
+    }
+
+    /// (seeders, leechers) the tracker holds for `key`, from its BEP 15 scrape reply.
+    pub fn scrape(&self, key: &SwarmKey) -> (i64, i64) {
+        let Some((s, id)) = self.connect() else {
+            return (0, 0);
+        };
+        let mut req = Vec::with_capacity(36);
+        req.extend_from_slice(&id.to_be_bytes());
+        req.extend_from_slice(&2u32.to_be_bytes());
+        req.extend_from_slice(&0x5343_5250u32.to_be_bytes());
+        req.extend_from_slice(&key.0);
+        let mut buf = [0u8; 64];
+        match s.send(&req).ok().and_then(|_| s.recv(&mut buf).ok()) {
+            Some(n) if n >= 20 && buf[..4] == [0, 0, 0, 2] => {
+                let word = |i: usize| {
+                    i64::from(i32::from_be_bytes(
+                        buf[i..i + 4].try_into().unwrap_or([0; 4]),
+                    ))
+                };
+                (word(8), word(16))
+            }
+            _ => (0, 0),
+        }
+    }
+}
+
+impl Drop for AquaticUdp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

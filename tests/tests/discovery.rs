@@ -1,7 +1,8 @@
-//! Daemons that find each other with no static peers: through Debian's opentracker, a
-//! local Mainline DHT, or mDNS on a LAN of network namespaces; private repos that stay in
-//! the fleet; peers that come and go mid-pull. Origin bytes come from the test CAS's
-//! counters, tracker contents from its scrape replies, DHT contents from its nodes.
+//! Daemons that find each other with no static peers: through Debian's opentracker or
+//! aquatic's UDP tracker, a local Mainline DHT, or mDNS on a LAN of network namespaces;
+//! private repos that stay in the fleet; peers that come and go mid-pull. Origin bytes come
+//! from the test CAS's counters, tracker contents from their scrape replies, DHT contents
+//! from its nodes.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use zest_tests::harness::{
 };
 use zest_tests::hub::fixtures::{self, MODEL, PRIVATE_MODEL};
 use zest_tests::hub::{HubConfig, RepoSpec, TEST_TOKEN, TestHub};
-use zest_tests::swarms::{LocalDht, NetnsLan, Opentracker};
+use zest_tests::swarms::{AquaticUdp, LocalDht, NetnsLan, Opentracker};
 use zestd::discovery::swarm::{SwarmKey, fleet_key as fleet_swarm_key, public_key};
 use zestd::peer::FleetKey;
 
@@ -213,6 +214,41 @@ fn udp_tracker_only_fleet_seeds_and_withdraws() {
         num(&seed, "bytes_served") as f64
     );
     assert!(num(&seed, "bytes_served") > 0);
+    assert!(
+        wait_until(Duration::from_secs(20), || keys
+            .iter()
+            .all(|k| tracker.scrape(k).0 >= 3)),
+        "completed pulls were not announced as seeds: {:?}",
+        keys.iter().map(|k| tracker.scrape(k)).collect::<Vec<_>>()
+    );
+    for mut n in nodes {
+        n.terminate();
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || keys
+            .iter()
+            .all(|k| tracker.scrape(k).0 == 1)),
+        "stopped daemons are still listed: {:?}",
+        keys.iter().map(|k| tracker.scrape(k)).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_second_tracker_implementation_aquatic_udp_links_the_fleet() {
+    // Not opentracker: aquatic's BEP 15 tracker, built from crates.io. Its scrape replies
+    // (BEP 15 too) show the swarms.
+    let scratch = Scratch::new("disc-aquatic");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let keys = public_keys(&hub, &[MODEL]);
+    let tracker = AquaticUdp::start(&scratch.path().join("tracker"));
+    let t = args(&["--tracker", &tracker.announce_url()]);
+    let start =
+        |name: &str| Daemon::start_peer_with(&scratch.path().join(name), &hub.endpoint, &[], &t);
+    let seed = start("seed");
+    let nodes: Vec<Daemon> = (0..2).map(|i| start(&format!("node{i}"))).collect();
+    seeded_then_crowd(&hub, &seed, &nodes, "tracker", || {
+        keys.iter().all(|k| tracker.scrape(k).0 >= 1)
+    });
     assert!(
         wait_until(Duration::from_secs(20), || keys
             .iter()

@@ -792,6 +792,85 @@ fn a_full_disk_fails_clearly_loses_nothing_and_the_pull_completes_once_space_is_
     drop(daemon);
 }
 
+/// Issue 16, part 3: the disk holding the state dir fills up under a running daemon. The
+/// index's writes fail; the daemon stays up, keeps the index it has (nothing derived is
+/// deleted because a write failed) and, once space returns, reopens it in place and
+/// catches up with the cache: no restart.
+#[test]
+fn a_full_state_dir_recovers_in_place_once_space_returns() {
+    let scratch = Scratch::new("pull-state-full");
+    let hub = start_hub(&scratch, fixtures::standard());
+    let dir = scratch.path().join("zest");
+    let disk = Tmpfs::mount(&dir.join("state"), "24m");
+    let daemon = Daemon::start(&dir, &hub.endpoint);
+    pulled_path(&daemon.pull(&[MODEL], &[]));
+    let indexed = |d: &Daemon| d.status_json()["indexed_files"].as_u64().unwrap_or(0);
+    assert!(
+        wait_until(Duration::from_secs(10), || indexed(&daemon) > 0),
+        "{}",
+        daemon.status_json()
+    );
+    let model_files = indexed(&daemon);
+
+    // Fill the state dir's disk to the last byte.
+    let filler = daemon.state().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).expect("filler");
+        let block = vec![0x5a_u8; 64 << 10];
+        while f.write_all(&block).is_ok() {}
+        let small = [0u8; 512];
+        while f.write_all(&small).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let out = daemon.pull(&[DATASET, "--repo-type", "dataset"], &[]);
+    eprintln!(
+        "pull with the state dir full: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let status = daemon.status_json();
+    eprintln!("status with the state dir full: {status}");
+    assert!(
+        daemon.state().join("index").exists(),
+        "the index was deleted because a write failed"
+    );
+
+    // Space returns: without a restart the index takes what the cache holds.
+    std::fs::remove_file(&filler).expect("removing the filler");
+    if !out.status.success() {
+        pulled_path(&daemon.pull(&[DATASET, "--repo-type", "dataset"], &[]));
+    }
+    let mut xet: Vec<&str> = [MODEL, DATASET]
+        .iter()
+        .flat_map(|r| hub.repo(r).files.values())
+        .filter(|f| f.size > 0)
+        .filter_map(|f| f.xet_hash.as_deref())
+        .collect();
+    xet.sort();
+    xet.dedup();
+    let expected = xet.len() as u64;
+    assert!(expected > model_files, "the dataset adds no Xet file");
+    assert!(
+        wait_until(Duration::from_secs(30), || indexed(&daemon) >= expected),
+        "the index did not recover: {} of {expected} files\n{}",
+        indexed(&daemon),
+        daemon.log()
+    );
+    // And it stays whole across a restart.
+    let mut daemon = daemon;
+    daemon.terminate();
+    daemon.spawn();
+    assert!(
+        wait_until(Duration::from_secs(20), || indexed(&daemon) >= expected),
+        "{}",
+        daemon.status_json()
+    );
+    drop(daemon);
+    drop(disk);
+}
+
 /// Issue 16, part 3: paths that cannot all be linked. A repo that lists a path both as a
 /// file and as a folder, or a name over the file system's 255 bytes, is refused before
 /// anything is written; a link that fails at the end (here a folder stands where a file's

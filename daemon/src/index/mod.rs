@@ -9,7 +9,9 @@ pub mod watch;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use xet::XetHash;
 
@@ -24,6 +26,8 @@ pub enum IndexError {
     Db(#[from] sled::Error),
     #[error("index entry for {0} is unreadable")]
     Corrupt(String),
+    #[error("the index is being reopened (its disk was full)")]
+    Unavailable,
 }
 
 /// Errors that say nothing about the database's contents: another process holds it, no
@@ -90,7 +94,18 @@ pub struct XorbLocation {
 
 #[derive(Clone)]
 pub struct Index {
-    inner: Arc<Inner>,
+    slot: Arc<Slot>,
+}
+
+/// The open database, and what reopening it needs. A write that fails for lack of space
+/// leaves sled refusing every later write, even once there is room again, so the index
+/// notes that it is broken and [`Index::recover`] reopens it in place when the disk has
+/// room; the data on disk is kept (sled recovers it from its log).
+struct Slot {
+    state_dir: PathBuf,
+    /// None only while a reopen is under way or after one failed.
+    current: RwLock<Option<Arc<Inner>>>,
+    broken: AtomicBool,
 }
 
 struct Inner {
@@ -115,6 +130,9 @@ struct Inner {
     /// gone (no lie) rather than that it was never here.
     left: Mutex<HashMap<XetHash, std::time::Instant>>,
 }
+
+/// Free space the state dir's disk needs before a broken index is reopened.
+const MIN_FREE_TO_REOPEN: u64 = 8 << 20;
 
 /// How long a file that left is remembered as having been here.
 const REMEMBER_LEFT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -204,17 +222,88 @@ impl Index {
             db,
         };
         Ok(Some(Index {
-            inner: Arc::new(inner),
+            slot: Arc::new(Slot {
+                state_dir: dir.parent().map(Path::to_path_buf).unwrap_or_default(),
+                current: RwLock::new(Some(Arc::new(inner))),
+                broken: AtomicBool::new(false),
+            }),
         }))
     }
 
+    /// The open database, if any (none only while a reopen is under way or failed).
+    fn cur(&self) -> Option<Arc<Inner>> {
+        self.slot.current.read().ok()?.clone()
+    }
+
+    /// Runs a write; an I/O error from sled (a full disk, mostly) marks the index broken,
+    /// for [`Self::recover`] to reopen once there is room.
+    fn write<T>(&self, f: impl FnOnce(&Inner) -> Result<T, IndexError>) -> Result<T, IndexError> {
+        let inner = self.cur().ok_or(IndexError::Unavailable)?;
+        let r = f(&inner);
+        if let Err(IndexError::Db(sled::Error::Io(e))) = &r {
+            self.mark_broken(e);
+        }
+        r
+    }
+
+    fn mark_broken(&self, e: &std::io::Error) {
+        if !self.slot.broken.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                state_dir = %self.slot.state_dir.display(),
+                "the index cannot be written ({e}); it keeps serving what it holds and is \
+                 reopened once its disk has room"
+            );
+        }
+    }
+
+    /// Whether a write failed and the index waits to be reopened.
+    pub fn is_broken(&self) -> bool {
+        self.slot.broken.load(Ordering::SeqCst)
+    }
+
+    /// Reopens a broken index in place once the state dir's disk has room again. True if
+    /// it did (the caller then reconciles it with the cache: writes since the failure were
+    /// lost). Blocking.
+    pub fn recover(&self) -> bool {
+        if !self.is_broken() || free_bytes(&self.slot.state_dir) < MIN_FREE_TO_REOPEN {
+            return false;
+        }
+        let Ok(mut slot) = self.slot.current.write() else {
+            return false;
+        };
+        if let Some(old) = slot.take() {
+            // sled's file lock goes with the last handle: wait for the calls under way.
+            let start = std::time::Instant::now();
+            while Arc::strong_count(&old) > 1 && start.elapsed() < Duration::from_secs(5) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            drop(old);
+        }
+        match Index::open(&self.slot.state_dir) {
+            Ok(fresh) => {
+                let inner = fresh.slot.current.write().ok().and_then(|mut c| c.take());
+                *slot = inner;
+                let ok = slot.is_some();
+                if ok {
+                    self.slot.broken.store(false, Ordering::SeqCst);
+                    tracing::info!("the index's disk has room again: index reopened");
+                }
+                ok
+            }
+            Err(e) => {
+                tracing::warn!("reopening the index failed ({e}); trying again later");
+                false
+            }
+        }
+    }
+
     pub fn file_count(&self) -> u64 {
-        self.inner.files.len() as u64
+        self.cur().map_or(0, |i| i.files.len() as u64)
     }
 
     /// The stamp recorded for `path`, if it is indexed.
     pub fn stamp(&self, path: &Path) -> Option<(XetHash, Stamp)> {
-        let v = self.inner.paths.get(path_key(path)).ok()??;
+        let v = self.cur()?.paths.get(path_key(path)).ok()??;
         let mut r = Reader::new(&v);
         Some((
             r.hash()?,
@@ -227,7 +316,10 @@ impl Index {
 
     /// Every indexed path.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.inner
+        let Some(inner) = self.cur() else {
+            return Vec::new();
+        };
+        inner
             .paths
             .iter()
             .keys()
@@ -245,12 +337,22 @@ impl Index {
         stamp: Stamp,
         chunks: &[Chunk],
     ) -> Result<(), IndexError> {
-        let inner = &self.inner;
-        let key = hash.as_bytes();
         let mut paths = self.file_paths(&hash);
         if !paths.iter().any(|p| p == path) {
             paths.push(path.to_path_buf());
         }
+        self.write(|inner| Self::insert_in(inner, hash, path, stamp, chunks, &paths))
+    }
+
+    fn insert_in(
+        inner: &Inner,
+        hash: XetHash,
+        path: &Path,
+        stamp: Stamp,
+        chunks: &[Chunk],
+        paths: &[PathBuf],
+    ) -> Result<(), IndexError> {
+        let key = hash.as_bytes();
         if inner.manifests.get(key)?.is_none() {
             let mut w = Writer::with_capacity(chunks.len() * 36);
             for c in chunks {
@@ -267,7 +369,7 @@ impl Index {
             }
             inner.chunks.apply_batch(batch)?;
         }
-        inner.files.insert(key, encode_paths(stamp.size, &paths))?;
+        inner.files.insert(key, encode_paths(stamp.size, paths))?;
         let mut w = Writer::with_capacity(56);
         w.hash(&hash);
         w.u64(stamp.size);
@@ -285,7 +387,7 @@ impl Index {
             let mut w = Writer::with_capacity(24);
             w.u64(stamp.size);
             w.i128(stamp.mtime_ns);
-            self.inner.wrong.insert(path_key(path), w.into_vec())?;
+            self.write(|inner| Ok(inner.wrong.insert(path_key(path), w.into_vec())?))?;
         }
         self.remove_path(path)
     }
@@ -294,7 +396,10 @@ impl Index {
     /// changed since.
     pub fn found_wrong(&self, path: &Path) -> bool {
         let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let Ok(Some(v)) = self.inner.wrong.get(path_key(&real)) else {
+        let Some(inner) = self.cur() else {
+            return false;
+        };
+        let Ok(Some(v)) = inner.wrong.get(path_key(&real)) else {
             return false;
         };
         let mut r = Reader::new(&v);
@@ -307,37 +412,46 @@ impl Index {
             return true;
         }
         // Replaced or gone since: the record no longer says anything.
-        let _ = self.inner.wrong.remove(path_key(&real));
+        let _ = self.write(|inner| Ok(inner.wrong.remove(path_key(&real))?));
         false
     }
 
     /// Whether `hash` left the index in the last ten minutes and is not back.
     pub fn recently_left(&self, hash: &XetHash) -> bool {
         !self.contains(hash)
-            && self
-                .inner
-                .left
-                .lock()
-                .is_ok_and(|l| l.get(hash).is_some_and(|t| t.elapsed() < REMEMBER_LEFT))
+            && self.cur().is_some_and(|i| {
+                i.left
+                    .lock()
+                    .is_ok_and(|l| l.get(hash).is_some_and(|t| t.elapsed() < REMEMBER_LEFT))
+            })
     }
 
     /// Forgets `path`; the file leaves the index when no other path holds it.
     pub fn remove_path(&self, path: &Path) -> Result<(), IndexError> {
-        let inner = &self.inner;
         let Some((hash, _)) = self.stamp(path) else {
             return Ok(());
         };
-        inner.paths.remove(path_key(path))?;
         let mut paths = self.file_paths(&hash);
         paths.retain(|p| p != path);
+        let size = self.file_size(&hash).unwrap_or(0);
+        self.write(|inner| Self::remove_path_in(inner, path, hash, &paths, size))
+    }
+
+    fn remove_path_in(
+        inner: &Inner,
+        path: &Path,
+        hash: XetHash,
+        paths: &[PathBuf],
+        size: u64,
+    ) -> Result<(), IndexError> {
+        inner.paths.remove(path_key(path))?;
         if let Ok(mut hot) = inner.hot.lock() {
             hot.remove(&hash);
         }
         if !paths.is_empty() {
-            let size = self.file_size(&hash).unwrap_or(0);
             inner
                 .files
-                .insert(hash.as_bytes(), encode_paths(size, &paths))?;
+                .insert(hash.as_bytes(), encode_paths(size, paths))?;
             return Ok(());
         }
         inner.files.remove(hash.as_bytes())?;
@@ -370,14 +484,17 @@ impl Index {
     }
 
     fn file_paths(&self, hash: &XetHash) -> Vec<PathBuf> {
-        let Ok(Some(v)) = self.inner.files.get(hash.as_bytes()) else {
+        let Some(inner) = self.cur() else {
+            return Vec::new();
+        };
+        let Ok(Some(v)) = inner.files.get(hash.as_bytes()) else {
             return Vec::new();
         };
         decode_paths(&v).map(|(_, p)| p).unwrap_or_default()
     }
 
     fn file_size(&self, hash: &XetHash) -> Option<u64> {
-        let v = self.inner.files.get(hash.as_bytes()).ok()??;
+        let v = self.cur()?.files.get(hash.as_bytes()).ok()??;
         decode_paths(&v).map(|(s, _)| s)
     }
 
@@ -385,24 +502,30 @@ impl Index {
     /// needs a token. Public wins: bytes anyone can download are public wherever else
     /// they also appear.
     pub fn note_visibility(&self, hash: &XetHash, private: bool) -> Result<(), IndexError> {
-        let t = &self.inner.visibility;
-        if private {
-            let _ = t.compare_and_swap(hash.as_bytes(), None as Option<&[u8]>, Some(&[1u8][..]))?;
-        } else {
-            t.insert(hash.as_bytes(), &[0u8])?;
-        }
-        Ok(())
+        self.write(|inner| {
+            let t = &inner.visibility;
+            if private {
+                let none = None as Option<&[u8]>;
+                let _ = t.compare_and_swap(hash.as_bytes(), none, Some(&[1u8][..]))?;
+            } else {
+                t.insert(hash.as_bytes(), &[0u8])?;
+            }
+            Ok(())
+        })
     }
 
     /// Whether `hash` is known to be public. Files no pull vouched for (put in the cache
     /// by other tools) count as private: they stay inside the fleet.
     pub fn is_public(&self, hash: &XetHash) -> bool {
-        matches!(self.inner.visibility.get(hash.as_bytes()), Ok(Some(v)) if v.as_ref() == [0])
+        self.cur().is_some_and(
+            |i| matches!(i.visibility.get(hash.as_bytes()), Ok(Some(v)) if v.as_ref() == [0]),
+        )
     }
 
     /// Whether anything vouched for `hash` either way (a pull, or the Hub asked later).
     pub fn visibility_known(&self, hash: &XetHash) -> bool {
-        matches!(self.inner.visibility.get(hash.as_bytes()), Ok(Some(_)))
+        self.cur()
+            .is_some_and(|i| matches!(i.visibility.get(hash.as_bytes()), Ok(Some(_))))
     }
 
     /// Where `hash` is held in the cache.
@@ -412,7 +535,10 @@ impl Index {
 
     /// Every complete file held: its hash and size.
     pub fn files(&self) -> Vec<(XetHash, u64)> {
-        self.inner
+        let Some(inner) = self.cur() else {
+            return Vec::new();
+        };
+        inner
             .files
             .iter()
             .filter_map(|kv| kv.ok())
@@ -421,27 +547,26 @@ impl Index {
     }
 
     pub fn contains(&self, hash: &XetHash) -> bool {
-        self.inner
-            .files
-            .contains_key(hash.as_bytes())
-            .unwrap_or(false)
+        self.cur()
+            .is_some_and(|i| i.files.contains_key(hash.as_bytes()).unwrap_or(false))
     }
 
     /// The complete file `hash` with its manifest, if some indexed path still holds it.
     pub fn held(&self, hash: &XetHash) -> Option<Arc<HeldFile>> {
-        if let Ok(hot) = self.inner.hot.lock()
+        let inner = self.cur()?;
+        if let Ok(hot) = inner.hot.lock()
             && let Some(h) = hot.get(hash)
         {
             return Some(h.clone());
         }
-        let m = self.inner.manifests.get(hash.as_bytes()).ok()??;
+        let m = inner.manifests.get(hash.as_bytes()).ok()??;
         let chunks = decode_manifest(&m)?;
         let path = self
             .file_paths(hash)
             .into_iter()
             .find(|p| std::fs::metadata(p).is_ok())?;
         let held = Arc::new(HeldFile::new(*hash, path, chunks));
-        if let Ok(mut hot) = self.inner.hot.lock() {
+        if let Ok(mut hot) = inner.hot.lock() {
             if hot.len() >= 64 {
                 hot.clear();
             }
@@ -452,7 +577,7 @@ impl Index {
 
     /// Where chunk `hash` can be read: a file and the chunk's index in it.
     pub fn chunk_location(&self, hash: &XetHash) -> Option<(XetHash, u32)> {
-        let v = self.inner.chunks.get(hash.as_bytes()).ok()??;
+        let v = self.cur()?.chunks.get(hash.as_bytes()).ok()??;
         let mut r = Reader::new(&v);
         Some((r.hash()?, r.u32()?))
     }
@@ -474,8 +599,7 @@ impl Index {
         v.hash(file);
         v.u32(file_chunk);
         v.u32(end);
-        self.inner.xorbs.insert(k.into_vec(), v.into_vec())?;
-        Ok(())
+        self.write(|inner| Ok(inner.xorbs.insert(k.into_vec(), v.into_vec()).map(|_| ())?))
     }
 
     /// A local file holding xorb chunks `[start, end)`, and the file chunk where `start` is.
@@ -486,7 +610,8 @@ impl Index {
         let mut hi = Writer::with_capacity(36);
         hi.hash(xorb);
         hi.u32_be(start);
-        for kv in self.inner.xorbs.range(lo.into_vec()..=hi.into_vec()).rev() {
+        let inner = self.cur()?;
+        for kv in inner.xorbs.range(lo.into_vec()..=hi.into_vec()).rev() {
             let (k, v) = kv.ok()?;
             let first = u32::from_be_bytes(k.get(32..36)?.try_into().ok()?);
             let mut r = Reader::new(&v);
@@ -502,9 +627,20 @@ impl Index {
     }
 
     pub fn flush(&self) {
-        let _ = self.inner.db.flush();
-        let _ = self.inner.visibility.flush();
+        let Some(inner) = self.cur() else { return };
+        for r in [inner.db.flush(), inner.visibility.flush()] {
+            if let Err(sled::Error::Io(e)) = r {
+                self.mark_broken(&e);
+            }
+        }
     }
+}
+
+/// Bytes free to unprivileged writers on the disk holding `dir` (0 if unknown).
+fn free_bytes(dir: &Path) -> u64 {
+    rustix::fs::statvfs(dir)
+        .map(|s| s.f_bavail.saturating_mul(s.f_frsize))
+        .unwrap_or(0)
 }
 
 fn path_key(p: &Path) -> Vec<u8> {

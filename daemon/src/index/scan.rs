@@ -86,6 +86,10 @@ pub fn reconcile(index: &Index, cache_dir: &Path) -> ScanReport {
     let found = candidates(cache_dir);
     let mut seen = std::collections::HashSet::new();
     for c in &found {
+        if index.is_broken() {
+            // Nothing can be recorded until the index is reopened; that pass redoes this.
+            return report;
+        }
         seen.insert(c.path.clone());
         let Ok(meta) = std::fs::metadata(&c.path) else {
             continue;

@@ -14,6 +14,8 @@ use super::scan::{ScanReport, reconcile};
 const SETTLE: Duration = Duration::from_millis(300);
 const PERIODIC: Duration = Duration::from_secs(600);
 const PERIODIC_WITHOUT_WATCHER: Duration = Duration::from_secs(30);
+/// How often a broken index (its disk was full) checks whether it can be reopened.
+const RECOVER_EVERY: Duration = Duration::from_secs(3);
 
 /// Scans once, then watches `cache_dir` until the runtime stops. `on_scan` hears each pass.
 pub fn spawn(
@@ -45,13 +47,41 @@ pub fn spawn(
             PERIODIC_WITHOUT_WATCHER
         }
     };
+    // A broken index reopens itself once its disk has room, then catches up with the cache.
+    {
+        let index = index.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RECOVER_EVERY).await;
+                if !index.is_broken() {
+                    continue;
+                }
+                let ix = index.clone();
+                if let Ok(true) = tokio::task::spawn_blocking(move || ix.recover()).await
+                    && tx.send(()).is_err()
+                {
+                    return;
+                }
+            }
+        });
+    }
     tokio::spawn(async move {
         // Dropping the watcher stops it; it lives as long as this task.
         let _watcher = watcher.ok();
         loop {
             let ix = index.clone();
             let dir = cache_dir.clone();
-            match tokio::task::spawn_blocking(move || reconcile(&ix, &dir)).await {
+            // While the index cannot be written a pass would only hash everything again.
+            let pass = (!index.is_broken())
+                .then(|| tokio::task::spawn_blocking(move || reconcile(&ix, &dir)));
+            let Some(pass) = pass else {
+                if let Ok(None) = tokio::time::timeout(periodic, rx.recv()).await {
+                    return;
+                }
+                continue;
+            };
+            match pass.await {
                 Ok(r) => {
                     if r.added + r.removed > 0 {
                         tracing::info!(

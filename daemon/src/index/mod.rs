@@ -230,7 +230,8 @@ impl Index {
         }))
     }
 
-    /// The open database, if any (none only while a reopen is under way or failed).
+    /// The open database, if any (none only while a reopen is under way or failed). A
+    /// caller holding one must not take a second: [`Self::recover`] waits for every holder.
     fn cur(&self) -> Option<Arc<Inner>> {
         self.slot.current.read().ok()?.clone()
     }
@@ -484,13 +485,9 @@ impl Index {
     }
 
     fn file_paths(&self, hash: &XetHash) -> Vec<PathBuf> {
-        let Some(inner) = self.cur() else {
-            return Vec::new();
-        };
-        let Ok(Some(v)) = inner.files.get(hash.as_bytes()) else {
-            return Vec::new();
-        };
-        decode_paths(&v).map(|(_, p)| p).unwrap_or_default()
+        self.cur()
+            .map(|inner| paths_in(&inner, hash))
+            .unwrap_or_default()
     }
 
     fn file_size(&self, hash: &XetHash) -> Option<u64> {
@@ -561,8 +558,9 @@ impl Index {
         }
         let m = inner.manifests.get(hash.as_bytes()).ok()??;
         let chunks = decode_manifest(&m)?;
-        let path = self
-            .file_paths(hash)
+        // Not `self.file_paths`: a second `cur()` while holding one could wait on a reopen
+        // that waits for this call to let go.
+        let path = paths_in(&inner, hash)
             .into_iter()
             .find(|p| std::fs::metadata(p).is_ok())?;
         let held = Arc::new(HeldFile::new(*hash, path, chunks));
@@ -616,7 +614,10 @@ impl Index {
             let first = u32::from_be_bytes(k.get(32..36)?.try_into().ok()?);
             let mut r = Reader::new(&v);
             let (file, file_chunk, last) = (r.hash()?, r.u32()?, r.u32()?);
-            if first <= start && end <= last && self.contains(&file) {
+            if first <= start
+                && end <= last
+                && inner.files.contains_key(file.as_bytes()).unwrap_or(false)
+            {
                 return Some(XorbLocation {
                     file,
                     file_chunk: file_chunk + (start - first),
@@ -634,6 +635,13 @@ impl Index {
             }
         }
     }
+}
+
+fn paths_in(inner: &Inner, hash: &XetHash) -> Vec<PathBuf> {
+    let Ok(Some(v)) = inner.files.get(hash.as_bytes()) else {
+        return Vec::new();
+    };
+    decode_paths(&v).map(|(_, p)| p).unwrap_or_default()
 }
 
 /// Bytes free to unprivileged writers on the disk holding `dir` (0 if unknown).

@@ -134,6 +134,32 @@ fn flash_crowd(scratch: &Scratch, hub: &TestHub, crowd: &[Daemon], repo: &str, h
     }
 }
 
+/// After `seeded_then_crowd` with two nodes: the tracker lists the seed and both nodes as
+/// seeds; once the nodes stop (event=stopped), only the seed.
+fn seeds_listed_then_withdrawn(
+    keys: &[SwarmKey],
+    nodes: Vec<Daemon>,
+    scrape: impl Fn(&SwarmKey) -> (i64, i64),
+) {
+    assert!(
+        wait_until(Duration::from_secs(20), || keys
+            .iter()
+            .all(|k| scrape(k).0 >= 3)),
+        "completed pulls were not announced as seeds: {:?}",
+        keys.iter().map(&scrape).collect::<Vec<_>>()
+    );
+    for mut n in nodes {
+        n.terminate();
+    }
+    assert!(
+        wait_until(Duration::from_secs(10), || keys
+            .iter()
+            .all(|k| scrape(k).0 == 1)),
+        "stopped daemons are still listed: {:?}",
+        keys.iter().map(&scrape).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn tracker_only_fleet_seeds_and_shares_a_flash_crowd() {
     let scratch = Scratch::new("disc-tracker");
@@ -214,23 +240,7 @@ fn udp_tracker_only_fleet_seeds_and_withdraws() {
         num(&seed, "bytes_served") as f64
     );
     assert!(num(&seed, "bytes_served") > 0);
-    assert!(
-        wait_until(Duration::from_secs(20), || keys
-            .iter()
-            .all(|k| tracker.scrape(k).0 >= 3)),
-        "completed pulls were not announced as seeds: {:?}",
-        keys.iter().map(|k| tracker.scrape(k)).collect::<Vec<_>>()
-    );
-    for mut n in nodes {
-        n.terminate();
-    }
-    assert!(
-        wait_until(Duration::from_secs(10), || keys
-            .iter()
-            .all(|k| tracker.scrape(k).0 == 1)),
-        "stopped daemons are still listed: {:?}",
-        keys.iter().map(|k| tracker.scrape(k)).collect::<Vec<_>>()
-    );
+    seeds_listed_then_withdrawn(&keys, nodes, |k| tracker.scrape(k));
 }
 
 #[test]
@@ -249,23 +259,7 @@ fn a_second_tracker_implementation_aquatic_udp_links_the_fleet() {
     seeded_then_crowd(&hub, &seed, &nodes, "tracker", || {
         keys.iter().all(|k| tracker.scrape(k).0 >= 1)
     });
-    assert!(
-        wait_until(Duration::from_secs(20), || keys
-            .iter()
-            .all(|k| tracker.scrape(k).0 >= 3)),
-        "completed pulls were not announced as seeds: {:?}",
-        keys.iter().map(|k| tracker.scrape(k)).collect::<Vec<_>>()
-    );
-    for mut n in nodes {
-        n.terminate();
-    }
-    assert!(
-        wait_until(Duration::from_secs(10), || keys
-            .iter()
-            .all(|k| tracker.scrape(k).0 == 1)),
-        "stopped daemons are still listed: {:?}",
-        keys.iter().map(|k| tracker.scrape(k)).collect::<Vec<_>>()
-    );
+    seeds_listed_then_withdrawn(&keys, nodes, |k| tracker.scrape(k));
 }
 
 #[test]

@@ -432,9 +432,8 @@ impl Index {
         let Some((hash, _)) = self.stamp(path) else {
             return Ok(());
         };
-        let mut paths = self.file_paths(&hash);
+        let (size, mut paths) = self.file_entry(&hash).unwrap_or_default();
         paths.retain(|p| p != path);
-        let size = self.file_size(&hash).unwrap_or(0);
         self.write(|inner| Self::remove_path_in(inner, path, hash, &paths, size))
     }
 
@@ -490,9 +489,10 @@ impl Index {
             .unwrap_or_default()
     }
 
-    fn file_size(&self, hash: &XetHash) -> Option<u64> {
+    /// The file's size and the paths holding it, from one lookup.
+    fn file_entry(&self, hash: &XetHash) -> Option<(u64, Vec<PathBuf>)> {
         let v = self.cur()?.files.get(hash.as_bytes()).ok()??;
-        decode_paths(&v).map(|(s, _)| s)
+        decode_paths(&v)
     }
 
     /// Records what a pull learned from the Hub: whether the repo it took `hash` from

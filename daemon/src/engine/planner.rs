@@ -254,7 +254,7 @@ struct Slot {
     /// Peers that failed this slot.
     avoid: HashSet<PeerId>,
     claimed_at: Option<Instant>,
-    /// When it first waited on peers.
+    /// Since when only complete seeders hold it (and nobody fetches it).
     waiting_since: Option<Instant>,
     /// Goes to the origin although peers hold it: it waited too long on seeders.
     hedged: bool,
@@ -323,6 +323,12 @@ impl Planner {
 
     pub fn finished(&self) -> bool {
         self.slots.iter().all(|s| s.st == St::Done)
+    }
+
+    /// Whether some slot waits for a source (is neither in flight nor done). While none
+    /// does, nothing but a transfer ending or a claim settling can change a decision.
+    pub fn waiting(&self) -> bool {
+        self.slots.iter().any(|s| s.st == St::Todo)
     }
 
     /// Peers' chunk hashes never verified: the rest comes from the origin.
@@ -451,17 +457,25 @@ impl Planner {
                 !slot.avoid.contains(&p.id)
                     && (p.holds_any(&missing) || p.fetches_any(&slot.ranges))
             });
-            let waited = s
-                .now
-                .saturating_duration_since(*slot.waiting_since.get_or_insert(s.now));
             // Seeders busy with other ranges for too long: the origin takes this one
             // meanwhile, so slow seeders never make a pull slower. In a swarm (peers
             // fetching it) waiting stays the rule: that is what keeps a crowd at one copy.
-            let hedge = waited >= HEDGE_WAIT
+            // The clock runs only while seeders alone hold it: a range that was waited on
+            // while the swarm fetched it, and whose chunk hashes are checked only now that
+            // it is whole somewhere, is not hedged the moment it appears (in a simulated
+            // crowd of 8 that took 1.12 copies).
+            let seeders_only = elsewhere
                 && !s.peers.iter().any(|p| {
                     !slot.avoid.contains(&p.id)
                         && (p.fetches_any(&slot.ranges) || (p.holds_any(&missing) && !p.complete))
                 });
+            if !seeders_only {
+                slot.waiting_since = None;
+            }
+            let hedge = seeders_only
+                && s.now
+                    .saturating_duration_since(*slot.waiting_since.get_or_insert(s.now))
+                    >= HEDGE_WAIT;
             if elsewhere && patient && !hedge {
                 continue;
             }
@@ -712,6 +726,42 @@ mod tests {
         assert_eq!(due.len(), CDN_WITH_PEERS);
         let a = p.settle(&due, &snap(at(t0, 1300), vec![seeder]));
         assert_eq!(origin_slots(&a).len(), CDN_WITH_PEERS, "{a:?}");
+    }
+
+    #[test]
+    fn the_hedge_clock_starts_when_only_seeders_hold_the_slot() {
+        let t0 = Instant::now();
+        let (mut p, snap) = seeded(t0);
+        let fetcher = PeerState {
+            id: "f".into(),
+            complete: false,
+            involved: true,
+            held: vec![],
+            fetching: vec![(0, 120)],
+            rate: 0.0,
+        };
+        // Five seconds of a crowd fetching everything: waited for, not claimed.
+        for ms in [0, 1000, 3000, 5000] {
+            let a = p.assign(&snap(at(t0, ms), vec![fetcher.clone()]));
+            assert!(a.is_empty(), "{ms} ms: {a:?}");
+        }
+        // Then it completes, but its chunk hashes are not trusted yet: it is waited for
+        // (the trust check comes next), not hedged at once.
+        let done = PeerState {
+            complete: true,
+            held: vec![(0, 120)],
+            fetching: vec![],
+            ..fetcher
+        };
+        let untrusted = |now| Snapshot {
+            trusted: vec![false; 120],
+            ..snap(now, vec![done.clone()])
+        };
+        assert!(p.assign(&untrusted(at(t0, 5050))).is_empty());
+        assert!(p.assign(&untrusted(at(t0, 5500))).is_empty());
+        // A second later with still no way to take it from the seeder, the origin does.
+        let a = p.assign(&untrusted(at(t0, 6050)));
+        assert!(a.iter().any(|x| matches!(x, Action::Claim { .. })), "{a:?}");
     }
 
     #[test]

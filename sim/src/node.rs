@@ -1,0 +1,110 @@
+//! One simulated daemon: its connections, and per file the daemon's own planner with what
+//! it sees (a `Snapshot` kept up to date in place) and what it tells peers.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use zestd::engine::planner::{PeerState, Planner, Snapshot};
+
+use crate::params::FileShape;
+use crate::ranges;
+
+pub struct Node {
+    pub id: String,
+    pub alive: bool,
+    /// Pulls the model (false: holds it from the start).
+    pub pulls: bool,
+    pub arrived: f64,
+    pub finished: Option<f64>,
+    pub left: Option<f64>,
+    pub conns: Vec<usize>,
+    pub files: Vec<FileRun>,
+    /// Origin ranges in flight for swarms, over all files (the engine's `SwarmOrigin`).
+    pub swarm_inflight: usize,
+    pub swarm_progress: Option<f64>,
+    /// Bytes per second recently received from each peer.
+    pub rates: HashMap<usize, f64>,
+    pub next_announce: f64,
+    pub bytes_up: f64,
+    pub bytes_down: f64,
+    pub bytes_origin: f64,
+    pub msgs: u64,
+    pub msg_bytes: u64,
+}
+
+pub struct FileRun {
+    pub planner: Option<Planner>,
+    /// What this node tells peers about the file: what it holds (verified) and fetches.
+    pub public: PeerState,
+    /// What the planner sees; `ours`, `trusted` and `peers` live here between steps.
+    pub snap: Snapshot,
+    /// Claims announced and not yet fetched or withdrawn, with whether each holds a
+    /// swarm origin permit.
+    pub claims: HashMap<usize, bool>,
+    pub last_refresh: Option<f64>,
+    /// Something happened that the planner should look at in the next step.
+    pub kick: bool,
+    /// Earliest time of the next step (the first one waits for the pull's setup).
+    pub not_before: f64,
+    pub done: bool,
+}
+
+impl FileRun {
+    pub fn new(id: &str, shape: &FileShape, base: Instant, holds: bool) -> FileRun {
+        let n = shape.units as usize;
+        FileRun {
+            planner: None,
+            public: PeerState {
+                id: id.to_string(),
+                complete: holds,
+                involved: holds,
+                held: if holds {
+                    vec![(0, shape.units)]
+                } else {
+                    Vec::new()
+                },
+                fetching: Vec::new(),
+                rate: 0.0,
+            },
+            snap: Snapshot {
+                now: base,
+                connected: 0,
+                peers: Vec::new(),
+                ours: vec![holds; n],
+                trusted: vec![holds; n],
+                swarm_progressed: false,
+                swarm_inflight: 0,
+            },
+            claims: HashMap::new(),
+            last_refresh: None,
+            kick: true,
+            not_before: 0.0,
+            done: holds,
+        }
+    }
+
+    /// Verified units: on disk, trusted, and told to peers.
+    pub fn hold(&mut self, a: u32, b: u32, units: u32) {
+        for i in a..b {
+            self.snap.ours[i as usize] = true;
+            self.snap.trusted[i as usize] = true;
+        }
+        ranges::insert(&mut self.public.held, a, b);
+        self.public.complete = self.public.held.first() == Some(&(0, units));
+    }
+
+    pub fn stop_fetching(&mut self, r: &[(u32, u32)]) {
+        for x in r {
+            if let Some(k) = self.public.fetching.iter().position(|y| y == x) {
+                self.public.fetching.swap_remove(k);
+            }
+        }
+    }
+}
+
+/// Units whose chunk hashes are now trusted.
+pub fn trust(trusted: &mut [bool], a: u32, b: u32) {
+    for t in &mut trusted[a as usize..b as usize] {
+        *t = true;
+    }
+}

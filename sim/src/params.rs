@@ -1,0 +1,166 @@
+//! What is simulated: the fleet, the model, the links and CPU, and the scenario.
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// Every node asks at the same moment; nobody holds the model.
+    Flash,
+    /// One node holds the model; the others ask at the same moment.
+    Seeded,
+    /// Nodes arrive one after another, spread evenly at random over `--spread-s`.
+    Staggered,
+    /// A flash crowd in which a share of the nodes leaves every minute, mid-pull, and as
+    /// many fresh nodes join.
+    Churn,
+}
+
+#[derive(Clone, Debug, Parser, Serialize)]
+#[command(
+    name = "zest-sim",
+    about = "Simulates a fleet of zest daemons pulling one model, in virtual time, with the daemon's own planner"
+)]
+pub struct Params {
+    /// Nodes that pull (in `seeded`, plus the one holder).
+    #[arg(long, default_value_t = 64)]
+    pub nodes: usize,
+    /// Model size, uncompressed.
+    #[arg(long, default_value_t = 10.0)]
+    pub model_gib: f64,
+    #[arg(long, value_enum, default_value_t = Scenario::Flash)]
+    pub scenario: Scenario,
+    /// Files the model is split into (safetensors shards); 0: one per 5 GiB, at least 4.
+    #[arg(long, default_value_t = 0)]
+    pub files: usize,
+    /// Uncompressed bytes per xorb.
+    #[arg(long, default_value_t = 64)]
+    pub xorb_mib: u32,
+    /// The planner's unit: a run of chunks treated as one (a real chunk is ~64 KiB; larger
+    /// units make large fleets cheap to simulate and only coarsen the trading grain).
+    #[arg(long, default_value_t = 4)]
+    pub unit_mib: u32,
+    /// Bytes on the wire per byte of model (xorbs are LZ4-compressed).
+    #[arg(long, default_value_t = 0.865)]
+    pub wire_ratio: f64,
+    /// The origin's (CDN's) link to the fleet.
+    #[arg(long, default_value_t = 400.0)]
+    pub origin_mbit: f64,
+    /// Each node's link, up and down.
+    #[arg(long, default_value_t = 1000.0)]
+    pub node_mbit: f64,
+    /// Round trip between nodes, and to the origin, before a transfer's first byte.
+    #[arg(long, default_value_t = 1.0)]
+    pub peer_rtt_ms: f64,
+    #[arg(long, default_value_t = 20.0)]
+    pub origin_rtt_ms: f64,
+    /// Time from a pull's start to its first range request (listing, reconstructions).
+    #[arg(long, default_value_t = 300.0)]
+    pub setup_ms: f64,
+    /// CPU cores each node gives zestd.
+    #[arg(long, default_value_t = 4.0)]
+    pub cores: f64,
+    /// If set, every node shares this many cores (all daemons on one machine, as
+    /// `benches/fleet.sh` runs them) instead of `--cores` each.
+    #[arg(long)]
+    pub shared_cores: Option<f64>,
+    /// CPU per byte received from the origin (decode, BLAKE3, write), nanoseconds.
+    #[arg(long, default_value_t = 2.6)]
+    pub cpu_origin_in_ns: f64,
+    /// CPU per byte received from a peer (the same, plus QUIC decryption), nanoseconds.
+    #[arg(long, default_value_t = 3.6)]
+    pub cpu_peer_in_ns: f64,
+    /// CPU per byte sent to a peer (read, hash, QUIC encryption), nanoseconds.
+    #[arg(long, default_value_t = 3.2)]
+    pub cpu_peer_out_ns: f64,
+    /// Connections per node at most (zestd's default cap).
+    #[arg(long, default_value_t = 64)]
+    pub max_peers: usize,
+    /// Peers a tracker hands out per announce.
+    #[arg(long, default_value_t = 50)]
+    pub tracker_sample: usize,
+    /// How often a node below its connection cap announces again.
+    #[arg(long, default_value_t = 30.0)]
+    pub announce_s: f64,
+    /// `staggered`: arrivals spread over this long.
+    #[arg(long, default_value_t = 120.0)]
+    pub spread_s: f64,
+    /// `churn`: share of the live nodes that leave (and are replaced) per minute.
+    #[arg(long, default_value_t = 0.10)]
+    pub churn_per_min: f64,
+    /// The simulation's step: the daemon's scheduler tick.
+    #[arg(long, default_value_t = 50.0)]
+    pub tick_ms: f64,
+    /// Gives up (and reports the unfinished) after this many one-copy times.
+    #[arg(long, default_value_t = 40.0)]
+    pub max_copies_time: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as one JSON object on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Params {
+    pub fn unit_bytes(&self) -> f64 {
+        f64::from(self.unit_mib) * 1024.0 * 1024.0
+    }
+    pub fn origin_bps(&self) -> f64 {
+        self.origin_mbit * 1e6 / 8.0
+    }
+    pub fn node_bps(&self) -> f64 {
+        self.node_mbit * 1e6 / 8.0
+    }
+}
+
+/// The model as the planner sees it: per file, its units and its slots (one per xorb).
+#[derive(Clone, Debug)]
+pub struct Shape {
+    pub files: Vec<FileShape>,
+    /// Wire bytes of one unit.
+    pub unit_wire: f64,
+}
+
+#[derive(Clone, Debug)]
+pub struct FileShape {
+    pub units: u32,
+    pub slots: Vec<(u32, u32)>,
+}
+
+impl Shape {
+    pub fn of(p: &Params) -> Shape {
+        let total_units = ((p.model_gib * 1024.0 / f64::from(p.unit_mib)).ceil() as u64).max(1);
+        let files = if p.files > 0 {
+            p.files
+        } else {
+            ((p.model_gib / 5.0).ceil() as usize).max(4)
+        }
+        .min(total_units as usize);
+        let per_xorb = (p.xorb_mib / p.unit_mib).max(1);
+        let files = (0..files as u64)
+            .map(|i| {
+                let units =
+                    (total_units * (i + 1) / files as u64 - total_units * i / files as u64) as u32;
+                let slots = (0..units)
+                    .step_by(per_xorb as usize)
+                    .map(|a| (a, (a + per_xorb).min(units)))
+                    .collect();
+                FileShape { units, slots }
+            })
+            .collect();
+        Shape {
+            files,
+            unit_wire: p.unit_bytes() * p.wire_ratio,
+        }
+    }
+
+    pub fn total_units(&self) -> u64 {
+        self.files.iter().map(|f| u64::from(f.units)).sum()
+    }
+
+    /// Wire bytes of one whole copy of the model.
+    pub fn copy_bytes(&self) -> f64 {
+        self.total_units() as f64 * self.unit_wire
+    }
+}

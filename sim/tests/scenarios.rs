@@ -1,0 +1,48 @@
+//! The simulator on small fleets, where the answer is known: the daemon's planner alone
+//! takes one copy at about the line rate; a seeded fleet takes nothing from the origin;
+//! a small flash crowd about one copy; churn loses no surviving node.
+
+use clap::Parser;
+use zest_sim::{Params, Report, simulate};
+
+fn run(args: &str) -> Report {
+    let argv = std::iter::once("zest-sim").chain(args.split_whitespace());
+    simulate(&Params::parse_from(argv))
+}
+
+#[test]
+fn one_node_alone_takes_one_copy_at_about_the_line_rate() {
+    let r = run("--nodes 1 --model-gib 0.25 --files 2");
+    assert!((r.origin_copies - 1.0).abs() < 1e-6, "{}", r.text());
+    assert!(r.time_to_last_over_one_copy > 1.0, "{}", r.text());
+    assert!(r.time_to_last_over_one_copy < 1.1, "{}", r.text());
+    assert_eq!(r.bottleneck, "origin link");
+}
+
+#[test]
+fn a_seeded_fleet_takes_nothing_from_the_origin() {
+    let r = run("--nodes 6 --model-gib 0.25 --files 2 --scenario seeded");
+    assert_eq!(r.origin_copies, 0.0, "{}", r.text());
+    assert_eq!(r.finished, 6, "{}", r.text());
+    assert!(r.upload_share_max >= 1.0, "{}", r.text());
+}
+
+#[test]
+fn a_small_flash_crowd_takes_about_one_copy() {
+    for seed in 1..=3 {
+        let r = run(&format!(
+            "--nodes 4 --model-gib 0.5 --files 4 --seed {seed}"
+        ));
+        assert_eq!(r.finished, 4, "{}", r.text());
+        assert!(r.origin_copies <= 1.05, "seed {seed}: {}", r.text());
+        assert!(r.control_msgs_per_node_per_s > 0.0);
+    }
+}
+
+#[test]
+fn churn_loses_no_surviving_node() {
+    let r = run("--nodes 16 --model-gib 0.25 --files 2 --scenario churn --churn-per-min 0.5");
+    assert!(r.left > 0, "{}", r.text());
+    assert_eq!(r.unfinished, 0, "{}", r.text());
+    assert!(r.finished >= 16, "{}", r.text());
+}

@@ -86,6 +86,83 @@ fn overlaps(ranges: &[(u32, u32)], a: u32, b: u32) -> bool {
     ranges.iter().any(|&(s, e)| s < b && a < e)
 }
 
+/// Sorted and merged: what a set of peers holds (or fetches) together, so a question about
+/// the whole swarm is one look rather than one per peer. Lists come sorted from the wire
+/// (`unflatten` checks it), so they are merged in one pass each.
+fn union<'a>(lists: impl Iterator<Item = &'a Ranges>) -> Ranges {
+    let mut acc: Ranges = Vec::new();
+    let mut next: Ranges = Vec::new();
+    let mut sorted = Vec::new();
+    for l in lists {
+        let l = if l.is_sorted() {
+            l
+        } else {
+            sorted.clone_from(l);
+            sorted.sort_unstable();
+            &sorted
+        };
+        next.clear();
+        let (mut i, mut j) = (0, 0);
+        while i < acc.len() || j < l.len() {
+            let r = if j == l.len() || (i < acc.len() && acc[i].0 <= l[j].0) {
+                i += 1;
+                acc[i - 1]
+            } else {
+                j += 1;
+                l[j - 1]
+            };
+            match next.last_mut() {
+                Some(last) if r.0 <= last.1 => last.1 = last.1.max(r.1),
+                _ => next.push(r),
+            }
+        }
+        std::mem::swap(&mut acc, &mut next);
+    }
+    acc
+}
+
+/// What all peers hold, hold without being complete, and fetch, taken once per pass.
+struct Swarm {
+    held: Ranges,
+    partial: Ranges,
+    fetching: Ranges,
+}
+
+impl Swarm {
+    fn of(s: &Snapshot) -> Swarm {
+        Swarm {
+            held: union(s.peers.iter().map(|p| &p.held)),
+            partial: union(s.peers.iter().filter(|p| !p.complete).map(|p| &p.held)),
+            fetching: union(s.peers.iter().map(|p| &p.fetching)),
+        }
+    }
+
+    /// (Some peer not in `avoid` holds a missing chunk of the slot or fetches it; and
+    /// only complete peers do, nobody fetching it.)
+    fn elsewhere(
+        &self,
+        s: &Snapshot,
+        avoid: &HashSet<PeerId>,
+        ranges: &[(u32, u32)],
+        missing: &[(u32, u32)],
+    ) -> (bool, bool) {
+        let any = |u: &Ranges, r: &[(u32, u32)]| r.iter().any(|&(a, b)| overlaps(u, a, b));
+        if avoid.is_empty() {
+            let fetched = any(&self.fetching, ranges);
+            let elsewhere = fetched || any(&self.held, missing);
+            return (
+                elsewhere,
+                elsewhere && !fetched && !any(&self.partial, missing),
+            );
+        }
+        let others = || s.peers.iter().filter(|p| !avoid.contains(&p.id));
+        let elsewhere = others().any(|p| p.holds_any(missing) || p.fetches_any(ranges));
+        let crowd =
+            others().any(|p| p.fetches_any(ranges) || (p.holds_any(missing) && !p.complete));
+        (elsewhere, elsewhere && !crowd)
+    }
+}
+
 /// What the planner sees at one moment.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -139,24 +216,12 @@ impl Snapshot {
             .all(|&(a, b)| (a..b).all(|i| self.trusted.get(i as usize).copied().unwrap_or(false)))
     }
 
-    /// True if every chunk of `ranges` is on our disk or held by some peer.
-    fn held_somewhere(&self, ranges: &[(u32, u32)]) -> bool {
-        self.missing_of(ranges).into_iter().all(|(mut at, end)| {
-            while at < end {
-                let next = self
-                    .peers
-                    .iter()
-                    .flat_map(|p| p.held.iter())
-                    .filter(|&&(s, e)| s <= at && at < e)
-                    .map(|&(_, e)| e)
-                    .max();
-                match next {
-                    Some(e) => at = e,
-                    None => return false,
-                }
-            }
-            true
-        })
+    /// True if every chunk of `ranges` is on our disk or held by some peer (`held`: what
+    /// the peers hold together, [`union`]).
+    fn held_somewhere(&self, held: &[(u32, u32)], ranges: &[(u32, u32)]) -> bool {
+        self.missing_of(ranges)
+            .into_iter()
+            .all(|(a, b)| covered(held, a, b))
     }
 
     fn held_total(&self) -> u64 {
@@ -374,7 +439,8 @@ impl Planner {
             return None;
         }
         self.last_trust_try = Some(s.now);
-        Some(s.peers.iter().any(|p| p.complete) || s.held_somewhere(&[(0, self.total)]))
+        let held = union(s.peers.iter().map(|p| &p.held));
+        Some(s.peers.iter().any(|p| p.complete) || s.held_somewhere(&held, &[(0, self.total)]))
     }
 
     /// A manifest pieced together from peers did not verify. True when peers are now given
@@ -394,10 +460,11 @@ impl Planner {
         if s.peers.is_empty() || self.peers_off {
             return Vec::new();
         }
+        let held = union(s.peers.iter().map(|p| &p.held));
         (0..self.spans.len())
             .filter(|&k| {
                 let r = &self.spans[k];
-                self.span_tries[k] < MAX_XORB_TRIES && !s.trusts(r) && s.held_somewhere(r)
+                self.span_tries[k] < MAX_XORB_TRIES && !s.trusts(r) && s.held_somewhere(&held, r)
             })
             .collect()
     }
@@ -426,6 +493,8 @@ impl Planner {
         };
         let mut permits_taken = 0usize;
         let mut actions = Vec::new();
+        // Built at the first slot that asks, not at every pass.
+        let mut swarm_now: Option<Swarm> = None;
         for &i in &self.order {
             let slot = &mut self.slots[i];
             if slot.st != St::Todo {
@@ -453,10 +522,9 @@ impl Planner {
                 peer_busy += 1;
                 continue;
             }
-            let elsewhere = s.peers.iter().any(|p| {
-                !slot.avoid.contains(&p.id)
-                    && (p.holds_any(&missing) || p.fetches_any(&slot.ranges))
-            });
+            let (elsewhere, seeders_only) = swarm_now
+                .get_or_insert_with(|| Swarm::of(s))
+                .elsewhere(s, &slot.avoid, &slot.ranges, &missing);
             // Seeders busy with other ranges for too long: the origin takes this one
             // meanwhile, so slow seeders never make a pull slower. In a swarm (peers
             // fetching it) waiting stays the rule: that is what keeps a crowd at one copy.
@@ -464,11 +532,6 @@ impl Planner {
             // while the swarm fetched it, and whose chunk hashes are checked only now that
             // it is whole somewhere, is not hedged the moment it appears (in a simulated
             // crowd of 8 that took 1.12 copies).
-            let seeders_only = elsewhere
-                && !s.peers.iter().any(|p| {
-                    !slot.avoid.contains(&p.id)
-                        && (p.fetches_any(&slot.ranges) || (p.holds_any(&missing) && !p.complete))
-                });
             if !seeders_only {
                 slot.waiting_since = None;
             }
@@ -726,6 +789,80 @@ mod tests {
         assert_eq!(due.len(), CDN_WITH_PEERS);
         let a = p.settle(&due, &snap(at(t0, 1300), vec![seeder]));
         assert_eq!(origin_slots(&a).len(), CDN_WITH_PEERS, "{a:?}");
+    }
+
+    #[test]
+    fn a_union_merges_sorted_and_unsorted_lists() {
+        let lists = [
+            vec![(0, 2), (5, 6)],
+            vec![(9, 12), (1, 3)],
+            vec![],
+            vec![(6, 7)],
+        ];
+        assert_eq!(union(lists.iter()), vec![(0, 3), (5, 7), (9, 12)]);
+        assert_eq!(union(std::iter::empty()), Vec::<(u32, u32)>::new());
+    }
+
+    #[test]
+    fn the_swarm_taken_together_answers_as_peer_by_peer() {
+        // The one-look answers (no peer avoided) against the per-peer scan (an avoid set
+        // naming nobody), over pseudo-random swarms.
+        struct Xs(u64);
+        impl Xs {
+            fn next(&mut self, m: u32) -> u32 {
+                self.0 ^= self.0 << 13;
+                self.0 ^= self.0 >> 7;
+                self.0 ^= self.0 << 17;
+                (self.0 % u64::from(m)) as u32
+            }
+            fn ranges(&mut self, n: u32) -> Ranges {
+                let mut r: Ranges = (0..n)
+                    .map(|_| {
+                        let a = self.next(40);
+                        (a, a + 1 + self.next(8))
+                    })
+                    .collect();
+                r.sort_unstable();
+                r
+            }
+        }
+        let mut x = Xs(0x2545_f491_4f6c_dd1d);
+        let nobody: HashSet<PeerId> = ["nobody".to_string()].into();
+        for _ in 0..2000 {
+            let n = x.next(4);
+            let peers: Vec<PeerState> = (0..n)
+                .map(|i| {
+                    let (h, f) = (x.next(3), x.next(2));
+                    PeerState {
+                        id: format!("p{i}"),
+                        complete: x.next(4) == 0,
+                        involved: true,
+                        held: x.ranges(h),
+                        fetching: x.ranges(f),
+                        rate: 0.0,
+                    }
+                })
+                .collect();
+            let snap = Snapshot {
+                now: Instant::now(),
+                connected: peers.len(),
+                peers,
+                ours: vec![false; 48],
+                trusted: vec![false; 48],
+                swarm_progressed: false,
+                swarm_inflight: 0,
+            };
+            let (a, b) = (1 + x.next(2), 1 + x.next(2));
+            let slot = x.ranges(a);
+            let missing = x.ranges(b);
+            let swarm = Swarm::of(&snap);
+            assert_eq!(
+                swarm.elsewhere(&snap, &HashSet::new(), &slot, &missing),
+                swarm.elsewhere(&snap, &nobody, &slot, &missing),
+                "{:?} {slot:?} {missing:?}",
+                snap.peers
+            );
+        }
     }
 
     #[test]

@@ -22,12 +22,21 @@
 #            model's swarm keys
 #   dht      only --dht --dht-bootstrap: a local Mainline DHT of 5 nodes in the fleet
 #            namespace (zest-testhub --fixture none --dht-nodes 5)
+#
+# ZEST_BENCH_CASES=zest runs only zest's own cases (no huggingface_hub reference, no
+# endpoint crowd); ZEST_BENCH_FLASH_RUNS=K repeats the flash crowd K times with fresh
+# daemons and lists every run. `zest-sim --shared-cores 2` predicts these runs (BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-4}
 discovery=${ZEST_BENCH_DISCOVERY:-static}
 case $discovery in static|tracker|dht) ;; *) echo "ZEST_BENCH_DISCOVERY: static, tracker or dht" >&2; exit 1;; esac
 size=${2:-536870912}
+# ZEST_BENCH_CASES=zest skips the huggingface_hub reference and endpoint cases;
+# ZEST_BENCH_FLASH_RUNS repeats the flash crowd (fresh daemons each time).
+cases=${ZEST_BENCH_CASES:-all}
+case $cases in all|zest) ;; *) echo "ZEST_BENCH_CASES: all or zest" >&2; exit 1;; esac
+flash_runs=${ZEST_BENCH_FLASH_RUNS:-1}
 rate=${3:-400mbit}
 [ "$(id -u)" = 0 ] || { echo "needs root (network namespaces and tc)" >&2; exit 1; }
 command -v tc >/dev/null || { echo "needs tc (Debian: iproute2)" >&2; exit 1; }
@@ -156,6 +165,7 @@ check_same() { # tag i, against the first node's snapshot
 peer_bytes() { inF "$bin/zestctl" --socket "$work/$1/$2/sock" status --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["bytes_from_peers"])'; }
 
 # Reference: huggingface_hub+hf_xet, one node, then N nodes at once, through the same link.
+if [ "$cases" = all ]; then
 hf_pull() { inF env HF_ENDPOINT="$endpoint" HF_HOME="$work/hf/$1/home" HF_HUB_CACHE="$work/hf/$1/cache" HF_HUB_DISABLE_PROGRESS_BARS=1 \
   "$py" -c 'import sys; from huggingface_hub import snapshot_download; snapshot_download(sys.argv[1])' "$repo" > /dev/null; }
 e0=$(egress); t0=$(now); hf_pull solo; hf_solo_s=$(echo "$(now) - $t0" | bc -l); hf_solo_b=$(( $(egress) - e0 ))
@@ -163,6 +173,7 @@ e0=$(egress); t0=$(now); p=()
 for i in $(seq 1 "$n"); do hf_pull "crowd$i" & p+=($!); done
 for x in "${p[@]}"; do wait "$x"; done
 hf_crowd_s=$(echo "$(now) - $t0" | bc -l); hf_crowd_b=$(( $(egress) - e0 ))
+fi
 
 # Seeded: node 0 pulls alone (this is zest's one-copy run), then nodes 1..N-1 at once.
 start_daemons seeded "$n" 47500
@@ -172,15 +183,23 @@ for i in $(seq 1 $((n - 1))); do check_same seeded 0 seeded "$i"; done
 seeded_peer=$(peer_bytes seeded 1)
 stop_daemons seeded "$n"
 
-# Flash crowd: N fresh daemons pull at once.
-start_daemons flash "$n" 47600
-e0=$(egress); flash_s=$(pull_many flash 0 $((n - 1))); flash_b=$(( $(egress) - e0 ))
-for i in $(seq 1 $((n - 1))); do check_same flash 0 flash "$i"; done
-check_same flash 0 seeded 0
-stop_daemons flash "$n"
+# Flash crowd: N fresh daemons pull at once; FLASH_RUNS times, each with fresh daemons.
+flash_all=() flash_copies_all=()
+for run in $(seq "$flash_runs"); do
+  rm -rf "$work/flash"
+  start_daemons flash "$n" 47600
+  e0=$(egress); s_=$(pull_many flash 0 $((n - 1))); b_=$(( $(egress) - e0 ))
+  for i in $(seq 1 $((n - 1))); do check_same flash 0 flash "$i"; done
+  check_same flash 0 seeded 0
+  stop_daemons flash "$n"
+  flash_all+=("$(printf %.2f "$s_")") flash_copies_all+=("$b_")
+  # The table shows the last run; every run is listed under it.
+  flash_s=$s_ flash_b=$b_
+done
 
 # Flash crowd of vanilla clients: N fresh daemons, and on each node huggingface_hub's own
 # snapshot_download with HF_ENDPOINT on that node's zestd, all at once.
+if [ "$cases" = all ]; then
 start_daemons epflash "$n" 47700
 ep_pull() { inF env HF_ENDPOINT="http://127.0.0.1:$((48700 + $1))" HF_HOME="$work/epflash/$1/home" \
   HF_HUB_CACHE="$work/epflash/$1/cache" HF_HUB_DISABLE_PROGRESS_BARS=1 \
@@ -191,6 +210,7 @@ for x in "${p[@]}"; do wait "$x" || { echo "an endpoint client failed: $(tail -5
 epflash_s=$(echo "$(now) - $t0" | bc -l); epflash_b=$(( $(egress) - e0 ))
 for i in $(seq 0 $((n - 1))); do check_same epflash "$i" seeded 0; done
 stop_daemons epflash "$n"
+fi
 
 # One copy = what crossed the link when one zest node pulled alone (compressed xorbs and
 # TCP/IP overhead included); its time at line rate is the yardstick.
@@ -207,9 +227,16 @@ One copy through the link (zest alone) = $zest_solo_b origin bytes (IP level), $
 | zest, one node alone | $zest_solo_b | 1.000 | $(printf %.2f "$zest_solo_s") s | $(ratio "$zest_solo_s") |
 | zest seeded: $((n - 1)) pull from 1 holder | $seeded_b | $(copies "$seeded_b") | $(printf %.2f "$seeded_s") s | $(ratio "$seeded_s") |
 | zest flash crowd: $n pull at once | $flash_b | $(copies "$flash_b") | $(printf %.2f "$flash_s") s | $(ratio "$flash_s") |
+EOF
+[ "$cases" = all ] && cat <<EOF
 | huggingface_hub+hf_xet through each node's zestd endpoint, $n at once | $epflash_b | $(copies "$epflash_b") | $(printf %.2f "$epflash_s") s | $(ratio "$epflash_s") |
 | huggingface_hub+hf_xet, one node | $hf_solo_b | $(copies "$hf_solo_b") | $(printf %.2f "$hf_solo_s") s | $(ratio "$hf_solo_s") |
 | huggingface_hub+hf_xet, $n nodes at once | $hf_crowd_b | $(copies "$hf_crowd_b") | $(printf %.2f "$hf_crowd_s") s | $(ratio "$hf_crowd_s") |
 
 Flash crowd vs huggingface_hub for $n nodes: time $(echo "scale=2; $flash_s / $hf_crowd_s" | bc -l)×, origin bytes $(echo "scale=2; $flash_b / $hf_crowd_b" | bc -l)×; through the endpoints: time $(echo "scale=2; $epflash_s / $hf_crowd_s" | bc -l)×, origin bytes $(echo "scale=2; $epflash_b / $hf_crowd_b" | bc -l)×. A seeded node took $(numfmt --to=iec "$seeded_peer") from peers.
 EOF
+echo
+echo "A seeded node took $(numfmt --to=iec "$seeded_peer") from peers."
+echo "Flash crowd runs ($flash_runs), time to last node: $(for x in "${flash_all[@]}"; do printf '%s s (%s×) ' "$x" "$(ratio "$x")"; done)"
+echo "Flash crowd runs, copies: $(for b in "${flash_copies_all[@]}"; do printf '%s ' "$(copies "$b")"; done)"
+

@@ -45,6 +45,9 @@ pub struct Caps {
     pub cpu_peer_out: f64,
     pub cores: f64,
     pub shared_cores: Option<f64>,
+    /// Shared cores only: each busy node beyond the cores makes every byte cost this
+    /// much more (scheduling, caches), fitted to the seeded runs of 4 and 8 daemons.
+    pub oversubscription: f64,
 }
 
 /// Sets every flow's rate for the next step; returns the CPU seconds per second used.
@@ -59,8 +62,9 @@ pub fn assign_rates(flows: &mut [Flow], nodes: usize, caps: &Caps, now: f64) -> 
             Src::Node(s) => up[s] += 1,
         }
     }
-    let mut demand = vec![0f64; nodes];
-    for f in flows.iter_mut() {
+    // Each end of a transfer is a thread that wants CPU for the bytes it handles.
+    let mut ends: Vec<(usize, usize, f64)> = Vec::new(); // (flow, node, CPU s per s)
+    for (k, f) in flows.iter_mut().enumerate() {
         if !f.active(now) {
             f.rate = 0.0;
             continue;
@@ -71,38 +75,75 @@ pub fn assign_rates(flows: &mut [Flow], nodes: usize, caps: &Caps, now: f64) -> 
             Src::Node(s) => down_share.min(caps.node / f64::from(up[s])),
         };
         match f.src {
-            Src::Origin => demand[f.dst] += f.rate * caps.cpu_origin_in,
+            Src::Origin => ends.push((k, f.dst, f.rate * caps.cpu_origin_in)),
             Src::Node(s) => {
-                demand[f.dst] += f.rate * caps.cpu_peer_in;
-                demand[s] += f.rate * caps.cpu_peer_out;
+                ends.push((k, f.dst, f.rate * caps.cpu_peer_in));
+                ends.push((k, s, f.rate * caps.cpu_peer_out));
             }
         }
     }
-    let scale: Vec<f64> = match caps.shared_cores {
+    // The scheduler shares cores between threads: all of the machine's with shared
+    // cores (where each busy daemon beyond the cores makes every byte cost more), else
+    // each node's own.
+    let penalty = match caps.shared_cores {
         Some(shared) => {
-            let total: f64 = demand.iter().sum();
-            let s = if total > shared { shared / total } else { 1.0 };
-            vec![s; nodes]
+            let mut busy: Vec<usize> = ends.iter().map(|e| e.1).collect();
+            busy.sort_unstable();
+            busy.dedup();
+            1.0 + caps.oversubscription * (busy.len() as f64 - shared).max(0.0)
         }
-        None => demand
-            .iter()
-            .map(|d| if *d > caps.cores { caps.cores / d } else { 1.0 })
-            .collect(),
+        None => 1.0,
     };
+    let mut scale = vec![1.0f64; flows.len()];
+    let mut groups: Vec<Vec<usize>> = match caps.shared_cores {
+        Some(_) => vec![(0..ends.len()).collect()],
+        None => {
+            let mut by_node: std::collections::HashMap<usize, Vec<usize>> = Default::default();
+            for (i, e) in ends.iter().enumerate() {
+                by_node.entry(e.1).or_default().push(i);
+            }
+            by_node.into_values().collect()
+        }
+    };
+    let cores = caps.shared_cores.unwrap_or(caps.cores) / penalty;
+    for g in &mut groups {
+        let demand: Vec<f64> = g.iter().map(|&i| ends[i].2).collect();
+        for (i, met) in g.iter().zip(fair_share(&demand, cores)) {
+            let k = ends[*i].0;
+            scale[k] = scale[k].min(met);
+        }
+    }
     let mut used = 0.0;
-    for f in flows.iter_mut().filter(|f| f.rate > 0.0) {
-        let s = match f.src {
-            Src::Origin => scale[f.dst],
-            Src::Node(src) => scale[f.dst].min(scale[src]),
-        };
+    for (f, s) in flows.iter_mut().zip(scale) {
+        if f.rate <= 0.0 {
+            continue;
+        }
         f.rate *= s;
-        used += f.rate
+        used += penalty
+            * f.rate
             * match f.src {
                 Src::Origin => caps.cpu_origin_in,
                 Src::Node(_) => caps.cpu_peer_in + caps.cpu_peer_out,
             };
     }
     used
+}
+
+/// How much of its CPU demand each node gets when they share `cores` as a scheduler
+/// shares them: equally, a node needing less than its share leaving the rest to others.
+/// Returns, per node, the fraction of its demand met.
+fn fair_share(demand: &[f64], cores: f64) -> Vec<f64> {
+    let mut busy: Vec<usize> = (0..demand.len()).filter(|&i| demand[i] > 0.0).collect();
+    busy.sort_by(|&a, &b| demand[a].total_cmp(&demand[b]));
+    let mut scale = vec![1.0; demand.len()];
+    let mut left = cores;
+    for (k, &i) in busy.iter().enumerate() {
+        let share = left / (busy.len() - k) as f64;
+        let got = demand[i].min(share);
+        scale[i] = got / demand[i];
+        left -= got;
+    }
+    scale
 }
 
 #[cfg(test)]
@@ -134,6 +175,7 @@ mod tests {
             cpu_peer_out: 0.001,
             cores: 1.0,
             shared_cores: shared,
+            oversubscription: 0.0,
         }
     }
 
@@ -153,5 +195,15 @@ mod tests {
         // Sharing half a core between them, everything slows to fit.
         let used = assign_rates(&mut f, 2, &caps(Some(0.5)), 0.0);
         assert!((used - 0.5).abs() < 1e-9, "{used}");
+    }
+
+    #[test]
+    fn shared_cores_go_first_to_whoever_needs_less_than_an_equal_share() {
+        let s = fair_share(&[0.1, 2.0, 0.0, 3.0], 2.0);
+        assert_eq!(s[0], 1.0);
+        assert_eq!(s[2], 1.0);
+        // 1.9 cores left for two: 0.95 each.
+        assert!((s[1] - 0.95 / 2.0).abs() < 1e-9);
+        assert!((s[3] - 0.95 / 3.0).abs() < 1e-9);
     }
 }

@@ -47,6 +47,10 @@ pub struct FileRun {
     /// Earliest time of the next step (the first one waits for the pull's setup).
     pub not_before: f64,
     pub done: bool,
+    /// Bumped at every change of `public`, so peers re-read only what changed.
+    pub version: u64,
+    /// Per entry of `snap.peers`: the connection it came from and the version read.
+    pub seen: Vec<(usize, u64)>,
 }
 
 impl FileRun {
@@ -80,6 +84,8 @@ impl FileRun {
             kick: true,
             not_before: 0.0,
             done: holds,
+            version: 0,
+            seen: Vec::new(),
         }
     }
 
@@ -91,6 +97,7 @@ impl FileRun {
         }
         ranges::insert(&mut self.public.held, a, b);
         self.public.complete = self.public.held.first() == Some(&(0, units));
+        self.version += 1;
     }
 
     pub fn stop_fetching(&mut self, r: &[(u32, u32)]) {
@@ -99,6 +106,7 @@ impl FileRun {
                 self.public.fetching.swap_remove(k);
             }
         }
+        self.version += 1;
     }
 }
 

@@ -55,8 +55,9 @@ pub struct Params {
     pub peer_rtt_ms: f64,
     #[arg(long, default_value_t = 20.0)]
     pub origin_rtt_ms: f64,
-    /// Time from a pull's start to its first range request (listing, reconstructions).
-    #[arg(long, default_value_t = 300.0)]
+    /// A pull's fixed cost: listing, reconstructions, the last checks and renames (fitted
+    /// to `benches/fleet.sh`'s lone node: 10.5-10.8 s for 9.3 s at line rate).
+    #[arg(long, default_value_t = 1250.0)]
     pub setup_ms: f64,
     /// CPU cores each node gives zestd.
     #[arg(long, default_value_t = 4.0)]
@@ -65,14 +66,19 @@ pub struct Params {
     /// `benches/fleet.sh` runs them) instead of `--cores` each.
     #[arg(long)]
     pub shared_cores: Option<f64>,
+    /// With shared cores: how much more each byte costs per busy node beyond the cores.
+    #[arg(long, default_value_t = 0.16)]
+    pub oversubscription: f64,
     /// CPU per byte received from the origin (decode, BLAKE3, write), nanoseconds.
     #[arg(long, default_value_t = 2.6)]
     pub cpu_origin_in_ns: f64,
     /// CPU per byte received from a peer (the same, plus QUIC decryption), nanoseconds.
-    #[arg(long, default_value_t = 3.6)]
+    /// This and the next are fitted to `benches/fleet.sh`'s seeded runs of 4 and 8 daemons
+    /// on 2 cores, with `--oversubscription`.
+    #[arg(long, default_value_t = 3.25)]
     pub cpu_peer_in_ns: f64,
     /// CPU per byte sent to a peer (read, hash, QUIC encryption), nanoseconds.
-    #[arg(long, default_value_t = 3.2)]
+    #[arg(long, default_value_t = 2.87)]
     pub cpu_peer_out_ns: f64,
     /// Connections per node at most (zestd's default cap).
     #[arg(long, default_value_t = 64)]

@@ -68,6 +68,7 @@ impl World {
             cpu_peer_out: p.cpu_peer_out_ns * 1e-9,
             cores: p.cores,
             shared_cores: p.shared_cores,
+            oversubscription: p.oversubscription,
         };
         World {
             p,
@@ -275,21 +276,41 @@ impl World {
         }
     }
 
-    /// What the node's peers say of file `f` now: one `have` each.
-    fn views(&mut self, n: usize, f: usize) -> Vec<PeerState> {
-        let mut out = Vec::with_capacity(self.nodes[n].conns.len());
-        let mut bytes = 0;
-        for &c in &self.nodes[n].conns {
-            let mut s = self.nodes[c].files[f].public.clone();
-            s.rate = self.nodes[n].rates.get(&c).copied().unwrap_or(0.0);
-            bytes += HAVE_REQUEST + HAVE_ANSWER + 8 * (s.held.len() + s.fetching.len()) as u64;
-            out.push(s);
+    /// Takes in what the node's peers say of file `f` now (one `have` each): the
+    /// planner's view is updated in place, re-reading only peers whose state changed.
+    fn refresh_views(&mut self, n: usize, f: usize) {
+        let mut peers = std::mem::take(&mut self.nodes[n].files[f].snap.peers);
+        let mut seen = std::mem::take(&mut self.nodes[n].files[f].seen);
+        let conns = &self.nodes[n].conns;
+        let same_conns =
+            seen.len() == conns.len() && seen.iter().zip(conns).all(|(s, c)| s.0 == *c);
+        if !same_conns {
+            peers.clear();
+            seen.clear();
+            for &c in conns {
+                let fr = &self.nodes[c].files[f];
+                peers.push(fr.public.clone());
+                seen.push((c, fr.version));
+            }
         }
-        out.shuffle(&mut self.rng);
+        let mut bytes = 0;
+        for (view, (c, version)) in peers.iter_mut().zip(seen.iter_mut()) {
+            let fr = &self.nodes[*c].files[f];
+            if fr.version != *version {
+                view.clone_from(&fr.public);
+                *version = fr.version;
+            }
+            view.rate = self.nodes[n].rates.get(c).copied().unwrap_or(0.0);
+            bytes +=
+                HAVE_REQUEST + HAVE_ANSWER + 8 * (view.held.len() + view.fetching.len()) as u64;
+        }
         let node = &mut self.nodes[n];
-        node.msgs += 2 * out.len() as u64;
+        node.msgs += 2 * peers.len() as u64;
         node.msg_bytes += bytes;
-        out
+        let fr = &mut node.files[f];
+        fr.snap.peers = peers;
+        fr.seen = seen;
+        fr.last_refresh = Some(self.now);
     }
 
     /// One pass of `schedule::run`'s loop for node `n`'s file `f`.
@@ -320,6 +341,7 @@ impl World {
             let fr = &mut self.nodes[n].files[f];
             fr.planner = Some(pl);
             fr.public.involved = true;
+            fr.version += 1;
             if involved {
                 fr.not_before = now + spread;
                 fr.kick = true;
@@ -337,7 +359,9 @@ impl World {
                 self.nodes[n].files[f].last_refresh.map(|t| self.at(t)),
                 inst,
             );
-        let fresh = refresh.then(|| self.views(n, f));
+        if refresh {
+            self.refresh_views(n, f);
+        }
         let swarm_progressed = self.nodes[n]
             .swarm_progress
             .is_some_and(|t| now - t < planner::PATIENCE.as_secs_f64());
@@ -346,9 +370,7 @@ impl World {
         let fr = &mut node.files[f];
         if !peers_on {
             fr.snap.peers.clear();
-        } else if let Some(v) = fresh {
-            fr.snap.peers = v;
-            fr.last_refresh = Some(now);
+            fr.seen.clear();
         }
         fr.snap.now = inst;
         fr.snap.connected = connected;
@@ -387,10 +409,7 @@ impl World {
             .unwrap_or_default();
         if !due.is_empty() {
             if peers_on {
-                let v = self.views(n, f);
-                let fr = &mut self.nodes[n].files[f];
-                fr.snap.peers = v;
-                fr.last_refresh = Some(now);
+                self.refresh_views(n, f);
             }
             let fr = &mut self.nodes[n].files[f];
             let actions = fr
@@ -454,6 +473,7 @@ impl World {
                     let fr = &mut node.files[f];
                     if let Some(pl) = fr.planner.as_ref() {
                         fr.public.fetching.extend_from_slice(pl.ranges(slot));
+                        fr.version += 1;
                     }
                     fr.claims.insert(slot, permit);
                 }

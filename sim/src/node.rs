@@ -69,6 +69,7 @@ impl FileRun {
                 },
                 fetching: Vec::new(),
                 rate: 0.0,
+                quiet: None,
             },
             snap: Snapshot {
                 now: base,
@@ -78,6 +79,8 @@ impl FileRun {
                 trusted: vec![holds; n],
                 swarm_progressed: false,
                 swarm_inflight: 0,
+                swarm_size: None,
+                origin_draw: 0.0,
             },
             claims: HashMap::new(),
             last_refresh: None,

@@ -95,6 +95,13 @@ pub struct Params {
     /// `churn`: share of the live nodes that leave (and are replaced) per minute.
     #[arg(long, default_value_t = 0.10)]
     pub churn_per_min: f64,
+    /// The fleet design for swarms larger than a node's view: each planner is handed the
+    /// swarm's size, as a tracker's announce answer counts it, so a few nodes fetch from
+    /// the origin (`Snapshot::admitted`); origin bytes arriving count as progress, and
+    /// peers pass on how long the swarm has been quiet (`Planner::quiet`). zestd does not
+    /// feed these yet: off simulates the daemon as it is.
+    #[arg(long)]
+    pub swarm_size: bool,
     /// The simulation's step: the daemon's scheduler tick.
     #[arg(long, default_value_t = 50.0)]
     pub tick_ms: f64,

@@ -300,6 +300,10 @@ impl World {
                 view.clone_from(&fr.public);
                 *version = fr.version;
             }
+            view.quiet = match (self.p.swarm_size, fr.planner.as_ref()) {
+                (true, Some(pl)) if !fr.done => Some(pl.quiet(self.at(self.now))),
+                _ => None,
+            };
             view.rate = self.nodes[n].rates.get(c).copied().unwrap_or(0.0);
             bytes +=
                 HAVE_REQUEST + HAVE_ANSWER + 8 * (view.held.len() + view.fetching.len()) as u64;
@@ -338,7 +342,9 @@ impl World {
                 .iter()
                 .any(|&c| self.nodes[c].files[f].public.involved);
             let spread = self.rng.random::<f64>() * FIRST_CLAIM_SPREAD;
+            let draw = self.rng.random::<f64>();
             let fr = &mut self.nodes[n].files[f];
+            fr.snap.origin_draw = draw;
             fr.planner = Some(pl);
             fr.public.involved = true;
             fr.version += 1;
@@ -366,6 +372,7 @@ impl World {
             .swarm_progress
             .is_some_and(|t| now - t < planner::PATIENCE.as_secs_f64());
         let swarm_inflight = self.nodes[n].swarm_inflight;
+        let swarm_size = self.p.swarm_size.then_some(self.alive.len());
         let node = &mut self.nodes[n];
         let fr = &mut node.files[f];
         if !peers_on {
@@ -376,6 +383,7 @@ impl World {
         fr.snap.connected = connected;
         fr.snap.swarm_progressed = swarm_progressed;
         fr.snap.swarm_inflight = swarm_inflight;
+        fr.snap.swarm_size = swarm_size;
         let Some(pl) = fr.planner.as_mut() else {
             return;
         };
@@ -401,6 +409,14 @@ impl World {
             }
         }
         let actions = pl.assign(&fr.snap);
+        if self.trace && actions.iter().any(|a| matches!(a, Action::Claim { .. })) {
+            let min_quiet = fr.snap.peers.iter().filter_map(|p| p.quiet).min();
+            eprintln!(
+                "{now:.2} node {n} file {f}: claims; quiet here {:?}, least quiet in view {min_quiet:?}, admitted {}",
+                pl.quiet(inst),
+                pl.admitted(&fr.snap)
+            );
+        }
         self.carry_out(n, f, actions);
         let due = self.nodes[n].files[f]
             .planner
@@ -534,6 +550,11 @@ impl World {
                 Src::Origin => {
                     self.origin_bytes += moved;
                     self.nodes[fl.dst].bytes_origin += moved;
+                    if self.p.swarm_size
+                        && let Some(pl) = self.nodes[fl.dst].files[fl.file].planner.as_mut()
+                    {
+                        pl.note_receiving(self.base + Duration::from_secs_f64(now + dt));
+                    }
                 }
                 Src::Node(s) => {
                     self.nodes[s].bytes_up += moved;

@@ -47,3 +47,13 @@ fn churn_loses_no_surviving_node() {
     assert_eq!(r.unfinished, 0, "{}", r.text());
     assert!(r.finished >= 16, "{}", r.text());
 }
+
+#[test]
+fn beyond_every_view_drawn_fetchers_take_a_fraction_of_the_copies_claims_alone_take() {
+    // 128 nodes, each seeing at most 64: claims alone cannot keep the origin at one copy.
+    let alone = run("--nodes 128 --model-gib 0.5 --files 2");
+    let drawn = run("--nodes 128 --model-gib 0.5 --files 2 --swarm-size");
+    assert_eq!(drawn.unfinished, 0, "{}", drawn.text());
+    assert!(alone.origin_copies >= 8.0, "{}", alone.text());
+    assert!(drawn.origin_copies <= 3.0, "{}", drawn.text());
+}

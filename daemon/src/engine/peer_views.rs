@@ -73,5 +73,6 @@ pub fn parse_state(id: &str, fh: FileHave, total: u32) -> Option<PeerState> {
         held,
         fetching,
         rate: 0.0,
+        quiet: None,
     })
 }

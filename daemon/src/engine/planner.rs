@@ -24,6 +24,12 @@ use super::swarm_origin::SwarmOrigin;
 pub const REFRESH: Duration = Duration::from_millis(150);
 /// How long to wait on peers that make no progress before taking a range from the origin.
 pub const PATIENCE: Duration = Duration::from_secs(4);
+/// Origin transfers per file a swarm larger than any node's view keeps going at once,
+/// fleet-wide, in expectation ([`Snapshot::admitted`]).
+pub const FLEET_ORIGIN_STREAMS: f64 = 2.0;
+/// How long progress that peers only report (no chunk of it visible to us) keeps us
+/// waiting on the swarm.
+pub const HEARSAY_CAP: Duration = Duration::from_secs(30);
 /// Origin ranges in flight per file while peers download it too (they fetch the rest);
 /// the engine's swarm permits bound it over all files.
 const CDN_WITH_PEERS: usize = 2;
@@ -61,6 +67,9 @@ pub struct PeerState {
     pub fetching: Ranges,
     /// Bytes per second recently received from it.
     pub rate: f64,
+    /// How long, as it answered, since the swarm last progressed on this file as far as
+    /// it knows ([`Planner::quiet`]); None from peers that do not say.
+    pub quiet: Option<Duration>,
 }
 
 impl PeerState {
@@ -179,9 +188,21 @@ pub struct Snapshot {
     pub swarm_progressed: bool,
     /// Origin ranges this node has in flight for swarms, over all files.
     pub swarm_inflight: usize,
+    /// How many nodes the file's swarm has, as a tracker counts them; None when unknown
+    /// (the peers in view are then all of it).
+    pub swarm_size: Option<usize>,
+    /// This node's draw in [0, 1) for the file, fixed for the pull (see [`Snapshot::admitted`]).
+    pub origin_draw: f64,
 }
 
 impl Snapshot {
+    /// The swarm's size where it is larger than what this node sees: then nobody sees
+    /// everyone's claims, and claims alone cannot keep the fleet at one copy
+    /// ([`Planner::admitted`]).
+    fn beyond_view(&self) -> Option<usize> {
+        self.swarm_size.filter(|&n| n > self.peers.len() + 1)
+    }
+
     /// The ranges of `[a, b)` not on our disk.
     fn missing(&self, a: u32, b: u32) -> Ranges {
         let mut out = Vec::new();
@@ -333,8 +354,11 @@ pub struct Planner {
     span_tries: Vec<u32>,
     total: u32,
     started: Instant,
-    /// The most chunks seen held anywhere, and when that number last grew.
+    /// The most chunks seen held anywhere, and when that number last grew (or our own
+    /// origin transfers last received bytes).
     progress: (u64, Instant),
+    /// The latest progress anywhere in the swarm that peers told of.
+    heard: Instant,
     last_trust_try: Option<Instant>,
     unverifiable: u32,
     peers_off: bool,
@@ -373,6 +397,7 @@ impl Planner {
             total,
             started: now,
             progress: (0, now),
+            heard: now,
             last_trust_try: None,
             unverifiable: 0,
             peers_off: false,
@@ -413,6 +438,11 @@ impl Planner {
     /// Notes how much the swarm holds; true if it grew (the node-wide clock of swarm
     /// progress should hear of it).
     pub fn note_progress(&mut self, s: &Snapshot) -> bool {
+        if let Some(q) = s.peers.iter().filter_map(|p| p.quiet).min()
+            && let Some(t) = s.now.checked_sub(q)
+        {
+            self.heard = self.heard.max(t);
+        }
         let held = s.held_total();
         if held > self.progress.0 {
             self.progress = (held, s.now);
@@ -422,8 +452,38 @@ impl Planner {
         }
     }
 
+    /// Our origin transfers received bytes: the swarm progresses, though no chunk of it
+    /// can be shown before its xorb is whole.
+    pub fn note_receiving(&mut self, now: Instant) {
+        self.progress.1 = self.progress.1.max(now);
+    }
+
+    /// How long since the swarm last progressed on this file, as far as this node knows
+    /// (itself or what peers said): what it tells peers, so that progress at the few
+    /// nodes that fetch from the origin reaches every node within a few hops.
+    pub fn quiet(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.progress.1.max(self.heard))
+    }
+
+    /// Whether this node may start origin transfers. In a swarm larger than its view,
+    /// about [`FLEET_ORIGIN_STREAMS`] nodes may, whatever the swarm's size: those whose
+    /// draw falls below that share. The others take what the swarm spreads. Each further
+    /// [`PATIENCE`] the swarm stays quiet doubles the share, so a file nobody drew is
+    /// taken up by a few nodes at a time, never by the whole fleet at once.
+    pub fn admitted(&self, s: &Snapshot) -> bool {
+        let Some(n) = s.beyond_view() else {
+            return true;
+        };
+        let waits = (self.quiet(s.now).as_secs_f64() / PATIENCE.as_secs_f64()).floor();
+        s.origin_draw < FLEET_ORIGIN_STREAMS * 2f64.powf(waits.min(64.0)) / n as f64
+    }
+
     fn patient(&self, s: &Snapshot) -> bool {
-        s.now.saturating_duration_since(self.progress.1) < PATIENCE || s.swarm_progressed
+        let quiet = s.now.saturating_duration_since(self.progress.1);
+        // What peers heard counts for a while only: a peer that says the swarm progresses
+        // while nothing reaches us holds us up for at most HEARSAY_CAP.
+        let heard = s.now.saturating_duration_since(self.heard) < PATIENCE && quiet < HEARSAY_CAP;
+        quiet < PATIENCE || heard || s.swarm_progressed
     }
 
     /// Whether to gather peers' claimed chunk hashes now; `Some(true)` when a whole-file
@@ -493,6 +553,8 @@ impl Planner {
         };
         let mut permits_taken = 0usize;
         let mut actions = Vec::new();
+        let admitted = self.admitted(s);
+        let beyond_view = s.beyond_view().is_some();
         // Built at the first slot that asks, not at every pass.
         let mut swarm_now: Option<Swarm> = None;
         for &i in &self.order {
@@ -539,7 +601,7 @@ impl Planner {
                 && s.now
                     .saturating_duration_since(*slot.waiting_since.get_or_insert(s.now))
                     >= HEDGE_WAIT;
-            if elsewhere && patient && !hedge {
+            if (elsewhere && patient && !hedge) || (beyond_view && !admitted) {
                 continue;
             }
             if origin_busy >= origin_limit {
@@ -690,6 +752,8 @@ mod tests {
             trusted: vec![false; 40],
             swarm_progressed: false,
             swarm_inflight: 0,
+            swarm_size: None,
+            origin_draw: 0.0,
         }
     }
 
@@ -701,6 +765,7 @@ mod tests {
             held,
             fetching,
             rate,
+            quiet: None,
         }
     }
 
@@ -736,6 +801,8 @@ mod tests {
             trusted: vec![true; 120],
             swarm_progressed: true,
             swarm_inflight: 0,
+            swarm_size: None,
+            origin_draw: 0.0,
         };
         (p, snap)
     }
@@ -760,6 +827,7 @@ mod tests {
             held: vec![(0, 120)],
             fetching: vec![],
             rate: 1e6,
+            quiet: None,
         };
         let a = p.assign(&snap(t0, vec![seeder.clone()]));
         let to_peer = a
@@ -840,6 +908,7 @@ mod tests {
                         held: x.ranges(h),
                         fetching: x.ranges(f),
                         rate: 0.0,
+                        quiet: None,
                     }
                 })
                 .collect();
@@ -851,6 +920,8 @@ mod tests {
                 trusted: vec![false; 48],
                 swarm_progressed: false,
                 swarm_inflight: 0,
+                swarm_size: None,
+                origin_draw: 0.0,
             };
             let (a, b) = (1 + x.next(2), 1 + x.next(2));
             let slot = x.ranges(a);
@@ -865,6 +936,81 @@ mod tests {
         }
     }
 
+    fn claims(a: &[Action]) -> usize {
+        a.iter()
+            .filter(|x| matches!(x, Action::Claim { .. }))
+            .count()
+    }
+
+    #[test]
+    fn beyond_its_view_a_node_goes_to_the_origin_only_if_drawn_and_more_are_drawn_as_the_swarm_stays_quiet()
+     {
+        let t0 = Instant::now();
+        // Three peers in view, involved, holding and fetching nothing.
+        let idle = |id: &str| PeerState {
+            id: id.into(),
+            involved: true,
+            ..PeerState::default()
+        };
+        let view = vec![idle("a"), idle("b"), idle("c")];
+        let look = |ms, size| Snapshot {
+            swarm_size: size,
+            // 2 in 1000 are drawn at first; this node is not among them.
+            origin_draw: 0.005,
+            ..snap(at(t0, ms), view.clone())
+        };
+        // Within its view, as ever: it claims at once.
+        let mut p = planner(t0);
+        assert!(claims(&p.assign(&look(0, Some(4)))) > 0);
+        assert!(claims(&planner(t0).assign(&look(0, None))) > 0);
+        // In a swarm of 1000 it waits: quiet for under 8 s, the share stays under its draw.
+        let mut p = planner(t0);
+        for ms in [0, 2000, 4500, 7900] {
+            let s = look(ms, Some(1000));
+            p.note_progress(&s);
+            assert_eq!(claims(&p.assign(&s)), 0, "{ms} ms");
+        }
+        // Eight quiet seconds make the share 8 in 1000: now it is drawn.
+        let s = look(8000, Some(1000));
+        p.note_progress(&s);
+        assert!(claims(&p.assign(&s)) > 0);
+    }
+
+    #[test]
+    fn progress_peers_report_keeps_a_node_waiting_but_only_for_a_while() {
+        let t0 = Instant::now();
+        // A peer fetching everything: waited for while the swarm progresses.
+        let fetcher = |quiet| PeerState {
+            id: "f".into(),
+            involved: true,
+            fetching: vec![(0, 40)],
+            quiet,
+            ..PeerState::default()
+        };
+        let mut p = planner(t0);
+        // It says nothing of progress: after PATIENCE with nothing held, we claim.
+        let s = snap(at(t0, 4100), vec![fetcher(None)]);
+        p.note_progress(&s);
+        assert!(claims(&p.assign(&s)) > 0);
+        // It says the swarm progressed a moment ago, each time we look: we wait...
+        let mut p = planner(t0);
+        for ms in (0..29_000).step_by(1000) {
+            let s = snap(at(t0, ms), vec![fetcher(Some(Duration::from_millis(100)))]);
+            p.note_progress(&s);
+            assert_eq!(claims(&p.assign(&s)), 0, "{ms} ms");
+        }
+        // ...but hearsay alone holds us for HEARSAY_CAP at most.
+        let s = snap(at(t0, 30_500), vec![fetcher(Some(Duration::ZERO))]);
+        p.note_progress(&s);
+        assert!(claims(&p.assign(&s)) > 0);
+        // Our own origin transfers receiving bytes count as progress, and we tell peers.
+        let mut p = planner(t0);
+        p.note_receiving(at(t0, 6000));
+        assert_eq!(p.quiet(at(t0, 6500)), Duration::from_millis(500));
+        let s = snap(at(t0, 6500), vec![fetcher(None)]);
+        assert_eq!(claims(&p.assign(&s)), 0);
+    }
+
     #[test]
     fn the_hedge_clock_starts_when_only_seeders_hold_the_slot() {
         let t0 = Instant::now();
@@ -876,6 +1022,7 @@ mod tests {
             held: vec![],
             fetching: vec![(0, 120)],
             rate: 0.0,
+            quiet: None,
         };
         // Five seconds of a crowd fetching everything: waited for, not claimed.
         for ms in [0, 1000, 3000, 5000] {
@@ -913,6 +1060,7 @@ mod tests {
             held: vec![(0, 80)],
             fetching: vec![(80, 120)],
             rate: 1e6,
+            quiet: None,
         };
         let _ = p.assign(&snap(t0, vec![crowd.clone()]));
         let a = p.assign(&snap(at(t0, 3000), vec![crowd]));

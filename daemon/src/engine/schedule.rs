@@ -270,6 +270,9 @@ fn snapshot(ctx: &FileCtx, views: &HashMap<String, View>, connected: usize) -> S
             .swarm_origin
             .progressed_within(super::planner::PATIENCE),
         swarm_inflight: ctx.engine.swarm_origin.inflight(),
+        // Not fed yet: the daemon takes the peers it sees as the whole swarm.
+        swarm_size: None,
+        origin_draw: 0.0,
     }
 }
 

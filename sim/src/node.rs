@@ -24,6 +24,10 @@ pub struct Node {
     pub swarm_progress: Option<f64>,
     /// Bytes per second recently received from each peer.
     pub rates: HashMap<usize, f64>,
+    /// Transfers this node serves now (zestd answers `busy` beyond `MAX_UPLOADS`).
+    pub uploading: usize,
+    /// Peers that answered `busy`, left alone until then (zestd's `CHOKE`).
+    pub choked: HashMap<usize, f64>,
     pub next_announce: f64,
     pub bytes_up: f64,
     pub bytes_down: f64,

@@ -80,6 +80,9 @@ pub struct Params {
     /// CPU per byte sent to a peer (read, hash, QUIC encryption), nanoseconds.
     #[arg(long, default_value_t = 2.87)]
     pub cpu_peer_out_ns: f64,
+    /// Transfers a node serves at once before it answers `busy` (zestd's `MAX_UPLOADS`).
+    #[arg(long, default_value_t = zestd::peer::limits::MAX_UPLOADS)]
+    pub max_uploads: usize,
     /// Connections per node at most (zestd's default cap).
     #[arg(long, default_value_t = 64)]
     pub max_peers: usize,

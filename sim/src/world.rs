@@ -11,6 +11,7 @@ use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use zestd::engine::planner::{self, Action, PeerFailure, PeerState, Planner};
+use zestd::peer::set::CHOKE;
 
 use crate::net::{Caps, Flow, Src, assign_rates};
 use crate::node::{FileRun, Node, trust};
@@ -156,6 +157,8 @@ impl World {
             swarm_inflight: 0,
             swarm_progress: None,
             rates: HashMap::new(),
+            uploading: 0,
+            choked: HashMap::new(),
             next_announce: self.now + self.p.announce_s,
             bytes_up: 0.0,
             bytes_down: 0.0,
@@ -241,8 +244,11 @@ impl World {
             .into_iter()
             .partition(|f| f.dst == n || f.src == Src::Node(n));
         self.flows = keep;
-        for f in gone.into_iter().filter(|f| f.dst != n) {
-            self.peer_failed(f, PeerFailure::Other);
+        for f in gone {
+            self.unload(&f);
+            if f.dst != n {
+                self.peer_failed(f, PeerFailure::Other);
+            }
         }
     }
 
@@ -281,13 +287,24 @@ impl World {
     fn refresh_views(&mut self, n: usize, f: usize) {
         let mut peers = std::mem::take(&mut self.nodes[n].files[f].snap.peers);
         let mut seen = std::mem::take(&mut self.nodes[n].files[f].seen);
-        let conns = &self.nodes[n].conns;
+        let now = self.now;
+        let node = &mut self.nodes[n];
+        node.choked.retain(|_, until| *until > now);
+        let conns: Vec<usize> = if node.choked.is_empty() {
+            node.conns.clone()
+        } else {
+            node.conns
+                .iter()
+                .copied()
+                .filter(|c| !node.choked.contains_key(c))
+                .collect()
+        };
         let same_conns =
-            seen.len() == conns.len() && seen.iter().zip(conns).all(|(s, c)| s.0 == *c);
+            seen.len() == conns.len() && seen.iter().zip(&conns).all(|(s, c)| s.0 == *c);
         if !same_conns {
             peers.clear();
             seen.clear();
-            for &c in conns {
+            for &c in &conns {
                 let fr = &self.nodes[c].files[f];
                 peers.push(fr.public.clone());
                 seen.push((c, fr.version));
@@ -416,6 +433,21 @@ impl World {
                 pl.quiet(inst),
                 pl.admitted(&fr.snap)
             );
+            eprintln!(
+                "   holders of its slots: {:?}; views {}, trusted {}",
+                (0..self.shape.files[f].slots.len())
+                    .map(|k| {
+                        let (a, b) = self.shape.files[f].slots[k];
+                        fr.snap
+                            .peers
+                            .iter()
+                            .filter(|p| p.holds_all(&[(a, b)]))
+                            .count()
+                    })
+                    .collect::<Vec<_>>(),
+                fr.snap.peers.len(),
+                fr.snap.trusted.iter().filter(|t| **t).count()
+            );
         }
         self.carry_out(n, f, actions);
         let due = self.nodes[n].files[f]
@@ -456,6 +488,15 @@ impl World {
                         }
                         continue;
                     };
+                    if self.nodes[src].uploading >= self.p.max_uploads {
+                        // It answers `busy`; the daemon leaves it alone for a moment.
+                        self.nodes[n].choked.insert(src, now + CHOKE.as_secs_f64());
+                        if let Some(pl) = self.nodes[n].files[f].planner.as_mut() {
+                            pl.peer_done(slot, &peer, Some(&PeerFailure::Busy));
+                        }
+                        continue;
+                    }
+                    self.nodes[src].uploading += 1;
                     let bytes = ranges::count(&ranges) as f64 * self.shape.unit_wire;
                     self.flows.push(Flow {
                         src: Src::Node(src),
@@ -590,10 +631,19 @@ impl World {
             }
         }
         for fl in done_flows {
+            self.unload(&fl);
             self.flow_done(fl);
         }
         for fl in slow_flows {
+            self.unload(&fl);
             self.peer_failed(fl, PeerFailure::Other);
+        }
+    }
+
+    /// A transfer ended: its sender serves one fewer.
+    fn unload(&mut self, fl: &Flow) {
+        if let Src::Node(s) = fl.src {
+            self.nodes[s].uploading = self.nodes[s].uploading.saturating_sub(1);
         }
     }
 

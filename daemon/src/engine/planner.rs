@@ -359,6 +359,9 @@ pub struct Planner {
     progress: (u64, Instant),
     /// The latest progress anywhere in the swarm that peers told of.
     heard: Instant,
+    /// Drawn once to fetch from the origin: stays drawn for the file, so the few that
+    /// were keep taking slots nobody has until the file is whole somewhere.
+    drawn: bool,
     last_trust_try: Option<Instant>,
     unverifiable: u32,
     peers_off: bool,
@@ -398,6 +401,7 @@ impl Planner {
             started: now,
             progress: (0, now),
             heard: now,
+            drawn: false,
             last_trust_try: None,
             unverifiable: 0,
             peers_off: false,
@@ -469,11 +473,15 @@ impl Planner {
     /// about [`FLEET_ORIGIN_STREAMS`] nodes may, whatever the swarm's size: those whose
     /// draw falls below that share. The others take what the swarm spreads. Each further
     /// [`PATIENCE`] the swarm stays quiet doubles the share, so a file nobody drew is
-    /// taken up by a few nodes at a time, never by the whole fleet at once.
+    /// taken up by a few nodes at a time, never by the whole fleet at once. A node once
+    /// drawn stays drawn for the file.
     pub fn admitted(&self, s: &Snapshot) -> bool {
         let Some(n) = s.beyond_view() else {
             return true;
         };
+        if self.drawn {
+            return true;
+        }
         let waits = (self.quiet(s.now).as_secs_f64() / PATIENCE.as_secs_f64()).floor();
         s.origin_draw < FLEET_ORIGIN_STREAMS * 2f64.powf(waits.min(64.0)) / n as f64
     }
@@ -554,6 +562,7 @@ impl Planner {
         let mut permits_taken = 0usize;
         let mut actions = Vec::new();
         let admitted = self.admitted(s);
+        self.drawn |= admitted && s.beyond_view().is_some();
         let beyond_view = s.beyond_view().is_some();
         // Built at the first slot that asks, not at every pass.
         let mut swarm_now: Option<Swarm> = None;
@@ -974,6 +983,14 @@ mod tests {
         let s = look(8000, Some(1000));
         p.note_progress(&s);
         assert!(claims(&p.assign(&s)) > 0);
+        // The swarm progresses again (its own transfer receives): the share is back to 2
+        // in 1000, but a node once drawn keeps taking slots; one never drawn does not.
+        p.note_receiving(at(t0, 8100));
+        let s = look(8200, Some(1000));
+        assert!(claims(&p.assign(&s)) > 0);
+        let mut never = planner(t0);
+        never.note_receiving(at(t0, 8100));
+        assert_eq!(claims(&never.assign(&s)), 0);
     }
 
     #[test]

@@ -24,7 +24,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a `busy` peer is left alone.
-const CHOKE: Duration = Duration::from_secs(1);
+pub const CHOKE: Duration = Duration::from_secs(1);
 /// Benches closer together than this count as repeats.
 const BENCH_MEMORY: Duration = Duration::from_secs(60);
 

@@ -117,7 +117,37 @@ impl World {
                 .iter()
                 .any(|&n| self.nodes[n].pulls && self.nodes[n].finished.is_none());
             if (!pulling && self.arrivals.is_empty()) || self.now > limit {
+                if self.trace {
+                    self.dump_unfinished();
+                }
                 break;
+            }
+        }
+    }
+
+    /// With `ZEST_SIM_TRACE`: why each node still pulling has not finished.
+    fn dump_unfinished(&self) {
+        for &n in &self.alive {
+            let node = &self.nodes[n];
+            if !node.pulls || node.finished.is_some() {
+                continue;
+            }
+            let flows = self.flows.iter().filter(|f| f.dst == n).count();
+            eprintln!(
+                "unfinished node {n}: arrived {:.1}, {} conns, {flows} transfers in, swarm permits {}",
+                node.arrived,
+                node.conns.len(),
+                node.swarm_inflight
+            );
+            for (f, fr) in node.files.iter().enumerate().filter(|(_, fr)| !fr.done) {
+                eprintln!(
+                    "  file {f}: held {:?}, claims {:?}, waiting {:?}, peers off {:?}, views {}",
+                    fr.public.held,
+                    fr.claims,
+                    fr.planner.as_ref().map(Planner::waiting),
+                    fr.planner.as_ref().map(Planner::peers_off),
+                    fr.snap.peers.len()
+                );
             }
         }
     }
@@ -212,12 +242,13 @@ impl World {
         if self.p.scenario != Scenario::Churn {
             return;
         }
-        let pulling = self
+        // Churn lasts while the first crowd pulls; the nodes that join meanwhile then
+        // finish without more leaving.
+        let crowd_pulling = self
             .alive
             .iter()
-            .filter(|&&n| self.nodes[n].finished.is_none())
-            .count();
-        if pulling == 0 {
+            .any(|&n| self.nodes[n].arrived == 0.0 && self.nodes[n].finished.is_none());
+        if !crowd_pulling {
             return;
         }
         self.churn_due += self.p.churn_per_min * self.alive.len() as f64 * dt / 60.0;

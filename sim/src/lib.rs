@@ -3,11 +3,13 @@
 //! arrivals and churn are modelled. It answers what no machine here can measure: origin
 //! copies and time to the last node for fleets of thousands.
 
+pub mod drive;
 pub mod net;
 pub mod node;
 pub mod params;
 pub mod ranges;
 pub mod report;
+pub mod transfers;
 pub mod world;
 
 use std::time::Instant;

@@ -1,0 +1,160 @@
+//! Bytes moving: each step advances every transfer at its rate, hands over verified units,
+//! ends finished transfers and abandons peer transfers the daemon would judge too slow.
+
+use std::time::Duration;
+
+use zestd::engine::planner::{self, PeerFailure};
+
+use crate::net::{Flow, Src};
+use crate::node::FileRun;
+use crate::ranges;
+use crate::world::World;
+
+impl World {
+    /// Moves bytes for one step; hands over verified units, ends finished transfers and
+    /// abandons peer transfers the daemon would judge too slow.
+    pub(crate) fn advance(&mut self, dt: f64) {
+        let now = self.now;
+        let unit = self.shape.unit_wire;
+        let mut ended = Vec::new();
+        let mut slow = Vec::new();
+        for (k, fl) in self.flows.iter_mut().enumerate() {
+            if fl.rate <= 0.0 {
+                continue;
+            }
+            let moved = (fl.rate * dt).min(fl.bytes - fl.done);
+            fl.done += moved;
+            self.nodes[fl.dst].bytes_down += moved;
+            match fl.src {
+                Src::Origin => {
+                    self.origin_bytes += moved;
+                    self.nodes[fl.dst].bytes_origin += moved;
+                    if self.p.swarm_size
+                        && let Some(pl) = self.nodes[fl.dst].files[fl.file].planner.as_mut()
+                    {
+                        pl.note_receiving(self.base + Duration::from_secs_f64(now + dt));
+                    }
+                }
+                Src::Node(s) => {
+                    self.nodes[s].bytes_up += moved;
+                    let units = ((fl.done + 1e-6) / unit).floor() as u32;
+                    if units > fl.delivered {
+                        deliver(&mut self.nodes[fl.dst].files[fl.file], fl, units);
+                        fl.delivered = units;
+                    }
+                    let since = now + dt - fl.first_byte_at;
+                    if planner::behind(
+                        fl.done as u64,
+                        (fl.bytes - fl.done) as u64,
+                        Duration::from_secs_f64(since.max(0.0)),
+                    ) {
+                        slow.push(k);
+                        continue;
+                    }
+                }
+            }
+            if fl.done >= fl.bytes - 1e-6 {
+                ended.push(k);
+            }
+        }
+        let mut done_flows = Vec::new();
+        let mut slow_flows = Vec::new();
+        let mut k = self.flows.len();
+        while k > 0 {
+            k -= 1;
+            if ended.binary_search(&k).is_ok() {
+                done_flows.push(self.flows.swap_remove(k));
+            } else if slow.binary_search(&k).is_ok() {
+                slow_flows.push(self.flows.swap_remove(k));
+            }
+        }
+        for fl in done_flows {
+            self.unload(&fl);
+            self.flow_done(fl);
+        }
+        for fl in slow_flows {
+            self.unload(&fl);
+            self.peer_failed(fl, PeerFailure::Other);
+        }
+    }
+
+    /// A transfer ended: its sender serves one fewer.
+    pub(crate) fn unload(&mut self, fl: &Flow) {
+        if let Src::Node(s) = fl.src {
+            self.nodes[s].uploading = self.nodes[s].uploading.saturating_sub(1);
+        }
+    }
+
+    fn flow_done(&mut self, fl: Flow) {
+        let units = self.shape.files[fl.file].units;
+        let n = fl.dst;
+        match fl.src {
+            Src::Origin => {
+                let node = &mut self.nodes[n];
+                if fl.permit {
+                    node.swarm_inflight -= 1;
+                }
+                let fr = &mut node.files[fl.file];
+                // The xorb is whole: it proves, and its chunks are published.
+                for &(a, b) in &fl.ranges {
+                    fr.hold(a, b, units);
+                }
+                fr.stop_fetching(&fl.ranges);
+                if let Some(pl) = fr.planner.as_mut() {
+                    pl.origin_done(fl.slot);
+                }
+                fr.kick = true;
+            }
+            Src::Node(s) => {
+                let elapsed = (self.now - fl.first_byte_at).max(self.p.tick_ms / 1000.0);
+                let node = &mut self.nodes[n];
+                let fr = &mut node.files[fl.file];
+                let all = ranges::count(&fl.ranges) as u32;
+                deliver(fr, &fl, all);
+                let id = self.nodes[s].id.clone();
+                let node = &mut self.nodes[n];
+                let r = node.rates.entry(s).or_insert(0.0);
+                *r = fl.bytes / elapsed;
+                let fr = &mut node.files[fl.file];
+                if let Some(pl) = fr.planner.as_mut() {
+                    pl.peer_done(fl.slot, &id, None);
+                }
+                fr.kick = true;
+            }
+        }
+    }
+
+    pub(crate) fn peer_failed(&mut self, fl: Flow, why: PeerFailure) {
+        let Src::Node(s) = fl.src else { return };
+        self.peer_failures += 1;
+        let id = self.nodes[s].id.clone();
+        let fr = &mut self.nodes[fl.dst].files[fl.file];
+        if let Some(pl) = fr.planner.as_mut() {
+            pl.peer_done(fl.slot, &id, Some(&why));
+        }
+        fr.kick = true;
+    }
+}
+
+/// Hands over a peer transfer's first `upto` units: each is verified on arrival, so it is
+/// held and published at once.
+fn deliver(fr: &mut FileRun, fl: &Flow, upto: u32) {
+    let units = fr.snap.ours.len() as u32;
+    let mut skip = fl.delivered;
+    let mut left = upto.saturating_sub(fl.delivered);
+    for &(a, b) in &fl.ranges {
+        let len = b - a;
+        if skip >= len {
+            skip -= len;
+            continue;
+        }
+        let from = a + skip;
+        let to = (from + left).min(b);
+        fr.hold(from, to, units);
+        left -= to - from;
+        skip = 0;
+        if left == 0 {
+            break;
+        }
+    }
+}

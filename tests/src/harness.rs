@@ -129,9 +129,20 @@ impl Daemon {
     }
 
     /// The QUIC address this daemon serves peers on.
+    /// The peer address it listens on. Asked again for up to 10 s: under load a status
+    /// can fail or come before the address is known (a test once dialled "").
     pub fn listen(&self) -> String {
-        let v = self.status_json();
-        v["listen"].as_str().unwrap_or_default().to_string()
+        let t0 = Instant::now();
+        loop {
+            let v = self.status_json();
+            match v["listen"].as_str() {
+                Some(a) if !a.is_empty() => return a.to_string(),
+                _ if t0.elapsed() > Duration::from_secs(10) => {
+                    panic!("no listen address in zestd's status after 10 s: {v}")
+                }
+                _ => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     /// `zestctl peers --json`.

@@ -100,7 +100,7 @@ pub struct Params {
     pub churn_per_min: f64,
     /// The fleet design for swarms larger than a node's view: each planner is handed the
     /// swarm's size, as a tracker's announce answer counts it, so a few nodes fetch from
-    /// the origin (`Snapshot::admitted`); origin bytes arriving count as progress, and
+    /// the origin (`Planner::admitted`); origin bytes arriving count as progress, and
     /// peers pass on how long the swarm has been quiet (`Planner::quiet`). zestd does not
     /// feed these yet: off simulates the daemon as it is.
     #[arg(long)]

@@ -62,6 +62,19 @@ pub fn free_udp_port() -> u16 {
     s.local_addr().expect("local addr").port()
 }
 
+/// `--listen` on a free loopback port, and `--peer` for each of `peers`.
+fn peer_args(peers: &[String]) -> Vec<String> {
+    let mut args = vec![
+        "--listen".to_string(),
+        format!("127.0.0.1:{}", free_udp_port()),
+    ];
+    for p in peers {
+        args.push("--peer".into());
+        args.push(p.clone());
+    }
+    args
+}
+
 /// A zestd process with its own socket, state dir and cache. Killed when dropped.
 pub struct Daemon {
     pub dir: PathBuf,
@@ -70,6 +83,8 @@ pub struct Daemon {
     pub args: Vec<String>,
     /// Run inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
+    /// Extra environment, kept across restarts.
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -84,6 +99,7 @@ impl Daemon {
             endpoint: endpoint.to_string(),
             args: args.to_vec(),
             netns: None,
+            env: Vec::new(),
             child: None,
         };
         d.spawn();
@@ -98,6 +114,7 @@ impl Daemon {
             endpoint: endpoint.to_string(),
             args: args.to_vec(),
             netns: Some(ns.to_string()),
+            env: Vec::new(),
             child: None,
         };
         d.spawn();
@@ -116,19 +133,33 @@ impl Daemon {
         peers: &[String],
         extra: &[String],
     ) -> Daemon {
-        let mut args = vec![
-            "--listen".to_string(),
-            format!("127.0.0.1:{}", free_udp_port()),
-        ];
-        for p in peers {
-            args.push("--peer".into());
-            args.push(p.clone());
-        }
+        let mut args = peer_args(peers);
         args.extend_from_slice(extra);
         Self::start_with(dir, endpoint, &args)
     }
 
-    /// The QUIC address this daemon serves peers on.
+    /// [`Daemon::start_peer`] with more environment.
+    pub fn start_peer_env(
+        dir: &Path,
+        endpoint: &str,
+        peers: &[String],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        let mut d = Daemon {
+            dir: dir.to_path_buf(),
+            endpoint: endpoint.to_string(),
+            args: peer_args(peers),
+            netns: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            child: None,
+        };
+        d.spawn();
+        d
+    }
+
     /// The peer address it listens on. Asked again for up to 10 s: under load a status
     /// can fail or come before the address is known (a test once dialled "").
     pub fn listen(&self) -> String {
@@ -202,6 +233,7 @@ impl Daemon {
             .args(self.default_args())
             .args(&self.args)
             .env("RUST_LOG", "info,zestd=debug")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("HF_TOKEN")
             .stdout(Stdio::null())
             .stderr(log)

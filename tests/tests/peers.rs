@@ -7,7 +7,7 @@ use std::time::Duration;
 use zest_tests::Scratch;
 use zest_tests::harness::{
     Daemon, EvilPeer, assert_same_cache, bin, fleet_key, hf_python_ok, peak_rss, pull_all,
-    pulled_path, seed_shared_store, wait_until,
+    pulled_path, scrape, seed_shared_store, wait_until,
 };
 use zest_tests::hub::fixtures::{self, MODEL};
 use zest_tests::hub::{HubConfig, RepoSpec, TEST_TOKEN, TestHub};
@@ -96,13 +96,21 @@ fn flash_crowd_fetches_each_range_about_once() {
     let repo = repos[0].id.clone();
     let hub = start_hub(&scratch, repos);
 
+    // Three daemons push what they hold (`watch`); the fourth stands for a version from
+    // before that and is asked with `have`, by the others and for the others.
     let mut daemons: Vec<Daemon> = Vec::new();
     for i in 0..4 {
         let peers: Vec<String> = daemons.iter().map(|d| d.listen()).collect();
-        daemons.push(Daemon::start_peer(
+        let env: &[(&str, &str)] = if i == 3 {
+            &[("ZEST_PEER_WATCH", "0")]
+        } else {
+            &[]
+        };
+        daemons.push(Daemon::start_peer_env(
             &scratch.path().join(format!("node{i}")),
             &hub.endpoint,
             &peers,
+            env,
         ));
     }
     for d in &daemons {
@@ -130,6 +138,32 @@ fn flash_crowd_fetches_each_range_about_once() {
     for d in &daemons {
         assert_same_cache(&lone.cache(), &d.cache());
     }
+    // Who told whom how: new peers watch each other and ask the old one; the old one only
+    // asks and is asked.
+    let state = |d: &Daemon, direction: &str, kind: &str| {
+        scrape(d.status_json()["hub_endpoint"].as_str().unwrap_or("")).value(
+            "zest_peer_state_messages_total",
+            &[("direction", direction), ("kind", kind)],
+        )
+    };
+    for d in &daemons[..3] {
+        for (dir, kind) in [
+            ("received", "watch"),
+            ("sent", "watch"),
+            ("sent", "have"),
+            ("received", "have"),
+        ] {
+            assert!(
+                state(d, dir, kind) > 0.0,
+                "{}: no {kind} {dir}",
+                d.dir.display()
+            );
+        }
+    }
+    let old = &daemons[3];
+    assert_eq!(state(old, "received", "watch"), 0.0);
+    assert_eq!(state(old, "sent", "watch"), 0.0);
+    assert!(state(old, "sent", "have") > 0.0);
 }
 
 #[test]
@@ -138,7 +172,13 @@ fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
     let hub = start_hub(&scratch, fixtures::standard());
     let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
     pull_ok(&seed, MODEL);
-    let modes = ["wrong-bytes", "false-claims", "stall"];
+    let modes = [
+        "wrong-bytes",
+        "false-claims",
+        "stall",
+        "watch-frozen",
+        "watch-garbage",
+    ];
     let evil: Vec<EvilPeer> = modes
         .iter()
         .map(|m| EvilPeer::start(&scratch.path().join(format!("evil-{m}")), &seed.cache(), m))
@@ -163,6 +203,21 @@ fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
                 "the stalled transfer was never abandoned:\n{}",
                 n.log()
             );
+        } else if *m == "watch-frozen" {
+            // Its claim to be fetching everything held nobody up past its silence.
+            assert!(banned.is_empty(), "a frozen peer is not a liar: {banned:?}");
+            assert!(
+                n.log().contains("went silent on a watch while downloading"),
+                "the frozen watcher was never benched:\n{}",
+                n.log()
+            );
+        } else if *m == "watch-garbage" {
+            assert!(
+                n.log()
+                    .contains("watch update refused: a watch began with a delta"),
+                "the malformed update was not refused:\n{}",
+                n.log()
+            );
         } else {
             assert_eq!(banned, vec![e.addr.clone()], "{m}: {:?}", n.peers_json());
             // Banned for the daemon's lifetime: it does not come back.
@@ -175,7 +230,7 @@ fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
     let mut peers: Vec<String> = evil.iter().map(|e| e.addr.clone()).collect();
     peers.push(seed.listen());
     let n = Daemon::start_peer(&scratch.path().join("crowd"), &hub.endpoint, &peers);
-    wait_connected(&n, 4);
+    wait_connected(&n, peers.len());
     pull_ok(&n, MODEL);
     assert_same_cache(&seed.cache(), &n.cache());
     assert!(num(&n, "bytes_from_peers") > 0);

@@ -1,15 +1,22 @@
-//! What peers hold of a file, asked of them all at once (`have`), as the planner's
-//! [`PeerState`]s beside the connection to reach each one.
+//! What peers hold of a file, as the planner's [`PeerState`]s beside the connection to
+//! reach each one. Peers that push (capability `watch`, docs/PROTOCOL.md §4.4) are
+//! followed: one watch each, whose updates keep their view current with no asking. Older
+//! peers, and any whose watch was refused, are asked with `have` when the loop says so.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use tokio::task::AbortHandle;
+use xet::XetHash;
 use zest_proto::peer::FileHave;
 
 use super::file_ctx::FileCtx;
 use super::planner::{PeerState, covered};
-use crate::peer::PeerConn;
+use crate::peer::limits::WATCH_SILENCE;
 use crate::peer::wire::unflatten;
+use crate::peer::{PeerConn, PeerError, PeerSet, watch};
+use crate::sync::lock;
 
 /// One peer's answer about the file, and the way to reach it.
 pub struct View {
@@ -18,42 +25,279 @@ pub struct View {
 }
 
 /// How long a `have` may take: the download loop waits on it, so a frozen peer must not
-/// hold it up for long (and is benched, see [`refresh`]).
+/// hold it up for long (and is benched, see [`PeerViews::poll`]). The first look waits as
+/// long for watches' first updates.
 const HAVE_WAIT: Duration = Duration::from_millis(500);
 
-/// Asks every peer what it holds of the file, at once. Peers that answer nonsense are left
-/// out this round; peers that do not answer in time are benched, so the next rounds do
-/// not wait on them again.
-pub async fn refresh(ctx: &FileCtx, peers: &[PeerConn]) -> HashMap<String, View> {
-    let total = ctx.live.total_chunks();
-    let asks = peers.iter().map(|p| {
-        let p = p.clone();
-        let hash = ctx.hash;
-        async move {
-            let r = tokio::time::timeout(HAVE_WAIT, p.have(&[hash])).await;
-            (p, r)
-        }
-    });
-    let mut views = HashMap::new();
-    for (p, r) in futures_util::future::join_all(asks).await {
-        let files = match r {
-            Ok(Ok(files)) => files,
-            Err(_) | Ok(Err(crate::peer::PeerError::Stalled(_))) => {
-                if let Some(set) = &ctx.engine.peers {
-                    set.bench(&p.node_id, "did not answer `have` in time");
-                }
-                continue;
-            }
-            Ok(Err(_)) => continue,
-        };
-        let Some(fh) = files.into_iter().find(|f| f.file == ctx.hash.as_bytes()) else {
-            continue;
-        };
-        if let Some(state) = parse_state(&p.node_id, fh, total) {
-            views.insert(p.node_id.clone(), View { conn: p, state });
+/// A watcher of a peer whose copy is complete (or that holds nothing) expects no
+/// heartbeat: it only hears of changes.
+const NO_HEARTBEAT: Duration = Duration::from_secs(3600);
+
+/// A watch that ended on a connection still up is asked again after this, not at every
+/// turn of the loop.
+const REWATCH: Duration = Duration::from_secs(1);
+
+/// How a watch of one peer stands.
+#[derive(Clone, Debug)]
+enum Follow {
+    /// Asked; nothing heard yet.
+    Waiting,
+    /// The peer's state as last pushed (None: it said something this file cannot be).
+    Heard(Option<PeerState>),
+    /// The peer refused the watch or broke it: asked with `have` for this download.
+    Refused,
+    /// The watch ended then (connection lost, peer frozen): watched again after
+    /// [`REWATCH`], or at once on a new connection.
+    Ended(Instant),
+}
+
+struct Watched {
+    /// Which connection the watch runs on: a reconnect is a new watch.
+    conn_id: usize,
+    task: AbortHandle,
+}
+
+/// The views of one file's download; dropping it ends its watches.
+pub struct PeerViews {
+    hash: XetHash,
+    total: u32,
+    follows: Arc<Mutex<HashMap<String, Follow>>>,
+    /// Bumped at every update a watch takes in, for [`PeerViews::first_look`].
+    news: tokio::sync::watch::Sender<u64>,
+    watched: HashMap<String, Watched>,
+    polled: HashMap<String, PeerState>,
+    set: Option<PeerSet>,
+}
+
+impl Drop for PeerViews {
+    fn drop(&mut self) {
+        for w in self.watched.values() {
+            w.task.abort();
         }
     }
-    views
+}
+
+impl PeerViews {
+    pub fn new(ctx: &FileCtx) -> Self {
+        PeerViews {
+            hash: ctx.hash,
+            total: ctx.live.total_chunks(),
+            follows: Arc::default(),
+            news: tokio::sync::watch::channel(0).0,
+            watched: HashMap::new(),
+            polled: HashMap::new(),
+            set: ctx.engine.peers.clone(),
+        }
+    }
+
+    /// Views of `peers` as they stand, after the first updates of new watches (or
+    /// [`HAVE_WAIT`]) and one `have` to every peer that does not push.
+    pub async fn first_look(&mut self, peers: &[PeerConn]) -> HashMap<String, View> {
+        self.follow(peers);
+        let mut news = self.news.subscribe();
+        let follows = self.follows.clone();
+        let waiting = || {
+            lock(&follows)
+                .values()
+                .any(|f| matches!(f, Follow::Waiting))
+        };
+        let heard = async {
+            while waiting() {
+                if news.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        let poll = self.poll(peers);
+        let (_, ()) = tokio::join!(tokio::time::timeout(HAVE_WAIT, heard), poll);
+        self.current(peers)
+    }
+
+    /// Starts watching the peers that push and are not watched on their current
+    /// connection; ends the watches of peers no longer in `peers`.
+    pub fn follow(&mut self, peers: &[PeerConn]) {
+        let ids: HashSet<&str> = peers.iter().map(|p| p.node_id.as_str()).collect();
+        let mut follows = lock(&self.follows);
+        self.watched.retain(|id, w| {
+            let keep = ids.contains(id.as_str());
+            if !keep {
+                w.task.abort();
+                follows.remove(id);
+            }
+            keep
+        });
+        for p in peers.iter().filter(|p| p.watch) {
+            let conn_id = p.conn.stable_id();
+            match (self.watched.get(&p.node_id), follows.get(&p.node_id)) {
+                (_, Some(Follow::Refused)) => continue,
+                (Some(w), Some(Follow::Ended(at)))
+                    if w.conn_id == conn_id && at.elapsed() < REWATCH =>
+                {
+                    continue;
+                }
+                (Some(w), Some(f)) if w.conn_id == conn_id && !matches!(f, Follow::Ended(_)) => {
+                    continue;
+                }
+                (Some(w), _) => w.task.abort(),
+                (None, _) => {}
+            }
+            follows.insert(p.node_id.clone(), Follow::Waiting);
+            let task = tokio::spawn(watch_one(
+                p.clone(),
+                self.hash,
+                self.total,
+                self.follows.clone(),
+                self.news.clone(),
+                self.set.clone(),
+            ))
+            .abort_handle();
+            self.watched
+                .insert(p.node_id.clone(), Watched { conn_id, task });
+        }
+    }
+
+    /// Asks every peer that does not push what it holds, at once. Peers that answer
+    /// nonsense are left out this round; peers that do not answer in time are benched, so
+    /// the next rounds do not wait on them again.
+    pub async fn poll(&mut self, peers: &[PeerConn]) {
+        let ask: Vec<PeerConn> = {
+            let follows = lock(&self.follows);
+            peers
+                .iter()
+                .filter(|p| !p.watch || matches!(follows.get(&p.node_id), Some(Follow::Refused)))
+                .cloned()
+                .collect()
+        };
+        if ask.is_empty() {
+            self.polled.clear();
+            return;
+        }
+        let asks = ask.into_iter().map(|p| {
+            let hash = self.hash;
+            async move {
+                let r = tokio::time::timeout(HAVE_WAIT, p.have(&[hash])).await;
+                (p, r)
+            }
+        });
+        let mut polled = HashMap::new();
+        for (p, r) in futures_util::future::join_all(asks).await {
+            let files = match r {
+                Ok(Ok(files)) => files,
+                Err(_) | Ok(Err(PeerError::Stalled(_))) => {
+                    if let Some(set) = &self.set {
+                        set.bench(&p.node_id, "did not answer `have` in time");
+                    }
+                    continue;
+                }
+                Ok(Err(_)) => continue,
+            };
+            let Some(fh) = files.into_iter().find(|f| f.file == self.hash.as_bytes()) else {
+                continue;
+            };
+            if let Some(state) = parse_state(&p.node_id, fh, self.total) {
+                polled.insert(p.node_id.clone(), state);
+            }
+        }
+        self.polled = polled;
+    }
+
+    /// What every peer in `peers` holds, as last pushed or polled.
+    pub fn current(&self, peers: &[PeerConn]) -> HashMap<String, View> {
+        let follows = lock(&self.follows);
+        peers
+            .iter()
+            .filter_map(|p| {
+                let state = match follows.get(&p.node_id) {
+                    Some(Follow::Heard(s)) => s.clone(),
+                    Some(Follow::Refused) | None => self.polled.get(&p.node_id).cloned(),
+                    Some(Follow::Waiting | Follow::Ended(_)) => None,
+                }?;
+                Some((
+                    p.node_id.clone(),
+                    View {
+                        conn: p.clone(),
+                        state,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Follows one peer's updates about the file until the watch ends, keeping its entry of
+/// `follows` current.
+async fn watch_one(
+    conn: PeerConn,
+    hash: XetHash,
+    total: u32,
+    follows: Arc<Mutex<HashMap<String, Follow>>>,
+    news: tokio::sync::watch::Sender<u64>,
+    set: Option<PeerSet>,
+) {
+    let id = conn.node_id.clone();
+    let set_follow = |f: Follow| {
+        lock(&follows).insert(id.clone(), f);
+        news.send_modify(|v| *v = v.wrapping_add(1));
+    };
+    let mut w = match conn.watch(&hash).await {
+        Ok(w) => w,
+        Err(PeerError::Connection(_)) => return set_follow(Follow::Ended(Instant::now())),
+        Err(e) => {
+            tracing::debug!(peer = ?conn, "watch refused ({e}); asking with `have` instead");
+            return set_follow(Follow::Refused);
+        }
+    };
+    let mut told: Option<FileHave> = None;
+    loop {
+        // A peer downloading the file sends at least every heartbeat; silence then means
+        // it froze, and its claims must not hold anyone up.
+        let downloading = told
+            .as_ref()
+            .is_some_and(|t| t.total_chunks != 0 && !t.complete);
+        let wait = match &told {
+            None => HAVE_WAIT * 3,
+            Some(_) if downloading => WATCH_SILENCE,
+            Some(_) => NO_HEARTBEAT,
+        };
+        let update = match w.next(wait).await {
+            Ok(Some(u)) => u,
+            Ok(None) if told.is_none() => {
+                tracing::debug!(peer = ?conn, "no first watch update in time; asking with `have` instead");
+                return set_follow(Follow::Refused);
+            }
+            Ok(None) => {
+                if let Some(set) = &set {
+                    set.bench(&id, "went silent on a watch while downloading");
+                }
+                return set_follow(Follow::Ended(Instant::now()));
+            }
+            Err(PeerError::Connection(e)) => {
+                tracing::debug!(peer = ?conn, "watch ended: {e}");
+                return set_follow(Follow::Ended(Instant::now()));
+            }
+            Err(e) => {
+                // `busy`, or an error this version does not expect: ask instead.
+                tracing::debug!(peer = ?conn, "watch refused ({e}); asking with `have` instead");
+                return set_follow(Follow::Refused);
+            }
+        };
+        match watch::apply(told.as_ref(), update, hash.as_bytes()) {
+            Ok(fh) => {
+                let state = parse_state(&id, fh.clone(), total);
+                told = Some(fh);
+                set_follow(Follow::Heard(state));
+            }
+            Err(e) => {
+                tracing::info!(peer = ?conn, "watch update refused: {e}; leaving this peer out of this file's views");
+                break;
+            }
+        }
+    }
+    // The stream is stopped, and the task parks: its entry stays, so no new watch starts
+    // on this connection for this download.
+    drop(w);
+    set_follow(Follow::Heard(None));
+    std::future::pending::<()>().await;
 }
 
 pub fn parse_state(id: &str, fh: FileHave, total: u32) -> Option<PeerState> {

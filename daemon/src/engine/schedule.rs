@@ -22,7 +22,7 @@ use super::peer_fetch::{
     ManifestOutcome, PeerFetchError, XorbOutcome, acquire_manifest, failure_of, fetch_from_peer,
     verify_xorb,
 };
-use super::peer_views::{View, refresh};
+use super::peer_views::{PeerViews, View};
 use super::planner::{Action, Planner, Snapshot, Verdict, ends_first};
 use super::swarm_origin::SwarmSlot;
 use super::trust::xorb_entries;
@@ -89,12 +89,13 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
     .with_origin_limit(ctx.for_client.then_some(CLIENT_ORIGIN_RANGES));
     let mut flight = InFlight::default();
     let mut views: HashMap<String, View> = HashMap::new();
+    let mut looks = PeerViews::new(ctx);
     let mut last_refresh: Option<Instant> = None;
     let started = Instant::now();
 
     let peers = usable();
     if !peers.is_empty() {
-        views = refresh(ctx, &peers).await;
+        views = looks.first_look(&peers).await;
         last_refresh = Some(Instant::now());
         if views.values().any(|v| v.state.involved) {
             tokio::time::sleep(FIRST_CLAIM_SPREAD.mul_f64(rand::random::<f64>())).await;
@@ -125,9 +126,15 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         };
         if peers.is_empty() {
             views.clear();
-        } else if Planner::refresh_due(last_refresh, Instant::now()) {
-            views = refresh(ctx, &peers).await;
-            last_refresh = Some(Instant::now());
+        } else {
+            // Watched peers' views are as current as their last update; the others are
+            // asked at the planner's pace.
+            looks.follow(&peers);
+            if Planner::refresh_due(last_refresh, Instant::now()) {
+                looks.poll(&peers).await;
+                last_refresh = Some(Instant::now());
+            }
+            views = looks.current(&peers);
         }
         drop_banned(ctx, &mut views);
 
@@ -173,11 +180,13 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         carry_out(ctx, &mut planner, &mut flight, &views, &work, actions);
         let due = planner.due_claims(Instant::now());
         if !due.is_empty() {
-            // Another node may have claimed the same range meanwhile: look again.
+            // Another node may have claimed the same range meanwhile: look again (watched
+            // peers have told us already).
             let fresh = if peers.is_empty() {
                 HashMap::new()
             } else {
-                refresh(ctx, &peers).await
+                looks.poll(&peers).await;
+                looks.current(&peers)
             };
             let snap = snapshot(ctx, &fresh, peers.len());
             let actions = planner.settle(&due, &snap);

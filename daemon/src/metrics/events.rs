@@ -75,6 +75,43 @@ impl AnnounceChannel {
     }
 }
 
+/// Which way a peer message went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    Sent,
+    Received,
+}
+
+impl Direction {
+    pub const ALL: [Direction; 2] = [Direction::Sent, Direction::Received];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Sent => "sent",
+            Direction::Received => "received",
+        }
+    }
+}
+
+/// How peer state travelled: asked (`have` and its reply) or pushed (`watch` and its
+/// updates).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateKind {
+    Have,
+    Watch,
+}
+
+impl StateKind {
+    pub const ALL: [StateKind; 2] = [StateKind::Have, StateKind::Watch];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            StateKind::Have => "have",
+            StateKind::Watch => "watch",
+        }
+    }
+}
+
 /// Upper bounds of the pull duration buckets, seconds: a small file on a LAN to a large
 /// model over a slow link.
 pub const PULL_SECONDS_BUCKETS: [f64; 12] = [
@@ -95,6 +132,8 @@ pub struct Events {
     /// Per bucket (not cumulative), then the ones above the last bound.
     pull_buckets: [AtomicU64; PULL_SECONDS_BUCKETS.len() + 1],
     pull_micros: AtomicU64,
+    /// Peer-state messages, per direction and kind: [messages, bytes].
+    peer_state: [[[AtomicU64; 2]; StateKind::ALL.len()]; Direction::ALL.len()],
 }
 
 /// A histogram as read at one moment.
@@ -117,7 +156,22 @@ impl Events {
             announces: [const { [const { AtomicU64::new(0) }; 2] }; AnnounceChannel::ALL.len()],
             pull_buckets: [const { AtomicU64::new(0) }; PULL_SECONDS_BUCKETS.len() + 1],
             pull_micros: AtomicU64::new(0),
+            peer_state: [const { [const { [const { AtomicU64::new(0) }; 2] }; StateKind::ALL.len()] };
+                Direction::ALL.len()],
         }
+    }
+
+    /// A message about what a peer holds went `direction`, `bytes` long as framed.
+    pub fn peer_state(&self, direction: Direction, kind: StateKind, bytes: u64) {
+        let [msgs, total] = &self.peer_state[direction as usize][kind as usize];
+        msgs.fetch_add(1, Ordering::Relaxed);
+        total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// Peer-state messages of `kind` and their bytes that went `direction` so far.
+    pub fn peer_state_count(&self, direction: Direction, kind: StateKind) -> (u64, u64) {
+        let [msgs, total] = &self.peer_state[direction as usize][kind as usize];
+        (msgs.load(Ordering::Relaxed), total.load(Ordering::Relaxed))
     }
 
     pub fn peer_banned(&self) {

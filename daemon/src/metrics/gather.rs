@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::watch;
 
-use super::events::{AnnounceChannel, EVENTS, PULL_SECONDS_BUCKETS, VerifySource};
+use super::events::{
+    AnnounceChannel, Direction, EVENTS, PULL_SECONDS_BUCKETS, StateKind, VerifySource,
+};
 use super::exposition::{Family, Kind};
 use crate::peer::set::PEER_STATES;
 use crate::pulls::PullManager;
@@ -112,6 +114,28 @@ impl Sources {
             )
             .with(&[], EVENTS.peer_bans() as f64),
         );
+        let (mut msgs, mut bytes) = (
+            Family::new(
+                "zest_peer_state_messages_total",
+                Kind::Counter,
+                "Messages about what peers hold, by direction and kind: have (requests and replies) or watch (requests and the updates pushed).",
+            ),
+            Family::new(
+                "zest_peer_state_bytes_total",
+                Kind::Counter,
+                "Bytes of those messages as framed on the wire (QUIC's own overhead not included), by direction.",
+            ),
+        );
+        for d in Direction::ALL {
+            for k in StateKind::ALL {
+                let (m, b) = EVENTS.peer_state_count(d, k);
+                let labels = [("direction", d.label()), ("kind", k.label())];
+                msgs = msgs.with(&labels, m as f64);
+                bytes = bytes.with(&labels, b as f64);
+            }
+        }
+        out.push(msgs);
+        out.push(bytes);
         let mut verify = Family::new(
             "zest_verify_failures_total",
             Kind::Counter,

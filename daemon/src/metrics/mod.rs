@@ -10,5 +10,5 @@ pub mod exposition;
 pub mod gather;
 pub mod http;
 
-pub use events::{AnnounceChannel, EVENTS, VerifySource};
+pub use events::{AnnounceChannel, Direction, EVENTS, StateKind, VerifySource};
 pub use gather::Sources;

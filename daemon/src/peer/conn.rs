@@ -10,6 +10,7 @@ use zest_proto::peer;
 use super::limits::{MAX_FRAME, REPLY_WAIT, silence_allowed};
 use super::stats::PeerStats;
 use super::wire::{self, WireError};
+use crate::metrics::events::{Direction, EVENTS, StateKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
@@ -64,6 +65,8 @@ pub struct PeerConn {
     pub stats: Arc<PeerStats>,
     /// It proved it holds our fleet key (`peer::fleet`).
     pub fleet: bool,
+    /// It listed the `watch` capability: it pushes what it holds instead of being asked.
+    pub watch: bool,
 }
 
 impl std::fmt::Debug for PeerConn {
@@ -83,7 +86,16 @@ impl PeerConn {
     ) -> Result<(quinn::SendStream, quinn::RecvStream), PeerError> {
         let (mut send, recv) = self.conn.open_bi().await?;
         self.stats.requested();
-        wire::write(&mut send, &peer::Request { kind: Some(kind) }).await?;
+        let req = peer::Request { kind: Some(kind) };
+        let state_kind = match req.kind {
+            Some(peer::request::Kind::Have(_)) => Some(StateKind::Have),
+            Some(peer::request::Kind::Watch(_)) => Some(StateKind::Watch),
+            _ => None,
+        };
+        if let Some(k) = state_kind {
+            EVENTS.peer_state(Direction::Sent, k, wire::frame_len(&req));
+        }
+        wire::write(&mut send, &req).await?;
         send.finish()
             .map_err(|e| PeerError::Connection(e.to_string()))?;
         Ok((send, recv))
@@ -104,10 +116,30 @@ impl PeerConn {
         let req = peer::request::Kind::Have(peer::HaveRequest {
             files: files.iter().map(|h| h.as_bytes().to_vec()).collect(),
         });
-        match self.one_reply(req).await?.kind {
+        let reply = self.one_reply(req).await?;
+        EVENTS.peer_state(
+            Direction::Received,
+            StateKind::Have,
+            wire::frame_len(&reply),
+        );
+        match reply.kind {
             Some(peer::response::Kind::Have(h)) => Ok(h.files),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// Asks the peer to tell what it holds of `file` now and at every change (§4.4).
+    /// Only for peers that listed `watch`.
+    pub async fn watch(&self, file: &XetHash) -> Result<Watch, PeerError> {
+        let req = peer::request::Kind::Watch(peer::WatchRequest {
+            file: file.as_bytes().to_vec(),
+        });
+        let (send, recv) = self.send(req).await?;
+        Ok(Watch {
+            _send: send,
+            recv,
+            stats: self.stats.clone(),
+        })
     }
 
     /// The chunk hashes the peer claims for `[start, end)` of `file`. Unverified.
@@ -192,6 +224,38 @@ impl PeerConn {
             let _ = recv.stop(0u32.into());
         }
         result
+    }
+}
+
+/// A watch in progress: the updates a peer pushes about one file. Dropping it stops the
+/// stream, which tells the peer to stop sending.
+pub struct Watch {
+    _send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    stats: Arc<PeerStats>,
+}
+
+impl Watch {
+    /// The next update, waiting at most `wait` for it: None if none came in time.
+    pub async fn next(&mut self, wait: Duration) -> Result<Option<peer::HaveUpdate>, PeerError> {
+        let frame =
+            match tokio::time::timeout(wait, wire::read::<peer::Response>(&mut self.recv)).await {
+                Err(_) => return Ok(None),
+                Ok(r) => r?,
+            };
+        let Some(frame) = frame else {
+            return Err(PeerError::Connection("the peer ended the watch".into()));
+        };
+        EVENTS.peer_state(
+            Direction::Received,
+            StateKind::Watch,
+            wire::frame_len(&frame),
+        );
+        self.stats.requested();
+        match frame.kind {
+            Some(peer::response::Kind::Update(u)) => Ok(Some(u)),
+            other => Err(unexpected(other)),
+        }
     }
 }
 

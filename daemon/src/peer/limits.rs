@@ -23,6 +23,25 @@ pub const MAX_UPLOADS: usize = 48;
 /// GetRequests served at once to one connection: no peer holds more than this many of the
 /// upload slots.
 pub const MAX_UPLOADS_PER_PEER: usize = 8;
+/// Watches (pushed `have`) one connection may hold open at once; beyond that, `busy`.
+pub const MAX_WATCHES_PER_PEER: usize = 32;
+/// A responder lets changes to a watched file gather this long before it tells them, so a
+/// burst of landing chunks goes out as one update. Well under the 250 ms a claim waits
+/// before it is settled, so claims made together are seen by both sides in time.
+pub const WATCH_GATHER: Duration = Duration::from_millis(50);
+/// Held ranges that only grew wait this long since the last update: a peer can take a
+/// range from a holder only once it holds all of it, so telling every landed chunk at
+/// once buys little, while claims (`fetching`) are told within [`WATCH_GATHER`].
+pub const WATCH_HELD_GATHER: Duration = Duration::from_millis(250);
+/// While a watched file downloads, the responder sends at least this often (a heartbeat
+/// when nothing changed), so a watcher can tell a frozen peer from a quiet one.
+pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(1);
+/// A responder looks again this often even without a change notice (a file entering or
+/// leaving the index raises none).
+pub const WATCH_RECHECK: Duration = Duration::from_secs(1);
+/// A watcher that hears nothing for this long from a peer whose file was downloading
+/// takes that peer for frozen.
+pub const WATCH_SILENCE: Duration = Duration::from_millis(2500);
 /// A chunk frame must be taken off our hands (written into the connection's send window)
 /// within this; a reader that stops reading loses the stream and its upload slot.
 pub const WRITE_WAIT: Duration = Duration::from_secs(10);

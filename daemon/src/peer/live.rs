@@ -27,10 +27,16 @@ pub struct LiveFile {
     /// Bumped whenever chunks are proven (or the download ends), for those waiting on proofs:
     /// a xorb's worth at a time, not a wake-up per chunk that lands.
     proofs: tokio::sync::watch::Sender<u64>,
+    /// Bumped whenever what peers are told changes (held or fetching ranges, or the end),
+    /// for the peers watching this file.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 struct LiveState {
     chunks: Vec<Option<Placed>>,
+    /// The indices of `chunks` that are placed, as sorted merged ranges: kept as chunks
+    /// land, so telling a peer costs the ranges, not a pass over every chunk.
+    held: Vec<(u32, u32)>,
     /// Chunks whose hash is proven by a hash from the Hub or CAS (the file's Xet hash, or
     /// a xorb hash): only these may be handed to a local client.
     proven: Vec<bool>,
@@ -55,10 +61,12 @@ impl LiveFile {
             private,
             state: Mutex::new(LiveState {
                 chunks: vec![None; total_chunks],
+                held: Vec::new(),
                 proven: vec![false; total_chunks],
                 fetching: Vec::new(),
             }),
             proofs: tokio::sync::watch::channel(0).0,
+            changes: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -108,6 +116,16 @@ impl LiveFile {
     /// Tells waiters to look again (the download ended, one way or the other).
     pub fn poke(&self) {
         self.proofs.send_modify(|v| *v += 1);
+        self.changed();
+    }
+
+    /// Wakes when what peers are told of this file changes, or the download ends.
+    pub fn subscribe_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|v| *v = v.wrapping_add(1));
     }
 
     pub fn total_chunks(&self) -> u32 {
@@ -117,10 +135,19 @@ impl LiveFile {
     /// Records a chunk as written and verified (its hash came from the CAS's bytes or
     /// matched a trusted manifest). True if the slot was empty.
     pub fn set(&self, index: u32, placed: Placed) -> bool {
-        match lock(&self.state).chunks.get_mut(index as usize) {
+        let mut st = lock(&self.state);
+        let new = match st.chunks.get_mut(index as usize) {
             Some(slot) => slot.replace(placed).is_none(),
             None => false,
+        };
+        if new {
+            super::wire::insert(&mut st.held, index);
         }
+        drop(st);
+        if new {
+            self.changed();
+        }
+        new
     }
 
     pub fn get(&self, index: u32) -> Option<Placed> {
@@ -149,7 +176,7 @@ impl LiveFile {
     }
 
     pub fn held_ranges(&self) -> Vec<(u32, u32)> {
-        super::wire::ranges_of(lock(&self.state).chunks.iter().map(|c| c.is_some()))
+        lock(&self.state).held.clone()
     }
 
     /// Which chunks are on disk, as a bitmap.
@@ -173,12 +200,15 @@ impl LiveFile {
 
     pub fn start_fetching(&self, range: (u32, u32)) {
         lock(&self.state).fetching.push(range);
+        self.changed();
     }
 
     pub fn stop_fetching(&self, range: (u32, u32)) {
         let mut s = lock(&self.state);
         if let Some(i) = s.fetching.iter().position(|r| *r == range) {
             s.fetching.remove(i);
+            drop(s);
+            self.changed();
         }
     }
 
@@ -214,9 +244,19 @@ pub fn take_run(chunks: impl Iterator<Item = Placed>, bound: RunBound) -> Vec<Pl
 }
 
 /// The registry of files in progress, by Xet hash.
-#[derive(Default)]
 pub struct LiveFiles {
     map: Mutex<HashMap<XetHash, Arc<LiveFile>>>,
+    /// Bumped when a file is registered or leaves, for the peers watching files.
+    registry: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for LiveFiles {
+    fn default() -> Self {
+        LiveFiles {
+            map: Mutex::default(),
+            registry: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl LiveFiles {
@@ -224,9 +264,15 @@ impl LiveFiles {
         lock(&self.map).get(hash).cloned()
     }
 
+    /// Wakes when a download starts or ends.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.registry.subscribe()
+    }
+
     /// Registers `file`; it stays served until the guard drops.
     pub fn register(self: &Arc<Self>, file: Arc<LiveFile>) -> LiveGuard {
         lock(&self.map).insert(file.hash, file.clone());
+        self.registry.send_modify(|v| *v = v.wrapping_add(1));
         LiveGuard {
             registry: self.clone(),
             file,
@@ -248,6 +294,10 @@ impl Drop for LiveGuard {
         {
             map.remove(&self.file.hash);
         }
+        drop(map);
+        self.registry
+            .registry
+            .send_modify(|v| *v = v.wrapping_add(1));
     }
 }
 

@@ -9,6 +9,7 @@ pub mod serve;
 pub mod set;
 pub mod stats;
 pub mod tls;
+pub mod watch;
 pub mod wire;
 
 pub use conn::{PeerConn, PeerError};

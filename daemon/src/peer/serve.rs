@@ -13,12 +13,14 @@ use zest_proto::peer;
 
 use super::limits::{
     MAX_GET_CHUNKS, MAX_HAVE_FILES, MAX_MANIFEST_CHUNKS, MAX_REQUEST_FRAME, MAX_UPLOADS,
-    MAX_UPLOADS_PER_PEER, REQUEST_WAIT, WRITE_WAIT,
+    MAX_UPLOADS_PER_PEER, MAX_WATCHES_PER_PEER, REQUEST_WAIT, WATCH_GATHER, WATCH_HEARTBEAT,
+    WATCH_HELD_GATHER, WATCH_RECHECK, WRITE_WAIT,
 };
 use super::live::{LiveFiles, Placed};
 use super::stats::PeerStats;
 use super::wire::{self, WireError};
 use crate::index::{HeldFile, Index};
+use crate::metrics::events::{Direction, EVENTS, StateKind};
 use crate::rate::Limits;
 use crate::totals::Totals;
 
@@ -60,6 +62,8 @@ pub struct Client {
     pub fleet: bool,
     /// This connection's share of the upload slots.
     pub uploads: Arc<Semaphore>,
+    /// Watches this connection may hold open.
+    pub watches: Arc<Semaphore>,
 }
 
 impl Client {
@@ -68,6 +72,7 @@ impl Client {
             stats,
             fleet,
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS_PER_PEER)),
+            watches: Arc::new(Semaphore::new(MAX_WATCHES_PER_PEER)),
         }
     }
 }
@@ -119,28 +124,122 @@ impl Provider {
             let Some(hash) = XetHash::from_slice(f) else {
                 return wire::error("bad_request", "a file hash is not 32 bytes");
             };
-            let mut fh = peer::FileHave {
-                file: f.clone(),
-                ..Default::default()
-            };
-            match self.source(&hash, fleet) {
-                Some(Source::Held(h)) => {
-                    let n = h.chunks.len() as u32;
-                    fh.complete = true;
-                    fh.total_chunks = n;
-                    fh.held = if n > 0 { vec![0, n] } else { Vec::new() };
-                }
-                Some(Source::Live(l)) => {
-                    fh.total_chunks = l.total_chunks();
-                    fh.held = wire::flatten(&l.held_ranges());
-                    fh.fetching = wire::flatten(&l.fetching_ranges());
-                }
-                None => {}
-            }
-            out.push(fh);
+            out.push(self.file_have(&hash, fleet).0);
         }
         peer::Response {
             kind: Some(peer::response::Kind::Have(peer::HaveReply { files: out })),
+        }
+    }
+
+    /// What this node tells `fleet` (or not) about `hash` now, and the download in
+    /// progress it comes from, if any.
+    fn file_have(
+        &self,
+        hash: &XetHash,
+        fleet: bool,
+    ) -> (peer::FileHave, Option<Arc<super::live::LiveFile>>) {
+        let mut fh = peer::FileHave {
+            file: hash.as_bytes().to_vec(),
+            ..Default::default()
+        };
+        let mut live = None;
+        match self.source(hash, fleet) {
+            Some(Source::Held(h)) => {
+                let n = h.chunks.len() as u32;
+                fh.complete = true;
+                fh.total_chunks = n;
+                fh.held = if n > 0 { vec![0, n] } else { Vec::new() };
+            }
+            Some(Source::Live(l)) => {
+                fh.total_chunks = l.total_chunks();
+                fh.held = wire::flatten(&l.held_ranges());
+                fh.fetching = wire::flatten(&l.fetching_ranges());
+                live = Some(l);
+            }
+            None => {}
+        }
+        (fh, live)
+    }
+
+    /// Tells the peer what this node holds of a file, and again at every change, until
+    /// the peer stops reading (§4.4). Changes are gathered for [`WATCH_GATHER`], and
+    /// held ranges that only grew for [`WATCH_HELD_GATHER`], so landing chunks are a few
+    /// updates a second, not one each; while the file downloads here, an update goes at
+    /// least every [`WATCH_HEARTBEAT`].
+    async fn watch(
+        &self,
+        req: &peer::WatchRequest,
+        send: &mut quinn::SendStream,
+        client: &Client,
+    ) -> Result<(), WireError> {
+        let Some(hash) = XetHash::from_slice(&req.file) else {
+            return wire::write(
+                send,
+                &wire::error("bad_request", "file hash is not 32 bytes"),
+            )
+            .await;
+        };
+        let Ok(_slot) = client.watches.clone().try_acquire_owned() else {
+            return wire::write(send, &wire::error("busy", "too many watches at once")).await;
+        };
+        let stopped = send.stopped();
+        tokio::pin!(stopped);
+        let mut registry = self.live.subscribe();
+        let mut told: Option<peer::FileHave> = None;
+        let mut last_sent = tokio::time::Instant::now();
+        loop {
+            // Subscribed before the state is read, so no change between the two is missed.
+            let mut changes = self.live.get(&hash).map(|l| l.subscribe_changes());
+            let (now, live) = self.file_have(&hash, client.fleet);
+            let downloading = live.is_some();
+            drop(live);
+            let since = last_sent.elapsed();
+            // Held ranges that only grew can wait for the slower gather; claims cannot.
+            let held_waits =
+                !super::watch::urgent(told.as_ref(), &now) && since < WATCH_HELD_GATHER;
+            let due = match super::watch::diff(told.as_ref(), &now) {
+                Some(_) if held_waits => None,
+                Some(u) => Some((u, true)),
+                None if downloading && since >= WATCH_HEARTBEAT => {
+                    Some((super::watch::heartbeat(&now), false))
+                }
+                None => None,
+            };
+            let pending = due.is_none() && held_waits && told.as_ref() != Some(&now);
+            if let Some((update, news)) = due {
+                let frame = peer::Response {
+                    kind: Some(peer::response::Kind::Update(update)),
+                };
+                tokio::time::timeout(WRITE_WAIT, wire::write(send, &frame))
+                    .await
+                    .map_err(|_| WireError::Stalled(WRITE_WAIT))??;
+                EVENTS.peer_state(Direction::Sent, StateKind::Watch, wire::frame_len(&frame));
+                client.stats.requested();
+                last_sent = tokio::time::Instant::now();
+                if news {
+                    told = Some(now);
+                }
+            }
+            let mut wake =
+                (last_sent + WATCH_HEARTBEAT).min(tokio::time::Instant::now() + WATCH_RECHECK);
+            if pending {
+                wake = wake.min(last_sent + WATCH_HELD_GATHER);
+            }
+            tokio::select! {
+                _ = &mut stopped => return Ok(()),
+                _ = registry.changed() => {}
+                _ = async {
+                    match changes.as_mut() {
+                        Some(c) => { let _ = c.changed().await; }
+                        None => std::future::pending().await,
+                    }
+                } => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+            tokio::select! {
+                _ = &mut stopped => return Ok(()),
+                _ = tokio::time::sleep(WATCH_GATHER) => {}
+            }
         }
     }
 
@@ -332,15 +431,33 @@ impl Provider {
                 return Err(e);
             }
         };
+        let read_len = wire::frame_len(&req);
         let reply = match req.kind {
-            Some(peer::request::Kind::Have(h)) => self.have(&h.files, fleet),
+            Some(peer::request::Kind::Have(h)) => {
+                EVENTS.peer_state(Direction::Received, StateKind::Have, read_len);
+                let r = self.have(&h.files, fleet);
+                tokio::time::timeout(WRITE_WAIT, wire::write(&mut send, &r))
+                    .await
+                    .map_err(|_| WireError::Stalled(WRITE_WAIT))??;
+                EVENTS.peer_state(Direction::Sent, StateKind::Have, wire::frame_len(&r));
+                send.finish()?;
+                return Ok(());
+            }
+            Some(peer::request::Kind::Watch(w)) if super::watch::enabled() => {
+                EVENTS.peer_state(Direction::Received, StateKind::Watch, read_len);
+                let r = self.watch(&w, &mut send, client).await;
+                let _ = send.finish();
+                return r;
+            }
             Some(peer::request::Kind::Manifest(m)) => self.manifest(&m, fleet),
             Some(peer::request::Kind::Get(g)) => {
                 self.get(&g, &mut send, client).await?;
                 send.finish()?;
                 return Ok(());
             }
-            None => wire::error("bad_request", "unknown request"),
+            Some(peer::request::Kind::Watch(_)) | None => {
+                wire::error("bad_request", "unknown request")
+            }
         };
         tokio::time::timeout(WRITE_WAIT, wire::write(&mut send, &reply))
             .await

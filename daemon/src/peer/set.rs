@@ -19,7 +19,9 @@ use super::wire;
 use crate::sync::lock;
 
 pub const VERSION: u32 = 1;
-const CAPABILITIES: [&str; 3] = ["have", "manifest", "get"];
+const CAPABILITIES: [&str; 4] = ["have", "manifest", "get", WATCH];
+/// The capability of pushed peer state (docs/PROTOCOL.md §4.4).
+pub const WATCH: &str = "watch";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -561,7 +563,11 @@ impl PeerSet {
     fn hello(&self, conn: &quinn::Connection, role: Role) -> peer::Hello {
         peer::Hello {
             version: VERSION,
-            capabilities: CAPABILITIES.iter().map(|s| s.to_string()).collect(),
+            capabilities: CAPABILITIES
+                .iter()
+                .filter(|c| **c != WATCH || super::watch::enabled())
+                .map(|s| s.to_string())
+                .collect(),
             agent: format!("zestd/{}", env!("CARGO_PKG_VERSION")),
             fleet_proof: self
                 .inner
@@ -697,6 +703,7 @@ impl PeerSet {
             addr,
             stats: stats.clone(),
             fleet,
+            watch: super::watch::enabled() && hello.capabilities.iter().any(|c| c == WATCH),
         };
         lock(&self.inner.state)
             .peers

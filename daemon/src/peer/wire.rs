@@ -33,6 +33,11 @@ pub async fn write<M: Message>(send: &mut quinn::SendStream, msg: &M) -> Result<
     Ok(())
 }
 
+/// Bytes `msg` takes on the wire as a frame.
+pub fn frame_len<M: Message>(msg: &M) -> u64 {
+    4 + msg.encoded_len() as u64
+}
+
 /// The next frame, or None when the other side finished the stream cleanly.
 pub async fn read<M: Message + Default>(
     recv: &mut quinn::RecvStream,
@@ -103,6 +108,56 @@ pub fn merge(mut ranges: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
     out
 }
 
+/// Adds index `i` to sorted, merged ranges, keeping them so.
+pub fn insert(ranges: &mut Vec<(u32, u32)>, i: u32) {
+    // The first range that ends at or after i: i is in it, touches it, or goes before it.
+    let k = ranges.partition_point(|r| r.1 < i);
+    match ranges.get(k).copied() {
+        Some((a, b)) if a <= i && i < b => {}
+        Some((_, b)) if b == i => {
+            // Range k grows by one, and swallows the next if that starts right after.
+            let end = match ranges.get(k + 1).copied() {
+                Some((na, nb)) if na == i + 1 => {
+                    ranges.remove(k + 1);
+                    nb
+                }
+                _ => i + 1,
+            };
+            ranges[k].1 = end;
+        }
+        Some((a, _)) if a == i + 1 => ranges[k].0 = i,
+        _ => ranges.insert(k, (i, i + 1)),
+    }
+}
+
+/// The parts of sorted, merged `a` that `b` (sorted, merged) does not cover.
+pub fn subtract(a: &[(u32, u32)], b: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    let mut out = Vec::new();
+    let mut k = 0;
+    for &(mut s, e) in a {
+        while k < b.len() && b[k].1 <= s {
+            k += 1;
+        }
+        let mut j = k;
+        while s < e {
+            match b.get(j) {
+                Some(&(bs, be)) if bs < e => {
+                    if bs > s {
+                        out.push((s, bs));
+                    }
+                    s = s.max(be);
+                    j += 1;
+                }
+                _ => {
+                    out.push((s, e));
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Sorted, merged ranges of the indices for which `held` is true.
 pub fn ranges_of(held: impl Iterator<Item = bool>) -> Vec<(u32, u32)> {
     let mut out = Vec::new();
@@ -141,5 +196,33 @@ mod tests {
             merge(vec![(5, 7), (0, 2), (1, 3), (3, 4)]),
             vec![(0, 4), (5, 7)]
         );
+    }
+
+    #[test]
+    fn insert_and_subtract_agree_with_a_bitmap() {
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |m: u32| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % u64::from(m)) as u32
+        };
+        for _ in 0..300 {
+            let n = 1 + next(60);
+            let (mut a, mut b) = (vec![false; n as usize], vec![false; n as usize]);
+            let (mut ra, mut rb) = (Vec::new(), Vec::new());
+            for _ in 0..next(2 * n) {
+                let i = next(n);
+                a[i as usize] = true;
+                insert(&mut ra, i);
+                let j = next(n);
+                b[j as usize] = true;
+                insert(&mut rb, j);
+            }
+            assert_eq!(ra, ranges_of(a.iter().copied()));
+            assert_eq!(rb, ranges_of(b.iter().copied()));
+            let want = ranges_of(a.iter().zip(&b).map(|(x, y)| *x && !*y));
+            assert_eq!(subtract(&ra, &rb), want, "{ra:?} - {rb:?}");
+        }
     }
 }

@@ -7,7 +7,15 @@
 //! - `stall`: honest manifests, then goes silent after two chunks of any transfer;
 //! - `stall-midway`: honest, but goes silent halfway through every transfer;
 //! - `wrong-midway`: honest, but the chunk halfway through every transfer has a byte
-//!   flipped.
+//!   flipped;
+//! - `watch-frozen`: lists `watch`; its first update says it is downloading the file and
+//!   fetching all of it from the origin, then it says nothing more, ever (a frozen
+//!   daemon whose claims would hold a crowd up);
+//! - `watch-garbage`: lists `watch`; its updates are malformed (a delta first, then ranges
+//!   out of order, then another file's state).
+//!
+//! The other modes do not list `watch`: they stand for peers from before it, which are
+//! asked with `have`.
 //!
 //! It knows files by indexing `--cache` (an HF cache) with zestd's own indexer.
 
@@ -31,6 +39,8 @@ enum Mode {
     Stall,
     StallMidway,
     WrongMidway,
+    WatchFrozen,
+    WatchGarbage,
 }
 
 #[derive(Parser)]
@@ -72,7 +82,13 @@ async fn main() -> Result<()> {
             }
             let hello = peer::Hello {
                 version: zestd::peer::set::VERSION,
-                capabilities: vec!["have".into(), "manifest".into(), "get".into()],
+                capabilities: ["have", "manifest", "get"]
+                    .into_iter()
+                    .chain(
+                        matches!(mode, Mode::WatchFrozen | Mode::WatchGarbage).then_some("watch"),
+                    )
+                    .map(String::from)
+                    .collect(),
                 agent: format!("zest-evilpeer/{mode:?}"),
                 fleet_proof: Vec::new(),
             };
@@ -188,6 +204,37 @@ async fn handle(
                 };
                 wire::write(&mut send, &frame).await?;
             }
+        }
+        Some(peer::request::Kind::Watch(w)) => {
+            let n = XetHash::from_slice(&w.file)
+                .and_then(|h| index.held(&h))
+                .map_or(0, |h| h.chunks.len() as u32);
+            let update =
+                |file: Vec<u8>, delta: bool, held: Vec<u32>, fetching: Vec<u32>| peer::Response {
+                    kind: Some(peer::response::Kind::Update(peer::HaveUpdate {
+                        have: Some(peer::FileHave {
+                            file,
+                            complete: false,
+                            total_chunks: n,
+                            held,
+                            fetching,
+                        }),
+                        delta,
+                    })),
+                };
+            let frames = match mode {
+                Mode::WatchFrozen => vec![update(w.file.clone(), false, vec![], vec![0, n])],
+                _ => vec![
+                    update(w.file.clone(), true, vec![0, 1], vec![]),
+                    update(w.file.clone(), false, vec![5, 3], vec![]),
+                    update(vec![0xee; 32], false, vec![0, n], vec![]),
+                ],
+            };
+            for f in frames {
+                wire::write(&mut send, &f).await?;
+            }
+            // Frozen: the stream stays open and silent.
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
         }
         None => {}
     }

@@ -62,6 +62,7 @@ async fn main() -> Result<()> {
         addr: args.peer,
         stats: Arc::new(PeerStats::default()),
         fleet: fleet.is_some(),
+        watch: false,
         conn,
     };
     let have = pc.have(&[args.file]).await?;

@@ -25,7 +25,9 @@
 #
 # ZEST_BENCH_CASES=zest runs only zest's own cases (no huggingface_hub reference, no
 # endpoint crowd); ZEST_BENCH_FLASH_RUNS=K repeats the flash crowd K times with fresh
-# daemons and lists every run. `zest-sim --shared-cores 2` predicts these runs (BENCHMARKS.md).
+# daemons and lists every run, with the peer-state messages (have/watch) each node sent per
+# second. `zest-sim --shared-cores 2` predicts these runs (BENCHMARKS.md). ZEST_PEER_WATCH=0
+# passes through to zestd: every daemon then polls `have` as before pushed state.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-4}
@@ -162,6 +164,21 @@ check_same() { # tag i, against the first node's snapshot
   a=$(tail -1 "$work/$1/$2/out"); b=$(tail -1 "$work/$3/$4/out")
   for f in "$a"/*; do cmp -s "$f" "$b/$(basename "$f")" || { echo "content differs: $f" >&2; exit 1; }; done
 }
+# Peer-state messages (have/watch) and their bytes sent so far by daemons 0..count-1 of a
+# tag, from their metrics: each message counted once, by its sender.
+state_sent() { # tag count base_port
+  local urls=() i
+  for i in $(seq 0 $(($2 - 1))); do urls+=("http://127.0.0.1:$(($3 + 1000 + i))/metrics"); done
+  inF "$py" -c '
+import sys, urllib.request
+m = b = 0
+for u in sys.argv[1:]:
+    for line in urllib.request.urlopen(u, timeout=10).read().decode().splitlines():
+        if "direction=\"sent\"" in line:
+            if line.startswith("zest_peer_state_messages_total"): m += float(line.split()[-1])
+            if line.startswith("zest_peer_state_bytes_total"): b += float(line.split()[-1])
+print(int(m), int(b))' "${urls[@]}"
+}
 peer_bytes() { inF "$bin/zestctl" --socket "$work/$1/$2/sock" status --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["bytes_from_peers"])'; }
 
 # Reference: huggingface_hub+hf_xet, one node, then N nodes at once, through the same link.
@@ -184,11 +201,14 @@ seeded_peer=$(peer_bytes seeded 1)
 stop_daemons seeded "$n"
 
 # Flash crowd: N fresh daemons pull at once; FLASH_RUNS times, each with fresh daemons.
-flash_all=() flash_copies_all=()
+flash_all=() flash_copies_all=() flash_state_all=()
 for run in $(seq "$flash_runs"); do
   rm -rf "$work/flash"
   start_daemons flash "$n" 47600
+  read -r m0 mb0 < <(state_sent flash "$n" 47600)
   e0=$(egress); s_=$(pull_many flash 0 $((n - 1))); b_=$(( $(egress) - e0 ))
+  read -r m1 mb1 < <(state_sent flash "$n" 47600)
+  flash_state_all+=("$(echo "scale=1; ($m1 - $m0) / $n / $s_" | bc -l) msgs, $(echo "scale=0; ($mb1 - $mb0) / $n / $s_" | bc -l) B")
   for i in $(seq 1 $((n - 1))); do check_same flash 0 flash "$i"; done
   check_same flash 0 seeded 0
   stop_daemons flash "$n"
@@ -239,4 +259,5 @@ echo
 echo "A seeded node took $(numfmt --to=iec "$seeded_peer") from peers."
 echo "Flash crowd runs ($flash_runs), time to last node: $(for x in "${flash_all[@]}"; do printf '%s s (%s×) ' "$x" "$(ratio "$x")"; done)"
 echo "Flash crowd runs, copies: $(for b in "${flash_copies_all[@]}"; do printf '%s ' "$(copies "$b")"; done)"
+echo "Flash crowd runs, peer-state messages sent per node per second of the pull: $(for x in "${flash_state_all[@]}"; do printf '%s; ' "$x"; done)"
 

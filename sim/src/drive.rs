@@ -15,6 +15,12 @@ use crate::world::World;
 /// Wire size of a `have` request, and of an answer before its ranges (8 bytes each).
 const HAVE_REQUEST: u64 = 48;
 const HAVE_ANSWER: u64 = 40;
+/// Wire size of a watch update before its ranges (the file hash, flags, framing).
+const UPDATE: u64 = 44;
+/// zestd's `WATCH_GATHER`, `WATCH_HELD_GATHER` and `WATCH_HEARTBEAT`, seconds.
+const GATHER: f64 = 0.05;
+const HELD_GATHER: f64 = 0.25;
+const HEARTBEAT: f64 = 1.0;
 /// Daemons started together spread their first claims over this window
 /// (`schedule::FIRST_CLAIM_SPREAD`).
 const FIRST_CLAIM_SPREAD: f64 = 0.2;
@@ -94,12 +100,57 @@ impl World {
                 HAVE_REQUEST + HAVE_ANSWER + 8 * (view.held.len() + view.fetching.len()) as u64;
         }
         let node = &mut self.nodes[n];
-        node.msgs += 2 * peers.len() as u64;
-        node.msg_bytes += bytes;
+        if self.p.poll {
+            node.msgs += 2 * peers.len() as u64;
+            node.msg_bytes += bytes;
+        }
         let fr = &mut node.files[f];
         fr.snap.peers = peers;
         fr.seen = seen;
         fr.last_refresh = Some(self.now);
+    }
+
+    /// What pushed peer state costs (`watch`, docs/PROTOCOL.md §4.4): every node tells
+    /// the peers downloading a file it changed, changes gathered over 50 ms, and sends a
+    /// heartbeat a second while it downloads the file itself. Counted at the sender.
+    pub(crate) fn pushes(&mut self) {
+        if self.p.poll {
+            return;
+        }
+        let now = self.now;
+        for k in 0..self.alive.len() {
+            let n = self.alive[k];
+            for f in 0..self.shape.files.len() {
+                let fr = &self.nodes[n].files[f];
+                let since = now - fr.pushed_at;
+                let urgent = fr.urgent != fr.pushed.1;
+                let changed = fr.version != fr.pushed.0;
+                let downloading = fr.planner.is_some() && !fr.done;
+                let due = (urgent && since >= GATHER)
+                    || (changed && since >= HELD_GATHER)
+                    || (downloading && since >= HEARTBEAT);
+                if !due {
+                    continue;
+                }
+                let watchers = self.nodes[n]
+                    .conns
+                    .iter()
+                    .filter(|&&c| {
+                        let w = &self.nodes[c].files[f];
+                        w.planner.is_some() && !w.done
+                    })
+                    .count() as u64;
+                let fr = &self.nodes[n].files[f];
+                // A delta carries the range that landed and the whole `fetching`.
+                let size = UPDATE + 8 * (u64::from(changed) + fr.public.fetching.len() as u64);
+                let node = &mut self.nodes[n];
+                node.msgs += watchers;
+                node.msg_bytes += watchers * size;
+                let fr = &mut node.files[f];
+                fr.pushed = (fr.version, fr.urgent);
+                fr.pushed_at = now;
+            }
+        }
     }
 
     /// One pass of `schedule::run`'s loop for node `n`'s file `f`.
@@ -133,6 +184,7 @@ impl World {
             fr.planner = Some(pl);
             fr.public.involved = true;
             fr.version += 1;
+            fr.urgent += 1;
             if involved {
                 fr.not_before = now + spread;
                 fr.kick = true;
@@ -145,11 +197,13 @@ impl World {
             .is_some_and(Planner::peers_off);
         let connected = self.nodes[n].conns.len();
         let peers_on = !peers_off && connected > 0;
+        // Pushed views are current at every step; polled ones at the planner's pace.
         let refresh = peers_on
-            && Planner::refresh_due(
-                self.nodes[n].files[f].last_refresh.map(|t| self.at(t)),
-                inst,
-            );
+            && (!self.p.poll
+                || Planner::refresh_due(
+                    self.nodes[n].files[f].last_refresh.map(|t| self.at(t)),
+                    inst,
+                ));
         if refresh {
             self.refresh_views(n, f);
         }
@@ -299,6 +353,7 @@ impl World {
                     if let Some(pl) = fr.planner.as_ref() {
                         fr.public.fetching.extend_from_slice(pl.ranges(slot));
                         fr.version += 1;
+                        fr.urgent += 1;
                     }
                     fr.claims.insert(slot, permit);
                 }

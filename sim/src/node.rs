@@ -55,6 +55,12 @@ pub struct FileRun {
     pub version: u64,
     /// Per entry of `snap.peers`: the connection it came from and the version read.
     pub seen: Vec<(usize, u64)>,
+    /// Bumped at changes of `public` a watcher is told at once (claims, completion);
+    /// growth of `held` alone bumps only `version`.
+    pub urgent: u64,
+    /// The `version` and `urgent` last pushed to watchers, and when (`watch`).
+    pub pushed: (u64, u64),
+    pub pushed_at: f64,
 }
 
 impl FileRun {
@@ -93,6 +99,9 @@ impl FileRun {
             done: holds,
             version: 0,
             seen: Vec::new(),
+            urgent: 0,
+            pushed: (0, 0),
+            pushed_at: 0.0,
         }
     }
 
@@ -103,7 +112,11 @@ impl FileRun {
             self.snap.trusted[i as usize] = true;
         }
         ranges::insert(&mut self.public.held, a, b);
-        self.public.complete = self.public.held.first() == Some(&(0, units));
+        let complete = self.public.held.first() == Some(&(0, units));
+        if complete != self.public.complete {
+            self.urgent += 1;
+        }
+        self.public.complete = complete;
         self.version += 1;
     }
 
@@ -114,6 +127,7 @@ impl FileRun {
             }
         }
         self.version += 1;
+        self.urgent += 1;
     }
 }
 

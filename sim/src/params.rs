@@ -105,6 +105,11 @@ pub struct Params {
     /// feed these yet: off simulates the daemon as it is.
     #[arg(long)]
     pub swarm_size: bool,
+    /// Peer state is polled (`have` every 150 ms per peer per file, as zestd did before
+    /// the `watch` capability) rather than pushed. Changes only what control traffic
+    /// counts: the planner sees current views either way.
+    #[arg(long)]
+    pub poll: bool,
     /// The simulation's step: the daemon's scheduler tick.
     #[arg(long, default_value_t = 50.0)]
     pub tick_ms: f64,

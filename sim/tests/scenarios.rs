@@ -57,3 +57,21 @@ fn beyond_every_view_drawn_fetchers_take_a_fraction_of_the_copies_claims_alone_t
     assert!(alone.origin_copies >= 8.0, "{}", alone.text());
     assert!(drawn.origin_copies <= 3.0, "{}", drawn.text());
 }
+
+#[test]
+fn pushed_peer_state_costs_a_fraction_of_polling_it() {
+    // 32 nodes that all see each other: polling asks every peer every 150 ms per file;
+    // pushing tells only changes, gathered over 50 ms, plus a heartbeat a second.
+    let args = "--nodes 32 --model-gib 0.5 --files 2 --swarm-size";
+    let push = run(args);
+    let poll = run(&format!("{args} --poll"));
+    for r in [&push, &poll] {
+        assert_eq!(r.unfinished, 0, "{}", r.text());
+    }
+    assert!(
+        push.control_msgs_per_node_per_s * 2.0 < poll.control_msgs_per_node_per_s,
+        "push {} vs poll {}",
+        push.text(),
+        poll.text()
+    );
+}

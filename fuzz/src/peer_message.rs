@@ -6,9 +6,12 @@ use xet::XetHash;
 use zest_proto::peer;
 use zestd::engine::peer_views::parse_state;
 use zestd::peer::limits::MAX_FRAME;
+use zestd::peer::watch;
 use zestd::peer::wire::{flatten, merge, unflatten};
 
 pub fn run(data: &[u8]) {
+    // A watch's updates fold into one state, frame after frame, as a watcher folds them.
+    let mut told: Option<peer::FileHave> = None;
     let mut rest = data;
     while rest.len() >= 4 {
         let n = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
@@ -17,12 +20,12 @@ pub fn run(data: &[u8]) {
         }
         let body = &rest[4..];
         let body = &body[..n.min(body.len())];
-        frame(body);
+        frame(body, &mut told);
         rest = &rest[(4 + body.len()).min(rest.len())..];
     }
 }
 
-fn frame(body: &[u8]) {
+fn frame(body: &[u8], told: &mut Option<peer::FileHave>) {
     let _ = peer::Hello::decode(body);
     if let Ok(req) = peer::Request::decode(body) {
         // Re-encoding what decoded gives a message that decodes the same.
@@ -41,6 +44,21 @@ fn frame(body: &[u8]) {
                         assert!(r.0 < r.1 && r.1 <= total.max(1));
                     }
                 }
+            }
+        }
+        Some(peer::response::Kind::Update(u)) => {
+            let file = u.have.as_ref().map(|h| h.file.clone()).unwrap_or_default();
+            if let Ok(now) = watch::apply(told.as_ref(), u, &file) {
+                // A state a watcher accepted has well-formed ranges...
+                assert!(unflatten(&now.held).is_some() && unflatten(&now.fetching).is_some());
+                // ...and the update from the last one to it leads there again.
+                if let Some(prev) = told.as_ref().filter(|p| p.file == now.file)
+                    && let Some(u) = watch::diff(Some(prev), &now)
+                {
+                    let again = watch::apply(Some(prev), u, &now.file);
+                    assert!(again.is_ok_and(|a| watch::same(&a, &now)));
+                }
+                *told = Some(now);
             }
         }
         Some(peer::response::Kind::Manifest(m)) => {

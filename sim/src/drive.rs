@@ -91,8 +91,9 @@ impl World {
                 view.clone_from(&fr.public);
                 *version = fr.version;
             }
-            view.quiet = match (self.p.swarm_size, fr.planner.as_ref()) {
-                (true, Some(pl)) if !fr.done => Some(pl.quiet(self.at(self.now))),
+            // zestd says `quiet_ms` while it downloads the file.
+            view.quiet = match fr.planner.as_ref() {
+                Some(pl) if !fr.done => Some(pl.quiet(self.at(self.now))),
                 _ => None,
             };
             view.rate = self.nodes[n].rates.get(c).copied().unwrap_or(0.0);
@@ -211,7 +212,7 @@ impl World {
             .swarm_progress
             .is_some_and(|t| now - t < planner::PATIENCE.as_secs_f64());
         let swarm_inflight = self.nodes[n].swarm_inflight;
-        let swarm_size = self.p.swarm_size.then_some(self.alive.len());
+        let swarm_size = (!self.p.no_swarm_size).then_some(self.alive.len());
         let node = &mut self.nodes[n];
         let fr = &mut node.files[f];
         if !peers_on {

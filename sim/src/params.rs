@@ -98,13 +98,12 @@ pub struct Params {
     /// `churn`: share of the live nodes that leave (and are replaced) per minute.
     #[arg(long, default_value_t = 0.10)]
     pub churn_per_min: f64,
-    /// The fleet design for swarms larger than a node's view: each planner is handed the
-    /// swarm's size, as a tracker's announce answer counts it, so a few nodes fetch from
-    /// the origin (`Planner::admitted`); origin bytes arriving count as progress, and
-    /// peers pass on how long the swarm has been quiet (`Planner::quiet`). zestd does not
-    /// feed these yet: off simulates the daemon as it is.
+    /// Discovery gives no swarm counts (the DHT, static peers): each planner takes the
+    /// peers in its view as the whole swarm. By default a tracker's announce answer counts
+    /// the swarm, and zestd hands that count to the planner, so in a swarm larger than a
+    /// node's view only a drawn few fetch from the origin (`Planner::admitted`).
     #[arg(long)]
-    pub swarm_size: bool,
+    pub no_swarm_size: bool,
     /// Peer state is polled (`have` every 150 ms per peer per file, as zestd did before
     /// the `watch` capability) rather than pushed. Changes only what control traffic
     /// counts: the planner sees current views either way.

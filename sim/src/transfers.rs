@@ -29,9 +29,7 @@ impl World {
                 Src::Origin => {
                     self.origin_bytes += moved;
                     self.nodes[fl.dst].bytes_origin += moved;
-                    if self.p.swarm_size
-                        && let Some(pl) = self.nodes[fl.dst].files[fl.file].planner.as_mut()
-                    {
+                    if let Some(pl) = self.nodes[fl.dst].files[fl.file].planner.as_mut() {
                         pl.note_receiving(self.base + Duration::from_secs_f64(now + dt));
                     }
                 }

@@ -51,8 +51,8 @@ fn churn_loses_no_surviving_node() {
 #[test]
 fn beyond_every_view_drawn_fetchers_take_a_fraction_of_the_copies_claims_alone_take() {
     // 128 nodes, each seeing at most 64: claims alone cannot keep the origin at one copy.
-    let alone = run("--nodes 128 --model-gib 0.5 --files 2");
-    let drawn = run("--nodes 128 --model-gib 0.5 --files 2 --swarm-size");
+    let alone = run("--nodes 128 --model-gib 0.5 --files 2 --no-swarm-size");
+    let drawn = run("--nodes 128 --model-gib 0.5 --files 2");
     assert_eq!(drawn.unfinished, 0, "{}", drawn.text());
     assert!(alone.origin_copies >= 8.0, "{}", alone.text());
     assert!(drawn.origin_copies <= 3.0, "{}", drawn.text());
@@ -62,7 +62,7 @@ fn beyond_every_view_drawn_fetchers_take_a_fraction_of_the_copies_claims_alone_t
 fn pushed_peer_state_costs_a_fraction_of_polling_it() {
     // 32 nodes that all see each other: polling asks every peer every 150 ms per file;
     // pushing tells only changes, gathered over 50 ms, plus a heartbeat a second.
-    let args = "--nodes 32 --model-gib 0.5 --files 2 --swarm-size";
+    let args = "--nodes 32 --model-gib 0.5 --files 2";
     let push = run(args);
     let poll = run(&format!("{args} --poll"));
     for r in [&push, &poll] {

@@ -31,6 +31,9 @@ pub type Plan = HashMap<SwarmKey, u64>;
 pub struct Plans {
     pub public: Plan,
     pub fleet: Plan,
+    /// The file each key of a file being downloaded stands for: a tracker's count of that
+    /// swarm is the planner's (`Wanted::note_swarm`).
+    pub downloading: HashMap<SwarmKey, xet::XetHash>,
 }
 
 impl Plans {
@@ -52,12 +55,20 @@ pub struct Planner {
 impl Planner {
     /// One file: `open` if it may be offered to everyone.
     fn place(&self, plans: &mut Plans, hash: &xet::XetHash, open: bool, left: u64) {
-        if open {
+        let key = if open {
             let k = public_key(hash);
             plans.public.insert(k, left);
             plans.fleet.insert(k, left);
+            k
         } else if let Some(f) = &self.fleet {
-            plans.fleet.insert(fleet_key(f, hash), left);
+            let k = fleet_key(f, hash);
+            plans.fleet.insert(k, left);
+            k
+        } else {
+            return;
+        };
+        if left > 0 {
+            plans.downloading.insert(key, *hash);
         }
     }
 

@@ -75,10 +75,21 @@ pub fn parse_reply(body: &[u8]) -> Result<Reply, TrackerError> {
     if let Some(b) = v.get("peers6").and_then(Value::bytes) {
         peers.extend(compact_v6(b));
     }
+    let count = |k: &str| {
+        v.get(k)
+            .and_then(Value::int)
+            .and_then(|n| usize::try_from(n).ok())
+    };
+    // BEP 3 (as trackers extend it): `complete` seeders, `incomplete` leechers.
+    let swarm = match (count("complete"), count("incomplete")) {
+        (None, None) => None,
+        (c, i) => Some(c.unwrap_or(0).saturating_add(i.unwrap_or(0))),
+    };
     Ok(Reply {
         interval: secs("interval"),
         min_interval: secs("min interval"),
         peers,
+        swarm,
     })
 }
 
@@ -212,8 +223,8 @@ impl Tracker {
         let mut min_interval = FLOOR_INTERVAL;
         let mut failing = false;
         loop {
-            let plan = plans.borrow_and_update().clone();
-            let plan = plan.get(me.channel);
+            let all = plans.borrow_and_update().clone();
+            let plan = all.get(me.channel);
             let now = Instant::now();
             let mut jobs: Vec<(SwarmKey, u64, Event)> = Vec::new();
             for (k, left) in plan {
@@ -277,7 +288,10 @@ impl Tracker {
                                 acked: true,
                             },
                         );
-                        tracing::debug!(tracker = me.url, swarm = %k, ?ev, peers = reply.peers.len(), "announced");
+                        tracing::debug!(tracker = me.url, swarm = %k, ?ev, peers = reply.peers.len(), counted = ?reply.swarm, "announced");
+                        if let (Some(n), Some(file)) = (reply.swarm, all.downloading.get(&k)) {
+                            me.wanted.note_swarm(file, n);
+                        }
                         for p in reply.peers {
                             me.set.add(p, Origin::Discovered("tracker".into()));
                         }
@@ -357,6 +371,9 @@ mod tests {
         r.extend_from_slice(b"e");
         let reply = parse_reply(&r).unwrap();
         assert_eq!(reply.interval, Some(Duration::from_secs(900)));
+        assert_eq!(reply.swarm, None, "no counts, no size");
+        let counted = b"d8:completei3e10:incompletei997e8:intervali900e5:peers0:e";
+        assert_eq!(parse_reply(counted).unwrap().swarm, Some(1000));
         assert_eq!(
             reply.peers,
             vec!["127.0.0.1:4747".parse().unwrap()],

@@ -43,6 +43,8 @@ pub struct Reply {
     pub interval: Option<Duration>,
     pub min_interval: Option<Duration>,
     pub peers: Vec<SocketAddr>,
+    /// Nodes in the swarm as the tracker counts them (seeders + leechers), if it says.
+    pub swarm: Option<usize>,
 }
 
 /// A fresh BitTorrent peer id: `-ZS0100-` and 12 random characters.

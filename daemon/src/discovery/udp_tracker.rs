@@ -209,10 +209,15 @@ pub fn parse_announce(body: &[u8], ipv6: bool) -> Result<Reply, TrackerError> {
     } else {
         compact_v4(peers_bytes).collect()
     };
+    let swarm = match (word(1), word(2)) {
+        (Some(leechers), Some(seeders)) => Some(leechers as usize + seeders as usize),
+        _ => None,
+    };
     Ok(Reply {
         interval: (interval > 0).then(|| Duration::from_secs(u64::from(interval))),
         min_interval: None,
         peers,
+        swarm,
     })
 }
 
@@ -249,6 +254,7 @@ mod tests {
         let reply = parse_announce(&body, false).unwrap();
         assert_eq!(reply.interval, Some(Duration::from_secs(1800)));
         assert_eq!(reply.peers, vec!["127.0.0.1:4747".parse().unwrap()]);
+        assert_eq!(reply.swarm, Some(3), "1 leecher + 2 seeders");
         assert!(parse_announce(&[0, 0], false).is_err());
 
         assert!(UdpTracker::new("udp://tracker.example:6969/announce").is_ok());

@@ -170,6 +170,7 @@ pub async fn stream_group(
 
     let mut sink = |bytes: &[u8]| -> Result<(), PullError> {
         counters.add_origin(bytes.len() as u64);
+        ctx.live.note_origin_bytes();
         decoder.feed(bytes, |data: &[u8]| -> Result<(), PullError> {
             let k = next;
             next += 1;

@@ -42,8 +42,9 @@ const REWATCH: Duration = Duration::from_secs(1);
 enum Follow {
     /// Asked; nothing heard yet.
     Waiting,
-    /// The peer's state as last pushed (None: it said something this file cannot be).
-    Heard(Option<PeerState>),
+    /// The peer's state as last pushed, and when (None: it said something this file
+    /// cannot be).
+    Heard(Option<PeerState>, Instant),
     /// The peer refused the watch or broke it: asked with `have` for this download.
     Refused,
     /// The watch ended then (connection lost, peer frozen): watched again after
@@ -65,7 +66,7 @@ pub struct PeerViews {
     /// Bumped at every update a watch takes in, for [`PeerViews::first_look`].
     news: tokio::sync::watch::Sender<u64>,
     watched: HashMap<String, Watched>,
-    polled: HashMap<String, PeerState>,
+    polled: HashMap<String, (PeerState, Instant)>,
     set: Option<PeerSet>,
 }
 
@@ -195,7 +196,7 @@ impl PeerViews {
                 continue;
             };
             if let Some(state) = parse_state(&p.node_id, fh, self.total) {
-                polled.insert(p.node_id.clone(), state);
+                polled.insert(p.node_id.clone(), (state, Instant::now()));
             }
         }
         self.polled = polled;
@@ -207,11 +208,13 @@ impl PeerViews {
         peers
             .iter()
             .filter_map(|p| {
-                let state = match follows.get(&p.node_id) {
-                    Some(Follow::Heard(s)) => s.clone(),
+                let (mut state, at) = match follows.get(&p.node_id) {
+                    Some(Follow::Heard(s, at)) => s.clone().map(|s| (s, *at)),
                     Some(Follow::Refused) | None => self.polled.get(&p.node_id).cloned(),
                     Some(Follow::Waiting | Follow::Ended(_)) => None,
                 }?;
+                // How quiet the peer said the file was, aged by the time since it said so.
+                state.quiet = state.quiet.map(|q| q + at.elapsed());
                 Some((
                     p.node_id.clone(),
                     View {
@@ -285,7 +288,7 @@ async fn watch_one(
             Ok(fh) => {
                 let state = parse_state(&id, fh.clone(), total);
                 told = Some(fh);
-                set_follow(Follow::Heard(state));
+                set_follow(Follow::Heard(state, Instant::now()));
             }
             Err(e) => {
                 tracing::info!(peer = ?conn, "watch update refused: {e}; leaving this peer out of this file's views");
@@ -296,7 +299,7 @@ async fn watch_one(
     // The stream is stopped, and the task parks: its entry stays, so no new watch starts
     // on this connection for this download.
     drop(w);
-    set_follow(Follow::Heard(None));
+    set_follow(Follow::Heard(None, Instant::now()));
     std::future::pending::<()>().await;
 }
 
@@ -317,6 +320,6 @@ pub fn parse_state(id: &str, fh: FileHave, total: u32) -> Option<PeerState> {
         held,
         fetching,
         rate: 0.0,
-        quiet: None,
+        quiet: fh.quiet_ms.map(|ms| Duration::from_millis(u64::from(ms))),
     })
 }

@@ -87,6 +87,9 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         Instant::now(),
     )
     .with_origin_limit(ctx.for_client.then_some(CLIENT_ORIGIN_RANGES));
+    // This node's draw for the file: in a swarm larger than its view, whether it is one
+    // of the few that fetch from the origin (`Planner::admitted`).
+    let origin_draw = rand::random::<f64>();
     let mut flight = InFlight::default();
     let mut views: HashMap<String, View> = HashMap::new();
     let mut looks = PeerViews::new(ctx);
@@ -138,10 +141,19 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         }
         drop_banned(ctx, &mut views);
 
-        let snap = snapshot(ctx, &views, peers.len());
+        if let Some(t) = ctx.live.origin_bytes_at() {
+            planner.note_receiving(t);
+        }
+        let snap = snapshot(ctx, &views, peers.len(), origin_draw);
         if planner.note_progress(&snap) {
             ctx.engine.swarm_origin.note_progress();
         }
+        // What peers hear of how quiet the file is (`quiet_ms`).
+        ctx.live.note_progressed(
+            snap.now
+                .checked_sub(planner.quiet(snap.now))
+                .unwrap_or(snap.now),
+        );
         if let Some(whole) = planner.trust_due(&snap) {
             if whole {
                 match acquire_manifest(ctx, &views).await {
@@ -158,7 +170,7 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
                     }
                 }
             }
-            let snap = snapshot(ctx, &views, peers.len());
+            let snap = snapshot(ctx, &views, peers.len(), origin_draw);
             for k in planner.xorbs_to_check(&snap) {
                 let span = &spans[k];
                 match verify_xorb(ctx, &views, span).await {
@@ -175,7 +187,7 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
             drop_banned(ctx, &mut views);
         }
 
-        let snap = snapshot(ctx, &views, peers.len());
+        let snap = snapshot(ctx, &views, peers.len(), origin_draw);
         let actions = planner.assign(&snap);
         carry_out(ctx, &mut planner, &mut flight, &views, &work, actions);
         let due = planner.due_claims(Instant::now());
@@ -188,7 +200,7 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
                 looks.poll(&peers).await;
                 looks.current(&peers)
             };
-            let snap = snapshot(ctx, &fresh, peers.len());
+            let snap = snapshot(ctx, &fresh, peers.len(), origin_draw);
             let actions = planner.settle(&due, &snap);
             if !peers.is_empty() {
                 views = fresh;
@@ -260,7 +272,12 @@ fn prove_xorbs(ctx: &FileCtx, xorbs: &[XetHash], settled: &mut [bool]) {
 }
 
 /// What the planner sees now.
-fn snapshot(ctx: &FileCtx, views: &HashMap<String, View>, connected: usize) -> Snapshot {
+fn snapshot(
+    ctx: &FileCtx,
+    views: &HashMap<String, View>,
+    connected: usize,
+    origin_draw: f64,
+) -> Snapshot {
     Snapshot {
         now: Instant::now(),
         connected,
@@ -279,9 +296,9 @@ fn snapshot(ctx: &FileCtx, views: &HashMap<String, View>, connected: usize) -> S
             .swarm_origin
             .progressed_within(super::planner::PATIENCE),
         swarm_inflight: ctx.engine.swarm_origin.inflight(),
-        // Not fed yet: the daemon takes the peers it sees as the whole swarm.
-        swarm_size: None,
-        origin_draw: 0.0,
+        // As a tracker counts the swarm; without one, the peers in view are all of it.
+        swarm_size: ctx.engine.wanted.swarm_size(&ctx.hash),
+        origin_draw,
     }
 }
 

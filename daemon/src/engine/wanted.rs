@@ -18,10 +18,23 @@ pub struct WantedFile {
     pub private: bool,
 }
 
+/// One wanted file.
+struct Entry {
+    file: WantedFile,
+    /// Pulls that want it.
+    pulls: usize,
+    since: Instant,
+    /// How many nodes a tracker last counted in its swarm, and when.
+    swarm: Option<(usize, Instant)>,
+}
+
+/// A tracker's count of a swarm is believed this long (trackers are asked again every
+/// 30 s while a file downloads).
+const SWARM_COUNT_AGE: Duration = Duration::from_secs(120);
+
 #[derive(Default)]
 pub struct Wanted {
-    /// hash → what is wanted, how many pulls want it, and since when.
-    map: Mutex<HashMap<XetHash, (WantedFile, usize, Instant)>>,
+    map: Mutex<HashMap<XetHash, Entry>>,
     /// Woken when files are added, so they are announced at once.
     pub changed: Notify,
     /// When a tracker or the DHT last finished announcing / looking up new swarms.
@@ -39,9 +52,14 @@ impl Wanted {
     pub fn want(self: &Arc<Self>, files: Vec<(XetHash, WantedFile)>) -> WantedGuard {
         let mut map = lock(&self.map);
         for (h, w) in &files {
-            let e = map.entry(*h).or_insert((*w, 0, Instant::now()));
-            e.0.private |= w.private;
-            e.1 += 1;
+            let e = map.entry(*h).or_insert(Entry {
+                file: *w,
+                pulls: 0,
+                since: Instant::now(),
+                swarm: None,
+            });
+            e.file.private |= w.private;
+            e.pulls += 1;
         }
         drop(map);
         self.changed.notify_one();
@@ -52,10 +70,29 @@ impl Wanted {
     }
 
     pub fn snapshot(&self) -> Vec<(XetHash, WantedFile)> {
-        lock(&self.map)
-            .iter()
-            .map(|(h, (w, _, _))| (*h, *w))
-            .collect()
+        lock(&self.map).iter().map(|(h, e)| (*h, e.file)).collect()
+    }
+
+    /// A tracker counted `nodes` in the swarm of `file` (seeders and leechers, ourselves
+    /// included). Of counts from several trackers or channels, the largest recent one holds.
+    pub fn note_swarm(&self, file: &XetHash, nodes: usize) {
+        let now = Instant::now();
+        if let Some(e) = lock(&self.map).get_mut(file) {
+            let keep = e
+                .swarm
+                .is_some_and(|(n, at)| n > nodes && now.duration_since(at) < SWARM_COUNT_AGE / 2);
+            if !keep {
+                e.swarm = Some((nodes, now));
+            }
+        }
+    }
+
+    /// How many nodes the swarm of `file` has, as a tracker counted lately; None when no
+    /// tracker said (the peers in view are then all the planner knows of).
+    pub fn swarm_size(&self, file: &XetHash) -> Option<usize> {
+        let e = lock(&self.map);
+        let (n, at) = e.get(file)?.swarm?;
+        (at.elapsed() < SWARM_COUNT_AGE).then_some(n)
     }
 
     /// A discovery source finished a pass over new swarms (its peers are being dialled).
@@ -69,7 +106,7 @@ impl Wanted {
     /// at most that, and usually by one tracker round trip.
     pub async fn wait_for_discovery(&self, file: &XetHash, has_peers: impl Fn() -> bool) {
         let since = match lock(&self.map).get(file) {
-            Some((_, _, t)) => *t,
+            Some(e) => e.since,
             None => return,
         };
         let deadline = since + DISCOVERY_GRACE;
@@ -105,8 +142,8 @@ impl Drop for WantedGuard {
         let mut map = lock(&self.registry.map);
         for h in &self.files {
             if let Some(e) = map.get_mut(h) {
-                e.1 = e.1.saturating_sub(1);
-                if e.1 == 0 {
+                e.pulls = e.pulls.saturating_sub(1);
+                if e.pulls == 0 {
                     map.remove(h);
                 }
             }
@@ -140,5 +177,30 @@ mod tests {
         assert_eq!(w.snapshot().len(), 1);
         drop(b);
         assert!(w.snapshot().is_empty());
+    }
+
+    #[test]
+    fn the_largest_recent_swarm_count_holds_while_the_file_is_wanted() {
+        let w = Arc::new(Wanted::default());
+        let h = XetHash::default();
+        w.note_swarm(&h, 50);
+        assert_eq!(w.swarm_size(&h), None, "not wanted: nothing kept");
+        let g = w.want(vec![(
+            h,
+            WantedFile {
+                size: 1,
+                private: false,
+            },
+        )]);
+        assert_eq!(w.swarm_size(&h), None);
+        w.note_swarm(&h, 900);
+        w.note_swarm(&h, 40);
+        assert_eq!(
+            w.swarm_size(&h),
+            Some(900),
+            "another tracker's smaller count"
+        );
+        drop(g);
+        assert_eq!(w.swarm_size(&h), None);
     }
 }

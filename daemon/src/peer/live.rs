@@ -27,6 +27,9 @@ pub struct LiveFile {
     /// Bumped whenever chunks are proven (or the download ends), for those waiting on proofs:
     /// a xorb's worth at a time, not a wake-up per chunk that lands.
     proofs: tokio::sync::watch::Sender<u64>,
+    /// When origin bytes for this file last arrived, and when the file last progressed
+    /// anywhere this node knows of (the planner's view): what `quiet_ms` tells peers.
+    clocks: Mutex<Clocks>,
     /// Bumped whenever what peers are told changes (held or fetching ranges, or the end),
     /// for the peers watching this file.
     changes: tokio::sync::watch::Sender<u64>,
@@ -67,7 +70,30 @@ impl LiveFile {
             }),
             proofs: tokio::sync::watch::channel(0).0,
             changes: tokio::sync::watch::channel(0).0,
+            clocks: Mutex::default(),
         }
+    }
+
+    /// Origin bytes for this file arrived just now (before any chunk of them can be shown:
+    /// a xorb is proven whole).
+    pub fn note_origin_bytes(&self) {
+        lock(&self.clocks).origin_bytes = Some(std::time::Instant::now());
+    }
+
+    pub fn origin_bytes_at(&self) -> Option<std::time::Instant> {
+        lock(&self.clocks).origin_bytes
+    }
+
+    /// The download's planner last saw the file progress at `at`.
+    pub fn note_progressed(&self, at: std::time::Instant) {
+        let mut c = lock(&self.clocks);
+        c.progressed = Some(c.progressed.map_or(at, |p| p.max(at)));
+    }
+
+    /// How long since the file last progressed, as far as this node knows; None before
+    /// its download's planner has looked.
+    pub fn quiet(&self) -> Option<std::time::Duration> {
+        lock(&self.clocks).progressed.map(|t| t.elapsed())
     }
 
     /// Marks chunks proven, if they are placed with the proven hash.
@@ -216,6 +242,12 @@ impl LiveFile {
     pub fn fetching_ranges(&self) -> Vec<(u32, u32)> {
         super::wire::merge(lock(&self.state).fetching.clone())
     }
+}
+
+#[derive(Default)]
+struct Clocks {
+    origin_bytes: Option<std::time::Instant>,
+    progressed: Option<std::time::Instant>,
 }
 
 /// How far one read of consecutive chunks for a client goes.

@@ -154,6 +154,9 @@ impl Provider {
                 fh.total_chunks = l.total_chunks();
                 fh.held = wire::flatten(&l.held_ranges());
                 fh.fetching = wire::flatten(&l.fetching_ranges());
+                fh.quiet_ms = l
+                    .quiet()
+                    .map(|q| u32::try_from(q.as_millis()).unwrap_or(u32::MAX));
                 live = Some(l);
             }
             None => {}
@@ -205,7 +208,9 @@ impl Provider {
                 }
                 None => None,
             };
-            let pending = due.is_none() && held_waits && told.as_ref() != Some(&now);
+            let pending = due.is_none()
+                && held_waits
+                && !told.as_ref().is_some_and(|t| super::watch::same(t, &now));
             if let Some((update, news)) = due {
                 let frame = peer::Response {
                     kind: Some(peer::response::Kind::Update(update)),

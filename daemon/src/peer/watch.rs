@@ -25,7 +25,7 @@ pub fn diff(prev: Option<&FileHave>, now: &FileHave) -> Option<HaveUpdate> {
     let Some(prev) = prev else {
         return Some(whole());
     };
-    if prev == now {
+    if same(prev, now) {
         return None;
     }
     let (Some(was), Some(is)) = (unflatten(&prev.held), unflatten(&now.held)) else {
@@ -42,9 +42,20 @@ pub fn diff(prev: Option<&FileHave>, now: &FileHave) -> Option<HaveUpdate> {
             total_chunks: now.total_chunks,
             held: flatten(&subtract(&is, &was)),
             fetching: now.fetching.clone(),
+            quiet_ms: now.quiet_ms,
         }),
         delta: true,
     })
+}
+
+/// Whether two states say the same, `quiet_ms` aside: it changes every millisecond, and
+/// only rides along with updates that go anyway (heartbeats included).
+pub fn same(a: &FileHave, b: &FileHave) -> bool {
+    a.file == b.file
+        && a.complete == b.complete
+        && a.total_chunks == b.total_chunks
+        && a.held == b.held
+        && a.fetching == b.fetching
 }
 
 /// Whether going from `prev` to `now` changes more than held ranges growing: a first
@@ -123,6 +134,7 @@ mod tests {
             total_chunks: total,
             held: flatten(held),
             fetching: flatten(fetching),
+            quiet_ms: None,
         }
     }
 

@@ -261,8 +261,40 @@ fn peer_seeds(file: XetHash) -> Seeds {
                     total_chunks: 10,
                     held: vec![0, 3, 5, 7],
                     fetching: vec![3, 5],
+                    quiet_ms: Some(1500),
                 }],
             }))),
+        ),
+        (
+            "watch-updates",
+            [
+                frame(&req(request::Kind::Watch(peer::WatchRequest {
+                    file: f.clone(),
+                }))),
+                frame(&resp(response::Kind::Update(peer::HaveUpdate {
+                    have: Some(peer::FileHave {
+                        file: f.clone(),
+                        complete: false,
+                        total_chunks: 10,
+                        held: vec![0, 3],
+                        fetching: vec![3, 5],
+                        quiet_ms: Some(20),
+                    }),
+                    delta: false,
+                }))),
+                frame(&resp(response::Kind::Update(peer::HaveUpdate {
+                    have: Some(peer::FileHave {
+                        file: f.clone(),
+                        complete: false,
+                        total_chunks: 10,
+                        held: vec![3, 5],
+                        fetching: vec![],
+                        quiet_ms: Some(0),
+                    }),
+                    delta: true,
+                }))),
+            ]
+            .concat(),
         ),
         (
             "manifest-and-chunk",

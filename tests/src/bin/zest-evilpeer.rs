@@ -130,6 +130,7 @@ async fn handle(
                             total_chunks: h.chunks.len() as u32,
                             held: vec![0, h.chunks.len() as u32],
                             fetching: vec![],
+                            quiet_ms: None,
                         },
                         None => peer::FileHave {
                             file: f.clone(),
@@ -218,6 +219,7 @@ async fn handle(
                             total_chunks: n,
                             held,
                             fetching,
+                            quiet_ms: None,
                         }),
                         delta,
                     })),

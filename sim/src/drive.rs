@@ -64,15 +64,8 @@ impl World {
         let now = self.now;
         let node = &mut self.nodes[n];
         node.choked.retain(|_, until| *until > now);
-        let conns: Vec<usize> = if node.choked.is_empty() {
-            node.conns.clone()
-        } else {
-            node.conns
-                .iter()
-                .copied()
-                .filter(|c| !node.choked.contains_key(c))
-                .collect()
-        };
+        // A peer that answered `busy` stays in view (zestd's `PeerSet::choke`).
+        let conns = node.conns.clone();
         let same_conns =
             seen.len() == conns.len() && seen.iter().zip(&conns).all(|(s, c)| s.0 == *c);
         if !same_conns {
@@ -97,6 +90,7 @@ impl World {
                 _ => None,
             };
             view.rate = self.nodes[n].rates.get(c).copied().unwrap_or(0.0);
+            view.busy = self.nodes[n].choked.contains_key(c);
             bytes +=
                 HAVE_REQUEST + HAVE_ANSWER + 8 * (view.held.len() + view.fetching.len()) as u64;
         }

@@ -80,6 +80,7 @@ impl FileRun {
                 fetching: Vec::new(),
                 rate: 0.0,
                 quiet: None,
+                busy: false,
             },
             snap: Snapshot {
                 now: base,

@@ -70,6 +70,9 @@ pub struct PeerState {
     /// How long, as it answered, since the swarm last progressed on this file as far as
     /// it knows ([`Planner::quiet`]); None from peers that do not say.
     pub quiet: Option<Duration>,
+    /// It answered `busy` a moment ago: nothing is asked of it now, but what it holds
+    /// still counts, so its ranges wait for it instead of going to the origin.
+    pub busy: bool,
 }
 
 impl PeerState {
@@ -582,7 +585,7 @@ impl Planner {
                 && let Some(p) = s
                     .peers
                     .iter()
-                    .filter(|p| !slot.avoid.contains(&p.id) && p.holds_all(&missing))
+                    .filter(|p| !p.busy && !slot.avoid.contains(&p.id) && p.holds_all(&missing))
                     .max_by(|a, b| a.rate.total_cmp(&b.rate))
             {
                 actions.push(Action::FetchFromPeer {
@@ -776,6 +779,7 @@ mod tests {
             fetching,
             rate,
             quiet: None,
+            busy: false,
         }
     }
 
@@ -838,6 +842,7 @@ mod tests {
             fetching: vec![],
             rate: 1e6,
             quiet: None,
+            busy: false,
         };
         let a = p.assign(&snap(t0, vec![seeder.clone()]));
         let to_peer = a
@@ -919,6 +924,7 @@ mod tests {
                         fetching: x.ranges(f),
                         rate: 0.0,
                         quiet: None,
+                        busy: false,
                     }
                 })
                 .collect();
@@ -1031,6 +1037,7 @@ mod tests {
             fetching: vec![(0, 120)],
             rate: 0.0,
             quiet: None,
+            busy: false,
         };
         // Five seconds of a crowd fetching everything: waited for, not claimed.
         for ms in [0, 1000, 3000, 5000] {
@@ -1069,6 +1076,7 @@ mod tests {
             fetching: vec![(80, 120)],
             rate: 1e6,
             quiet: None,
+            busy: false,
         };
         let _ = p.assign(&snap(t0, vec![crowd.clone()]));
         let a = p.assign(&snap(at(t0, 3000), vec![crowd]));
@@ -1222,6 +1230,37 @@ mod tests {
         // The node's one permit is taken (by this file or another): nothing more.
         s.swarm_inflight = 1;
         assert!(p.assign(&s).is_empty());
+    }
+
+    #[test]
+    fn a_busy_holder_is_waited_for_not_asked_and_not_replaced_by_the_origin() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        // Another downloader holds slot 0 (trusted), and answered `busy` a moment ago.
+        let mut holder = peer("h", vec![(0, 10)], vec![(10, 40)], 1e6);
+        holder.busy = true;
+        let mut s = snap(t0, vec![holder.clone()]);
+        s.trusted[..10].fill(true);
+        p.note_progress(&s);
+        let a = p.assign(&s);
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::FetchFromPeer { .. })),
+            "a busy peer is asked nothing: {a:?}"
+        );
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::Claim { slot: 0, .. })),
+            "what it holds waits for it: {a:?}"
+        );
+        // A moment later it is free again: the slot comes from it.
+        holder.busy = false;
+        let mut s = snap(at(t0, 1000), vec![holder]);
+        s.trusted[..10].fill(true);
+        let a = p.assign(&s);
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, Action::FetchFromPeer { slot: 0, peer, .. } if peer == "h")),
+            "{a:?}"
+        );
     }
 
     #[test]

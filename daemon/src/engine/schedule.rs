@@ -286,6 +286,11 @@ fn snapshot(
             .map(|v| {
                 let mut p = v.state.clone();
                 p.rate = v.conn.stats.rate_from();
+                p.busy = ctx
+                    .engine
+                    .peers
+                    .as_ref()
+                    .is_some_and(|set| set.is_busy(&p.id));
                 p
             })
             .collect(),

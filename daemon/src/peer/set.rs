@@ -124,7 +124,10 @@ struct Entry {
     conn: Option<PeerConn>,
     node_id: String,
     reason: String,
+    /// Benched (slow or silent) until then: out of every view.
     choked_until: Option<Instant>,
+    /// Answered `busy`: asked for nothing until then, though what it holds still counts.
+    busy_until: Option<Instant>,
     /// Times benched lately (slow or silent) and when last: each bench lasts twice the one
     /// before, so a peer that keeps failing costs a pull less and less.
     benched: (u32, Option<Instant>),
@@ -403,14 +406,25 @@ impl PeerSet {
         }
     }
 
-    /// Leaves a `busy` peer alone for a moment.
+    /// Leaves a `busy` peer alone for a moment. It stays in the views: the ranges it holds
+    /// wait for it rather than go to the origin (a crowd whose uploads are all taken would
+    /// otherwise send what it is trading to the origin).
     pub fn choke(&self, node_id: &str) {
         let until = Instant::now() + CHOKE;
         for e in lock(&self.inner.state).peers.values_mut() {
             if e.node_id == node_id {
-                e.choked_until = Some(until);
+                e.busy_until = Some(until);
             }
         }
+    }
+
+    /// Whether the node answered `busy` within the last [`CHOKE`].
+    pub fn is_busy(&self, node_id: &str) -> bool {
+        let now = Instant::now();
+        lock(&self.inner.state)
+            .peers
+            .values()
+            .any(|e| e.node_id == node_id && e.busy_until.is_some_and(|t| t > now))
     }
 
     pub fn rows(&self) -> Vec<PeerRow> {
@@ -423,7 +437,12 @@ impl PeerSet {
                 let banned = st.banned.get(&e.node_id);
                 let state = match (banned, e.state) {
                     (Some(_), _) => "banned",
-                    (None, State::Connected) if e.choked_until.is_some_and(|t| t > now) => "choked",
+                    (None, State::Connected)
+                        if e.choked_until.is_some_and(|t| t > now)
+                            || e.busy_until.is_some_and(|t| t > now) =>
+                    {
+                        "choked"
+                    }
                     (None, State::Connected) => "connected",
                     (None, State::Connecting) => "connecting",
                     (None, State::New) => "new",
@@ -773,6 +792,7 @@ fn new_entry(origin: Origin) -> Entry {
         node_id: String::new(),
         reason: String::new(),
         choked_until: None,
+        busy_until: None,
         benched: (0, None),
         stats: Arc::new(PeerStats::default()),
         fleet: false,

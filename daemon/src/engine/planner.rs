@@ -176,6 +176,16 @@ impl Swarm {
     }
 }
 
+/// Whether every peer outside `avoid` that holds part of `missing` answered `busy` lately.
+fn seeders_busy(s: &Snapshot, avoid: &HashSet<PeerId>, missing: &[(u32, u32)]) -> bool {
+    let mut holders = s
+        .peers
+        .iter()
+        .filter(|p| !avoid.contains(&p.id) && p.holds_any(missing))
+        .peekable();
+    holders.peek().is_some() && holders.all(|p| p.busy)
+}
+
 /// What the planner sees at one moment.
 #[derive(Clone, Debug)]
 pub struct Snapshot {
@@ -607,7 +617,10 @@ impl Planner {
             // while the swarm fetched it, and whose chunk hashes are checked only now that
             // it is whole somewhere, is not hedged the moment it appears (in a simulated
             // crowd of 8 that took 1.12 copies).
-            if !seeders_only {
+            // Nor while every seeder holding it answered `busy`: a seeder serving others at
+            // capacity is not a slow one, and hedging it sent a seeded fleet's ranges to
+            // the origin (0.37 copies with 4 uploads at once).
+            if !seeders_only || seeders_busy(s, &slot.avoid, &missing) {
                 slot.waiting_since = None;
             }
             let hedge = seeders_only
@@ -1061,6 +1074,37 @@ mod tests {
         // A second later with still no way to take it from the seeder, the origin does.
         let a = p.assign(&untrusted(at(t0, 6050)));
         assert!(a.iter().any(|x| matches!(x, Action::Claim { .. })), "{a:?}");
+    }
+
+    #[test]
+    fn a_seeder_that_answers_busy_is_waited_for_not_hedged() {
+        let t0 = Instant::now();
+        let (mut p, snap) = seeded(t0);
+        let mut seeder = PeerState {
+            id: "s".into(),
+            complete: true,
+            involved: true,
+            held: vec![(0, 120)],
+            fetching: vec![],
+            rate: 1e6,
+            quiet: None,
+            busy: true,
+        };
+        // Busy for seconds on end (serving others at capacity): nothing is claimed.
+        for ms in [0, 1000, 2000, 3000] {
+            let a = p.assign(&snap(at(t0, ms), vec![seeder.clone()]));
+            assert!(a.is_empty(), "{ms} ms: {a:?}");
+        }
+        // Free again but not taking the slots up (slow): the hedge clock starts only now.
+        seeder.busy = false;
+        seeder.rate = 0.0;
+        let first = p.assign(&snap(at(t0, 3050), vec![seeder.clone()]));
+        assert!(
+            first
+                .iter()
+                .all(|x| matches!(x, Action::FetchFromPeer { .. })),
+            "{first:?}"
+        );
     }
 
     #[test]

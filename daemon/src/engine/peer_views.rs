@@ -29,10 +29,6 @@ pub struct View {
 /// long for watches' first updates.
 const HAVE_WAIT: Duration = Duration::from_millis(500);
 
-/// A watcher of a peer whose copy is complete (or that holds nothing) expects no
-/// heartbeat: it only hears of changes.
-const NO_HEARTBEAT: Duration = Duration::from_secs(3600);
-
 /// A watch that ended on a connection still up is asked again after this, not at every
 /// turn of the loop.
 const REWATCH: Duration = Duration::from_secs(1);
@@ -129,18 +125,21 @@ impl PeerViews {
         });
         for p in peers.iter().filter(|p| p.watch) {
             let conn_id = p.conn.stable_id();
-            match (self.watched.get(&p.node_id), follows.get(&p.node_id)) {
-                (_, Some(Follow::Refused)) => continue,
-                (Some(w), Some(Follow::Ended(at)))
-                    if w.conn_id == conn_id && at.elapsed() < REWATCH =>
-                {
-                    continue;
+            let watched = self.watched.get(&p.node_id);
+            // Kept: a refusal for this download, or this connection's watch unless it ended
+            // more than REWATCH ago.
+            let keep = match (watched, follows.get(&p.node_id)) {
+                (_, Some(Follow::Refused)) => true,
+                (Some(w), Some(f)) if w.conn_id == conn_id => {
+                    !matches!(f, Follow::Ended(at) if at.elapsed() >= REWATCH)
                 }
-                (Some(w), Some(f)) if w.conn_id == conn_id && !matches!(f, Follow::Ended(_)) => {
-                    continue;
-                }
-                (Some(w), _) => w.task.abort(),
-                (None, _) => {}
+                _ => false,
+            };
+            if keep {
+                continue;
+            }
+            if let Some(w) = watched {
+                w.task.abort();
             }
             follows.insert(p.node_id.clone(), Follow::Waiting);
             let task = tokio::spawn(watch_one(
@@ -257,10 +256,12 @@ async fn watch_one(
         let downloading = told
             .as_ref()
             .is_some_and(|t| t.total_chunks != 0 && !t.complete);
+        // A peer whose copy is complete, or that holds nothing, sends no heartbeat: it is
+        // only heard from when something changes, however long that takes.
         let wait = match &told {
-            None => HAVE_WAIT * 3,
-            Some(_) if downloading => WATCH_SILENCE,
-            Some(_) => NO_HEARTBEAT,
+            None => Some(HAVE_WAIT * 3),
+            Some(_) if downloading => Some(WATCH_SILENCE),
+            Some(_) => None,
         };
         let update = match w.next(wait).await {
             Ok(Some(u)) => u,

@@ -1085,10 +1085,9 @@ mod tests {
             complete: true,
             involved: true,
             held: vec![(0, 120)],
-            fetching: vec![],
             rate: 1e6,
-            quiet: None,
             busy: true,
+            ..PeerState::default()
         };
         // Busy for seconds on end (serving others at capacity): nothing is claimed.
         for ms in [0, 1000, 2000, 3000] {

@@ -278,6 +278,12 @@ fn snapshot(
     connected: usize,
     origin_draw: f64,
 ) -> Snapshot {
+    let busy = ctx
+        .engine
+        .peers
+        .as_ref()
+        .map(|set| set.busy())
+        .unwrap_or_default();
     Snapshot {
         now: Instant::now(),
         connected,
@@ -286,11 +292,7 @@ fn snapshot(
             .map(|v| {
                 let mut p = v.state.clone();
                 p.rate = v.conn.stats.rate_from();
-                p.busy = ctx
-                    .engine
-                    .peers
-                    .as_ref()
-                    .is_some_and(|set| set.is_busy(&p.id));
+                p.busy = busy.contains(&p.id);
                 p
             })
             .collect(),

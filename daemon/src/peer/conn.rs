@@ -236,13 +236,21 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// The next update, waiting at most `wait` for it: None if none came in time.
-    pub async fn next(&mut self, wait: Duration) -> Result<Option<peer::HaveUpdate>, PeerError> {
-        let frame =
-            match tokio::time::timeout(wait, wire::read::<peer::Response>(&mut self.recv)).await {
+    /// The next update, waiting at most `wait` for it (for ever without one): None if
+    /// none came in time. A frame cut short by the deadline is lost, so a caller that gets
+    /// None ends the watch rather than read on.
+    pub async fn next(
+        &mut self,
+        wait: Option<Duration>,
+    ) -> Result<Option<peer::HaveUpdate>, PeerError> {
+        let read = wire::read::<peer::Response>(&mut self.recv);
+        let frame = match wait {
+            Some(d) => match tokio::time::timeout(d, read).await {
                 Err(_) => return Ok(None),
                 Ok(r) => r?,
-            };
+            },
+            None => read.await?,
+        };
         let Some(frame) = frame else {
             return Err(PeerError::Connection("the peer ended the watch".into()));
         };

@@ -215,9 +215,7 @@ impl Provider {
                 let frame = peer::Response {
                     kind: Some(peer::response::Kind::Update(update)),
                 };
-                tokio::time::timeout(WRITE_WAIT, wire::write(send, &frame))
-                    .await
-                    .map_err(|_| WireError::Stalled(WRITE_WAIT))??;
+                write_within(send, &frame).await?;
                 EVENTS.peer_state(Direction::Sent, StateKind::Watch, wire::frame_len(&frame));
                 client.stats.requested();
                 last_sent = tokio::time::Instant::now();
@@ -437,16 +435,11 @@ impl Provider {
             }
         };
         let read_len = wire::frame_len(&req);
+        let have = matches!(req.kind, Some(peer::request::Kind::Have(_)));
         let reply = match req.kind {
             Some(peer::request::Kind::Have(h)) => {
                 EVENTS.peer_state(Direction::Received, StateKind::Have, read_len);
-                let r = self.have(&h.files, fleet);
-                tokio::time::timeout(WRITE_WAIT, wire::write(&mut send, &r))
-                    .await
-                    .map_err(|_| WireError::Stalled(WRITE_WAIT))??;
-                EVENTS.peer_state(Direction::Sent, StateKind::Have, wire::frame_len(&r));
-                send.finish()?;
-                return Ok(());
+                self.have(&h.files, fleet)
             }
             Some(peer::request::Kind::Watch(w)) if super::watch::enabled() => {
                 EVENTS.peer_state(Direction::Received, StateKind::Watch, read_len);
@@ -464,10 +457,22 @@ impl Provider {
                 wire::error("bad_request", "unknown request")
             }
         };
-        tokio::time::timeout(WRITE_WAIT, wire::write(&mut send, &reply))
-            .await
-            .map_err(|_| WireError::Stalled(WRITE_WAIT))??;
+        write_within(&mut send, &reply).await?;
+        if have {
+            EVENTS.peer_state(Direction::Sent, StateKind::Have, wire::frame_len(&reply));
+        }
         send.finish()?;
         Ok(())
     }
+}
+
+/// Writes one frame, or gives up after [`WRITE_WAIT`]: a peer that stops reading must not
+/// keep a request (or a watch) open.
+async fn write_within<M: prost::Message>(
+    send: &mut quinn::SendStream,
+    msg: &M,
+) -> Result<(), WireError> {
+    tokio::time::timeout(WRITE_WAIT, wire::write(send, msg))
+        .await
+        .map_err(|_| WireError::Stalled(WRITE_WAIT))?
 }

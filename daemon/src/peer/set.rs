@@ -418,13 +418,15 @@ impl PeerSet {
         }
     }
 
-    /// Whether the node answered `busy` within the last [`CHOKE`].
-    pub fn is_busy(&self, node_id: &str) -> bool {
+    /// The nodes that answered `busy` within the last [`CHOKE`].
+    pub fn busy(&self) -> std::collections::HashSet<String> {
         let now = Instant::now();
         lock(&self.inner.state)
             .peers
             .values()
-            .any(|e| e.node_id == node_id && e.busy_until.is_some_and(|t| t > now))
+            .filter(|e| e.busy_until.is_some_and(|t| t > now))
+            .map(|e| e.node_id.clone())
+            .collect()
     }
 
     pub fn rows(&self) -> Vec<PeerRow> {

@@ -101,6 +101,20 @@ fn seeded_then_crowd(
         "{:?}",
         nodes[0].peers_json()
     );
+    if source == "tracker" {
+        // The tracker's answers count the swarm (the seed and the node at least): what
+        // the planner is told of swarms larger than a node's view.
+        let log = nodes[0].log();
+        let counted = log
+            .split("counted=Some(")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next()?.parse::<usize>().ok())
+            .max();
+        assert!(
+            counted.is_some_and(|n| n >= 2),
+            "no swarm count of 2 or more in the tracker's answers ({counted:?}):\n{log}"
+        );
+    }
 }
 
 /// `crowd`, holding none of `repo`, pull it at the same moment. Together they must take at

@@ -2,13 +2,17 @@
 //! at the peers (`have`), hand the planner a snapshot, carry out its actions. Keep it in
 //! step with that loop: this is what makes the simulator run the daemon's own decisions.
 
+use std::time::{Duration, Instant};
+
 use rand::Rng;
 use rand::seq::SliceRandom;
+use rayon::prelude::*;
 use zestd::engine::planner::{self, Action, PeerFailure, PeerState, Planner};
 use zestd::peer::set::CHOKE;
 
 use crate::net::{Flow, Src};
-use crate::node::trust;
+use crate::node::{Node, trust};
+use crate::params::{Params, Shape};
 use crate::ranges;
 use crate::world::World;
 
@@ -25,8 +29,107 @@ const HEARTBEAT: f64 = 1.0;
 /// (`schedule::FIRST_CLAIM_SPREAD`).
 const FIRST_CLAIM_SPREAD: f64 = 0.2;
 
+/// What a node's peers see of its file: taken once per tick for every node, so that all
+/// nodes plan in parallel against the same picture (as daemons do, each seeing the others
+/// as of their last update) and only carrying out the plans runs in order.
+pub struct Shown {
+    pub public: PeerState,
+    pub version: u64,
+    /// What it says as `quiet_ms` while it downloads the file.
+    pub quiet: Option<Duration>,
+    /// It downloads the file (and so watches its peers' state of it).
+    pub downloading: bool,
+}
+
+impl Default for Shown {
+    fn default() -> Shown {
+        Shown {
+            public: PeerState::default(),
+            // Never a file's version: the first look copies.
+            version: u64::MAX,
+            quiet: None,
+            downloading: false,
+        }
+    }
+}
+
+/// What planning reads besides the node itself.
+struct Ctx<'a> {
+    board: &'a [Vec<Shown>],
+    now: f64,
+    base: Instant,
+    p: &'a Params,
+    shape: &'a Shape,
+    swarm_size: Option<usize>,
+    trace: bool,
+}
+
+impl Ctx<'_> {
+    fn at(&self, t: f64) -> Instant {
+        self.base + Duration::from_secs_f64(t)
+    }
+}
+
+/// One pass of a node's planner over one file: what to carry out, in order.
+struct Pass {
+    n: usize,
+    f: usize,
+    actions: Vec<Action>,
+}
+
 impl World {
+    /// Every node's planner looks at its peers and decides (in parallel: it reads only the
+    /// board and changes only its own node); then the decisions are carried out in node
+    /// order.
     pub(crate) fn steps(&mut self) {
+        self.start_pulls();
+        self.show();
+        let ctx = Ctx {
+            board: &self.board,
+            now: self.now,
+            base: self.base,
+            p: &self.p,
+            shape: &self.shape,
+            swarm_size: (!self.p.no_swarm_size).then_some(self.alive.len()),
+            trace: self.trace,
+        };
+        let plan = |(n, node): (usize, &mut Node)| -> Vec<Pass> {
+            if !node.alive || !node.pulls || node.finished.is_some() {
+                return Vec::new();
+            }
+            (0..ctx.shape.files.len())
+                .filter_map(|f| plan(node, n, f, &ctx))
+                .collect()
+        };
+        // Traced runs plan in order, so the trace reads in order.
+        let passes: Vec<Pass> = if self.trace {
+            self.nodes.iter_mut().enumerate().flat_map(plan).collect()
+        } else {
+            self.nodes
+                .par_iter_mut()
+                .enumerate()
+                .flat_map_iter(plan)
+                .collect()
+        };
+        for Pass { n, f, actions } in passes {
+            self.carry_out(n, f, actions);
+            let fr = &mut self.nodes[n].files[f];
+            if fr.planner.as_ref().is_some_and(Planner::finished) {
+                fr.done = true;
+            }
+        }
+        for k in 0..self.alive.len() {
+            let node = &mut self.nodes[self.alive[k]];
+            if node.pulls && node.finished.is_none() && node.files.iter().all(|f| f.done) {
+                node.finished = Some(self.now);
+            }
+        }
+    }
+
+    /// Files whose pull starts now get their planner, in node order: daemons started
+    /// together see some of the others already involved and spread their first claims,
+    /// and the one that starts first sees nobody.
+    fn start_pulls(&mut self) {
         let inst = self.at(self.now);
         for k in 0..self.alive.len() {
             let n = self.alive[k];
@@ -35,74 +138,64 @@ impl World {
             }
             for f in 0..self.shape.files.len() {
                 let fr = &self.nodes[n].files[f];
-                if fr.done || self.now < fr.not_before {
+                if fr.done || self.now < fr.not_before || fr.planner.is_some() {
                     continue;
                 }
-                let due = fr.kick
-                    || fr.planner.as_ref().is_none_or(|pl| {
-                        (pl.waiting()
-                            && fr
-                                .last_refresh
-                                .is_none_or(|t| Planner::refresh_due(Some(self.at(t)), inst)))
-                            || (!fr.claims.is_empty() && !pl.due_claims(inst).is_empty())
-                    });
-                if due {
-                    self.step(n, f);
+                let shape = &self.shape.files[f];
+                let involved = self.nodes[n]
+                    .conns
+                    .iter()
+                    .any(|&c| self.nodes[c].files[f].public.involved);
+                let node = &mut self.nodes[n];
+                let mut order: Vec<usize> = (0..shape.slots.len()).collect();
+                if !node.conns.is_empty() {
+                    order.shuffle(&mut node.rng);
                 }
-            }
-            if self.nodes[n].files.iter().all(|f| f.done) {
-                self.nodes[n].finished = Some(self.now);
+                let slots: Vec<_> = shape.slots.iter().map(|&r| vec![r]).collect();
+                let pl = Planner::new(
+                    node.id.clone(),
+                    slots.clone(),
+                    slots,
+                    order,
+                    shape.units,
+                    inst,
+                );
+                let spread = node.rng.random::<f64>() * FIRST_CLAIM_SPREAD;
+                let draw = node.rng.random::<f64>();
+                let fr = &mut node.files[f];
+                fr.snap.origin_draw = draw;
+                fr.planner = Some(pl);
+                fr.public.involved = true;
+                fr.version += 1;
+                fr.urgent += 1;
+                fr.kick = true;
+                if involved {
+                    fr.not_before = self.now + spread;
+                }
             }
         }
     }
 
-    /// Takes in what the node's peers say of file `f` now (one `have` each): the
-    /// planner's view is updated in place, re-reading only peers whose state changed.
-    fn refresh_views(&mut self, n: usize, f: usize) {
-        let mut peers = std::mem::take(&mut self.nodes[n].files[f].snap.peers);
-        let mut seen = std::mem::take(&mut self.nodes[n].files[f].seen);
-        let now = self.now;
-        let node = &mut self.nodes[n];
-        node.choked.retain(|_, until| *until > now);
-        // A peer that answered `busy` stays in view (zestd's `PeerSet::choke`).
-        let conns = node.conns.clone();
-        let same_conns =
-            seen.len() == conns.len() && seen.iter().zip(&conns).all(|(s, c)| s.0 == *c);
-        if !same_conns {
-            peers.clear();
-            seen.clear();
-            for &c in &conns {
-                let fr = &self.nodes[c].files[f];
-                peers.push(fr.public.clone());
-                seen.push((c, fr.version));
+    /// Copies onto the board what changed of each live node's files.
+    fn show(&mut self) {
+        let inst = self.at(self.now);
+        self.board.resize_with(self.nodes.len(), Vec::new);
+        for &n in &self.alive {
+            let node = &self.nodes[n];
+            let shown = &mut self.board[n];
+            shown.resize_with(node.files.len(), Shown::default);
+            for (fr, s) in node.files.iter().zip(shown.iter_mut()) {
+                if s.version != fr.version {
+                    s.public.clone_from(&fr.public);
+                    s.version = fr.version;
+                }
+                s.downloading = fr.planner.is_some() && !fr.done;
+                s.quiet = match fr.planner.as_ref() {
+                    Some(pl) if !fr.done => Some(pl.quiet(inst)),
+                    _ => None,
+                };
             }
         }
-        let mut bytes = 0;
-        for (view, (c, version)) in peers.iter_mut().zip(seen.iter_mut()) {
-            let fr = &self.nodes[*c].files[f];
-            if fr.version != *version {
-                view.clone_from(&fr.public);
-                *version = fr.version;
-            }
-            // zestd says `quiet_ms` while it downloads the file.
-            view.quiet = match fr.planner.as_ref() {
-                Some(pl) if !fr.done => Some(pl.quiet(self.at(self.now))),
-                _ => None,
-            };
-            view.rate = self.nodes[n].rates.get(c).copied().unwrap_or(0.0);
-            view.busy = self.nodes[n].choked.contains_key(c);
-            bytes +=
-                HAVE_REQUEST + HAVE_ANSWER + 8 * (view.held.len() + view.fetching.len()) as u64;
-        }
-        let node = &mut self.nodes[n];
-        if self.p.poll {
-            node.msgs += 2 * peers.len() as u64;
-            node.msg_bytes += bytes;
-        }
-        let fr = &mut node.files[f];
-        fr.snap.peers = peers;
-        fr.seen = seen;
-        fr.last_refresh = Some(self.now);
     }
 
     /// What pushed peer state costs (`watch`, docs/PROTOCOL.md §4.4): every node tells
@@ -147,149 +240,166 @@ impl World {
             }
         }
     }
+}
 
-    /// One pass of `schedule::run`'s loop for node `n`'s file `f`.
-    fn step(&mut self, n: usize, f: usize) {
-        let now = self.now;
-        let inst = self.at(now);
-        self.nodes[n].files[f].kick = false;
-        if self.nodes[n].files[f].planner.is_none() {
-            let shape = &self.shape.files[f];
-            let mut order: Vec<usize> = (0..shape.slots.len()).collect();
-            if !self.nodes[n].conns.is_empty() {
-                order.shuffle(&mut self.rng);
-            }
-            let slots: Vec<_> = shape.slots.iter().map(|&r| vec![r]).collect();
-            let pl = Planner::new(
-                self.nodes[n].id.clone(),
-                slots.clone(),
-                slots,
-                order,
-                shape.units,
-                inst,
-            );
-            let involved = self.nodes[n]
-                .conns
-                .iter()
-                .any(|&c| self.nodes[c].files[f].public.involved);
-            let spread = self.rng.random::<f64>() * FIRST_CLAIM_SPREAD;
-            let draw = self.rng.random::<f64>();
-            let fr = &mut self.nodes[n].files[f];
-            fr.snap.origin_draw = draw;
-            fr.planner = Some(pl);
-            fr.public.involved = true;
-            fr.version += 1;
-            fr.urgent += 1;
-            if involved {
-                fr.not_before = now + spread;
-                fr.kick = true;
-                return;
-            }
-        }
-        let peers_off = self.nodes[n].files[f]
-            .planner
-            .as_ref()
-            .is_some_and(Planner::peers_off);
-        let connected = self.nodes[n].conns.len();
-        let peers_on = !peers_off && connected > 0;
-        // Pushed views are current at every step; polled ones at the planner's pace.
-        let refresh = peers_on
-            && (!self.p.poll
-                || Planner::refresh_due(
-                    self.nodes[n].files[f].last_refresh.map(|t| self.at(t)),
-                    inst,
-                ));
-        if refresh {
-            self.refresh_views(n, f);
-        }
-        let swarm_progressed = self.nodes[n]
-            .swarm_progress
-            .is_some_and(|t| now - t < planner::PATIENCE.as_secs_f64());
-        let swarm_inflight = self.nodes[n].swarm_inflight;
-        let swarm_size = (!self.p.no_swarm_size).then_some(self.alive.len());
-        let node = &mut self.nodes[n];
-        let fr = &mut node.files[f];
-        if !peers_on {
-            fr.snap.peers.clear();
-            fr.seen.clear();
-        }
-        fr.snap.now = inst;
-        fr.snap.connected = connected;
-        fr.snap.swarm_progressed = swarm_progressed;
-        fr.snap.swarm_inflight = swarm_inflight;
-        fr.snap.swarm_size = swarm_size;
-        let Some(pl) = fr.planner.as_mut() else {
-            return;
-        };
-        if pl.note_progress(&fr.snap) {
-            node.swarm_progress = Some(now);
-        }
-        if let Some(whole) = pl.trust_due(&fr.snap) {
-            // Claimed chunk hashes are asked of the peers: a whole-file manifest checks
-            // against the file hash once the swarm holds every chunk, a xorb's against
-            // the xorb hash once the swarm holds all of it.
-            if whole {
-                let units = fr.snap.ours.len() as u32;
-                if swarm_covers(&fr.snap.peers, &fr.public.held, 0, units) {
-                    trust(&mut fr.snap.trusted, 0, units);
-                }
-            }
-            for k in pl.xorbs_to_check(&fr.snap) {
-                for &(a, b) in pl.ranges(k) {
-                    trust(&mut fr.snap.trusted, a, b);
-                }
-                node.msgs += 2;
-                node.msg_bytes += HAVE_REQUEST + HAVE_ANSWER;
-            }
-        }
-        let actions = pl.assign(&fr.snap);
-        if self.trace && actions.iter().any(|a| matches!(a, Action::Claim { .. })) {
-            let min_quiet = fr.snap.peers.iter().filter_map(|p| p.quiet).min();
-            eprintln!(
-                "{now:.2} node {n} file {f}: claims; quiet here {:?}, least quiet in view {min_quiet:?}, admitted {}",
-                pl.quiet(inst),
-                pl.admitted(&fr.snap)
-            );
-            eprintln!(
-                "   holders of its slots: {:?}; views {}, trusted {}",
-                (0..self.shape.files[f].slots.len())
-                    .map(|k| {
-                        let (a, b) = self.shape.files[f].slots[k];
-                        fr.snap
-                            .peers
-                            .iter()
-                            .filter(|p| p.holds_all(&[(a, b)]))
-                            .count()
-                    })
-                    .collect::<Vec<_>>(),
-                fr.snap.peers.len(),
-                fr.snap.trusted.iter().filter(|t| **t).count()
-            );
-        }
-        self.carry_out(n, f, actions);
-        let due = self.nodes[n].files[f]
-            .planner
-            .as_ref()
-            .map(|pl| pl.due_claims(inst))
-            .unwrap_or_default();
-        if !due.is_empty() {
-            if peers_on {
-                self.refresh_views(n, f);
-            }
-            let fr = &mut self.nodes[n].files[f];
-            let actions = fr
-                .planner
-                .as_mut()
-                .map(|pl| pl.settle(&due, &fr.snap))
-                .unwrap_or_default();
-            self.carry_out(n, f, actions);
-        }
-        let fr = &mut self.nodes[n].files[f];
-        if fr.planner.as_ref().is_some_and(Planner::finished) {
-            fr.done = true;
+/// Whether node `n`'s file `f` is due a pass of the scheduler loop now; if so, runs it.
+fn plan(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Option<Pass> {
+    let inst = ctx.at(ctx.now);
+    let fr = &node.files[f];
+    if fr.done || ctx.now < fr.not_before {
+        return None;
+    }
+    let due = fr.kick
+        || fr.planner.as_ref().is_none_or(|pl| {
+            (pl.waiting()
+                && fr
+                    .last_refresh
+                    .is_none_or(|t| Planner::refresh_due(Some(ctx.at(t)), inst)))
+                || (!fr.claims.is_empty() && !pl.due_claims(inst).is_empty())
+        });
+    due.then(|| Pass {
+        n,
+        f,
+        actions: step(node, n, f, ctx),
+    })
+}
+
+/// Takes in what the node's peers say of file `f` now (one `have` each): the planner's
+/// view is updated in place, re-reading only peers whose state changed.
+fn refresh_views(node: &mut Node, f: usize, ctx: &Ctx) {
+    let now = ctx.now;
+    node.choked.retain(|_, until| *until > now);
+    let fr = &mut node.files[f];
+    let peers = &mut fr.snap.peers;
+    let seen = &mut fr.seen;
+    // A peer that answered `busy` stays in view (zestd's `PeerSet::choke`).
+    let same_conns =
+        seen.len() == node.conns.len() && seen.iter().zip(&node.conns).all(|(s, c)| s.0 == *c);
+    if !same_conns {
+        peers.clear();
+        seen.clear();
+        for &c in &node.conns {
+            let shown = &ctx.board[c][f];
+            peers.push(shown.public.clone());
+            seen.push((c, shown.version));
         }
     }
+    let mut bytes = 0;
+    for (view, (c, version)) in peers.iter_mut().zip(seen.iter_mut()) {
+        let shown = &ctx.board[*c][f];
+        if shown.version != *version {
+            view.clone_from(&shown.public);
+            *version = shown.version;
+        }
+        view.quiet = shown.quiet;
+        view.rate = node.rates.get(c).copied().unwrap_or(0.0);
+        view.busy = node.choked.contains_key(c);
+        bytes += HAVE_REQUEST + HAVE_ANSWER + 8 * (view.held.len() + view.fetching.len()) as u64;
+    }
+    if ctx.p.poll {
+        node.msgs += 2 * peers.len() as u64;
+        node.msg_bytes += bytes;
+    }
+    fr.last_refresh = Some(now);
+}
 
+/// One pass of `schedule::run`'s loop for node `n`'s file `f`: its planner's decisions,
+/// to be carried out in order (those of `assign`, then those of `settle`).
+fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
+    let now = ctx.now;
+    let inst = ctx.at(now);
+    node.files[f].kick = false;
+    let peers_off = node.files[f]
+        .planner
+        .as_ref()
+        .is_some_and(Planner::peers_off);
+    let connected = node.conns.len();
+    let peers_on = !peers_off && connected > 0;
+    // Pushed views are current at every step; polled ones at the planner's pace.
+    let refresh = peers_on
+        && (!ctx.p.poll
+            || Planner::refresh_due(node.files[f].last_refresh.map(|t| ctx.at(t)), inst));
+    if refresh {
+        refresh_views(node, f, ctx);
+    }
+    let swarm_progressed = node
+        .swarm_progress
+        .is_some_and(|t| now - t < planner::PATIENCE.as_secs_f64());
+    let swarm_inflight = node.swarm_inflight;
+    let fr = &mut node.files[f];
+    if !peers_on {
+        fr.snap.peers.clear();
+        fr.seen.clear();
+    }
+    fr.snap.now = inst;
+    fr.snap.connected = connected;
+    fr.snap.swarm_progressed = swarm_progressed;
+    fr.snap.swarm_inflight = swarm_inflight;
+    fr.snap.swarm_size = ctx.swarm_size;
+    let Some(pl) = fr.planner.as_mut() else {
+        return Vec::new();
+    };
+    if pl.note_progress(&fr.snap) {
+        node.swarm_progress = Some(now);
+    }
+    if let Some(whole) = pl.trust_due(&fr.snap) {
+        // Claimed chunk hashes are asked of the peers: a whole-file manifest checks
+        // against the file hash once the swarm holds every chunk, a xorb's against
+        // the xorb hash once the swarm holds all of it.
+        if whole {
+            let units = fr.snap.ours.len() as u32;
+            if swarm_covers(&fr.snap.peers, &fr.public.held, 0, units) {
+                trust(&mut fr.snap.trusted, 0, units);
+            }
+        }
+        for k in pl.xorbs_to_check(&fr.snap) {
+            for &(a, b) in pl.ranges(k) {
+                trust(&mut fr.snap.trusted, a, b);
+            }
+            node.msgs += 2;
+            node.msg_bytes += HAVE_REQUEST + HAVE_ANSWER;
+        }
+    }
+    let mut actions = pl.assign(&fr.snap);
+    if ctx.trace && actions.iter().any(|a| matches!(a, Action::Claim { .. })) {
+        let min_quiet = fr.snap.peers.iter().filter_map(|p| p.quiet).min();
+        eprintln!(
+            "{now:.2} node {n} file {f}: claims; quiet here {:?}, least quiet in view {min_quiet:?}, admitted {}",
+            pl.quiet(inst),
+            pl.admitted(&fr.snap)
+        );
+        eprintln!(
+            "   holders of its slots: {:?}; views {}, trusted {}",
+            ctx.shape.files[f]
+                .slots
+                .iter()
+                .map(|&(a, b)| fr
+                    .snap
+                    .peers
+                    .iter()
+                    .filter(|p| p.holds_all(&[(a, b)]))
+                    .count())
+                .collect::<Vec<_>>(),
+            fr.snap.peers.len(),
+            fr.snap.trusted.iter().filter(|t| **t).count()
+        );
+    }
+    // Claims made long enough ago settle against a fresh look (the daemon looks again
+    // after carrying out `assign`'s actions; none of those touches a due claim).
+    let due = pl.due_claims(inst);
+    if !due.is_empty() {
+        if peers_on {
+            refresh_views(node, f, ctx);
+        }
+        let fr = &mut node.files[f];
+        if let Some(pl) = fr.planner.as_mut() {
+            actions.extend(pl.settle(&due, &fr.snap));
+        }
+    }
+    actions
+}
+
+impl World {
     fn carry_out(&mut self, n: usize, f: usize, actions: Vec<Action>) {
         let now = self.now;
         for a in actions {

@@ -2,15 +2,47 @@
 //! it sees (a `Snapshot` kept up to date in place) and what it tells peers.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
+
+use rand::rngs::SmallRng;
 
 use zestd::engine::planner::{PeerState, Planner, Snapshot};
 
 use crate::params::FileShape;
 use crate::ranges;
 
+/// Maps keyed by node index, looked up per peer per step: SipHash was a tenth of the
+/// simulator's time, and these keys come from the simulation, not from an adversary.
+pub type NodeMap<V> = HashMap<usize, V, BuildHasherDefault<NodeHasher>>;
+
+#[derive(Default)]
+pub struct NodeHasher(u64);
+
+impl Hasher for NodeHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.write_u64(i as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        // A multiplicative hash: spreads consecutive indexes over the high bits, which
+        // hashbrown uses.
+        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 pub struct Node {
     pub id: String,
+    /// Its own randomness (slot order, first-claim spread, origin draw), so nodes can plan
+    /// in parallel and a run stays the same for a seed.
+    pub rng: SmallRng,
     pub alive: bool,
     /// Pulls the model (false: holds it from the start).
     pub pulls: bool,
@@ -23,11 +55,11 @@ pub struct Node {
     pub swarm_inflight: usize,
     pub swarm_progress: Option<f64>,
     /// Bytes per second recently received from each peer.
-    pub rates: HashMap<usize, f64>,
+    pub rates: NodeMap<f64>,
     /// Transfers this node serves now (zestd answers `busy` beyond `MAX_UPLOADS`).
     pub uploading: usize,
     /// Peers that answered `busy`, left alone until then (zestd's `CHOKE`).
-    pub choked: HashMap<usize, f64>,
+    pub choked: NodeMap<f64>,
     pub next_announce: f64,
     pub bytes_up: f64,
     pub bytes_down: f64,
@@ -44,7 +76,7 @@ pub struct FileRun {
     pub snap: Snapshot,
     /// Claims announced and not yet fetched or withdrawn, with whether each holds a
     /// swarm origin permit.
-    pub claims: HashMap<usize, bool>,
+    pub claims: NodeMap<bool>,
     pub last_refresh: Option<f64>,
     /// Something happened that the planner should look at in the next step.
     pub kick: bool,
@@ -93,7 +125,7 @@ impl FileRun {
                 swarm_size: None,
                 origin_draw: 0.0,
             },
-            claims: HashMap::new(),
+            claims: NodeMap::default(),
             last_refresh: None,
             kick: true,
             not_before: 0.0,

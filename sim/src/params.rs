@@ -117,6 +117,10 @@ pub struct Params {
     pub max_copies_time: f64,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Every 10 simulated seconds, a line on stderr: time, nodes finished, origin copies
+    /// so far and the wall time taken (for long runs).
+    #[arg(long)]
+    pub progress: bool,
     /// Print the report as one JSON object on the last line of stdout.
     #[arg(long)]
     pub json: bool,

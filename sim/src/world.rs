@@ -10,8 +10,9 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use zestd::engine::planner::{PeerFailure, Planner};
 
+use crate::drive::Shown;
 use crate::net::{Caps, Flow, Src, assign_rates};
-use crate::node::{FileRun, Node};
+use crate::node::{FileRun, Node, NodeMap};
 use crate::params::{Params, Scenario, Shape};
 
 pub struct World {
@@ -24,6 +25,8 @@ pub struct World {
     pub(crate) ids: HashMap<String, usize>,
     pub(crate) alive: Vec<usize>,
     pub(crate) flows: Vec<Flow>,
+    /// What each node shows its peers, per file, as of the current tick's start.
+    pub(crate) board: Vec<Vec<Shown>>,
     pub(crate) caps: Caps,
     /// Arrivals still to come (time, holds the model), latest first.
     pub(crate) arrivals: Vec<(f64, bool)>,
@@ -70,6 +73,7 @@ impl World {
             ids: HashMap::new(),
             alive: Vec::new(),
             flows: Vec::new(),
+            board: Vec::new(),
             caps,
             arrivals,
             churn_due: 0.0,
@@ -101,7 +105,11 @@ impl World {
             let used = assign_rates(&mut self.flows, self.nodes.len(), &self.caps, self.now);
             self.cpu_seconds += used * dt;
             self.advance(dt);
+            let shown = (self.now / 10.0).floor();
             self.now += dt;
+            if self.p.progress && (self.now / 10.0).floor() > shown {
+                self.show_progress();
+            }
             let pulling = self
                 .alive
                 .iter()
@@ -113,6 +121,21 @@ impl World {
                 break;
             }
         }
+    }
+
+    fn show_progress(&self) {
+        let finished = self
+            .nodes
+            .iter()
+            .filter(|n| n.pulls && n.finished.is_some())
+            .count();
+        eprintln!(
+            "{:.0} s simulated: {finished} of {} pulls finished, {:.3} origin copies, {:.0} s wall",
+            self.now,
+            self.nodes.iter().filter(|n| n.pulls).count(),
+            self.origin_bytes / self.shape.copy_bytes(),
+            self.base.elapsed().as_secs_f64()
+        );
     }
 
     /// With `ZEST_SIM_TRACE`: why each node still pulling has not finished.
@@ -154,6 +177,7 @@ impl World {
     fn spawn(&mut self, holds: bool) -> usize {
         let n = self.nodes.len();
         let id = format!("{:016x}", self.rng.random::<u64>());
+        let rng = SmallRng::seed_from_u64(self.rng.random());
         let files = self
             .shape
             .files
@@ -167,6 +191,7 @@ impl World {
         self.ids.insert(id.clone(), n);
         self.nodes.push(Node {
             id,
+            rng,
             alive: true,
             pulls: !holds,
             arrived: self.now,
@@ -176,9 +201,9 @@ impl World {
             files,
             swarm_inflight: 0,
             swarm_progress: None,
-            rates: HashMap::new(),
+            rates: NodeMap::default(),
             uploading: 0,
-            choked: HashMap::new(),
+            choked: NodeMap::default(),
             next_announce: self.now + self.p.announce_s,
             bytes_up: 0.0,
             bytes_down: 0.0,

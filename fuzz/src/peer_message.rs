@@ -40,7 +40,7 @@ fn frame(body: &[u8], told: &mut Option<peer::FileHave>) {
             for fh in h.files {
                 let total = fh.total_chunks;
                 if let Some(state) = parse_state("fuzz", fh, total.max(1)) {
-                    for r in state.held.iter().chain(&state.fetching) {
+                    for r in state.held.iter().chain(state.fetching.iter()) {
                         assert!(r.0 < r.1 && r.1 <= total.max(1));
                     }
                 }

@@ -2,6 +2,7 @@
 //! at the peers (`have`), hand the planner a snapshot, carry out its actions. Keep it in
 //! step with that loop: this is what makes the simulator run the daemon's own decisions.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -249,12 +250,13 @@ fn plan(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Option<Pass> {
     if fr.done || ctx.now < fr.not_before {
         return None;
     }
+    // The clock first: asking the planner touches every slot of it, for every node every
+    // tick.
     let due = fr.kick
         || fr.planner.as_ref().is_none_or(|pl| {
-            (pl.waiting()
-                && fr
-                    .last_refresh
-                    .is_none_or(|t| Planner::refresh_due(Some(ctx.at(t)), inst)))
+            (fr.last_refresh
+                .is_none_or(|t| Planner::refresh_due(Some(ctx.at(t)), inst))
+                && pl.waiting())
                 || (!fr.claims.is_empty() && !pl.due_claims(inst).is_empty())
         });
     due.then(|| Pass {
@@ -456,7 +458,7 @@ impl World {
                     };
                     let fr = &mut node.files[f];
                     if let Some(pl) = fr.planner.as_ref() {
-                        fr.public.fetching.extend_from_slice(pl.ranges(slot));
+                        Arc::make_mut(&mut fr.public.fetching).extend_from_slice(pl.ranges(slot));
                         fr.version += 1;
                         fr.urgent += 1;
                     }
@@ -506,7 +508,7 @@ impl World {
 fn swarm_covers(peers: &[PeerState], ours: &ranges::Ranges, a: u32, b: u32) -> bool {
     let mut all = ours.clone();
     for p in peers {
-        for &(s, e) in &p.held {
+        for &(s, e) in p.held.iter() {
             ranges::insert(&mut all, s, e);
         }
     }

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::rngs::SmallRng;
@@ -105,11 +106,11 @@ impl FileRun {
                 complete: holds,
                 involved: holds,
                 held: if holds {
-                    vec![(0, shape.units)]
+                    vec![(0, shape.units)].into()
                 } else {
-                    Vec::new()
+                    Default::default()
                 },
-                fetching: Vec::new(),
+                fetching: Default::default(),
                 rate: 0.0,
                 quiet: None,
                 busy: false,
@@ -144,7 +145,7 @@ impl FileRun {
             self.snap.ours[i as usize] = true;
             self.snap.trusted[i as usize] = true;
         }
-        ranges::insert(&mut self.public.held, a, b);
+        ranges::insert(Arc::make_mut(&mut self.public.held), a, b);
         let complete = self.public.held.first() == Some(&(0, units));
         if complete != self.public.complete {
             self.urgent += 1;
@@ -156,7 +157,7 @@ impl FileRun {
     pub fn stop_fetching(&mut self, r: &[(u32, u32)]) {
         for x in r {
             if let Some(k) = self.public.fetching.iter().position(|y| y == x) {
-                self.public.fetching.swap_remove(k);
+                Arc::make_mut(&mut self.public.fetching).swap_remove(k);
             }
         }
         self.version += 1;

@@ -16,6 +16,7 @@
 //! fallback, so peers never make a pull slower by more than a patience window.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::swarm_origin::SwarmOrigin;
@@ -55,6 +56,10 @@ const TRUST_RETRY: Duration = Duration::from_millis(300);
 
 pub type PeerId = String;
 pub type Ranges = Vec<(u32, u32)>;
+/// A peer's lists, shared by every view of it: a snapshot is taken many times a second,
+/// and copying each peer's lists into each (in the simulator, into each of 64 observers)
+/// was most of the cost of a planner pass.
+pub type SharedRanges = Arc<Ranges>;
 
 /// What one peer holds of the file, as it last said.
 #[derive(Debug, Default)]
@@ -63,8 +68,8 @@ pub struct PeerState {
     pub complete: bool,
     /// The peer knows the file (holds, fetches or is downloading some of it).
     pub involved: bool,
-    pub held: Ranges,
-    pub fetching: Ranges,
+    pub held: SharedRanges,
+    pub fetching: SharedRanges,
     /// Bytes per second recently received from it.
     pub rate: f64,
     /// How long, as it answered, since the swarm last progressed on this file as far as
@@ -172,9 +177,9 @@ struct Swarm {
 impl Swarm {
     fn of(s: &Snapshot) -> Swarm {
         Swarm {
-            held: union(s.peers.iter().map(|p| &p.held)),
-            partial: union(s.peers.iter().filter(|p| !p.complete).map(|p| &p.held)),
-            fetching: union(s.peers.iter().map(|p| &p.fetching)),
+            held: union(s.peers.iter().map(|p| &*p.held)),
+            partial: union(s.peers.iter().filter(|p| !p.complete).map(|p| &*p.held)),
+            fetching: union(s.peers.iter().map(|p| &*p.fetching)),
         }
     }
 
@@ -549,7 +554,7 @@ impl Planner {
             return None;
         }
         self.last_trust_try = Some(s.now);
-        let held = union(s.peers.iter().map(|p| &p.held));
+        let held = union(s.peers.iter().map(|p| &*p.held));
         Some(s.peers.iter().any(|p| p.complete) || s.held_somewhere(&held, &[(0, self.total)]))
     }
 
@@ -570,7 +575,7 @@ impl Planner {
         if s.peers.is_empty() || self.peers_off {
             return Vec::new();
         }
-        let held = union(s.peers.iter().map(|p| &p.held));
+        let held = union(s.peers.iter().map(|p| &*p.held));
         (0..self.spans.len())
             .filter(|&k| {
                 let r = &self.spans[k];
@@ -648,7 +653,9 @@ impl Planner {
             // Nor while every seeder holding it answered `busy`: a seeder serving others at
             // capacity is not a slow one, and hedging it sent a seeded fleet's ranges to
             // the origin (0.37 copies with 4 uploads at once).
-            if !seeders_only || seeders_busy(s, &slot.avoid, &missing) {
+            if slot.waiting_since.is_some()
+                && (!seeders_only || seeders_busy(s, &slot.avoid, &missing))
+            {
                 slot.waiting_since = None;
             }
             let hedge = seeders_only
@@ -816,8 +823,8 @@ mod tests {
             id: id.into(),
             complete: held == vec![(0, 40)],
             involved: true,
-            held,
-            fetching,
+            held: held.into(),
+            fetching: fetching.into(),
             rate,
             quiet: None,
             busy: false,
@@ -879,8 +886,8 @@ mod tests {
             id: "s".into(),
             complete: true,
             involved: true,
-            held: vec![(0, 120)],
-            fetching: vec![],
+            held: vec![(0, 120)].into(),
+            fetching: vec![].into(),
             rate: 1e6,
             quiet: None,
             busy: false,
@@ -961,8 +968,8 @@ mod tests {
                         id: format!("p{i}"),
                         complete: x.next(4) == 0,
                         involved: true,
-                        held: x.ranges(h),
-                        fetching: x.ranges(f),
+                        held: x.ranges(h).into(),
+                        fetching: x.ranges(f).into(),
                         rate: 0.0,
                         quiet: None,
                         busy: false,
@@ -1038,7 +1045,7 @@ mod tests {
         let fetcher = |quiet| PeerState {
             id: "f".into(),
             involved: true,
-            fetching: vec![(0, 40)],
+            fetching: vec![(0, 40)].into(),
             quiet,
             ..PeerState::default()
         };
@@ -1074,8 +1081,8 @@ mod tests {
             id: "f".into(),
             complete: false,
             involved: true,
-            held: vec![],
-            fetching: vec![(0, 120)],
+            held: vec![].into(),
+            fetching: vec![(0, 120)].into(),
             rate: 0.0,
             quiet: None,
             busy: false,
@@ -1089,8 +1096,8 @@ mod tests {
         // (the trust check comes next), not hedged at once.
         let done = PeerState {
             complete: true,
-            held: vec![(0, 120)],
-            fetching: vec![],
+            held: vec![(0, 120)].into(),
+            fetching: vec![].into(),
             ..fetcher
         };
         let untrusted = |now| Snapshot {
@@ -1112,7 +1119,7 @@ mod tests {
             id: "s".into(),
             complete: true,
             involved: true,
-            held: vec![(0, 120)],
+            held: vec![(0, 120)].into(),
             rate: 1e6,
             busy: true,
             ..PeerState::default()
@@ -1143,8 +1150,8 @@ mod tests {
             id: "c".into(),
             complete: false,
             involved: true,
-            held: vec![(0, 80)],
-            fetching: vec![(80, 120)],
+            held: vec![(0, 80)].into(),
+            fetching: vec![(80, 120)].into(),
             rate: 1e6,
             quiet: None,
             busy: false,

@@ -192,7 +192,7 @@ impl World {
                 }
                 s.downloading = fr.planner.is_some() && !fr.done;
                 s.quiet = match fr.planner.as_ref() {
-                    Some(pl) if !fr.done => Some(pl.quiet(inst)),
+                    Some(pl) if !fr.done => pl.told_quiet(inst),
                     _ => None,
                 };
             }

@@ -406,6 +406,16 @@ pub struct Planner {
     progress: (u64, Instant),
     /// The latest progress anywhere in the swarm that peers told of.
     heard: Instant,
+    /// The latest progress this node knows happened (its own held chunks or origin bytes,
+    /// or what peers told), for telling peers: unlike `progress` and `heard`, it does not
+    /// start at the pull's start, nor count the first look at the peers as growth. A node
+    /// that had just started used to tell its peers the swarm had just progressed, and in
+    /// a fleet where nodes keep joining, nobody's quiet clock ever reached the point
+    /// where a file no node was drawn for gets taken up (simulated: 256 nodes × 2 GiB
+    /// with 10%/min churn, 9.5-14.9× the one-copy time).
+    known: Option<Instant>,
+    /// `note_progress` has looked at the peers before: later growth is progress.
+    looked: bool,
     /// Drawn once to fetch from the origin: stays drawn for the file, so the few that
     /// were keep taking slots nobody has until the file is whole somewhere.
     drawn: bool,
@@ -448,6 +458,8 @@ impl Planner {
             started: now,
             progress: (0, now),
             heard: now,
+            known: None,
+            looked: false,
             drawn: false,
             last_trust_try: None,
             unverifiable: 0,
@@ -493,25 +505,42 @@ impl Planner {
             && let Some(t) = s.now.checked_sub(q)
         {
             self.heard = self.heard.max(t);
+            self.know(t);
         }
         let held = s.held_total();
+        let first = !std::mem::replace(&mut self.looked, true);
         if held > self.progress.0 {
             self.progress = (held, s.now);
+            if !first {
+                self.know(s.now);
+            }
             true
         } else {
             false
         }
     }
 
+    fn know(&mut self, t: Instant) {
+        self.known = Some(self.known.map_or(t, |k| k.max(t)));
+    }
+
     /// Our origin transfers received bytes: the swarm progresses, though no chunk of it
     /// can be shown before its xorb is whole.
     pub fn note_receiving(&mut self, now: Instant) {
         self.progress.1 = self.progress.1.max(now);
+        self.know(now);
+    }
+
+    /// What this node tells peers as `quiet_ms`: how long since the file last progressed
+    /// as far as it knows for certain; None while it knows of no progress at all.
+    pub fn told_quiet(&self, now: Instant) -> Option<Duration> {
+        self.known.map(|t| now.saturating_duration_since(t))
     }
 
     /// How long since the swarm last progressed on this file, as far as this node knows
-    /// (itself or what peers said): what it tells peers, so that progress at the few
-    /// nodes that fetch from the origin reaches every node within a few hops.
+    /// (itself or what peers said), counting from the pull's start: what its own
+    /// decisions go by. Peers are told [`Planner::told_quiet`], so that progress at the
+    /// few nodes that fetch from the origin reaches every node within a few hops.
     pub fn quiet(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.progress.1.max(self.heard))
     }
@@ -1036,6 +1065,41 @@ mod tests {
         let mut never = planner(t0);
         never.note_receiving(at(t0, 8100));
         assert_eq!(claims(&never.assign(&s)), 0);
+    }
+
+    #[test]
+    fn a_node_tells_peers_only_progress_it_knows_of_not_its_own_start() {
+        let t0 = Instant::now();
+        let holder = |held: Ranges, quiet| PeerState {
+            id: "h".into(),
+            involved: true,
+            held: held.into(),
+            quiet,
+            ..PeerState::default()
+        };
+        let mut p = planner(t0);
+        assert_eq!(p.told_quiet(at(t0, 100)), None);
+        // The first look finds chunks held: what was there before, not progress.
+        p.note_progress(&snap(at(t0, 100), vec![holder(vec![(0, 10)], None)]));
+        assert_eq!(p.told_quiet(at(t0, 500)), None);
+        // A peer says the swarm last progressed 60 s ago: passed on as it is, while our
+        // own decisions count from our start (here the first look, 100 ms in).
+        p.note_progress(&snap(
+            at(t0, 500),
+            vec![holder(vec![(0, 10)], Some(Duration::from_secs(60)))],
+        ));
+        assert_eq!(
+            p.told_quiet(at(t0, 1500)),
+            Some(Duration::from_millis(61_000))
+        );
+        assert_eq!(p.quiet(at(t0, 1500)), Duration::from_millis(1400));
+        // Growth seen after the first look is progress.
+        p.note_progress(&snap(at(t0, 2000), vec![holder(vec![(0, 20)], None)]));
+        assert_eq!(p.told_quiet(at(t0, 2500)), Some(Duration::from_millis(500)));
+        // So are our own origin bytes.
+        let mut p = planner(t0);
+        p.note_receiving(at(t0, 300));
+        assert_eq!(p.told_quiet(at(t0, 400)), Some(Duration::from_millis(100)));
     }
 
     #[test]

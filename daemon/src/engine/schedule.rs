@@ -148,12 +148,12 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         if planner.note_progress(&snap) {
             ctx.engine.swarm_origin.note_progress();
         }
-        // What peers hear of how quiet the file is (`quiet_ms`).
-        ctx.live.note_progressed(
-            snap.now
-                .checked_sub(planner.quiet(snap.now))
-                .unwrap_or(snap.now),
-        );
+        // What peers hear of how quiet the file is (`quiet_ms`); nothing until this node
+        // knows of some progress.
+        if let Some(q) = planner.told_quiet(snap.now) {
+            ctx.live
+                .note_progressed(snap.now.checked_sub(q).unwrap_or(snap.now));
+        }
         if let Some(whole) = planner.trust_due(&snap) {
             if whole {
                 match acquire_manifest(ctx, &views).await {

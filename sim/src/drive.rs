@@ -94,7 +94,7 @@ impl World {
             swarm_size: (!self.p.no_swarm_size).then_some(self.alive.len()),
             trace: self.trace,
         };
-        let plan = |(n, node): (usize, &mut Node)| -> Vec<Pass> {
+        let plan_node = |(n, node): (usize, &mut Node)| -> Vec<Pass> {
             if !node.alive || !node.pulls || node.finished.is_some() {
                 return Vec::new();
             }
@@ -104,12 +104,16 @@ impl World {
         };
         // Traced runs plan in order, so the trace reads in order.
         let passes: Vec<Pass> = if self.trace {
-            self.nodes.iter_mut().enumerate().flat_map(plan).collect()
+            self.nodes
+                .iter_mut()
+                .enumerate()
+                .flat_map(plan_node)
+                .collect()
         } else {
             self.nodes
                 .par_iter_mut()
                 .enumerate()
-                .flat_map_iter(plan)
+                .flat_map_iter(plan_node)
                 .collect()
         };
         for Pass { n, f, actions } in passes {

@@ -36,10 +36,8 @@ const FIRST_CLAIM_SPREAD: f64 = 0.2;
 pub struct Shown {
     pub public: PeerState,
     pub version: u64,
-    /// What it says as `quiet_ms` while it downloads the file.
+    /// What it says as `quiet_ms` (while it downloads the file and knows of progress).
     pub quiet: Option<Duration>,
-    /// It downloads the file (and so watches its peers' state of it).
-    pub downloading: bool,
 }
 
 impl Default for Shown {
@@ -49,7 +47,6 @@ impl Default for Shown {
             // Never a file's version: the first look copies.
             version: u64::MAX,
             quiet: None,
-            downloading: false,
         }
     }
 }
@@ -194,7 +191,6 @@ impl World {
                     s.public.clone_from(&fr.public);
                     s.version = fr.version;
                 }
-                s.downloading = fr.planner.is_some() && !fr.done;
                 s.quiet = match fr.planner.as_ref() {
                     Some(pl) if !fr.done => pl.told_quiet(inst),
                     _ => None,

@@ -77,7 +77,7 @@ pub struct FileRun {
     pub snap: Snapshot,
     /// Claims announced and not yet fetched or withdrawn, with whether each holds a
     /// swarm origin permit.
-    pub claims: NodeMap<bool>,
+    pub claims: HashMap<usize, bool>,
     pub last_refresh: Option<f64>,
     /// Something happened that the planner should look at in the next step.
     pub kick: bool,
@@ -126,7 +126,7 @@ impl FileRun {
                 swarm_size: None,
                 origin_draw: 0.0,
             },
-            claims: NodeMap::default(),
+            claims: HashMap::new(),
             last_refresh: None,
             kick: true,
             not_before: 0.0,

@@ -62,7 +62,7 @@ pub type Ranges = Vec<(u32, u32)>;
 pub type SharedRanges = Arc<Ranges>;
 
 /// What one peer holds of the file, as it last said.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PeerState {
     pub id: PeerId,
     pub complete: bool,
@@ -78,34 +78,6 @@ pub struct PeerState {
     /// It answered `busy` a moment ago: nothing is asked of it now, but what it holds
     /// still counts, so its ranges wait for it instead of going to the origin.
     pub busy: bool,
-}
-
-// By hand for `clone_from`: views are refreshed in place many times a second, and the
-// derived one drops and reallocates every list (in the simulator, a third of all time).
-impl Clone for PeerState {
-    fn clone(&self) -> Self {
-        PeerState {
-            id: self.id.clone(),
-            complete: self.complete,
-            involved: self.involved,
-            held: self.held.clone(),
-            fetching: self.fetching.clone(),
-            rate: self.rate,
-            quiet: self.quiet,
-            busy: self.busy,
-        }
-    }
-
-    fn clone_from(&mut self, source: &Self) {
-        self.id.clone_from(&source.id);
-        self.complete = source.complete;
-        self.involved = source.involved;
-        self.held.clone_from(&source.held);
-        self.fetching.clone_from(&source.fetching);
-        self.rate = source.rate;
-        self.quiet = source.quiet;
-        self.busy = source.busy;
-    }
 }
 
 impl PeerState {

@@ -49,12 +49,18 @@ for t in "${targets[@]}"; do
     -print_final_stats=1 -artifact_prefix="$findings/$t-" >"$log" 2>&1
   rc=$?
   set -e
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
-  cov=$(grep -o 'DONE *cov: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1)
+  # A crash leaves no DONE line, and a run that never started no stats: neither may end the
+  # script before it says which target failed and why.
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
+  cov=$(grep -o 'DONE *cov: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -1 || true)
   if [ "$rc" -ne 0 ]; then
     failed=1
     echo "fuzz.sh: $t FAILED (exit $rc); see $log and $findings/" >&2
-    grep -E 'panicked at|ERROR: libFuzzer|Test unit written' "$log" | head -5 >&2 || true
+    grep -E -A3 'panicked at|ERROR: libFuzzer|Test unit written' "$log" | head -20 >&2 || true
+    tail -5 "$log" >&2
+    for f in "$findings/$t-"*; do
+      if [ -f "$f" ]; then echo "fuzz.sh: $f, base64: $(head -c 4096 "$f" | base64 -w0)" >&2; fi
+    done
   fi
   summary+=("$(printf '%-15s %6ss %12s execs %8s/s  cov %6s  %s' "$t" "$secs" "${execs:-?}" \
     "$(( ${execs:-0} / (secs > 0 ? secs : 1) ))" "${cov:-?}" "$([ $rc -eq 0 ] && echo ok || echo FINDING)")")

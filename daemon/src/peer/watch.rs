@@ -111,7 +111,12 @@ pub fn apply(
     let fetching = unflatten(&have.fetching).ok_or(UpdateError::Ranges)?;
     let added = unflatten(&have.held).ok_or(UpdateError::Ranges)?;
     if !update.delta {
-        return Ok(have);
+        // Touching ranges are joined, so the state reads the same whichever updates led to
+        // it (a delta's ranges are merged into what was held).
+        return Ok(FileHave {
+            held: flatten(&merge(added)),
+            ..have
+        });
     }
     let prev = prev.ok_or(UpdateError::DeltaFirst)?;
     let mut held = unflatten(&prev.held).ok_or(UpdateError::Ranges)?;
@@ -219,5 +224,21 @@ mod tests {
         // A heartbeat changes nothing.
         let hb = heartbeat(&s);
         assert_eq!(apply(Some(&s), hb, &s.file), Ok(s));
+    }
+
+    /// Found by fuzzing (fuzz/regressions/peer_message): a whole state whose held ranges
+    /// touch ([0,3) and [3,5)) was kept as sent, while the same ranges after a delta came
+    /// out joined, so a diff and its apply led to a state that read differently.
+    #[test]
+    fn touching_ranges_in_a_whole_state_are_joined() {
+        let sent = FileHave {
+            held: vec![0, 3, 3, 5],
+            ..state(false, 10, &[], &[])
+        };
+        let now = apply(None, diff(None, &sent).unwrap(), &sent.file).unwrap();
+        assert_eq!(now.held, vec![0, 5]);
+        let next = state(false, 10, &[(0, 5), (6, 7)], &[]);
+        let u = diff(Some(&now), &next).unwrap();
+        assert!(same(&apply(Some(&now), u, &now.file).unwrap(), &next));
     }
 }

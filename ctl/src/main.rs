@@ -57,6 +57,10 @@ enum Command {
         /// Skip files matching this pattern; repeatable
         #[arg(long)]
         exclude: Vec<String>,
+        /// While the Hub cannot answer, take a branch or tag as the commit a fleet member saw
+        /// it point at last (zestd warns how old that is) [default: fail, as without zest]
+        #[arg(long)]
+        allow_stale_refs: bool,
     },
     /// Stop a running pull: by its id (see `zestctl status`) or every pull of a repo.
     ///
@@ -104,6 +108,7 @@ fn main() -> ExitCode {
             repo_type,
             include,
             exclude,
+            allow_stale_refs,
         } => {
             let socket = cli.socket.unwrap_or_else(zest_proto::paths::default_socket);
             report(pull_cmd::run(
@@ -114,6 +119,7 @@ fn main() -> ExitCode {
                     repo_type,
                     include,
                     exclude,
+                    allow_stale_refs,
                 },
             ))
         }

@@ -17,6 +17,7 @@ pub struct PullArgs {
     pub repo_type: String,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
+    pub allow_stale_refs: bool,
 }
 
 /// Exit code 0 with the snapshot path as the last stdout line, or an error.
@@ -41,6 +42,7 @@ async fn pull(socket: &Path, args: PullArgs) -> Result<()> {
             .ok()
             .map(|e| e.trim_end_matches('/').to_string())
             .unwrap_or_default(),
+        allow_stale_refs: args.allow_stale_refs,
     };
     let mut stream = match client.pull(request).await {
         Ok(s) => s.into_inner(),
@@ -68,6 +70,9 @@ async fn pull(socket: &Path, args: PullArgs) -> Result<()> {
             Some(Event::Progress(p)) => view.update(&p),
             Some(Event::Done(d)) => {
                 view.finish();
+                for w in &d.warnings {
+                    eprintln!("warning: {w}");
+                }
                 eprintln!(
                     "pulled {} files, {} in {:.1}s (origin {}, peers {}, local {})",
                     d.files,

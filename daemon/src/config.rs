@@ -55,6 +55,9 @@ pub struct FileConfig {
     pub max_download_rate: Option<String>,
     /// Prometheus `/metrics` and `/healthz`: `ADDR:PORT`, or `"off"`.
     pub metrics_listen: Option<String>,
+    /// While the Hub cannot answer, a branch resolves to the commit the fleet saw it point
+    /// at last, with a warning (default false: the pull fails as it would without zest).
+    pub allow_stale_refs: Option<bool>,
 }
 
 impl FileConfig {

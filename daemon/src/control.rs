@@ -209,6 +209,7 @@ impl Zest for ControlService {
             include: req.include,
             exclude: req.exclude,
             endpoint,
+            allow_stale_refs: req.allow_stale_refs,
         };
         let pull = self.pulls.start(spec, token);
         let (tx, rx) = tokio::sync::mpsc::channel(16);

@@ -7,6 +7,7 @@ pub mod control;
 pub mod discovery;
 pub mod endpoint;
 pub mod engine;
+pub mod hubmeta;
 pub mod index;
 pub mod metrics;
 pub mod peer;

@@ -71,6 +71,10 @@ struct Args {
     /// Offer public content to fleet peers only [default: to everyone]
     #[arg(long)]
     no_public_seeding: bool,
+    /// While the Hub cannot answer, resolve a branch to the commit the fleet saw it point at
+    /// last (with a warning) [default: refuse, as without zest]
+    #[arg(long)]
+    allow_stale_refs: bool,
     /// Connections to peers at most [default: 64]
     #[arg(long)]
     max_peers: Option<usize>,
@@ -115,6 +119,7 @@ struct Settings {
     max_download_rate: Option<u64>,
     /// `None`: off.
     metrics_listen: Option<String>,
+    allow_stale_refs: bool,
 }
 
 fn settings(args: Args) -> Result<Settings> {
@@ -207,6 +212,7 @@ fn settings(args: Args) -> Result<Settings> {
             mdns,
             seed_public: !args.no_public_seeding && file.seed_public.unwrap_or(true),
         },
+        allow_stale_refs: args.allow_stale_refs || file.allow_stale_refs.unwrap_or(false),
         fleet_key_file: args.fleet_key_file.or(file.fleet_key_file.map(rel)),
         max_peers: args
             .max_peers
@@ -375,9 +381,17 @@ async fn main() -> Result<()> {
         cfg.max_download_rate,
     ));
     engine.limits = limits.clone();
+    engine.allow_stale_refs = cfg.allow_stale_refs;
+    let hub_meta = Arc::new(zestd::hubmeta::HubMeta::new(
+        zestd::hubmeta::MetaStore::open(&state_dir)
+            .with_context(|| format!("opening kept Hub answers in {}", state_dir.display()))?,
+        cache_dir.clone(),
+    ));
+    engine.hub_meta = Some(hub_meta.clone());
     let mut provider =
         peer::serve::Provider::new(index.clone(), engine.live.clone(), totals, limits.clone());
     provider.serve_public = cfg.discovery.seed_public;
+    provider.hub_meta = Some(hub_meta.clone());
     let opts = peer::SetOptions {
         fleet,
         max_peers: cfg.max_peers,
@@ -396,6 +410,7 @@ async fn main() -> Result<()> {
         for p in static_peers {
             set.add(p, peer::Origin::Static);
         }
+        hub_meta.set_peers(set.clone());
         discovery = Some(
             discovery::Discovery::start(&cfg.discovery, &set, local, index, engine.wanted.clone())
                 .await?,

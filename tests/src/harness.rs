@@ -50,6 +50,20 @@ pub fn pull_all(daemons: &[&Daemon], repo: &str, env: &[(&str, &str)]) {
     });
 }
 
+/// Waits until `d` has `n` connected peers.
+pub fn wait_connected(d: &Daemon, n: usize) {
+    assert!(
+        wait_until(Duration::from_secs(20), || d
+            .peers_in_state("connected")
+            .len()
+            >= n),
+        "{} never had {n} peers: {:?}\n{}",
+        d.dir.display(),
+        d.peers_json(),
+        d.log()
+    );
+}
+
 /// Writes a fleet secret to `path` and returns the zestd arguments that use it.
 pub fn fleet_key(path: &Path, secret: &str) -> Vec<String> {
     std::fs::write(path, format!("{secret}\n")).expect("writing the fleet key");

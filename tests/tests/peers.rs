@@ -7,7 +7,7 @@ use std::time::Duration;
 use zest_tests::Scratch;
 use zest_tests::harness::{
     Daemon, EvilPeer, assert_same_cache, bin, fleet_key, hf_python_ok, peak_rss, pull_all,
-    pulled_path, scrape, seed_shared_store, wait_until,
+    pulled_path, scrape, seed_shared_store, wait_connected, wait_until,
 };
 use zest_tests::hub::fixtures::{self, MODEL};
 use zest_tests::hub::{HubConfig, RepoSpec, TEST_TOKEN, TestHub};
@@ -27,20 +27,6 @@ fn pull_ok(d: &Daemon, repo: &str) {
 
 fn num(d: &Daemon, key: &str) -> u64 {
     d.status_json()[key].as_u64().unwrap_or(0)
-}
-
-/// Waits until `d` has `n` connected peers.
-fn wait_connected(d: &Daemon, n: usize) {
-    assert!(
-        wait_until(Duration::from_secs(20), || d
-            .peers_in_state("connected")
-            .len()
-            >= n),
-        "{} never had {n} peers: {:?}\n{}",
-        d.dir.display(),
-        d.peers_json(),
-        d.log()
-    );
 }
 
 #[test]

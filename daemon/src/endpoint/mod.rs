@@ -838,6 +838,7 @@ impl Endpoint {
             include: ask.include,
             exclude: ask.exclude,
             endpoint: self.upstream.clone(),
+            allow_stale_refs: false,
         };
         let mut outcome = pulls.start(spec, token).outcome.clone();
         let done = outcome.wait_for(Option::is_some).await.map(|o| o.clone());

@@ -14,6 +14,7 @@ pub mod file_checks;
 pub mod file_ctx;
 pub mod file_plan;
 pub mod filter;
+pub mod hub_answers;
 pub mod journal;
 pub mod local;
 pub mod origin_patch;
@@ -76,6 +77,11 @@ pub struct Engine {
     pub discovering: bool,
     /// The node's bandwidth caps (the download cap paces every transfer a pull reads).
     pub limits: Arc<crate::rate::Limits>,
+    /// Hub answers kept and shared with the fleet, for when the Hub cannot answer.
+    pub hub_meta: Option<Arc<crate::hubmeta::HubMeta>>,
+    /// A branch may resolve to the commit the fleet saw last while the Hub cannot answer
+    /// (config `allow_stale_refs`; a pull may also ask for it).
+    pub allow_stale_refs: bool,
 }
 
 impl Engine {
@@ -100,6 +106,8 @@ impl Engine {
             xorb_pool: Arc::default(),
             discovering: false,
             limits: Arc::new(crate::rate::Limits::none()),
+            hub_meta: None,
+            allow_stale_refs: false,
         }
     }
 }

@@ -10,6 +10,7 @@ use xet::remote::{CasClient, HubClient, RepoRef, TreeEntry};
 
 use super::error::{Kind, PullError};
 use super::filter::Filter;
+use super::hub_answers::HubAnswers;
 use super::progress::PullCounters;
 use super::{Engine, FILE_CONCURRENCY, plain_file, xet_file};
 use crate::cache::layout::random_hex8;
@@ -25,6 +26,8 @@ pub struct PullSpec {
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub endpoint: String,
+    /// While the Hub cannot answer, a branch may resolve to the commit the fleet saw last.
+    pub allow_stale_refs: bool,
 }
 
 pub struct PullOutcome {
@@ -32,6 +35,8 @@ pub struct PullOutcome {
     pub commit: String,
     pub files: u32,
     pub bytes: u64,
+    /// What the user must hear even though the pull succeeded.
+    pub warnings: Vec<String>,
 }
 
 pub fn is_commit_hash(s: &str) -> bool {
@@ -57,21 +62,20 @@ pub async fn run(
         .with_observer(crate::metrics::events::origin_observer())
         .with_pace(crate::rate::download_pace(engine.limits.clone()));
     counters.set_phase("listing");
-    let info = if had_token || !is_commit_hash(&spec.revision) {
-        Some(hub.repo_info(&spec.repo, &spec.revision).await?)
-    } else {
-        None
+    // Fleet members asking this node for the repo's Hub answers wait for them (hubmeta::share).
+    let _expecting = engine.hub_meta.as_ref().map(|m| {
+        m.sharing
+            .expect(vec![crate::hubmeta::share::Expect::Repo(spec.repo.clone())])
+    });
+    let answers = HubAnswers {
+        hub: &hub,
+        meta: engine.hub_meta.as_ref(),
+        allow_stale_refs: spec.allow_stale_refs || engine.allow_stale_refs,
     };
-    // Private or gated content never leaves the fleet (docs/PROTOCOL.md, "Fleets"). A pull
-    // that worked without a token is public by construction.
-    let private = had_token && info.as_ref().is_none_or(|i| i.restricted());
-    tracing::debug!(repo = %spec.repo, private, "repo visibility");
-    let commit = if is_commit_hash(&spec.revision) {
-        spec.revision.clone()
-    } else {
-        info.and_then(|i| i.sha)
-            .ok_or_else(|| PullError::new(Kind::Network, "the Hub's repo info has no commit sha"))?
-    };
+    let resolved = answers
+        .resolve(&spec.repo, &spec.revision, had_token)
+        .await?;
+    let commit = resolved.commit;
     if !is_commit_hash(&commit) {
         return Err(PullError::new(
             Kind::Invalid,
@@ -81,7 +85,13 @@ pub async fn run(
     if let Ok(mut c) = counters.commit.lock() {
         *c = commit.clone();
     }
-    let listing = hub.list_files(&spec.repo, &commit).await?;
+    let (listing, private) = answers
+        .tree(&spec.repo, &commit, resolved.private, had_token)
+        .await?;
+    // Private or gated content never leaves the fleet (docs/PROTOCOL.md, "Fleets"). A pull
+    // that worked without a token is public by construction.
+    tracing::debug!(repo = %spec.repo, private, "repo visibility");
+    let warnings: Vec<String> = resolved.warning.into_iter().collect();
 
     let rc = RepoCache::new(&engine.cache_dir, spec.repo.cache_folder_name());
     rc.ensure_dirs()?;
@@ -155,6 +165,14 @@ pub async fn run(
             tracing::warn!("cannot record {}'s visibility: {e}", t.entry.path);
         }
     }
+    let _expecting_files = engine.hub_meta.as_ref().map(|m| {
+        m.sharing.expect(
+            tasks
+                .iter()
+                .filter_map(|t| t.xet.map(crate::hubmeta::share::Expect::File))
+                .collect(),
+        )
+    });
     let _wanted = engine.wanted.want(
         tasks
             .iter()
@@ -193,6 +211,7 @@ pub async fn run(
     // stream trips the compiler's higher-ranked lifetime inference when spawned).
     let ctx = PullCtx {
         engine,
+        answers: &answers,
         hub: &hub,
         cas: &cas,
         rc: &rc,
@@ -224,6 +243,7 @@ pub async fn run(
         commit,
         files: tasks.len() as u32,
         bytes: tasks.iter().map(|t| t.entry.size).sum(),
+        warnings,
     })
 }
 
@@ -263,6 +283,7 @@ fn link_all(rc: &RepoCache, commit: &str, tasks: &[FileTask]) -> Result<(), Pull
 /// What every file of one pull shares.
 struct PullCtx<'a> {
     engine: &'a Engine,
+    answers: &'a HubAnswers<'a>,
     hub: &'a HubClient,
     cas: &'a Arc<CasClient>,
     rc: &'a RepoCache,
@@ -288,6 +309,7 @@ fn valid_etag(e: &str) -> bool {
 async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
     let PullCtx {
         engine,
+        answers,
         hub,
         cas,
         rc,
@@ -378,7 +400,24 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
                 blob_id: &t.entry.oid,
                 lfs_sha256: t.entry.lfs.as_ref().map(|l| l.oid.as_str()),
             };
-            let r = plain_file::download(hub, &job, &tmp, counters).await;
+            // Members asking for this file wait for it until it is in place.
+            let _in_flight = answers.in_flight(&crate::hubmeta::Query::Blob {
+                repo: spec.repo.clone(),
+                blob_id: t.etag.clone(),
+            });
+            // From the Hub, or a fleet member's copy when the Hub is down or slow.
+            let r = if answers.hub_known_down()
+                && let Some(body) = answers.blob(&spec.repo, &t.etag).await
+            {
+                write_fleet_blob(t, &body, &tmp, counters)
+            } else {
+                let from_hub = plain_file::download(hub, &job, &tmp, counters);
+                match answers.race_blob(&spec.repo, &t.etag, from_hub).await {
+                    Ok(None) => Ok(()),
+                    Ok(Some(body)) => write_fleet_blob(t, &body, &tmp, counters),
+                    Err(e) => Err(e),
+                }
+            };
             if let Err(e) = r {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e);
@@ -391,6 +430,30 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
             }
         }
     }
+    Ok(())
+}
+
+/// Writes a git-stored file a fleet member (or this node's cache) gave, already checked
+/// against its blob id, where the Hub's download would have gone.
+fn write_fleet_blob(
+    t: &FileTask,
+    body: &[u8],
+    tmp: &Path,
+    counters: &PullCounters,
+) -> Result<(), PullError> {
+    if body.len() as u64 != t.entry.size {
+        return Err(PullError::integrity(format!(
+            "{}: a fleet member's copy has {} bytes, the listing says {}",
+            t.entry.path,
+            body.len(),
+            t.entry.size
+        )));
+    }
+    std::fs::write(tmp, body).map_err(|e| PullError::disk("writing a download", &e))?;
+    counters.add_peer(t.entry.size);
+    counters
+        .bytes_done
+        .fetch_add(t.entry.size, Ordering::Relaxed);
     Ok(())
 }
 

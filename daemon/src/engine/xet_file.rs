@@ -69,7 +69,15 @@ pub async fn download_with(
     }
     let recon = match recon {
         Some(r) => r,
-        None => cas.reconstruction(&job.xet_hash).await?,
+        None => {
+            super::hub_answers::reconstruction(
+                engine.hub_meta.as_ref(),
+                cas,
+                &job.xet_hash,
+                job.private,
+            )
+            .await?
+        }
     };
     if recon.offset_into_first_range != 0 || recon.unpacked_len() != job.size {
         return Err(PullError::integrity(format!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use xet::XetHash;
 use zest_proto::peer;
 
-use super::limits::{MAX_FRAME, REPLY_WAIT, silence_allowed};
+use super::limits::{MAX_FRAME, MAX_META_BODY, REPLY_WAIT, silence_allowed};
 use super::stats::PeerStats;
 use super::wire::{self, WireError};
 use crate::metrics::events::{Direction, EVENTS, StateKind};
@@ -67,6 +67,8 @@ pub struct PeerConn {
     pub fleet: bool,
     /// It listed the `watch` capability: it pushes what it holds instead of being asked.
     pub watch: bool,
+    /// It listed the `meta` capability: it may be asked for Hub answers (if in the fleet).
+    pub meta: bool,
 }
 
 impl std::fmt::Debug for PeerConn {
@@ -157,6 +159,63 @@ impl PeerConn {
         match self.one_reply(req).await?.kind {
             Some(peer::response::Kind::Manifest(m)) => Ok(m.chunks),
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// A Hub answer the peer keeps (§4.5), or None if it has none. Unverified: the caller
+    /// checks it as `hubmeta::check` says.
+    /// The first frame may take up to `first_wait` (an owner answers once it has the
+    /// answer itself, §4.5); later ones, [`REPLY_WAIT`] each.
+    pub async fn meta(
+        &self,
+        req: peer::MetaRequest,
+        first_wait: Duration,
+    ) -> Result<Option<peer::MetaReply>, PeerError> {
+        let (_send, mut recv) = self.send(peer::request::Kind::Meta(req)).await?;
+        let mut whole: Option<peer::MetaReply> = None;
+        loop {
+            let wait = if whole.is_none() {
+                first_wait
+            } else {
+                REPLY_WAIT
+            };
+            let frame =
+                match tokio::time::timeout(wait, wire::read::<peer::Response>(&mut recv)).await {
+                    Err(_) => return Err(PeerError::Stalled(wait)),
+                    Ok(r) => r?,
+                };
+            let reply = match frame.map(|f| f.kind) {
+                None if whole.is_none() => return Err(PeerError::Protocol("empty reply".into())),
+                None => return Err(PeerError::Protocol("a meta reply ended early".into())),
+                Some(Some(peer::response::Kind::Meta(m))) => m,
+                Some(Some(peer::response::Kind::Error(e)))
+                    if whole.is_none() && e.code == "not_found" =>
+                {
+                    return Ok(None);
+                }
+                Some(other) => return Err(unexpected(other)),
+            };
+            let w = whole.get_or_insert_with(|| peer::MetaReply {
+                total: reply.total,
+                piece: Vec::new(),
+                seen_unix: reply.seen_unix,
+                private: reply.private,
+            });
+            if reply.total != w.total || reply.total > MAX_META_BODY {
+                return Err(PeerError::Protocol(
+                    "a meta reply of changing or excessive length".into(),
+                ));
+            }
+            w.piece.extend_from_slice(&reply.piece);
+            match (w.piece.len() as u64).cmp(&w.total) {
+                std::cmp::Ordering::Less if !reply.piece.is_empty() => {}
+                std::cmp::Ordering::Equal => return Ok(whole),
+                _ => {
+                    return Err(PeerError::Protocol(
+                        "a meta reply longer than it said".into(),
+                    ));
+                }
+            }
         }
     }
 

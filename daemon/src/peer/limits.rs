@@ -5,6 +5,12 @@ use std::time::Duration;
 /// Largest frame either side accepts (a manifest of 65536 chunks fits).
 pub const MAX_FRAME: usize = 4 << 20;
 /// Most files in one HaveRequest.
+/// The longest Hub answer (a listing, a reconstruction, a git-stored file) passed
+/// between fleet members (§4.5), and the piece of it one frame carries.
+pub const MAX_META_BODY: u64 = 64 << 20;
+pub const META_PIECE: usize = 1 << 20;
+/// How long a node waits for fleet members' Hub answers before it asks the Hub itself.
+pub const META_WAIT: Duration = Duration::from_secs(3);
 pub const MAX_HAVE_FILES: usize = 256;
 /// Most chunks in one ManifestRequest.
 pub const MAX_MANIFEST_CHUNKS: u32 = 65_536;

@@ -13,8 +13,8 @@ use zest_proto::peer;
 
 use super::limits::{
     MAX_GET_CHUNKS, MAX_HAVE_FILES, MAX_MANIFEST_CHUNKS, MAX_REQUEST_FRAME, MAX_UPLOADS,
-    MAX_UPLOADS_PER_PEER, MAX_WATCHES_PER_PEER, REQUEST_WAIT, WATCH_GATHER, WATCH_HEARTBEAT,
-    WATCH_HELD_GATHER, WATCH_RECHECK, WRITE_WAIT,
+    MAX_UPLOADS_PER_PEER, MAX_WATCHES_PER_PEER, META_PIECE, REQUEST_WAIT, WATCH_GATHER,
+    WATCH_HEARTBEAT, WATCH_HELD_GATHER, WATCH_RECHECK, WRITE_WAIT,
 };
 use super::live::{LiveFiles, Placed};
 use super::stats::PeerStats;
@@ -34,6 +34,8 @@ pub struct Provider {
     pub serve_public: bool,
     /// The upload cap every chunk sent waits on.
     pub limits: Arc<Limits>,
+    /// Hub answers this node keeps, for fleet members (`meta`); None answers not_found.
+    pub hub_meta: Option<Arc<crate::hubmeta::HubMeta>>,
 }
 
 impl Provider {
@@ -50,6 +52,7 @@ impl Provider {
             totals,
             serve_public: true,
             limits,
+            hub_meta: None,
         }
     }
 }
@@ -404,6 +407,37 @@ impl Provider {
         tokio::task::spawn_blocking(move || crate::index::scan::recheck(&index, &path));
     }
 
+    /// A Hub answer this node keeps, in pieces (§4.5): for fleet members only. To anyone
+    /// else it is not_found, as if this node had none.
+    async fn meta(
+        &self,
+        req: &peer::MetaRequest,
+        send: &mut quinn::SendStream,
+        fleet: bool,
+    ) -> Result<(), WireError> {
+        let q = match crate::hubmeta::Query::from_wire(req) {
+            Ok(q) => q,
+            Err(e) => return write_within(send, &wire::error("bad_request", e)).await,
+        };
+        let answer = match &self.hub_meta {
+            Some(m) if fleet => m.answer_for(&q).await,
+            _ => None,
+        };
+        let Some(a) = answer else {
+            return write_within(send, &wire::error("not_found", "no such answer here")).await;
+        };
+        tracing::debug!("giving {} to a fleet member", q.describe());
+        let total = a.body.len() as u64;
+        let mut pieces = a.body.chunks(META_PIECE).peekable();
+        if pieces.peek().is_none() {
+            return write_within(send, &meta_frame(total, Vec::new(), &a)).await;
+        }
+        for piece in pieces {
+            write_within(send, &meta_frame(total, piece.to_vec(), &a)).await?;
+        }
+        Ok(())
+    }
+
     /// Handles one request stream to the end.
     pub async fn handle(
         &self,
@@ -453,6 +487,11 @@ impl Provider {
                 send.finish()?;
                 return Ok(());
             }
+            Some(peer::request::Kind::Meta(m)) => {
+                self.meta(&m, &mut send, fleet).await?;
+                send.finish()?;
+                return Ok(());
+            }
             Some(peer::request::Kind::Watch(_)) | None => {
                 wire::error("bad_request", "unknown request")
             }
@@ -463,6 +502,17 @@ impl Provider {
         }
         send.finish()?;
         Ok(())
+    }
+}
+
+fn meta_frame(total: u64, piece: Vec<u8>, a: &crate::hubmeta::Answer) -> peer::Response {
+    peer::Response {
+        kind: Some(peer::response::Kind::Meta(peer::MetaReply {
+            total,
+            piece,
+            seen_unix: a.seen_unix,
+            private: a.private,
+        })),
     }
 }
 

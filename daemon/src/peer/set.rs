@@ -19,9 +19,11 @@ use super::wire;
 use crate::sync::lock;
 
 pub const VERSION: u32 = 1;
-const CAPABILITIES: [&str; 4] = ["have", "manifest", "get", WATCH];
+const CAPABILITIES: [&str; 5] = ["have", "manifest", "get", WATCH, META];
 /// The capability of pushed peer state (docs/PROTOCOL.md §4.4).
 pub const WATCH: &str = "watch";
+/// The capability of Hub answers shared in the fleet (docs/PROTOCOL.md §4.5).
+pub const META: &str = "meta";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -725,6 +727,7 @@ impl PeerSet {
             stats: stats.clone(),
             fleet,
             watch: super::watch::enabled() && hello.capabilities.iter().any(|c| c == WATCH),
+            meta: hello.capabilities.iter().any(|c| c == META),
         };
         lock(&self.inner.state)
             .peers

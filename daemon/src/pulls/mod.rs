@@ -216,6 +216,7 @@ impl PullManager {
                         bytes_from_peers: counters.from_peers.load(Ordering::Relaxed),
                         bytes_from_local: counters.from_local.load(Ordering::Relaxed),
                         seconds: started.elapsed().as_secs_f64(),
+                        warnings: o.warnings,
                     };
                     tracing::info!(
                         pull = %id, repo = %spec.repo, files = done.files, bytes = done.bytes,
@@ -313,6 +314,8 @@ impl PullManager {
                     include: rec.include,
                     exclude: rec.exclude,
                     endpoint: rec.endpoint,
+                    // The daemon's own setting still applies (`Engine::allow_stale_refs`).
+                    allow_stale_refs: false,
                 },
                 None,
                 rec.resumes + 1,

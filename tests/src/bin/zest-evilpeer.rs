@@ -238,6 +238,10 @@ async fn handle(
             // Frozen: the stream stays open and silent.
             tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
         }
+        // Not in anyone's fleet, so it keeps no Hub answers for anyone.
+        Some(peer::request::Kind::Meta(_)) => {
+            wire::write(&mut send, &wire::error("not_found", "no")).await?;
+        }
         None => {}
     }
     send.finish()?;

@@ -1,6 +1,6 @@
 //! Asks a zest peer for one file the way any stranger could: dials it, says hello (with a
-//! fleet proof if given a fleet key), sends `have` and `get` for chunk 0, and prints what
-//! came back as one JSON line. The private-content tests use it to show that a peer outside
+//! fleet proof if given a fleet key), sends `have` and `get` for chunk 0 and `meta` for the
+//! file's reconstruction, and prints what came back as one JSON line. The private-content tests use it to show that a peer outside
 //! the fleet is refused.
 
 use std::net::SocketAddr;
@@ -63,6 +63,7 @@ async fn main() -> Result<()> {
         stats: Arc::new(PeerStats::default()),
         fleet: fleet.is_some(),
         watch: false,
+        meta: true,
         conn,
     };
     let have = pc.have(&[args.file]).await?;
@@ -87,9 +88,20 @@ async fn main() -> Result<()> {
         Ok(()) => "ok".to_string(),
         Err(e) => e.to_string(),
     };
+    let meta = match pc
+        .meta(
+            zestd::hubmeta::Query::Reconstruction(args.file).to_wire(),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+    {
+        Ok(Some(m)) => m.piece.len(),
+        Ok(None) => 0,
+        Err(e) => anyhow::bail!("meta: {e}"),
+    };
     println!(
         "{}",
-        serde_json::json!({ "held_chunks": held, "get": get, "bytes": bytes })
+        serde_json::json!({ "held_chunks": held, "get": get, "bytes": bytes, "meta_bytes": meta })
     );
     Ok(())
 }

@@ -25,6 +25,21 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 /// The faults that make the Hub dead or useless rather than wrong, then the Hub.
 async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let is_test_route = req.uri().path().starts_with("/_test/");
+    if !is_test_route {
+        shared.stats.hub_requests.fetch_add(1, Ordering::SeqCst);
+        if shared.faults.rate_limited() {
+            shared.stats.hub_429s.fetch_add(1, Ordering::SeqCst);
+            let mut r = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                "injected rate limit",
+                None,
+            );
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from_static("1"));
+            return r;
+        }
+    }
     if !is_test_route && Faults::take(&shared.faults.hub_silent) {
         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
     }

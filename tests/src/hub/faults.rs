@@ -35,6 +35,11 @@ pub struct Faults {
     pub hub_retry_after: AtomicU32,
     /// Xorb range fetches send their body a byte a second.
     pub fetch_trickle: AtomicU32,
+    /// This percentage of Hub API requests answer 429 with `Retry-After: 1`, spread
+    /// evenly, until set otherwise (a rate limit, not a count of faults).
+    pub hub_429_pct: AtomicU32,
+    /// Hub API requests seen, for spreading `hub_429_pct`.
+    seen: AtomicU64,
 }
 
 /// The fault settings as JSON, for `POST /_test/faults`.
@@ -55,6 +60,7 @@ pub struct FaultSettings {
     pub hub_trickle: u32,
     pub hub_retry_after: u32,
     pub fetch_trickle: u32,
+    pub hub_429_pct: u32,
 }
 
 impl Faults {
@@ -75,6 +81,15 @@ impl Faults {
         self.hub_retry_after
             .store(s.hub_retry_after, Ordering::SeqCst);
         self.fetch_trickle.store(s.fetch_trickle, Ordering::SeqCst);
+        self.hub_429_pct
+            .store(s.hub_429_pct.min(100), Ordering::SeqCst);
+    }
+
+    /// Whether this Hub API request is one `hub_429_pct` rate-limits.
+    pub fn rate_limited(&self) -> bool {
+        let pct = u64::from(self.hub_429_pct.load(Ordering::SeqCst));
+        let n = self.seen.fetch_add(1, Ordering::SeqCst);
+        pct > 0 && (n * pct) % 100 < pct
     }
 
     /// Disarms one occurrence of `counter`'s fault; true if one was armed.
@@ -114,6 +129,10 @@ pub struct Stats {
     pub reconstructions: AtomicU64,
     pub resolves: AtomicU64,
     pub plain_bytes: AtomicU64,
+    /// Every Hub API request (revision, tree, xet-read-token, resolve), answered or not.
+    pub hub_requests: AtomicU64,
+    /// Of those, the ones answered 429.
+    pub hub_429s: AtomicU64,
 }
 
 #[derive(Default, Debug, Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +142,8 @@ pub struct StatsSnapshot {
     pub reconstructions: u64,
     pub resolves: u64,
     pub plain_bytes: u64,
+    pub hub_requests: u64,
+    pub hub_429s: u64,
 }
 
 /// A body sent a byte a second, as a server that is alive but useless sends it.
@@ -144,6 +165,8 @@ impl Stats {
             reconstructions: self.reconstructions.load(Ordering::SeqCst),
             resolves: self.resolves.load(Ordering::SeqCst),
             plain_bytes: self.plain_bytes.load(Ordering::SeqCst),
+            hub_requests: self.hub_requests.load(Ordering::SeqCst),
+            hub_429s: self.hub_429s.load(Ordering::SeqCst),
         }
     }
 }

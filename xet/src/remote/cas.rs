@@ -66,6 +66,12 @@ impl CasClient {
         }
     }
 
+    /// The Hub client whose HTTP client (and, unless the token is fixed, token route) this
+    /// uses.
+    pub fn hub(&self) -> &HubClient {
+        &self.hub
+    }
+
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self

@@ -2,7 +2,7 @@
 
 use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, Response, StatusCode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::cas_token::CasToken;
 use super::deadline::{Budget, Deadlines, retry_wait};
@@ -139,7 +139,7 @@ impl RepoInfo {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct LfsInfo {
     /// The sha256 of the content.
     pub oid: String,
@@ -148,8 +148,8 @@ pub struct LfsInfo {
     pub pointer_size: Option<u64>,
 }
 
-/// One entry of `/tree?recursive=true`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+/// One entry of `/tree?recursive=true`. Serializes back to the Hub's own field names.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct TreeEntry {
     #[serde(rename = "type")]
     pub kind: String,

@@ -388,6 +388,7 @@ async fn main() -> Result<()> {
         cache_dir.clone(),
     ));
     engine.hub_meta = Some(hub_meta.clone());
+    let flush_index = index.clone();
     let mut provider =
         peer::serve::Provider::new(index.clone(), engine.live.clone(), totals, limits.clone());
     provider.serve_public = cfg.discovery.seed_public;
@@ -410,7 +411,7 @@ async fn main() -> Result<()> {
         for p in static_peers {
             set.add(p, peer::Origin::Static);
         }
-        hub_meta.set_peers(set.clone());
+        hub_meta.set_peers(&set);
         discovery = Some(
             discovery::Discovery::start(&cfg.discovery, &set, local, index, engine.wanted.clone())
                 .await?,
@@ -530,6 +531,10 @@ async fn main() -> Result<()> {
     if let Some(set) = peer_set {
         set.close().await;
     }
+    // Tasks may still hold the index and the kept answers when the process exits, so their
+    // Drop (sled's last flush) cannot be relied on: what the last pull recorded is written now.
+    flush_index.flush();
+    hub_meta.flush();
     served
 }
 

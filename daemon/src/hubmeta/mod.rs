@@ -17,8 +17,8 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 
 use crate::cache::RepoCache;
-use crate::peer::PeerSet;
 use crate::peer::limits::{MAX_META_BODY, META_WAIT};
+use crate::peer::{PeerSet, WeakPeerSet};
 pub use outage::Outage;
 pub use query::Query;
 pub use store::{Answer, MetaStore, now_unix};
@@ -26,7 +26,7 @@ pub use store::{Answer, MetaStore, now_unix};
 pub struct HubMeta {
     store: MetaStore,
     cache_dir: PathBuf,
-    peers: OnceLock<PeerSet>,
+    peers: OnceLock<WeakPeerSet>,
     pub outage: Outage,
     pub sharing: share::Sharing,
 }
@@ -43,8 +43,17 @@ impl HubMeta {
     }
 
     /// The fleet to ask (set once the peer set runs).
-    pub fn set_peers(&self, peers: PeerSet) {
-        let _ = self.peers.set(peers);
+    pub fn set_peers(&self, peers: &PeerSet) {
+        let _ = self.peers.set(peers.downgrade());
+    }
+
+    fn peers(&self) -> Option<PeerSet> {
+        self.peers.get().and_then(WeakPeerSet::upgrade)
+    }
+
+    /// Writes what was kept to disk (at shutdown: sled's own flusher runs only every 500 ms).
+    pub fn flush(&self) {
+        self.store.flush();
     }
 
     /// Keeps an answer the Hub just gave.
@@ -131,7 +140,7 @@ impl HubMeta {
 
     /// Connected fleet members that may be asked for Hub answers.
     fn members(&self) -> Vec<crate::peer::PeerConn> {
-        self.peers.get().map_or_else(Vec::new, |p| {
+        self.peers().map_or_else(Vec::new, |p| {
             p.usable()
                 .into_iter()
                 .filter(|c| c.fleet && c.meta)
@@ -142,7 +151,7 @@ impl HubMeta {
     /// The fleet member that asks the Hub for `q` on the fleet's behalf, unless that is this
     /// node (or there is no fleet).
     pub fn owner(&self, q: &Query) -> Option<crate::peer::PeerConn> {
-        let peers = self.peers.get()?;
+        let peers = self.peers()?;
         let members = self.members();
         if members.is_empty() {
             return None;
@@ -187,7 +196,7 @@ impl HubMeta {
                 ))
             }
             Err(e) => {
-                if let Some(peers) = self.peers.get() {
+                if let Some(peers) = self.peers() {
                     peers.strike(&c.node_id, &format!("{}: {e}", q.describe()));
                 }
                 None
@@ -205,7 +214,7 @@ impl HubMeta {
         all: bool,
         check: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Vec<(T, Answer)> {
-        let Some(peers) = self.peers.get() else {
+        let Some(peers) = self.peers() else {
             return Vec::new();
         };
         let members = self.members();

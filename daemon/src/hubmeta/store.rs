@@ -19,6 +19,7 @@ pub struct Answer {
 }
 
 pub struct MetaStore {
+    db: sled::Db,
     refs: sled::Tree,
     trees: sled::Tree,
     recons: sled::Tree,
@@ -42,6 +43,7 @@ impl MetaStore {
             }
         };
         Ok(MetaStore {
+            db: db.clone(),
             refs: db.open_tree("refs")?,
             trees: db.open_tree("trees")?,
             recons: db.open_tree("reconstructions")?,
@@ -69,6 +71,12 @@ impl MetaStore {
         v.extend_from_slice(&answer.body);
         if let Err(e) = tree.insert(key, v) {
             tracing::warn!("cannot keep {}: {e}", q.describe());
+        }
+    }
+
+    pub fn flush(&self) {
+        if let Err(e) = self.db.flush() {
+            tracing::warn!("cannot write kept Hub answers to disk: {e}");
         }
     }
 

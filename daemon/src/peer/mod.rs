@@ -15,4 +15,4 @@ pub mod wire;
 pub use conn::{PeerConn, PeerError};
 pub use fleet::FleetKey;
 pub use live::{LiveFile, LiveFiles, LiveGuard, Placed, RunBound, take_run};
-pub use set::{Origin, PeerSet, SetOptions};
+pub use set::{Origin, PeerSet, SetOptions, WeakPeerSet};

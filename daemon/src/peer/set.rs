@@ -188,6 +188,19 @@ pub struct PeerSet {
     inner: Arc<Inner>,
 }
 
+/// A handle that does not keep the set alive: for what the set's own provider holds (the
+/// Hub answers it serves also ask the set), so no cycle outlives shutdown.
+#[derive(Clone)]
+pub struct WeakPeerSet {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl WeakPeerSet {
+    pub fn upgrade(&self) -> Option<PeerSet> {
+        self.inner.upgrade().map(|inner| PeerSet { inner })
+    }
+}
+
 /// Every state a row of `zestctl peers` can be in.
 pub const PEER_STATES: [&str; 7] = [
     "connected",
@@ -215,6 +228,12 @@ pub struct PeerRow {
 }
 
 impl PeerSet {
+    pub fn downgrade(&self) -> WeakPeerSet {
+        WeakPeerSet {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+
     /// Binds the QUIC endpoint on `listen` and starts accepting peers.
     pub fn start(
         listen: SocketAddr,

@@ -218,6 +218,50 @@ impl ReconstructionV2 {
         Ok(())
     }
 
+    /// The part of this reconstruction that covers file bytes `first..=last`, cut at term
+    /// boundaries (a term's chunk sizes are not known until its xorb is read): the terms
+    /// those bytes fall in, `offset_into_first_range` pointing at `first`, and only the
+    /// fetch entries those terms use. A client reads as many bytes as it asked for, so the
+    /// tail of the last term is ignored as it is in the CAS's own answers. None when
+    /// `first` is past the end of the file or `last < first`.
+    pub fn slice(&self, first: u64, last: u64) -> Option<Self> {
+        if last < first {
+            return None;
+        }
+        // Positions are in the terms' bytes, where the file starts at the offset.
+        let (first, last) = (
+            first.checked_add(self.offset_into_first_range)?,
+            last.saturating_add(self.offset_into_first_range),
+        );
+        let mut start = 0u64;
+        let mut terms = Vec::new();
+        let mut offset = 0;
+        for t in &self.terms {
+            let end = start + u64::from(t.unpacked_length);
+            if end > first && start <= last {
+                if terms.is_empty() {
+                    offset = first - start;
+                }
+                terms.push(t.clone());
+            }
+            start = end;
+        }
+        if terms.is_empty() {
+            return None;
+        }
+        let xorbs = self
+            .xorbs
+            .iter()
+            .filter(|(h, _)| terms.iter().any(|t| t.hash == **h))
+            .map(|(h, f)| (*h, f.clone()))
+            .collect();
+        Some(ReconstructionV2 {
+            offset_into_first_range: offset,
+            terms,
+            xorbs,
+        })
+    }
+
     pub fn from_v1_json(body: &[u8]) -> Result<Self> {
         let v1: ReconstructionV1 = serde_json::from_slice(body)
             .map_err(|e| Error::invalid("reconstruction v1 JSON", e.to_string()))?;
@@ -233,6 +277,60 @@ impl ReconstructionV2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn three_terms() -> Reconstruction {
+        let h = |b: u8| XetHash::from_bytes([b; 32]);
+        let term = |b: u8, len: u32| Term {
+            hash: h(b),
+            unpacked_length: len,
+            range: ChunkRange::new(0, 1),
+        };
+        let fetch = |b: u8| {
+            (
+                h(b),
+                vec![XorbFetch {
+                    url: format!("http://cdn/{b}"),
+                    ranges: vec![RangeDescriptor {
+                        chunks: ChunkRange::new(0, 1),
+                        bytes: HttpRange { start: 0, end: 9 },
+                    }],
+                }],
+            )
+        };
+        ReconstructionV2 {
+            offset_into_first_range: 0,
+            terms: vec![term(1, 100), term(2, 50), term(3, 30)],
+            xorbs: [fetch(1), fetch(2), fetch(3)].into_iter().collect(),
+        }
+    }
+
+    #[test]
+    fn a_slice_keeps_the_terms_a_byte_range_falls_in() {
+        let r = three_terms();
+        let all = r.slice(0, 179).expect("whole");
+        assert_eq!(all, r);
+        let mid = r.slice(120, 160).expect("middle");
+        assert_eq!(mid.terms, r.terms[1..].to_vec());
+        assert_eq!(mid.offset_into_first_range, 20);
+        assert_eq!(mid.xorbs.len(), 2);
+        mid.validate().expect("valid");
+        let one = r.slice(100, 100).expect("one byte");
+        assert_eq!((one.terms.len(), one.offset_into_first_range), (1, 0));
+        assert!(r.slice(180, 200).is_none(), "past the end");
+        assert!(r.slice(5, 4).is_none());
+        // A range past the end is cut to the file.
+        assert_eq!(r.slice(170, u64::MAX).expect("tail").terms.len(), 1);
+        // An offset already in the answer shifts positions.
+        let shifted = ReconstructionV2 {
+            offset_into_first_range: 10,
+            ..r.clone()
+        };
+        let s = shifted.slice(90, 95).expect("shifted");
+        assert_eq!(
+            (s.terms[0].hash, s.offset_into_first_range),
+            (r.terms[1].hash, 0)
+        );
+    }
 
     const HASH: &str = "d8d408e608fb9ca213b9909a65d86d725f2de4d8d540324be8a363e7a6e228cb";
 

@@ -527,18 +527,48 @@ impl HubClient {
         offset: u64,
     ) -> Result<Response, RemoteError> {
         let start = self.resolve_url(repo, revision, path);
-        let mut url = start.clone();
         let ctx = ErrCtx {
             repo,
             revision,
             path: Some(path),
         };
+        // A 429 or 5xx before the body starts is retried here, after the server's
+        // `Retry-After` (capped) or the backoff; a body that breaks later is the caller's.
+        let budget = Budget::start(&self.deadlines);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (err, server_wait) = match self.get_file_once(&start, &ctx, offset).await {
+                Ok(r) => return Ok(r),
+                Err((e, wait)) => (e, wait),
+            };
+            let wait = retry_wait(&self.deadlines, server_wait, self.retry.delay(attempt));
+            if server_wait.is_none()
+                || attempt >= self.retry.max_attempts
+                || !err.is_transient()
+                || !budget.allows(wait)
+            {
+                return Err(err);
+            }
+            tracing::debug!(url = start, attempt, error = %err, "retrying");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One `get_file` attempt: the answer, or the error and the `Retry-After` it came with.
+    async fn get_file_once(
+        &self,
+        start: &str,
+        ctx: &ErrCtx<'_>,
+        offset: u64,
+    ) -> Result<Response, (RemoteError, Option<std::time::Duration>)> {
+        let mut url = start.to_string();
         for _ in 0..10 {
             let mut req = self
                 .http
                 .get(&url)
                 .header(reqwest::header::ACCEPT_ENCODING, "identity");
-            if same_origin(&start, &url) {
+            if same_origin(start, &url) {
                 req = req.headers(self.auth_headers());
             }
             if offset > 0 {
@@ -546,28 +576,33 @@ impl HubClient {
             }
             let resp = send_within(req, &url, &self.deadlines).await;
             self.observe(&resp);
-            let resp = resp?;
+            let resp = resp.map_err(|e| (e, None))?;
             if resp.status().is_redirection() {
                 let loc = resp
                     .headers()
                     .get(reqwest::header::LOCATION)
                     .and_then(|v| v.to_str().ok())
-                    .ok_or_else(|| RemoteError::protocol(&url, "redirect without Location"))?;
+                    .ok_or_else(|| {
+                        (
+                            RemoteError::protocol(&url, "redirect without Location"),
+                            None,
+                        )
+                    })?;
                 url = join_url(&url, loc);
                 continue;
             }
             if !resp.status().is_success() {
-                return Err(status_error(
-                    resp.status(),
-                    resp.headers(),
-                    &url,
-                    &ctx,
-                    self.has_token(),
+                let wait = retryable_status(resp.status().as_u16())
+                    .then(|| retry_after(resp.headers()))
+                    .flatten();
+                return Err((
+                    status_error(resp.status(), resp.headers(), &url, ctx, self.has_token()),
+                    wait,
                 ));
             }
             return Ok(resp);
         }
-        Err(RemoteError::protocol(&url, "too many redirects"))
+        Err((RemoteError::protocol(&url, "too many redirects"), None))
     }
 
     /// Exchanges the user token for a CAS access token at `refresh_route`

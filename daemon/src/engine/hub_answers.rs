@@ -45,6 +45,8 @@ pub struct HubAnswers<'a> {
     pub hub: &'a HubClient,
     pub meta: Option<&'a Arc<HubMeta>>,
     pub allow_stale_refs: bool,
+    /// The repo these answers are for, when known: it picks their owner in the fleet.
+    pub repo: Option<&'a RepoRef>,
 }
 
 impl HubAnswers<'_> {
@@ -309,7 +311,7 @@ impl HubAnswers<'_> {
         check: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Option<(T, Answer)> {
         let m = self.meta?;
-        let (v, a) = m.ask_owner(q, check).await?;
+        let (v, a) = m.ask_owner(q, self.repo, check).await?;
         let per_node = matches!(q, Query::Revision { .. } | Query::Tree { .. });
         if a.private && per_node {
             return None;
@@ -323,20 +325,12 @@ impl HubAnswers<'_> {
         self.meta.map(|m| m.sharing.begin(q))
     }
 
-    /// What this node kept for `q`, else the first fleet member's answer, checked.
     async fn kept_or_fleet<T>(
         &self,
         q: &Query,
         check: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Option<(T, Answer)> {
-        let m = self.meta?;
-        if let Some(a) = m.kept(q) {
-            match check(&a.body) {
-                Ok(v) => return Some((v, a)),
-                Err(e) => tracing::warn!("a kept answer for {} is unusable: {e}", q.describe()),
-            }
-        }
-        m.ask_fleet(q, false, check).await.into_iter().next()
+        self.meta?.kept_or_fleet(q, check).await
     }
 
     /// A git-stored file's bytes from this node's cache or a fleet member, checked against
@@ -425,12 +419,14 @@ pub async fn reconstruction(
     cas: &CasClient,
     file: &xet::XetHash,
     private: bool,
+    repo: Option<&RepoRef>,
 ) -> Result<Reconstruction, PullError> {
     let q = Query::Reconstruction(*file);
     let answers = HubAnswers {
         hub: cas.hub(),
         meta,
         allow_stale_refs: false,
+        repo,
     };
     match answers
         .hedged(&q, cas.reconstruction(file), check::reconstruction)

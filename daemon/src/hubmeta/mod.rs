@@ -22,6 +22,7 @@ use crate::peer::{PeerSet, WeakPeerSet};
 pub use outage::Outage;
 pub use query::Query;
 pub use store::{Answer, MetaStore, now_unix};
+use xet::remote::RepoRef;
 
 pub struct HubMeta {
     store: MetaStore,
@@ -108,7 +109,12 @@ impl HubMeta {
     /// What a fleet member asking for `q` gets: what this node kept, or, while it is
     /// getting that answer from the Hub itself (or about to), that answer once it has it
     /// (`share`). Blocking reads run off the async threads.
-    pub async fn answer_for(self: &std::sync::Arc<Self>, q: &Query) -> Option<Answer> {
+    pub async fn answer_for(
+        self: &std::sync::Arc<Self>,
+        q: &Query,
+        asker: &str,
+        as_owner: bool,
+    ) -> Option<Answer> {
         use share::{Next, Pending};
         let asked = tokio::time::Instant::now();
         let mut since = asked;
@@ -133,9 +139,55 @@ impl HubMeta {
                     since = tokio::time::Instant::now();
                 }
                 Next::Poll => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Next::GiveUp if as_owner => return self.through_delegate(q, asker).await,
                 Next::GiveUp => return None,
             }
         }
+    }
+
+    /// Nothing here for `q`, asked of this node as its owner: the member that asked first
+    /// is sent to the Hub and later askers get that member's answer through this node
+    /// (`share`).
+    async fn through_delegate(&self, q: &Query, asker: &str) -> Option<Answer> {
+        let d = self.sharing.delegate(q, asker)?;
+        tracing::debug!(
+            "passing on {} from the member asking the Hub for it",
+            q.describe()
+        );
+        self.ask_member(&d, q).await
+    }
+
+    /// `q` as fleet member `node` answers it, unchecked (whoever uses it checks it).
+    async fn ask_member(&self, node: &str, q: &Query) -> Option<Answer> {
+        let c = self.members().into_iter().find(|c| c.node_id == node)?;
+        let wait = share::OWNER_WAIT + std::time::Duration::from_secs(1);
+        match c.meta(q.to_wire(), wait).await {
+            Ok(Some(r)) => Some(Answer {
+                body: r.piece,
+                seen_unix: r.seen_unix,
+                private: r.private,
+            }),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(peer = ?c, "no answer for {}: {e}", q.describe());
+                None
+            }
+        }
+    }
+
+    /// What this node kept for `q`, else the first fleet member's answer, checked.
+    pub async fn kept_or_fleet<T>(
+        &self,
+        q: &Query,
+        check: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Option<(T, Answer)> {
+        if let Some(a) = self.kept(q) {
+            match check(&a.body) {
+                Ok(v) => return Some((v, a)),
+                Err(e) => tracing::warn!("a kept answer for {} is unusable: {e}", q.describe()),
+            }
+        }
+        self.ask_fleet(q, false, check).await.into_iter().next()
     }
 
     /// Connected fleet members that may be asked for Hub answers.
@@ -148,9 +200,10 @@ impl HubMeta {
         })
     }
 
-    /// The fleet member that asks the Hub for `q` on the fleet's behalf, unless that is this
-    /// node (or there is no fleet).
-    pub fn owner(&self, q: &Query) -> Option<crate::peer::PeerConn> {
+    /// The fleet member that asks the Hub for `q` on the fleet's behalf (`repo`: the repo a
+    /// reconstruction is asked for, `share::owner_key`), unless that is this node (or there
+    /// is no fleet).
+    pub fn owner(&self, q: &Query, repo: Option<&RepoRef>) -> Option<crate::peer::PeerConn> {
         let peers = self.peers()?;
         let members = self.members();
         if members.is_empty() {
@@ -158,7 +211,7 @@ impl HubMeta {
         }
         let mut ids: Vec<&str> = members.iter().map(|c| c.node_id.as_str()).collect();
         ids.push(peers.node_id());
-        let o = share::owner(q, &ids)?.to_string();
+        let o = share::owner(&share::owner_key(q, repo), &ids)?.to_string();
         members.into_iter().find(|c| c.node_id == o)
     }
 
@@ -167,12 +220,17 @@ impl HubMeta {
     pub async fn ask_owner<T>(
         &self,
         q: &Query,
+        repo: Option<&RepoRef>,
         check: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Option<(T, Answer)> {
-        let c = self.owner(q)?;
+        let Some(c) = self.owner(q, repo) else {
+            return self.delegates_answer(q, check).await;
+        };
         tracing::debug!(peer = ?c, "asking the owner of {} first", q.describe());
         let wait = share::OWNER_WAIT + std::time::Duration::from_secs(1);
-        let reply = match c.meta(q.to_wire(), wait).await {
+        let mut req = q.to_wire();
+        req.as_owner = true;
+        let reply = match c.meta(req, wait).await {
             Ok(Some(r)) => r,
             Ok(None) => {
                 tracing::debug!(peer = ?c, "the owner of {} has none", q.describe());
@@ -198,6 +256,29 @@ impl HubMeta {
             Err(e) => {
                 if let Some(peers) = self.peers() {
                     peers.strike(&c.node_id, &format!("{}: {e}", q.describe()));
+                }
+                None
+            }
+        }
+    }
+
+    /// This node owns `q`, and a member it sent to the Hub for it is getting it: its answer,
+    /// checked.
+    async fn delegates_answer<T>(
+        &self,
+        q: &Query,
+        check: impl Fn(&[u8]) -> Result<T, String>,
+    ) -> Option<(T, Answer)> {
+        let d = self.sharing.delegate_of(q)?;
+        let a = self.ask_member(&d, q).await?;
+        match check(&a.body) {
+            Ok(v) => {
+                tracing::debug!("took {} from the member that asked the Hub", q.describe());
+                Some((v, a))
+            }
+            Err(e) => {
+                if let Some(peers) = self.peers() {
+                    peers.strike(&d, &format!("{}: {e}", q.describe()));
                 }
                 None
             }

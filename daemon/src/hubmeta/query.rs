@@ -42,7 +42,10 @@ impl Query {
             Query::Reconstruction(h) => What::Reconstruction(h.as_bytes().to_vec()),
             Query::Blob { repo, blob_id } => What::Blob(rr(repo, blob_id)),
         };
-        peer::MetaRequest { what: Some(what) }
+        peer::MetaRequest {
+            what: Some(what),
+            as_owner: false,
+        }
     }
 
     /// The query a peer sent, or why it is malformed.
@@ -130,6 +133,12 @@ mod tests {
         let mut w = Query::Reconstruction(XetHash::from_slice(&[7; 32]).unwrap()).to_wire();
         w.what = Some(peer::meta_request::What::Reconstruction(vec![1, 2]));
         assert!(Query::from_wire(&w).is_err());
-        assert!(Query::from_wire(&peer::MetaRequest { what: None }).is_err());
+        assert!(
+            Query::from_wire(&peer::MetaRequest {
+                what: None,
+                as_owner: false
+            })
+            .is_err()
+        );
     }
 }

@@ -4,8 +4,10 @@
 //! member picks the same one without talking). A member that is not the owner asks the owner
 //! first; the owner answers from what it kept, or, while it is asking the Hub for that answer
 //! itself (in flight) or is about to (it is pulling that repo or wants that file), once it
-//! has it, within [`OWNER_WAIT`]. Anything else is `not_found` at once, and the asker goes to
-//! the Hub itself.
+//! has it, within [`OWNER_WAIT`]. Otherwise the asker is told `not_found` and goes to the Hub
+//! itself, and the owner remembers it as the answer's **delegate** for [`DELEGATE_HOLD`]:
+//! later askers, and the owner's own pull, take the answer from the delegate through the
+//! owner. So a crowd asks the Hub once even when the owner starts its pull last.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -22,6 +24,9 @@ pub const OWNER_WAIT: Duration = Duration::from_secs(8);
 /// How long an owner that is pulling the repo (or wants the file) but has not asked the Hub
 /// yet waits for itself to start: daemons of a flash crowd start within moments.
 pub const OWNER_GRACE: Duration = Duration::from_millis(1500);
+
+/// How long the member an owner sent to the Hub for an answer stays the one to ask for it.
+pub const DELEGATE_HOLD: Duration = Duration::from_secs(30);
 
 /// What a pull is about to ask the Hub for: a repo's ref and listing and git-stored files,
 /// or one Xet file's reconstruction.
@@ -42,9 +47,20 @@ impl Expect {
     }
 }
 
-/// The owner of `q` among `members` (node ids, this node's included): pure.
-pub fn owner<'a>(q: &Query, members: &[&'a str]) -> Option<&'a str> {
-    let key = format!("{q:?}");
+/// What decides an answer's owner: its repo, so that one member asks the Hub for all of a
+/// repo's answers (and only it needs a Xet token for the repo's reconstructions); a
+/// reconstruction asked outside a pull of a known repo (a local client's file) by its file.
+pub fn owner_key(q: &Query, repo: Option<&RepoRef>) -> String {
+    match (q, repo) {
+        (Query::Revision { repo, .. } | Query::Tree { repo, .. } | Query::Blob { repo, .. }, _)
+        | (Query::Reconstruction(_), Some(repo)) => format!("repo {repo}"),
+        (Query::Reconstruction(h), None) => format!("file {h}"),
+    }
+}
+
+/// The owner of the answers `key` names (`owner_key`) among `members` (node ids, this
+/// node's included): pure.
+pub fn owner<'a>(key: &str, members: &[&'a str]) -> Option<&'a str> {
     members
         .iter()
         .max_by_key(|id| {
@@ -61,6 +77,8 @@ pub fn owner<'a>(q: &Query, members: &[&'a str]) -> Option<&'a str> {
 pub struct Sharing {
     in_flight: std::sync::Mutex<HashMap<Query, watch::Sender<bool>>>,
     expected: std::sync::Mutex<HashMap<Expect, usize>>,
+    /// Query → the member asking the Hub for it on this owner's word, and since when.
+    delegates: std::sync::Mutex<HashMap<Query, (String, std::time::Instant)>>,
 }
 
 /// While it lives, `q` is being asked of the Hub here; dropping it wakes those waiting.
@@ -118,6 +136,29 @@ impl Sharing {
             sharing: self,
             keys,
         }
+    }
+
+    /// The member asking the Hub for `q` because this node, its owner, had nothing: `asker`
+    /// becomes it (None: go to the Hub) unless another member already is (Some: ask that
+    /// one).
+    pub fn delegate(&self, q: &Query, asker: &str) -> Option<String> {
+        let mut m = lock(&self.delegates);
+        m.retain(|_, (_, since)| since.elapsed() < DELEGATE_HOLD);
+        match m.get(q) {
+            Some((d, _)) if d != asker => Some(d.clone()),
+            _ => {
+                m.insert(q.clone(), (asker.to_string(), std::time::Instant::now()));
+                None
+            }
+        }
+    }
+
+    /// The member asking the Hub for `q` on this owner's word, if one is.
+    pub fn delegate_of(&self, q: &Query) -> Option<String> {
+        lock(&self.delegates)
+            .get(q)
+            .filter(|(_, since)| since.elapsed() < DELEGATE_HOLD)
+            .map(|(d, _)| d.clone())
     }
 
     /// Whether `q` is being asked of the Hub here now (a receiver that turns true when it
@@ -182,16 +223,24 @@ mod tests {
         let ids = ["n1", "n2", "n3", "n4"];
         let mut counts = HashMap::new();
         for i in 0..400 {
-            let q = tree(&format!("{i:040x}"));
-            let o = owner(&q, &ids).unwrap();
+            let repo = RepoRef::new(RepoType::Model, &format!("acme/o{i}")).unwrap();
+            let q = Query::Reconstruction(xet::XetHash::from_bytes([i as u8; 32]));
+            let key = owner_key(&q, Some(&repo));
+            // A repo's answers share one owner.
+            let listing = Query::Tree {
+                repo: repo.clone(),
+                commit: "a".repeat(40),
+            };
+            assert_eq!(owner_key(&listing, None), key);
+            let o = owner(&key, &ids).unwrap();
             // The order members are listed in does not matter.
             let mut rev = ids;
             rev.reverse();
-            assert_eq!(owner(&q, &rev), Some(o));
+            assert_eq!(owner(&key, &rev), Some(o));
             *counts.entry(o).or_insert(0) += 1;
         }
         assert!(counts.values().all(|&n| n > 50), "{counts:?}");
-        assert_eq!(owner(&tree("a"), &[]), None);
+        assert_eq!(owner("x", &[]), None);
     }
 
     #[test]
@@ -204,6 +253,22 @@ mod tests {
         assert_eq!(next(false, true, ms(10), ms(5000)), Next::Poll);
         assert_eq!(next(false, false, ms(0), ms(0)), Next::GiveUp);
         assert_eq!(next(true, true, ms(0), OWNER_WAIT), Next::GiveUp);
+    }
+
+    #[test]
+    fn the_first_member_sent_to_the_hub_is_the_one_asked_after() {
+        let s = Sharing::default();
+        let q = tree(&"b".repeat(40));
+        assert_eq!(s.delegate_of(&q), None);
+        assert_eq!(
+            s.delegate(&q, "m1"),
+            None,
+            "the first asker goes to the Hub"
+        );
+        assert_eq!(s.delegate(&q, "m1"), None, "and may ask again");
+        assert_eq!(s.delegate(&q, "m2").as_deref(), Some("m1"));
+        assert_eq!(s.delegate_of(&q).as_deref(), Some("m1"));
+        assert_eq!(s.delegate_of(&tree(&"c".repeat(40))), None);
     }
 
     #[tokio::test]

@@ -67,13 +67,16 @@ pub struct Client {
     pub uploads: Arc<Semaphore>,
     /// Watches this connection may hold open.
     pub watches: Arc<Semaphore>,
+    /// The peer's node id (its certificate's), for answers shared in the fleet.
+    pub node_id: Arc<str>,
 }
 
 impl Client {
-    pub fn new(stats: Arc<PeerStats>, fleet: bool) -> Self {
+    pub fn new(stats: Arc<PeerStats>, fleet: bool, node_id: &str) -> Self {
         Client {
             stats,
             fleet,
+            node_id: node_id.into(),
             uploads: Arc::new(Semaphore::new(MAX_UPLOADS_PER_PEER)),
             watches: Arc::new(Semaphore::new(MAX_WATCHES_PER_PEER)),
         }
@@ -413,14 +416,14 @@ impl Provider {
         &self,
         req: &peer::MetaRequest,
         send: &mut quinn::SendStream,
-        fleet: bool,
+        client: &Client,
     ) -> Result<(), WireError> {
         let q = match crate::hubmeta::Query::from_wire(req) {
             Ok(q) => q,
             Err(e) => return write_within(send, &wire::error("bad_request", e)).await,
         };
         let answer = match &self.hub_meta {
-            Some(m) if fleet => m.answer_for(&q).await,
+            Some(m) if client.fleet => m.answer_for(&q, &client.node_id, req.as_owner).await,
             _ => None,
         };
         let Some(a) = answer else {
@@ -488,7 +491,7 @@ impl Provider {
                 return Ok(());
             }
             Some(peer::request::Kind::Meta(m)) => {
-                self.meta(&m, &mut send, fleet).await?;
+                self.meta(&m, &mut send, client).await?;
                 send.finish()?;
                 return Ok(());
             }

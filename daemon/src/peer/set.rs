@@ -756,7 +756,7 @@ impl PeerSet {
         // A new connection starts its idle clock, whatever the node did before.
         stats.requested();
         let provider = self.inner.provider.clone();
-        let client = Client::new(stats, fleet);
+        let client = Client::new(stats, fleet, &node_id);
         tokio::spawn(async move {
             while let Ok((send, recv)) = conn.accept_bi().await {
                 let (provider, client) = (provider.clone(), client.clone());

@@ -4,6 +4,7 @@
 //! copies and time to the last node for fleets of thousands.
 
 pub mod drive;
+pub mod hub_asks;
 pub mod net;
 pub mod node;
 pub mod params;

@@ -117,12 +117,19 @@ pub struct Params {
     /// Gives up (and reports the unfinished) after this many one-copy times.
     #[arg(long, default_value_t = 40.0)]
     pub max_copies_time: f64,
+    /// Files of the repo stored in git (config, tokenizer …): each one more Hub answer.
+    #[arg(long, default_value_t = 5)]
+    pub git_files: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Every 10 simulated seconds, a line on stderr: time, nodes finished, origin copies
     /// so far and the wall time taken (for long runs).
     #[arg(long)]
     pub progress: bool,
+    /// Simulates arrivals and discovery only, for the Hub-request count (fast at any fleet
+    /// size); nothing is downloaded, so the report's other figures mean nothing.
+    #[arg(long)]
+    pub hub_only: bool,
     /// Print the report as one JSON object on the last line of stdout.
     #[arg(long)]
     pub json: bool,

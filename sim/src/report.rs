@@ -39,6 +39,11 @@ pub struct Report {
     pub unfinished: usize,
     pub left: usize,
     pub peer_transfers_abandoned: u64,
+    /// Hub requests (API and reconstructions) of all the pulls, and per node, against a
+    /// lone node's pull (`hub_asks`).
+    pub hub_requests: u64,
+    pub hub_requests_per_node: f64,
+    pub hub_requests_over_one_node: f64,
     pub sim_wall_s: f64,
 }
 
@@ -138,6 +143,10 @@ pub fn report(w: &World, p: &Params, wall: f64) -> Report {
         unfinished: survivors.len() - done.len(),
         left: pullers.len() - survivors.len(),
         peer_transfers_abandoned: w.peer_failures,
+        hub_requests: w.hub_requests,
+        hub_requests_per_node: w.hub_requests as f64 / pullers.len().max(1) as f64,
+        hub_requests_over_one_node: w.hub_requests as f64
+            / crate::hub_asks::lone(&w.hub_queries).max(1) as f64,
         sim_wall_s: wall,
     }
 }
@@ -152,6 +161,7 @@ impl Report {
              pull time p50 / p99  {:.1} / {:.1} s (longest {:.2}x one copy)\n\
              upload per node      p50 {:.2}, p99 {:.2}, max {:.2} copies\n\
              control traffic      {:.1} messages, {:.0} bytes per node per second\n\
+             Hub requests         {} ({:.2} per node; {:.2}x one node's pull)\n\
              utilization          origin {:.2}, downlinks {:.2}, uplinks {:.2}, cpu {:.2}: bottleneck {}\n\
              finished {}, unfinished {}, left {}; peer transfers abandoned {}; simulated in {:.1} s",
             self.scenario,
@@ -172,6 +182,9 @@ impl Report {
             self.upload_share_max,
             self.control_msgs_per_node_per_s,
             self.control_bytes_per_node_per_s,
+            self.hub_requests,
+            self.hub_requests_per_node,
+            self.hub_requests_over_one_node,
             self.utilization.origin_link,
             self.utilization.node_downlink,
             self.utilization.node_uplink,

@@ -34,6 +34,10 @@ pub struct World {
     pub origin_bytes: f64,
     pub cpu_seconds: f64,
     pub peer_failures: u64,
+    /// Hub requests (API and reconstructions) the pulls made, by `hub_asks`.
+    pub hub_requests: u64,
+    /// The answers each pull needs from the Hub.
+    pub(crate) hub_queries: Vec<zestd::hubmeta::Query>,
     /// `ZEST_SIM_TRACE` set: every action to stderr.
     pub(crate) trace: bool,
 }
@@ -41,6 +45,7 @@ pub struct World {
 impl World {
     pub fn new(p: Params) -> World {
         let shape = Shape::of(&p);
+        let (shape_files, p_git_files) = (shape.files.len(), p.git_files);
         let mut rng = SmallRng::seed_from_u64(p.seed);
         let mut arrivals: Vec<(f64, bool)> = (0..p.nodes)
             .map(|_| match p.scenario {
@@ -80,6 +85,8 @@ impl World {
             origin_bytes: 0.0,
             cpu_seconds: 0.0,
             peer_failures: 0,
+            hub_requests: 0,
+            hub_queries: crate::hub_asks::queries(shape_files, p_git_files),
             trace: std::env::var_os("ZEST_SIM_TRACE").is_some(),
         }
     }
@@ -96,6 +103,14 @@ impl World {
     pub fn run(&mut self) {
         let dt = self.p.tick_ms / 1000.0;
         let limit = self.one_copy_s() * self.p.max_copies_time + self.p.spread_s;
+        if self.p.hub_only {
+            while !self.arrivals.is_empty() {
+                self.arrive();
+                self.announce();
+                self.now += dt;
+            }
+            return;
+        }
         loop {
             self.arrive();
             self.churn(dt);
@@ -166,11 +181,30 @@ impl World {
     }
 
     fn arrive(&mut self) {
+        let mut pulling = Vec::new();
         while self.arrivals.last().is_some_and(|a| a.0 <= self.now) {
             let Some((_, holds)) = self.arrivals.pop() else {
                 break;
             };
-            self.spawn(holds);
+            let n = self.spawn(holds);
+            if !holds {
+                pulling.push(n);
+            }
+        }
+        // Pulls start once this moment's arrivals have connected (a node's first peers
+        // answer within milliseconds of its start).
+        self.count_hub_requests(&pulling);
+    }
+
+    /// What the pulls of `pulling` ask the Hub, seeing the peers they are connected to.
+    pub(crate) fn count_hub_requests(&mut self, pulling: &[usize]) {
+        for &n in pulling {
+            let view: Vec<&str> = self.nodes[n]
+                .conns
+                .iter()
+                .map(|&c| self.nodes[c].id.as_str())
+                .collect();
+            self.hub_requests += crate::hub_asks::asks(&self.nodes[n].id, &view, &self.hub_queries);
         }
     }
 
@@ -272,7 +306,8 @@ impl World {
             let k = self.rng.random_range(0..self.alive.len());
             let n = self.alive[k];
             self.leave(n);
-            self.spawn(false);
+            let joined = self.spawn(false);
+            self.count_hub_requests(&[joined]);
         }
     }
 

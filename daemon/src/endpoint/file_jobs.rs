@@ -196,6 +196,9 @@ async fn read_checked(file: Arc<File>, run: Vec<Placed>, framed: bool) -> Result
 pub struct Grant {
     pub token: CasToken,
     pub public: bool,
+    /// The Hub could not be asked: the reconstruction comes from what this node kept or a
+    /// fleet member gives (a public file's only), and `token` is no CAS's.
+    pub from_fleet: bool,
 }
 
 pub struct FileJobs {
@@ -247,8 +250,34 @@ impl FileJobs {
         let hub = HubClient::new(&grant.token.endpoint, None)?
             .with_observer(crate::metrics::events::origin_observer())
             .with_pace(crate::rate::download_pace(self.engine.limits.clone()));
+        let (public, from_fleet) = (grant.public, grant.from_fleet);
         let cas = Arc::new(CasClient::with_fixed_token(hub, grant.token));
-        let recon = cas.reconstruction(&hash).await?;
+        let meta = self.engine.hub_meta.as_ref();
+        let recon = if from_fleet {
+            let q = crate::hubmeta::Query::Reconstruction(hash);
+            match meta {
+                Some(m) => match m
+                    .kept_or_fleet(&q, crate::hubmeta::check::reconstruction)
+                    .await
+                {
+                    Some((r, a)) if !a.private => r,
+                    _ => {
+                        return Err(PullError::new(
+                            crate::engine::Kind::Network,
+                            "the Hub cannot be reached and no fleet member holds this public file's reconstruction",
+                        ));
+                    }
+                },
+                None => {
+                    return Err(PullError::new(
+                        crate::engine::Kind::Network,
+                        "the Hub cannot be reached",
+                    ));
+                }
+            }
+        } else {
+            crate::engine::hub_answers::reconstruction(meta, &cas, &hash, !public, None).await?
+        };
         let terms = Arc::new(place_terms(&recon));
         let size = recon.unpacked_len();
         let index = &self.engine.index;
@@ -272,13 +301,14 @@ impl FileJobs {
             partial: self.staging.join(format!("{name}.zest.incomplete")),
             journal: self.staging.join(format!("{name}.zest.journal")),
             name: format!("{name} (for a local client)"),
-            private: !grant.public,
+            private: !public,
             for_client: true,
+            repo: None,
         };
-        if let Err(e) = index.note_visibility(&hash, !grant.public) {
+        if let Err(e) = index.note_visibility(&hash, !public) {
             tracing::debug!("cannot record {name}'s visibility: {e}");
         }
-        tracing::info!(file = %name, size, public = grant.public, "downloading for a local client");
+        tracing::info!(file = %name, size, public, "downloading for a local client");
         let counters = Arc::new(PullCounters::new(self.engine.totals.clone()));
         let download = xet_file::download_with(&self.engine, &cas, &xjob, &counters, Some(recon));
         tokio::pin!(download);

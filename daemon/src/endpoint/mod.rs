@@ -13,6 +13,7 @@ pub mod file_jobs;
 pub mod host;
 pub mod rewrite;
 pub mod route;
+pub mod stand_in;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -128,6 +129,8 @@ pub struct Endpoint {
     metrics: crate::metrics::Sources,
     /// The socket door's path, once it serves.
     xet_socket: std::sync::Mutex<Option<String>>,
+    /// Hub answers kept here and in the fleet, for when the Hub cannot answer.
+    meta: Option<Arc<crate::hubmeta::HubMeta>>,
 }
 
 fn new_id() -> String {
@@ -147,6 +150,7 @@ impl Endpoint {
             .read_timeout(Duration::from_secs(120))
             .build()?;
         let totals = engine.totals.clone();
+        let meta = engine.hub_meta.clone();
         Ok(Arc::new(Endpoint {
             bound,
             base: format!("http://{bound}"),
@@ -159,6 +163,7 @@ impl Endpoint {
             pulls,
             metrics,
             xet_socket: Default::default(),
+            meta,
         }))
     }
 
@@ -208,8 +213,29 @@ async fn handle(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
         );
     }
     let path = req.uri().path().to_string();
+    if let Some(p) = route::pinned(req.method().as_str(), &path)
+        && ep.meta.is_some()
+    {
+        return ep.pinned_read(req, p, path).await;
+    }
+    dispatch(ep, req, path).await
+}
+
+/// What a request gets when nothing stands in for the Hub.
+async fn dispatch(ep: Arc<Endpoint>, req: Request, path: String) -> Response {
     match route::classify(req.method().as_str(), &path) {
         Route::XetReadToken { .. } => ep.token(req).await,
+        Route::Cas { base, rest } if base == stand_in::FLEET_CAS => match rest {
+            CasRoute::Reconstruction { version, hash } => {
+                let doors = ep.base.clone();
+                ep.fleet_reconstruction(req, &version, &hash, &doors).await
+            }
+            CasRoute::Telemetry => StatusCode::OK.into_response(),
+            CasRoute::Other { .. } => text(
+                StatusCode::NOT_FOUND,
+                "zestd: the fleet CAS door answers reconstructions only",
+            ),
+        },
         Route::Cas { base, rest } => match rewrite::decode_base(&base) {
             None => text(StatusCode::NOT_FOUND, "zestd: unknown CAS"),
             Some(cas) => match rest {
@@ -412,6 +438,105 @@ impl Endpoint {
         format!("{}/cas/{}", self.base, rewrite::encode_base(cas))
     }
 
+    /// A read at a pinned commit: forwarded, unless the Hub is known to be down; when the
+    /// Hub cannot answer (unreachable, 5xx, 429), the fleet's answer stands in for a public
+    /// repo (`stand_in`). A whole listing the Hub gives is kept for the fleet.
+    async fn pinned_read(
+        self: Arc<Self>,
+        req: Request,
+        p: route::Pinned,
+        path: String,
+    ) -> Response {
+        let Some(meta) = self.meta.clone() else {
+            return dispatch(self, req, path).await;
+        };
+        let method = req.method().clone();
+        let query = req.uri().query().map(str::to_string);
+        let range = req
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let stand_in = || self.stand_in(&p, &method, query.as_deref(), range.as_deref());
+        if meta.outage.is_down(&self.upstream)
+            && let Some(r) = stand_in().await
+        {
+            return r;
+        }
+        let out = if p.read == route::PinnedRead::Tree && stand_in::whole_listing(query.as_deref())
+        {
+            self.forward_listing(req, &p).await
+        } else {
+            dispatch(self.clone(), req, path).await
+        };
+        if stand_in::unavailable(out.status()) {
+            meta.outage.note_down(&self.upstream);
+            tracing::warn!(status = %out.status(), commit = %p.commit, "the Hub cannot answer a pinned read; asking the fleet");
+            if let Some(r) = stand_in().await {
+                return r;
+            }
+        } else if out.status().is_success() || out.status().is_redirection() {
+            meta.outage.note_up(&self.upstream);
+        }
+        out
+    }
+
+    /// A whole listing at a commit: forwarded, answered unchanged, and kept. One taken with
+    /// credentials is kept as private until the Hub, asked without them, says the repo is
+    /// public (most users send a token to every repo).
+    async fn forward_listing(&self, req: Request, p: &route::Pinned) -> Response {
+        let anonymous = !req.headers().contains_key(header::AUTHORIZATION);
+        let url = with_query(&format!("{}{}", self.upstream, req.uri().path()), &req);
+        let resp = match self.send(req, &url).await {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        let more = resp
+            .headers()
+            .get_all(header::LINK)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|s| s.contains("rel=\"next\"")));
+        if !resp.status().is_success() || more {
+            return self.pass_back(resp, None);
+        }
+        let status = resp.status();
+        let mut headers = self.back_headers(resp.headers(), None);
+        let body = match read_limited(resp).await {
+            Ok(b) => b,
+            Err(r) => return r,
+        };
+        if let (Some(meta), Ok(repo), Ok(listing)) = (
+            &self.meta,
+            xet::remote::RepoRef::new(p.repo_type, &p.repo),
+            crate::hubmeta::check::tree(&body),
+        ) && let Ok(kept) = serde_json::to_vec(&listing)
+        {
+            let q = crate::hubmeta::Query::Tree {
+                repo: repo.clone(),
+                commit: p.commit.clone(),
+            };
+            meta.record(&q, kept.clone(), !anonymous);
+            if !anonymous {
+                let (meta, upstream) = (meta.clone(), self.upstream.clone());
+                tokio::spawn(async move {
+                    let Ok(hub) = xet::remote::HubClient::new(&upstream, None) else {
+                        return;
+                    };
+                    if crate::index::visibility::ask(&hub, &repo).await
+                        == Some(crate::index::visibility::Answer::Public)
+                    {
+                        meta.record(&q, kept, false);
+                    }
+                });
+            }
+        }
+        headers.remove(header::CONTENT_LENGTH);
+        let mut out = Response::new(Body::from(body));
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        out
+    }
+
     /// A Xet read token: forwarded; its CAS URL pointed at our CAS door.
     async fn token(&self, req: Request) -> Response {
         let anonymous = !req.headers().contains_key(header::AUTHORIZATION);
@@ -483,8 +608,31 @@ impl Endpoint {
                     .or_else(|| v.strip_prefix("bearer "))
             })
             .map(str::to_string);
+        let range = req
+            .headers()
+            .get(header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let url = with_query(&format!("{cas}/{version}/reconstructions/{hash}"), &req);
-        let resp = match self.send(req, &url).await {
+        let resp = self.send(req, &url).await;
+        let failed = match &resp {
+            Ok(r) => stand_in::unavailable(r.status()),
+            Err(_) => true,
+        };
+        // A token the Hub gave for a public file: while the CAS cannot answer, the fleet's
+        // copy of the answer stands in (the Hub already said the caller may read it).
+        let public_grant = bearer
+            .as_ref()
+            .is_some_and(|b| lock(&self.grants).get(b).copied().unwrap_or(false));
+        if failed
+            && public_grant
+            && let Some(r) = self
+                .reconstruction_from_fleet(version, hash, range.as_deref(), doors)
+                .await
+        {
+            return r;
+        }
+        let resp = match resp {
             Ok(r) => r,
             Err(r) => return r,
         };
@@ -507,9 +655,32 @@ impl Endpoint {
                 expires_unix: u64::MAX,
             },
             public,
+            from_fleet: false,
         };
         self.jobs.ensure(file, grant);
-        let rewritten = rewrite::reconstruction_body(&body, version, |f| {
+        let body = match self.point_at_doors(&body, version, file, doors) {
+            Some(b) => Bytes::from(b),
+            None => {
+                tracing::warn!(file = %file, "a reconstruction zestd cannot read: passed on unchanged");
+                body
+            }
+        };
+        headers.remove(header::CONTENT_LENGTH);
+        let mut out = Response::new(Body::from(body));
+        *out.status_mut() = status;
+        *out.headers_mut() = headers;
+        out
+    }
+
+    /// A reconstruction's body with every fetch URL pointed at a xorb door of ours.
+    fn point_at_doors(
+        &self,
+        body: &[u8],
+        version: &str,
+        file: XetHash,
+        doors: &str,
+    ) -> Option<Vec<u8>> {
+        rewrite::reconstruction_body(body, version, |f| {
             let id = new_id();
             let mut d = lock(&self.doors);
             d.xorbs.insert(
@@ -522,19 +693,7 @@ impl Endpoint {
             );
             d.remember(id.clone());
             format!("{doors}/xorb/{id}")
-        });
-        let body = match rewritten {
-            Some(b) => Bytes::from(b),
-            None => {
-                tracing::warn!(file = %file, "a reconstruction zestd cannot read: passed on unchanged");
-                body
-            }
-        };
-        headers.remove(header::CONTENT_LENGTH);
-        let mut out = Response::new(Body::from(body));
-        *out.status_mut() = status;
-        *out.headers_mut() = headers;
-        out
+        })
     }
 
     /// A fetch of chunks of a xorb: answered from our download of the file, chunk by chunk
@@ -695,6 +854,7 @@ impl Endpoint {
                     expires_unix: u64::MAX,
                 },
                 public: auth.is_none(),
+                from_fleet: false,
             },
         );
         let id = new_id();

@@ -1,5 +1,7 @@
 //! What a request to the local endpoint is, from its method and path alone. Pure.
 
+use xet::remote::RepoType;
+
 /// The kinds of request the endpoint treats specially; everything else is forwarded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
@@ -114,9 +116,163 @@ pub fn cas_route(method: &str, tail: &str) -> CasRoute {
     }
 }
 
+/// A read of the Hub API at a fixed commit: what the fleet can answer while the Hub cannot
+/// (the answer at a commit never changes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pinned {
+    pub repo_type: RepoType,
+    pub repo: String,
+    pub commit: String,
+    pub read: PinnedRead,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PinnedRead {
+    /// `GET /api/{type}/{repo}/revision/{commit}`
+    RevisionInfo,
+    /// `GET /api/{type}/{repo}/tree/{commit}` (the whole repo; a subfolder is not answered)
+    Tree,
+    /// `GET /api/{type}/{repo}/xet-read-token/{commit}`
+    XetReadToken,
+    /// `GET|HEAD /[{type}/]{repo}/resolve/{commit}/{path}`, the path percent-decoded.
+    Resolve { path: String },
+}
+
+fn is_commit(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A repo id as the Hub's paths name one: `name` or `namespace/name`.
+fn repo_id(parts: &[&str]) -> Option<String> {
+    (matches!(parts.len(), 1 | 2)
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && *p != ".." && *p != "."))
+    .then(|| parts.join("/"))
+}
+
+/// The pinned read `method path` is, if it is one. Pure.
+pub fn pinned(method: &str, path: &str) -> Option<Pinned> {
+    let get = method == "GET";
+    let parts: Vec<&str> = path.strip_prefix('/')?.split('/').collect();
+    if let ["api", kind, rest @ ..] = parts.as_slice() {
+        if !get || rest.len() < 3 {
+            return None;
+        }
+        let repo_type = RepoType::parse(kind).filter(|_| kind.ends_with('s'))?;
+        let (repo, tail) = rest.split_at(rest.len() - 2);
+        let read = match tail[0] {
+            "revision" => PinnedRead::RevisionInfo,
+            "tree" => PinnedRead::Tree,
+            "xet-read-token" => PinnedRead::XetReadToken,
+            _ => return None,
+        };
+        let commit = tail[1];
+        if !is_commit(commit) {
+            return None;
+        }
+        return Some(Pinned {
+            repo_type,
+            repo: repo_id(repo)?,
+            commit: commit.to_string(),
+            read,
+        });
+    }
+    if !(get || method == "HEAD") {
+        return None;
+    }
+    let (repo_type, rest) = match parts.first() {
+        Some(&"datasets") => (RepoType::Dataset, &parts[1..]),
+        _ => (RepoType::Model, &parts[..]),
+    };
+    let at = rest.iter().position(|p| *p == "resolve")?;
+    let commit = rest.get(at + 1).filter(|c| is_commit(c))?;
+    let file = rest.get(at + 2..).filter(|f| !f.is_empty())?.join("/");
+    let file = percent_decode(&file)?;
+    if file
+        .split('/')
+        .any(|p| p.is_empty() || p == "." || p == "..")
+    {
+        return None;
+    }
+    Some(Pinned {
+        repo_type,
+        repo: repo_id(&rest[..at])?,
+        commit: commit.to_string(),
+        read: PinnedRead::Resolve { path: file },
+    })
+}
+
+/// `%XX` escapes decoded; None for a malformed escape or bytes that are not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pinned_reads() {
+        let c = "0123456789abcdef0123456789abcdef01234567";
+        let p = |m: &str, path: &str| pinned(m, path);
+        assert_eq!(
+            p("GET", &format!("/api/models/acme/m/tree/{c}")),
+            Some(Pinned {
+                repo_type: RepoType::Model,
+                repo: "acme/m".into(),
+                commit: c.into(),
+                read: PinnedRead::Tree
+            })
+        );
+        assert_eq!(
+            p("GET", &format!("/api/datasets/d/revision/{c}")).map(|x| (
+                x.repo_type,
+                x.repo,
+                x.read
+            )),
+            Some((RepoType::Dataset, "d".into(), PinnedRead::RevisionInfo))
+        );
+        assert_eq!(
+            p("GET", &format!("/api/models/acme/m/xet-read-token/{c}")).map(|x| x.read),
+            Some(PinnedRead::XetReadToken)
+        );
+        assert_eq!(
+            p("GET", &format!("/acme/m/resolve/{c}/sub/a%20b.json")).map(|x| (x.repo, x.read)),
+            Some((
+                "acme/m".into(),
+                PinnedRead::Resolve {
+                    path: "sub/a b.json".into()
+                }
+            ))
+        );
+        assert_eq!(
+            p("HEAD", &format!("/datasets/acme/d/resolve/{c}/x.bin")).map(|x| x.repo_type),
+            Some(RepoType::Dataset)
+        );
+        // A branch, a subfolder listing, a write, a climb out of the repo: not pinned reads.
+        assert_eq!(p("GET", "/api/models/acme/m/tree/main"), None);
+        assert_eq!(p("GET", &format!("/api/models/acme/m/tree/{c}/sub")), None);
+        assert_eq!(p("POST", &format!("/api/models/acme/m/tree/{c}")), None);
+        assert_eq!(p("GET", &format!("/acme/m/resolve/{c}/..%2F..%2Fx")), None);
+        assert_eq!(p("GET", &format!("/acme/m/resolve/{c}/a/../b")), None);
+        assert_eq!(p("GET", &format!("/acme/m/resolve/{c}/%zz")), None);
+        assert_eq!(p("GET", &format!("/a/b/c/resolve/{c}/x")), None);
+        assert_eq!(p("GET", &format!("/api/spaces/acme/s/tree/{c}")), None);
+    }
 
     #[test]
     fn routes() {

@@ -59,7 +59,7 @@ pub fn repo_folders(cache_dir: &Path, path: &Path) -> Vec<String> {
 }
 
 /// The anonymous answer, or `None` when there was none (network, server trouble).
-async fn ask(hub: &HubClient, repo: &RepoRef) -> Option<Answer> {
+pub async fn ask(hub: &HubClient, repo: &RepoRef) -> Option<Answer> {
     match hub.repo_info(repo, "main").await {
         Ok(info) if info.restricted() => Some(Answer::Restricted),
         Ok(_) => Some(Answer::Public),

@@ -27,8 +27,28 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let is_test_route = req.uri().path().starts_with("/_test/");
     if !is_test_route {
         shared.stats.hub_requests.fetch_add(1, Ordering::SeqCst);
+        let path = req.uri().path().to_string();
+        if let Ok(mut v) = shared.stats.hub_paths.lock() {
+            v.push(path.clone());
+        }
+        let early = shared
+            .stats
+            .last_429
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&path).copied())
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_millis(900));
+        if early {
+            shared
+                .stats
+                .hub_early_retries
+                .fetch_add(1, Ordering::SeqCst);
+        }
         if shared.faults.rate_limited() {
             shared.stats.hub_429s.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut m) = shared.stats.last_429.lock() {
+                m.insert(path, std::time::Instant::now());
+            }
             let mut r = error(
                 StatusCode::TOO_MANY_REQUESTS,
                 None,

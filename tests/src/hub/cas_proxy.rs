@@ -60,6 +60,9 @@ async fn handle(State(shared): State<Arc<Shared>>, req: Request) -> Response {
         path.starts_with("/v1/reconstructions/") || path.starts_with("/v2/reconstructions/");
     if is_recon {
         shared.stats.reconstructions.fetch_add(1, Ordering::SeqCst);
+        if let Ok(mut v) = shared.stats.hub_paths.lock() {
+            v.push(format!("cas{path}"));
+        }
         if Faults::take(&shared.faults.recon_5xx) {
             return plain(StatusCode::SERVICE_UNAVAILABLE, "injected fault");
         }

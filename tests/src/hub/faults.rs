@@ -133,6 +133,13 @@ pub struct Stats {
     pub hub_requests: AtomicU64,
     /// Of those, the ones answered 429.
     pub hub_429s: AtomicU64,
+    /// Requests for a path that was answered 429 (Retry-After: 1) less than 0.9 s before:
+    /// a client that did not honour Retry-After.
+    pub hub_early_retries: AtomicU64,
+    /// Every Hub API request's path, in order (for benchmarks that say which were asked).
+    pub hub_paths: std::sync::Mutex<Vec<String>>,
+    /// Path → when it was last answered 429.
+    pub last_429: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 #[derive(Default, Debug, Serialize, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +151,7 @@ pub struct StatsSnapshot {
     pub plain_bytes: u64,
     pub hub_requests: u64,
     pub hub_429s: u64,
+    pub hub_early_retries: u64,
 }
 
 /// A body sent a byte a second, as a server that is alive but useless sends it.
@@ -167,6 +175,7 @@ impl Stats {
             plain_bytes: self.plain_bytes.load(Ordering::SeqCst),
             hub_requests: self.hub_requests.load(Ordering::SeqCst),
             hub_429s: self.hub_429s.load(Ordering::SeqCst),
+            hub_early_retries: self.hub_early_retries.load(Ordering::SeqCst),
         }
     }
 }

@@ -412,6 +412,7 @@ async fn main() -> Result<()> {
             set.add(p, peer::Origin::Static);
         }
         hub_meta.set_peers(&set);
+        tokio::spawn(hub_meta.clone().poll_routes());
         discovery = Some(
             discovery::Discovery::start(&cfg.discovery, &set, local, index, engine.wanted.clone())
                 .await?,

@@ -1,17 +1,23 @@
-//! How often the fleet asks the Hub (issue 17), by the daemon's own rule
-//! (`zestd::hubmeta::share`). The answers a pull needs (the ref, the listing, each file's
-//! reconstruction, each git-stored file) have one owner per repo among the fleet members a
-//! node is connected to and the node itself; a node asks the owner, and only a node that is
-//! its own owner asks the Hub. Every member it could ask pulls the same repo now or pulled
-//! it before (and kept the answer), and an owner that has nothing yet sends the first asker
-//! to the Hub and later ones to that one (its delegate), so timing is not modelled. A node
-//! that asks the CAS for a reconstruction itself needs its own Xet token: one more request.
+//! How often the fleet asks the Hub (issue 17), by the daemon's own rules
+//! (`zestd::hubmeta::share`, `zestd::hubmeta::anchor`). The answers a pull needs (the ref,
+//! the listing, each file's reconstruction, each git-stored file) have one owner, the
+//! fleet's anchor (its best-scoring member), which every member learns by asking its peers
+//! for their routes every 2 s (one round of [`anchor::table`] per poll). A pull asks its way
+//! to the owner, hop by hop; the question stops at the owner, or earlier at a member that
+//! knows no better-scoring one (while routes are still spreading): that member, its
+//! **root**, answers from what it kept, or sends the first asker to the Hub and later
+//! askers to that one (its delegate). So each root costs one node's Hub requests, once, and
+//! timing within a root is not modelled. A node that asks the CAS for a reconstruction
+//! itself needs its own Xet token: one more request.
 //!
-//! With views smaller than the fleet, owners differ between nodes: the Hub is asked by
-//! every node that is the owner in its own view, about N / (peers + 1) of them.
+//! Before any routes are known (daemons that start with their pulls), a member sees only
+//! the peers it is connected to: about N / (peers + 1) members are roots. Once routes have
+//! spread (daemons that ran before the model dropped), one per connected fleet.
 
+use std::collections::HashMap;
 use zestd::hubmeta::Query;
-use zestd::hubmeta::share::{owner, owner_key};
+
+use zestd::hubmeta::anchor::{self, Hop};
 
 fn repo() -> &'static xet::remote::RepoRef {
     static REPO: std::sync::OnceLock<xet::remote::RepoRef> = std::sync::OnceLock::new();
@@ -49,26 +55,52 @@ pub fn queries(files: usize, git_files: usize) -> Vec<Query> {
     q
 }
 
-/// The Hub requests one node makes when it starts its pull, seeing `view` (the fleet
-/// members it is connected to): the answers it owns in its own view, plus its Xet token if
-/// it owns a reconstruction. Pure.
-pub fn asks(me: &str, view: &[&str], queries: &[Query]) -> u64 {
-    let mut ids: Vec<&str> = view.to_vec();
-    ids.push(me);
-    let mut n = 0;
-    let mut token = false;
-    for q in queries {
-        if owner(&owner_key(q, Some(repo())), &ids) == Some(me) {
-            n += 1;
-            token |= matches!(q, Query::Reconstruction(_));
+/// The member a question for the repo's answers from node `me` stops at, following each
+/// member's routes as it sees them when asked (`table_of`), as `HubMeta::owner` and
+/// `HubMeta::relay_toward` do (`anchor::next_hop`): pure.
+pub fn root(
+    me: usize,
+    table_of: impl Fn(usize) -> Vec<Hop>,
+    index: &HashMap<String, usize>,
+) -> usize {
+    let mine = table_of(me);
+    let Some(best) = mine.first() else {
+        return me;
+    };
+    let mut target = best.anchor.clone();
+    let mut at = me;
+    let mut table = mine;
+    let mut from = None;
+    for _ in 0..=anchor::MAX_HOPS {
+        let Some((via, t)) = anchor::next_hop(&table, &target) else {
+            return at;
+        };
+        match index.get(via).copied() {
+            Some(n) if Some(n) != from => {
+                target = t.to_string();
+                from = Some(at);
+                at = n;
+                table = table_of(at);
+            }
+            _ => return at,
         }
     }
-    n + u64::from(token)
+    at
+}
+
+/// The Hub requests a root's answers cost: every answer once, and a Xet token.
+pub fn per_root(queries: &[Query]) -> u64 {
+    lone(queries)
 }
 
 /// A lone node's requests: every answer, and its token.
 pub fn lone(queries: &[Query]) -> u64 {
-    asks("lone", &[], queries)
+    queries.len() as u64
+        + u64::from(
+            queries
+                .iter()
+                .any(|q| matches!(q, Query::Reconstruction(_))),
+        )
 }
 
 #[cfg(test)]
@@ -76,20 +108,57 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_lone_node_asks_for_everything_and_a_full_view_shares_it() {
+    fn a_lone_node_asks_for_everything_and_a_line_climbs_to_one_root() {
         let q = queries(4, 5);
         assert_eq!(lone(&q), 2 + 4 + 5 + 1);
-        // Four nodes that all see each other: every answer asked once, plus a token for
-        // each node that owns a reconstruction.
-        let ids = ["a", "b", "c", "d"];
-        let total: u64 = ids
+        // A line of members, each connected to its neighbours only: before routes spread,
+        // questions stop wherever a member's view ends; once they have, at one member.
+        let n: usize = 9;
+        let ids: Vec<String> = (0..n).map(|i| format!("m{i}")).collect();
+        let index: HashMap<String, usize> = ids
             .iter()
-            .map(|me| {
-                let view: Vec<&str> = ids.iter().copied().filter(|i| i != me).collect();
-                asks(me, &view, &q)
+            .enumerate()
+            .map(|(i, s)| (s.clone(), i))
+            .collect();
+        let links: Vec<Vec<usize>> = (0..n)
+            .map(|i: usize| {
+                [i.checked_sub(1), (i + 1 < n).then_some(i + 1)]
+                    .into_iter()
+                    .flatten()
+                    .collect()
             })
-            .sum();
-        // One repo, one owner: it asks for everything, with one token.
-        assert_eq!(total, lone(&q));
+            .collect();
+        let round = |tables: &[Vec<Hop>]| -> Vec<Vec<Hop>> {
+            (0..n)
+                .map(|i| {
+                    let connected: Vec<&str> = links[i].iter().map(|&p| ids[p].as_str()).collect();
+                    let entries: Vec<Vec<anchor::Entry>> = links[i]
+                        .iter()
+                        .map(|&p| tables[p].iter().map(Hop::entry).collect())
+                        .collect();
+                    let reports: Vec<anchor::Report<'_>> = links[i]
+                        .iter()
+                        .zip(&entries)
+                        .map(|(&p, e)| anchor::Report {
+                            peer: &ids[p],
+                            entries: e,
+                        })
+                        .collect();
+                    anchor::table(&ids[i], 1, &connected, &reports, |_, _| true)
+                })
+                .collect()
+        };
+        let mut tables = round(&vec![Vec::new(); n]);
+        let roots = |t: &[Vec<Hop>]| {
+            let mut r: Vec<usize> = (0..n).map(|i| root(i, |k| t[k].clone(), &index)).collect();
+            r.sort();
+            r.dedup();
+            r
+        };
+        assert!(roots(&tables).len() > 1, "views of 3 cannot agree");
+        for _ in 0..n {
+            tables = round(&tables);
+        }
+        assert_eq!(roots(&tables).len(), 1);
     }
 }

@@ -130,6 +130,10 @@ pub struct Params {
     /// size); nothing is downloaded, so the report's other figures mean nothing.
     #[arg(long)]
     pub hub_only: bool,
+    /// The daemons ran before the pulls, so their routes to the fleet's anchors have spread
+    /// (Hub-request count); otherwise routes spread from the first arrival, a poll every 2 s.
+    #[arg(long)]
+    pub settled_routes: bool,
     /// Print the report as one JSON object on the last line of stdout.
     #[arg(long)]
     pub json: bool,

@@ -38,6 +38,12 @@ pub struct World {
     pub hub_requests: u64,
     /// The answers each pull needs from the Hub.
     pub(crate) hub_queries: Vec<zestd::hubmeta::Query>,
+    /// Each node's routes to the fleet's anchors (`zestd::hubmeta::anchor`), by node.
+    pub(crate) routes: Vec<Vec<zestd::hubmeta::anchor::Hop>>,
+    /// When the routes were last polled (simulated seconds).
+    pub(crate) routes_at: f64,
+    /// Members whose Hub answers were asked of the Hub once (`hub_asks::root`).
+    pub(crate) roots: std::collections::HashSet<usize>,
     /// `ZEST_SIM_TRACE` set: every action to stderr.
     pub(crate) trace: bool,
 }
@@ -87,6 +93,9 @@ impl World {
             peer_failures: 0,
             hub_requests: 0,
             hub_queries: crate::hub_asks::queries(shape_files, p_git_files),
+            routes: Vec::new(),
+            routes_at: 0.0,
+            roots: std::collections::HashSet::new(),
             trace: std::env::var_os("ZEST_SIM_TRACE").is_some(),
         }
     }
@@ -196,16 +205,96 @@ impl World {
         self.count_hub_requests(&pulling);
     }
 
-    /// What the pulls of `pulling` ask the Hub, seeing the peers they are connected to.
+    /// What the pulls of `pulling` ask the Hub: one node's requests for each member their
+    /// questions stop at that had not been asked before (`hub_asks`), with the routes the
+    /// daemons' polls have spread by now (all the way, with `--settled-routes`).
     pub(crate) fn count_hub_requests(&mut self, pulling: &[usize]) {
+        self.poll_routes();
+        let entries = self.polled();
         for &n in pulling {
-            let view: Vec<&str> = self.nodes[n]
-                .conns
-                .iter()
-                .map(|&c| self.nodes[c].id.as_str())
-                .collect();
-            self.hub_requests += crate::hub_asks::asks(&self.nodes[n].id, &view, &self.hub_queries);
+            let r = crate::hub_asks::root(n, |k| self.table_now(k, &entries), &self.ids);
+            if self.roots.insert(r) {
+                self.hub_requests += crate::hub_asks::per_root(&self.hub_queries);
+            }
         }
+    }
+
+    /// The route polls due since the last ones: every member asks each of its peers at
+    /// once, every `anchor::POLL`.
+    fn poll_routes(&mut self) {
+        use zestd::hubmeta::anchor::{MAX_HOPS, POLL};
+        let poll = POLL.as_secs_f64();
+        if self.p.settled_routes {
+            for _ in 0..4 * MAX_HOPS {
+                if !self.route_round() {
+                    break;
+                }
+            }
+            return;
+        }
+        let due = ((self.now - self.routes_at) / poll).floor().max(0.0);
+        self.routes_at += due * poll;
+        for _ in 0..(due as u32).min(4 * MAX_HOPS) {
+            if !self.route_round() {
+                break;
+            }
+        }
+    }
+
+    /// One round of route polls, as each daemon's `HubMeta::poll_routes` and
+    /// `anchor::table` do; whether any node's routes changed. A heartbeat is the anchor's
+    /// clock, so a departed anchor's beats age out.
+    fn route_round(&mut self) -> bool {
+        let entries = self.polled();
+        let mut changed = false;
+        for k in 0..self.alive.len() {
+            let n = self.alive[k];
+            let t = self.table_now(n, &entries);
+            if t != self.routes[n] {
+                changed = true;
+                self.routes[n] = t;
+            }
+        }
+        changed
+    }
+
+    /// What each node said at the last poll.
+    fn polled(&mut self) -> Vec<Vec<zestd::hubmeta::anchor::Entry>> {
+        use zestd::hubmeta::anchor::Hop;
+        self.routes.resize(self.nodes.len(), Vec::new());
+        self.routes
+            .iter()
+            .map(|t| t.iter().map(Hop::entry).collect())
+            .collect()
+    }
+
+    /// Node `n`'s routes as it works them out when asked: its connections now, and what
+    /// they said at the last poll (`HubMeta::route_table`).
+    fn table_now(
+        &self,
+        n: usize,
+        entries: &[Vec<zestd::hubmeta::anchor::Entry>],
+    ) -> Vec<zestd::hubmeta::anchor::Hop> {
+        use zestd::hubmeta::anchor::{self, Report, STALE_AFTER};
+        let now_ms = (self.now * 1000.0) as u64;
+        let stale = STALE_AFTER.as_millis() as u64;
+        let node = &self.nodes[n];
+        let connected: Vec<&str> = node
+            .conns
+            .iter()
+            .map(|&c| self.nodes[c].id.as_str())
+            .collect();
+        let reports: Vec<Report<'_>> = node
+            .conns
+            .iter()
+            .map(|&c| Report {
+                peer: self.nodes[c].id.as_str(),
+                entries: &entries[c],
+            })
+            .collect();
+        anchor::table(&node.id, now_ms, &connected, &reports, |_, seq| {
+            now_ms.saturating_sub(seq) < stale
+        })
     }
 
     fn spawn(&mut self, holds: bool) -> usize {

@@ -351,3 +351,111 @@ fn a_flash_crowd_asks_the_hub_about_as_often_as_one_node_and_pulls_through_429s(
     // Retry-After: 1 honoured: no path asked again within 0.9 s of its 429.
     assert_eq!(s.hub_early_retries, 0, "{s:?}");
 }
+
+/// The anchor a daemon's log last named (`hubmeta::anchor`), and whether it is that daemon.
+fn anchor_in_log(d: &Daemon) -> Option<(String, bool)> {
+    let log = d.log();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("the fleet's anchor"))?;
+    let id = line
+        .split("anchor=")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .to_string();
+    Some((id, line.contains("this node is the fleet's anchor")))
+}
+
+#[test]
+fn a_fleet_in_a_line_climbs_to_one_anchor_and_asks_the_hub_once() {
+    let scratch = Scratch::new("outage-line");
+    let hub = TestHub::start(HubConfig::new(
+        scratch.path().join("hub"),
+        fixtures::standard(),
+    ))
+    .expect("test hub");
+    let lone = Daemon::start_peer(&scratch.path().join("lone"), &hub.endpoint, &[]);
+    let before = hub_asks(&hub);
+    let lone_snap = pulled_path(&lone.pull(&[MODEL], &[]));
+    let one = hub_asks(&hub) - before;
+    drop(lone);
+
+    // n0 - n1 - n2 - n3 - n4: each member is connected to its neighbours only, so no member
+    // sees the whole fleet, and a member's best-scoring neighbour is not the fleet's anchor.
+    let fleet = fleet_key(&scratch.path().join("fleet.key"), "line test fleet secret");
+    let mut line: Vec<Daemon> = Vec::new();
+    for i in 0..5 {
+        let peers: Vec<String> = line.last().map(|d| d.listen()).into_iter().collect();
+        line.push(Daemon::start_peer_with(
+            &scratch.path().join(format!("n{i}")),
+            &hub.endpoint,
+            &peers,
+            &fleet,
+        ));
+    }
+    for (i, d) in line.iter().enumerate() {
+        wait_connected(d, if i == 0 || i == 4 { 1 } else { 2 });
+    }
+    // Routes spread a hop per poll (2 s): wait until every member names the same anchor,
+    // and the anchor names itself.
+    let agreed = zest_tests::harness::wait_until(std::time::Duration::from_secs(30), || {
+        let seen: Vec<Option<(String, bool)>> = line.iter().map(anchor_in_log).collect();
+        let Some(Some((first, _))) = seen.first() else {
+            return false;
+        };
+        seen.iter()
+            .all(|s| s.as_ref().is_some_and(|(a, _)| a == first))
+            && seen
+                .iter()
+                .filter(|s| s.as_ref().is_some_and(|(_, me)| *me))
+                .count()
+                == 1
+    });
+    assert!(
+        agreed,
+        "the members did not agree on an anchor: {:?}",
+        line.iter().map(anchor_in_log).collect::<Vec<_>>()
+    );
+    for d in &line {
+        assert!(d.peers_in_state("connected").len() <= 2, "not a line");
+    }
+    // Whichever member it is, the anchor is two hops or more from a member at an end.
+    let farthest = line
+        .iter()
+        .filter_map(|d| {
+            let log = d.log();
+            let l = log
+                .lines()
+                .rev()
+                .find(|l| l.contains("the fleet's anchor"))?;
+            l.split("hops=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
+        .max();
+    assert!(farthest >= Some(2), "routes of {farthest:?} hops");
+
+    let before = hub_asks(&hub);
+    let refs: Vec<&Daemon> = line.iter().collect();
+    zest_tests::harness::pull_all(&refs, MODEL, &[]);
+    let five = hub_asks(&hub) - before;
+    eprintln!(
+        "Hub requests: one node {one}, a line of five at once {five} ({:.2}x)",
+        five as f64 / one as f64
+    );
+    for d in &line {
+        let snap = pulled_path(&d.pull(&[MODEL], &[]));
+        assert_eq!(snapshot_tree(&lone_snap), snapshot_tree(&snap));
+    }
+    // Without routes, each member that is the best-scoring in its own view asks the Hub:
+    // in a line of five, usually two or three of them.
+    assert!(
+        five as f64 <= 1.2 * one as f64,
+        "a line of five asked the Hub {five} times, one node alone {one}"
+    );
+}

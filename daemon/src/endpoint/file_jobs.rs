@@ -276,7 +276,7 @@ impl FileJobs {
                 }
             }
         } else {
-            crate::engine::hub_answers::reconstruction(meta, &cas, &hash, !public, None).await?
+            crate::engine::hub_answers::reconstruction(meta, &cas, &hash, !public).await?
         };
         let terms = Arc::new(place_terms(&recon));
         let size = recon.unpacked_len();
@@ -303,7 +303,6 @@ impl FileJobs {
             name: format!("{name} (for a local client)"),
             private: !public,
             for_client: true,
-            repo: None,
         };
         if let Err(e) = index.note_visibility(&hash, !public) {
             tracing::debug!("cannot record {name}'s visibility: {e}");

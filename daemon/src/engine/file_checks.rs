@@ -24,9 +24,6 @@ pub struct XetFileJob {
     /// the node's client permits, in file order (the last range early), so its xorbs
     /// complete and prove one after another while the client reads.
     pub for_client: bool,
-    /// The repo it is pulled for, when known: it picks the fleet member that asks the CAS
-    /// for the repo's reconstructions (`hubmeta::share::owner_key`).
-    pub repo: Option<xet::remote::RepoRef>,
 }
 
 pub fn check_file_hash(job: &XetFileJob, chunks: &[(XetHash, u64)]) -> Result<(), PullError> {

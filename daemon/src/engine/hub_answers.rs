@@ -45,8 +45,6 @@ pub struct HubAnswers<'a> {
     pub hub: &'a HubClient,
     pub meta: Option<&'a Arc<HubMeta>>,
     pub allow_stale_refs: bool,
-    /// The repo these answers are for, when known: it picks their owner in the fleet.
-    pub repo: Option<&'a RepoRef>,
 }
 
 impl HubAnswers<'_> {
@@ -311,11 +309,13 @@ impl HubAnswers<'_> {
         check: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Option<(T, Answer)> {
         let m = self.meta?;
-        let (v, a) = m.ask_owner(q, self.repo, check).await?;
+        let (v, a) = m.ask_owner(q, check).await?;
         let per_node = matches!(q, Query::Revision { .. } | Query::Tree { .. });
         if a.private && per_node {
             return None;
         }
+        // Kept, so that members whose way to the owner passes here are answered here.
+        m.keep(q, &a);
         Some((v, a))
     }
 
@@ -419,14 +419,12 @@ pub async fn reconstruction(
     cas: &CasClient,
     file: &xet::XetHash,
     private: bool,
-    repo: Option<&RepoRef>,
 ) -> Result<Reconstruction, PullError> {
     let q = Query::Reconstruction(*file);
     let answers = HubAnswers {
         hub: cas.hub(),
         meta,
         allow_stale_refs: false,
-        repo,
     };
     match answers
         .hedged(&q, cas.reconstruction(file), check::reconstruction)

@@ -71,7 +71,6 @@ pub async fn run(
         hub: &hub,
         meta: engine.hub_meta.as_ref(),
         allow_stale_refs: spec.allow_stale_refs || engine.allow_stale_refs,
-        repo: Some(&spec.repo),
     };
     let resolved = answers
         .resolve(&spec.repo, &spec.revision, had_token)
@@ -375,7 +374,6 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
                 name: t.entry.path.clone(),
                 private,
                 for_client: false,
-                repo: Some(spec.repo.clone()),
             };
             let done = xet_file::download(engine, cas, &job, counters).await?;
             let mode = rc.new_file_mode(&blobs_dir);

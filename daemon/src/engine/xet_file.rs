@@ -75,7 +75,6 @@ pub async fn download_with(
                 cas,
                 &job.xet_hash,
                 job.private,
-                job.repo.as_ref(),
             )
             .await?
         }

@@ -55,6 +55,17 @@ pub fn blob(blob_id: &str, body: &[u8]) -> Result<(), String> {
     }
 }
 
+/// Whatever `body` must be to answer `q`.
+pub fn answer(q: &super::Query, body: &[u8]) -> Result<(), String> {
+    use super::Query;
+    match q {
+        Query::Revision { .. } => commit(body).map(drop),
+        Query::Tree { .. } => tree(body).map(drop),
+        Query::Reconstruction(_) => reconstruction(body).map(drop),
+        Query::Blob { blob_id, .. } => blob(blob_id, body),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

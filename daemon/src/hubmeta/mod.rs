@@ -4,12 +4,14 @@
 //! fleet members when the Hub cannot answer (`engine::hub_answers` decides when). Nothing
 //! here is given to or taken from a peer outside the fleet.
 
+pub mod anchor;
 pub mod check;
 pub mod outage;
 pub mod query;
 pub mod share;
 pub mod store;
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -19,10 +21,10 @@ use futures_util::stream::FuturesUnordered;
 use crate::cache::RepoCache;
 use crate::peer::limits::{MAX_META_BODY, META_WAIT};
 use crate::peer::{PeerSet, WeakPeerSet};
+use crate::sync::lock;
 pub use outage::Outage;
 pub use query::Query;
 pub use store::{Answer, MetaStore, now_unix};
-use xet::remote::RepoRef;
 
 pub struct HubMeta {
     store: MetaStore,
@@ -30,6 +32,30 @@ pub struct HubMeta {
     peers: OnceLock<WeakPeerSet>,
     pub outage: Outage,
     pub sharing: share::Sharing,
+    routes: std::sync::Mutex<Routes>,
+    /// This node's heartbeat clock, should it be an anchor: milliseconds since the epoch at
+    /// start, advanced by a monotonic clock (a wall clock set back must not stop it).
+    born: (std::time::Instant, u64),
+}
+
+/// What fleet peers last said of their routes to the anchors (`anchor`).
+#[derive(Default)]
+struct Routes {
+    reports: HashMap<String, Vec<anchor::Entry>>,
+    beats: anchor::Heartbeats,
+    /// The anchor last logged, and how far it was.
+    logged: Option<(String, u32)>,
+}
+
+/// How a fleet member asked this node for an answer (§4.5, §4.6).
+#[derive(Clone, Debug, Default)]
+pub struct Ask {
+    /// The asker takes this node for the answer's owner, or for a member on the way to it.
+    pub as_owner: bool,
+    /// The anchor the question climbs to (empty: this node is the owner).
+    pub anchor: String,
+    /// How many members passed the question on before it came here.
+    pub relays: u32,
 }
 
 impl HubMeta {
@@ -40,6 +66,8 @@ impl HubMeta {
             peers: OnceLock::new(),
             outage: Outage::default(),
             sharing: share::Sharing::default(),
+            routes: std::sync::Mutex::default(),
+            born: (std::time::Instant::now(), now_unix().saturating_mul(1000)),
         }
     }
 
@@ -108,24 +136,27 @@ impl HubMeta {
 
     /// What a fleet member asking for `q` gets: what this node kept, or, while it is
     /// getting that answer from the Hub itself (or about to), that answer once it has it
-    /// (`share`). Blocking reads run off the async threads.
+    /// (`share`). Otherwise, asked on the way to an anchor, the answer from further up
+    /// (`anchor`); asked as the owner, the answer of the member it sent to the Hub, or
+    /// nothing (the asker goes to the Hub); asked as the one sent there, the answer of the
+    /// member it sent on in turn. Blocking reads run off the async threads.
     pub async fn answer_for(
         self: &std::sync::Arc<Self>,
         q: &Query,
         asker: &str,
-        as_owner: bool,
+        ask: &Ask,
     ) -> Option<Answer> {
         use share::{Next, Pending};
+        let up = if ask.as_owner {
+            self.relay_toward(&ask.anchor, asker, ask.relays)
+        } else {
+            None
+        };
         let asked = tokio::time::Instant::now();
         let mut since = asked;
         loop {
-            let (me, q2) = (self.clone(), q.clone());
-            let kept = tokio::task::spawn_blocking(move || me.kept(&q2))
-                .await
-                .ok()
-                .flatten();
-            if kept.is_some() {
-                return kept;
+            if let Some(a) = self.kept_async(q).await {
+                return Some(a);
             }
             let pending = self.sharing.pending(q);
             let flight = matches!(pending, Pending::InFlight(_));
@@ -139,34 +170,137 @@ impl HubMeta {
                     since = tokio::time::Instant::now();
                 }
                 Next::Poll => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
-                Next::GiveUp if as_owner => return self.through_delegate(q, asker).await,
-                Next::GiveUp => return None,
+                Next::GiveUp => break,
             }
         }
+        if let Some((c, target)) = up {
+            let left = (asked + share::OWNER_WAIT)
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(std::time::Duration::from_millis(500));
+            if let Some(a) = self.climb(&c, q, &target, ask.relays, left).await {
+                return Some(a);
+            }
+            // This node's own pull may have been sent to the Hub meanwhile.
+            if let Pending::InFlight(mut rx) = self.sharing.pending(q) {
+                let _ = tokio::time::timeout(share::OWNER_WAIT, rx.wait_for(|done| *done)).await;
+                if let Some(a) = self.kept_async(q).await {
+                    return Some(a);
+                }
+            }
+        }
+        if ask.as_owner {
+            self.through_delegate(q, asker, ask.relays).await
+        } else {
+            self.own_delegates_answer(q, asker, ask.relays).await
+        }
+    }
+
+    async fn kept_async(self: &std::sync::Arc<Self>, q: &Query) -> Option<Answer> {
+        let (me, q2) = (self.clone(), q.clone());
+        tokio::task::spawn_blocking(move || me.kept(&q2))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// Passes `q` on toward anchor `target` through `c`, and keeps the answer if it is
+    /// sound.
+    async fn climb(
+        &self,
+        c: &crate::peer::PeerConn,
+        q: &Query,
+        target: &str,
+        relays: u32,
+        wait: std::time::Duration,
+    ) -> Option<Answer> {
+        tracing::debug!(peer = ?c, "passing {} on toward its owner", q.describe());
+        let mut req = q.to_wire();
+        req.as_owner = true;
+        req.anchor = target.to_string();
+        req.relays = relays + 1;
+        match c.meta(req, wait).await {
+            Ok(Some(r)) => self.sound(
+                &c.node_id,
+                q,
+                Answer {
+                    body: r.piece,
+                    seen_unix: r.seen_unix,
+                    private: r.private,
+                },
+            ),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::debug!(peer = ?c, "no answer for {}: {e}", q.describe());
+                None
+            }
+        }
+    }
+
+    /// `a`, from fleet member `from`, kept and given on if it passes `q`'s check; a strike
+    /// for `from` if not.
+    fn sound(&self, from: &str, q: &Query, a: Answer) -> Option<Answer> {
+        match check::answer(q, &a.body) {
+            Ok(()) => {
+                self.keep(q, &a);
+                Some(a)
+            }
+            Err(e) => {
+                if let Some(peers) = self.peers() {
+                    peers.strike(from, &format!("{}: {e}", q.describe()));
+                }
+                None
+            }
+        }
+    }
+
+    /// Keeps an answer a fleet member gave (already checked), so that this node answers the
+    /// next member that asks.
+    pub fn keep(&self, q: &Query, a: &Answer) {
+        if let Query::Revision { repo, .. } | Query::Tree { repo, .. } = q {
+            self.store.note_repo(repo, a.private);
+        }
+        self.store.put(q, a);
     }
 
     /// Nothing here for `q`, asked of this node as its owner: the member that asked first
     /// is sent to the Hub and later askers get that member's answer through this node
     /// (`share`).
-    async fn through_delegate(&self, q: &Query, asker: &str) -> Option<Answer> {
+    async fn through_delegate(&self, q: &Query, asker: &str, relays: u32) -> Option<Answer> {
         let d = self.sharing.delegate(q, asker)?;
         tracing::debug!(
             "passing on {} from the member asking the Hub for it",
             q.describe()
         );
-        self.ask_member(&d, q).await
+        self.ask_member(&d, q, relays).await
     }
 
-    /// `q` as fleet member `node` answers it, unchecked (whoever uses it checks it).
-    async fn ask_member(&self, node: &str, q: &Query) -> Option<Answer> {
+    /// Nothing here for `q`, asked of this node as a member an owner sent to the Hub: if
+    /// it sent its own asker on in turn (it was on the way to the anchor), that member's
+    /// answer.
+    async fn own_delegates_answer(&self, q: &Query, asker: &str, relays: u32) -> Option<Answer> {
+        let d = self.sharing.delegate_of(q)?;
+        if d == asker || relays >= anchor::MAX_HOPS {
+            return None;
+        }
+        self.ask_member(&d, q, relays).await
+    }
+
+    /// `q` as fleet member `node` answers it, checked and kept.
+    async fn ask_member(&self, node: &str, q: &Query, relays: u32) -> Option<Answer> {
         let c = self.members().into_iter().find(|c| c.node_id == node)?;
         let wait = share::OWNER_WAIT + std::time::Duration::from_secs(1);
-        match c.meta(q.to_wire(), wait).await {
-            Ok(Some(r)) => Some(Answer {
-                body: r.piece,
-                seen_unix: r.seen_unix,
-                private: r.private,
-            }),
+        let mut req = q.to_wire();
+        req.relays = relays + 1;
+        match c.meta(req, wait).await {
+            Ok(Some(r)) => self.sound(
+                node,
+                q,
+                Answer {
+                    body: r.piece,
+                    seen_unix: r.seen_unix,
+                    private: r.private,
+                },
+            ),
             Ok(None) => None,
             Err(e) => {
                 tracing::debug!(peer = ?c, "no answer for {}: {e}", q.describe());
@@ -200,36 +334,160 @@ impl HubMeta {
         })
     }
 
-    /// The fleet member that asks the Hub for `q` on the fleet's behalf (`repo`: the repo a
-    /// reconstruction is asked for, `share::owner_key`), unless that is this node (or there
-    /// is no fleet).
-    pub fn owner(&self, q: &Query, repo: Option<&RepoRef>) -> Option<crate::peer::PeerConn> {
-        let peers = self.peers()?;
+    /// This node's heartbeat, should it be an anchor.
+    fn my_seq(&self) -> u64 {
+        self.born.1 + self.born.0.elapsed().as_millis() as u64
+    }
+
+    /// The anchors this node routes Hub questions to (`anchor`), best first; just this node
+    /// outside a fleet.
+    pub fn route_table(&self) -> Vec<anchor::Hop> {
+        let me = match self.peers() {
+            Some(p) => p.node_id().to_string(),
+            None => return Vec::new(),
+        };
+        let members = self.members();
+        let ids: Vec<&str> = members.iter().map(|c| c.node_id.as_str()).collect();
+        let r = lock(&self.routes);
+        let now = std::time::Instant::now();
+        let reports: Vec<anchor::Report<'_>> = r
+            .reports
+            .iter()
+            .map(|(peer, entries)| anchor::Report { peer, entries })
+            .collect();
+        anchor::table(&me, self.my_seq(), &ids, &reports, |a, seq| {
+            r.beats.fresh(a, seq, now)
+        })
+    }
+
+    /// What this node tells a fleet member that asks for its routes.
+    pub fn route_entries(&self) -> Vec<anchor::Entry> {
+        self.route_table().iter().map(anchor::Hop::entry).collect()
+    }
+
+    /// Asks every fleet member that tells routes for them, every [`anchor::POLL`], while the
+    /// peer set lives.
+    pub async fn poll_routes(self: std::sync::Arc<Self>) {
+        let mut tick = tokio::time::interval(anchor::POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if self.peers.get().is_some() && self.peers().is_none() {
+                return;
+            }
+            let members: Vec<_> = self.members().into_iter().filter(|c| c.route).collect();
+            let asks = members.into_iter().map(|c| async move {
+                let r = tokio::time::timeout(anchor::POLL, c.route()).await;
+                (c.node_id, r)
+            });
+            let got = futures_util::future::join_all(asks).await;
+            let now = std::time::Instant::now();
+            let mut r = lock(&self.routes);
+            let asked: HashSet<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+            r.reports.retain(|id, _| asked.contains(id.as_str()));
+            for (id, res) in &got {
+                match res {
+                    Ok(Ok(entries)) => {
+                        for e in entries {
+                            r.beats.note(&e.anchor, e.seq, now);
+                        }
+                        r.reports.insert(id.clone(), entries.clone());
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = crate::peer::conn::short(id), "no routes: {e}");
+                        r.reports.remove(id);
+                    }
+                    Err(_) => {
+                        r.reports.remove(id);
+                    }
+                }
+            }
+            drop(r);
+            self.log_anchor();
+        }
+    }
+
+    /// Says which member is the fleet's anchor when that changes (an operator's view of
+    /// who asks the Hub for the fleet).
+    fn log_anchor(&self) {
+        if self.members().is_empty() {
+            return;
+        }
+        let table = self.route_table();
+        let Some(best) = table.first() else { return };
+        let now = (best.anchor.clone(), best.hops);
+        let mut r = lock(&self.routes);
+        if r.logged.as_ref() == Some(&now) {
+            return;
+        }
+        r.logged = Some(now);
+        drop(r);
+        let short = crate::peer::conn::short;
+        match &best.via {
+            None => tracing::info!(
+                anchor = %short(&best.anchor),
+                hops = 0,
+                "this node is the fleet's anchor: it asks the Hub for the fleet"
+            ),
+            Some(via) => tracing::info!(
+                anchor = %short(&best.anchor),
+                hops = best.hops,
+                via = %short(via),
+                "the fleet's anchor, which asks the Hub for the fleet"
+            ),
+        }
+    }
+
+    /// The fleet member to ask for Hub answers on the way to their owner, the best anchor
+    /// this node knows (`anchor`), and that owner; None if this node is the owner (or
+    /// there is no fleet).
+    pub fn owner(&self) -> Option<(crate::peer::PeerConn, String)> {
         let members = self.members();
         if members.is_empty() {
             return None;
         }
-        let mut ids: Vec<&str> = members.iter().map(|c| c.node_id.as_str()).collect();
-        ids.push(peers.node_id());
-        let o = share::owner(&share::owner_key(q, repo), &ids)?.to_string();
-        members.into_iter().find(|c| c.node_id == o)
+        let table = self.route_table();
+        let best = table.first()?;
+        let (via, owner) = anchor::next_hop(&table, &best.anchor)?;
+        let c = members.into_iter().find(|c| c.node_id == via)?;
+        Some((c, owner.to_string()))
+    }
+
+    /// The fleet member to pass a question climbing to `target` on to, and the target to
+    /// name (`anchor::next_hop`); None if it stops here, or the way goes back to the asker.
+    fn relay_toward(
+        &self,
+        target: &str,
+        asker: &str,
+        relays: u32,
+    ) -> Option<(crate::peer::PeerConn, String)> {
+        if target.is_empty() || relays >= anchor::MAX_HOPS {
+            return None;
+        }
+        let table = self.route_table();
+        let (via, target) = anchor::next_hop(&table, target)?;
+        if via == asker {
+            return None;
+        }
+        let c = self.members().into_iter().find(|c| c.node_id == via)?;
+        Some((c, target.to_string()))
     }
 
     /// `q` from its owner (`share`), checked, if the owner is another member and has it or
-    /// gets it in time.
+    /// gets it in time (asked through the members on the way to it).
     pub async fn ask_owner<T>(
         &self,
         q: &Query,
-        repo: Option<&RepoRef>,
         check: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Option<(T, Answer)> {
-        let Some(c) = self.owner(q, repo) else {
+        let Some((c, owner)) = self.owner() else {
             return self.delegates_answer(q, check).await;
         };
-        tracing::debug!(peer = ?c, "asking the owner of {} first", q.describe());
+        tracing::debug!(peer = ?c, owner = crate::peer::conn::short(&owner), "asking the owner of {} first", q.describe());
         let wait = share::OWNER_WAIT + std::time::Duration::from_secs(1);
         let mut req = q.to_wire();
         req.as_owner = true;
+        req.anchor = owner;
         let reply = match c.meta(req, wait).await {
             Ok(Some(r)) => r,
             Ok(None) => {
@@ -270,7 +528,7 @@ impl HubMeta {
         check: impl Fn(&[u8]) -> Result<T, String>,
     ) -> Option<(T, Answer)> {
         let d = self.sharing.delegate_of(q)?;
-        let a = self.ask_member(&d, q).await?;
+        let a = self.ask_member(&d, q, 0).await?;
         match check(&a.body) {
             Ok(v) => {
                 tracing::debug!("took {} from the member that asked the Hub", q.describe());

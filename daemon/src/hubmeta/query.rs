@@ -44,7 +44,7 @@ impl Query {
         };
         peer::MetaRequest {
             what: Some(what),
-            as_owner: false,
+            ..Default::default()
         }
     }
 
@@ -136,7 +136,7 @@ mod tests {
         assert!(
             Query::from_wire(&peer::MetaRequest {
                 what: None,
-                as_owner: false
+                ..Default::default()
             })
             .is_err()
         );

@@ -1,8 +1,8 @@
 //! One Hub request per fleet: when many members need the same answer at once, one asks the
-//! Hub and the others take its answer. Each answer has an **owner** among the fleet members
-//! that offer `meta` (rendezvous hashing: the highest BLAKE3 of node id and query, so every
-//! member picks the same one without talking). A member that is not the owner asks the owner
-//! first; the owner answers from what it kept, or, while it is asking the Hub for that answer
+//! Hub and the others take its answer. Every answer has one **owner**, the fleet's anchor
+//! (`anchor`: the best-scoring member, which every member learns from its peers' routes). A
+//! member that is not the owner asks its way to the owner first (through the members on the
+//! way, each answering from what it kept if it can); the owner answers from what it kept, or, while it is asking the Hub for that answer
 //! itself (in flight) or is about to (it is pulling that repo or wants that file), once it
 //! has it, within [`OWNER_WAIT`]. Otherwise the asker is told `not_found` and goes to the Hub
 //! itself, and the owner remembers it as the answer's **delegate** for [`DELEGATE_HOLD`]:
@@ -45,32 +45,6 @@ impl Expect {
             Query::Reconstruction(h) => Expect::File(*h),
         }
     }
-}
-
-/// What decides an answer's owner: its repo, so that one member asks the Hub for all of a
-/// repo's answers (and only it needs a Xet token for the repo's reconstructions); a
-/// reconstruction asked outside a pull of a known repo (a local client's file) by its file.
-pub fn owner_key(q: &Query, repo: Option<&RepoRef>) -> String {
-    match (q, repo) {
-        (Query::Revision { repo, .. } | Query::Tree { repo, .. } | Query::Blob { repo, .. }, _)
-        | (Query::Reconstruction(_), Some(repo)) => format!("repo {repo}"),
-        (Query::Reconstruction(h), None) => format!("file {h}"),
-    }
-}
-
-/// The owner of the answers `key` names (`owner_key`) among `members` (node ids, this
-/// node's included): pure.
-pub fn owner<'a>(key: &str, members: &[&'a str]) -> Option<&'a str> {
-    members
-        .iter()
-        .max_by_key(|id| {
-            let mut h = blake3::Hasher::new();
-            h.update(id.as_bytes());
-            h.update(&[0]);
-            h.update(key.as_bytes());
-            *h.finalize().as_bytes()
-        })
-        .copied()
 }
 
 #[derive(Default)]
@@ -216,31 +190,6 @@ mod tests {
             repo: RepoRef::new(RepoType::Model, "acme/o").unwrap(),
             commit: commit.into(),
         }
-    }
-
-    #[test]
-    fn every_member_picks_the_same_owner_and_owners_spread() {
-        let ids = ["n1", "n2", "n3", "n4"];
-        let mut counts = HashMap::new();
-        for i in 0..400 {
-            let repo = RepoRef::new(RepoType::Model, &format!("acme/o{i}")).unwrap();
-            let q = Query::Reconstruction(xet::XetHash::from_bytes([i as u8; 32]));
-            let key = owner_key(&q, Some(&repo));
-            // A repo's answers share one owner.
-            let listing = Query::Tree {
-                repo: repo.clone(),
-                commit: "a".repeat(40),
-            };
-            assert_eq!(owner_key(&listing, None), key);
-            let o = owner(&key, &ids).unwrap();
-            // The order members are listed in does not matter.
-            let mut rev = ids;
-            rev.reverse();
-            assert_eq!(owner(&key, &rev), Some(o));
-            *counts.entry(o).or_insert(0) += 1;
-        }
-        assert!(counts.values().all(|&n| n > 50), "{counts:?}");
-        assert_eq!(owner("x", &[]), None);
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct PeerConn {
     pub watch: bool,
     /// It listed the `meta` capability: it may be asked for Hub answers (if in the fleet).
     pub meta: bool,
+    /// It listed the `route` capability: it tells its routes to the fleet's anchors.
+    pub route: bool,
 }
 
 impl std::fmt::Debug for PeerConn {
@@ -126,6 +128,37 @@ impl PeerConn {
         );
         match reply.kind {
             Some(peer::response::Kind::Have(h)) => Ok(h.files),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The routes to the fleet's anchors the peer knows (§4.6); none from a peer that
+    /// does not take us for a fleet member.
+    pub async fn route(&self) -> Result<Vec<crate::hubmeta::anchor::Entry>, PeerError> {
+        use crate::hubmeta::anchor::{Entry, MAX_ENTRIES};
+        match self
+            .one_reply(peer::request::Kind::Route(peer::RouteRequest {}))
+            .await?
+            .kind
+        {
+            Some(peer::response::Kind::Route(r)) => {
+                if r.anchors.len() > MAX_ENTRIES
+                    || r.anchors
+                        .iter()
+                        .any(|e| e.anchor.is_empty() || e.anchor.len() > 128)
+                {
+                    return Err(PeerError::Protocol("a malformed route reply".into()));
+                }
+                Ok(r.anchors
+                    .into_iter()
+                    .map(|e| Entry {
+                        anchor: e.anchor,
+                        seq: e.seq,
+                        hops: e.hops,
+                    })
+                    .collect())
+            }
+            Some(peer::response::Kind::Error(e)) if e.code == "not_found" => Ok(Vec::new()),
             other => Err(unexpected(other)),
         }
     }

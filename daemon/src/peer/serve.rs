@@ -423,7 +423,14 @@ impl Provider {
             Err(e) => return write_within(send, &wire::error("bad_request", e)).await,
         };
         let answer = match &self.hub_meta {
-            Some(m) if client.fleet => m.answer_for(&q, &client.node_id, req.as_owner).await,
+            Some(m) if client.fleet => {
+                let ask = crate::hubmeta::Ask {
+                    as_owner: req.as_owner,
+                    anchor: req.anchor.clone(),
+                    relays: req.relays,
+                };
+                m.answer_for(&q, &client.node_id, &ask).await
+            }
             _ => None,
         };
         let Some(a) = answer else {
@@ -495,6 +502,22 @@ impl Provider {
                 send.finish()?;
                 return Ok(());
             }
+            Some(peer::request::Kind::Route(_)) => match &self.hub_meta {
+                Some(m) if fleet => peer::Response {
+                    kind: Some(peer::response::Kind::Route(peer::RouteReply {
+                        anchors: m
+                            .route_entries()
+                            .into_iter()
+                            .map(|e| peer::RouteEntry {
+                                anchor: e.anchor,
+                                seq: e.seq,
+                                hops: e.hops,
+                            })
+                            .collect(),
+                    })),
+                },
+                _ => wire::error("not_found", "no routes here"),
+            },
             Some(peer::request::Kind::Watch(_)) | None => {
                 wire::error("bad_request", "unknown request")
             }

@@ -19,11 +19,13 @@ use super::wire;
 use crate::sync::lock;
 
 pub const VERSION: u32 = 1;
-const CAPABILITIES: [&str; 5] = ["have", "manifest", "get", WATCH, META];
+const CAPABILITIES: [&str; 6] = ["have", "manifest", "get", WATCH, META, ROUTE];
 /// The capability of pushed peer state (docs/PROTOCOL.md §4.4).
 pub const WATCH: &str = "watch";
 /// The capability of Hub answers shared in the fleet (docs/PROTOCOL.md §4.5).
 pub const META: &str = "meta";
+/// The capability of routes to the fleet's anchors (docs/PROTOCOL.md §4.6).
+pub const ROUTE: &str = "route";
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -747,6 +749,7 @@ impl PeerSet {
             fleet,
             watch: super::watch::enabled() && hello.capabilities.iter().any(|c| c == WATCH),
             meta: hello.capabilities.iter().any(|c| c == META),
+            route: hello.capabilities.iter().any(|c| c == ROUTE),
         };
         lock(&self.inner.state)
             .peers

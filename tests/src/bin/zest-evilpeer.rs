@@ -239,7 +239,7 @@ async fn handle(
             tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
         }
         // Not in anyone's fleet, so it keeps no Hub answers for anyone.
-        Some(peer::request::Kind::Meta(_)) => {
+        Some(peer::request::Kind::Meta(_) | peer::request::Kind::Route(_)) => {
             wire::write(&mut send, &wire::error("not_found", "no")).await?;
         }
         None => {}

@@ -64,6 +64,7 @@ async fn main() -> Result<()> {
         fleet: fleet.is_some(),
         watch: false,
         meta: true,
+        route: false,
         conn,
     };
     let have = pc.have(&[args.file]).await?;

@@ -19,10 +19,7 @@ use crate::hubmeta::{Answer, HubMeta, Query, check, now_unix};
 /// under a second unless it is retrying (429, 5xx) or cannot be reached.
 pub const HEDGE_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// How fresh the owner's answer for a branch must be to stand for the Hub's (while the Hub is
-/// not known to be down): it asked the Hub a moment ago, for the same flash crowd. Anything
-/// older is a stale ref, taken only where the user allowed it.
-pub const REF_FRESH_SECS: u64 = 10;
+pub use crate::hubmeta::share::REF_FRESH_SECS;
 
 /// Where an answer came from.
 enum Got<T> {

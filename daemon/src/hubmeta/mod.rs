@@ -154,8 +154,11 @@ impl HubMeta {
         };
         let asked = tokio::time::Instant::now();
         let mut since = asked;
+        // A question on its way to the owner wants the Hub's answer of now: a branch's commit
+        // kept from long ago does not stop it (an outage's question takes any).
+        let usable = |a: &Answer| !(ask.as_owner && share::stale_ref(q, a.seen_unix, now_unix()));
         loop {
-            if let Some(a) = self.kept_async(q).await {
+            if let Some(a) = self.kept_async(q).await.filter(usable) {
                 return Some(a);
             }
             let pending = self.sharing.pending(q);
@@ -183,7 +186,7 @@ impl HubMeta {
             // This node's own pull may have been sent to the Hub meanwhile.
             if let Pending::InFlight(mut rx) = self.sharing.pending(q) {
                 let _ = tokio::time::timeout(share::OWNER_WAIT, rx.wait_for(|done| *done)).await;
-                if let Some(a) = self.kept_async(q).await {
+                if let Some(a) = self.kept_async(q).await.filter(usable) {
                     return Some(a);
                 }
             }
@@ -490,13 +493,15 @@ impl HubMeta {
         req.anchor = owner;
         let reply = match c.meta(req, wait).await {
             Ok(Some(r)) => r,
+            // This node may have passed another member's question on, and been sent to the
+            // Hub for it, then sent that member there in turn: its answer, if so.
             Ok(None) => {
                 tracing::debug!(peer = ?c, "the owner of {} has none", q.describe());
-                return None;
+                return self.delegates_answer(q, check).await;
             }
             Err(e) => {
                 tracing::debug!(peer = ?c, "the owner of {} did not answer: {e}", q.describe());
-                return None;
+                return self.delegates_answer(q, check).await;
             }
         };
         match check(&reply.piece) {
@@ -520,8 +525,8 @@ impl HubMeta {
         }
     }
 
-    /// This node owns `q`, and a member it sent to the Hub for it is getting it: its answer,
-    /// checked.
+    /// This node owns `q`, or passed a question for it on, and a member it sent to the Hub
+    /// for it is getting it: its answer, checked.
     async fn delegates_answer<T>(
         &self,
         q: &Query,

@@ -25,6 +25,17 @@ pub const OWNER_WAIT: Duration = Duration::from_secs(8);
 /// yet waits for itself to start: daemons of a flash crowd start within moments.
 pub const OWNER_GRACE: Duration = Duration::from_millis(1500);
 
+/// How fresh the owner's answer for a branch must be to stand for the Hub's (while the Hub is
+/// not known to be down): it asked the Hub a moment ago, for the same flash crowd. Anything
+/// older is a stale ref, taken only where the user allowed it; an owner holding only such
+/// an answer asks (or sends an asker to) the Hub again.
+pub const REF_FRESH_SECS: u64 = 10;
+
+/// Whether a kept answer `a` to `q` is a branch's commit too old to stand for the Hub's.
+pub fn stale_ref(q: &Query, seen_unix: u64, now_unix: u64) -> bool {
+    matches!(q, Query::Revision { .. }) && now_unix.saturating_sub(seen_unix) > REF_FRESH_SECS
+}
+
 /// How long the member an owner sent to the Hub for an answer stays the one to ask for it.
 pub const DELEGATE_HOLD: Duration = Duration::from_secs(30);
 
@@ -190,6 +201,20 @@ mod tests {
             repo: RepoRef::new(RepoType::Model, "acme/o").unwrap(),
             commit: commit.into(),
         }
+    }
+
+    #[test]
+    fn only_a_branch_commit_goes_stale() {
+        let rev = Query::Revision {
+            repo: RepoRef::new(RepoType::Model, "acme/o").unwrap(),
+            revision: "main".into(),
+        };
+        assert!(!stale_ref(&rev, 1000, 1000 + REF_FRESH_SECS));
+        assert!(stale_ref(&rev, 1000, 1001 + REF_FRESH_SECS));
+        assert!(
+            !stale_ref(&tree(&"a".repeat(40)), 0, 1_000_000),
+            "a listing never changes"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! Hub in `Link` and `Location` headers point at us; CAS telemetry is answered here.
 
 pub mod file_jobs;
+mod headers;
 pub mod host;
 pub mod rewrite;
 pub mod route;
@@ -452,11 +453,7 @@ impl Endpoint {
         };
         let method = req.method().clone();
         let query = req.uri().query().map(str::to_string);
-        let range = req
-            .headers()
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let range = headers::range(req.headers());
         let stand_in = || self.stand_in(&p, &method, query.as_deref(), range.as_deref());
         if meta.outage.is_down(&self.upstream)
             && let Some(r) = stand_in().await
@@ -599,20 +596,8 @@ impl Endpoint {
         hash: &str,
         doors: &str,
     ) -> Response {
-        let bearer = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::to_string);
-        let range = req
-            .headers()
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let bearer = headers::bearer(req.headers());
+        let range = headers::range(req.headers());
         let url = with_query(&format!("{cas}/{version}/reconstructions/{hash}"), &req);
         let resp = self.send(req, &url).await;
         let failed = match &resp {
@@ -711,11 +696,7 @@ impl Endpoint {
                 }
             }
         };
-        let want = req
-            .headers()
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let want = headers::range(req.headers());
         let chunks = match (&want, ranges.as_slice()) {
             (None, [(c, _)]) => *c,
             (Some(w), _) => match ranges.iter().find(|(_, b)| b.header_value() == *w) {
@@ -893,11 +874,7 @@ impl Endpoint {
             Ok(l) => l,
             Err(r) => return r,
         };
-        let range = req
-            .headers()
-            .get(header::RANGE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let range = headers::range(req.headers());
         let (a, b, partial) = match range {
             Some(r) => match rewrite::parse_range(&r, size) {
                 Some((a, b)) => (a, b, true),
@@ -963,12 +940,7 @@ impl Endpoint {
         let Some(pulls) = &self.pulls else {
             return text(StatusCode::SERVICE_UNAVAILABLE, "zestd: pulls are off");
         };
-        let token = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_string);
+        let token = headers::bearer(req.headers());
         let body = match axum::body::to_bytes(req.into_body(), 1 << 20).await {
             Ok(b) => b,
             Err(e) => return text(StatusCode::BAD_REQUEST, &format!("zestd: {e}")),

@@ -86,17 +86,6 @@ fn mark(mut out: Response, commit: &str) -> Response {
     out
 }
 
-fn bearer(req: &Request) -> Option<String> {
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::to_string)
-}
-
 impl Endpoint {
     /// The listing at the pinned commit, kept here or given by a fleet member, if the repo
     /// is public.
@@ -262,7 +251,7 @@ impl Endpoint {
         hash: &str,
         doors: &str,
     ) -> Response {
-        let minted = bearer(&req).is_some_and(|t| {
+        let minted = super::headers::bearer(req.headers()).is_some_and(|t| {
             t.starts_with(FLEET_TOKEN_PREFIX) && lock(&self.grants).contains_key(&t)
         });
         if !minted {

@@ -262,21 +262,29 @@ fn hub_asks(hub: &TestHub) -> u64 {
     s.hub_requests + s.reconstructions
 }
 
-#[test]
-fn a_flash_crowd_asks_the_hub_about_as_often_as_one_node_and_pulls_through_429s() {
-    let scratch = Scratch::new("outage-crowd");
+fn hub_for(name: &str) -> (Scratch, TestHub) {
+    let scratch = Scratch::new(name);
     let hub = TestHub::start(HubConfig::new(
         scratch.path().join("hub"),
         fixtures::standard(),
     ))
     .expect("test hub");
+    (scratch, hub)
+}
 
-    // One daemon alone: what a pull asks of the Hub.
+/// One daemon alone pulls MODEL: its snapshot, and what it asked of the Hub.
+fn lone_pull(scratch: &Scratch, hub: &TestHub) -> (std::path::PathBuf, u64) {
     let lone = Daemon::start_peer(&scratch.path().join("lone"), &hub.endpoint, &[]);
-    let before = hub_asks(&hub);
-    let lone_snap = pulled_path(&lone.pull(&[MODEL], &[]));
-    let one = hub_asks(&hub) - before;
-    drop(lone);
+    let before = hub_asks(hub);
+    let snap = pulled_path(&lone.pull(&[MODEL], &[]));
+    (snap, hub_asks(hub) - before)
+}
+
+#[test]
+fn a_flash_crowd_asks_the_hub_about_as_often_as_one_node_and_pulls_through_429s() {
+    let (scratch, hub) = hub_for("outage-crowd");
+    // One daemon alone: what a pull asks of the Hub.
+    let (lone_snap, one) = lone_pull(&scratch, &hub);
 
     // Four fleet members at once, each peered with the others.
     let fleet = fleet_key(&scratch.path().join("fleet.key"), "crowd test fleet secret");
@@ -370,17 +378,9 @@ fn anchor_in_log(d: &Daemon) -> Option<(String, bool)> {
 
 #[test]
 fn a_fleet_in_a_line_climbs_to_one_anchor_and_asks_the_hub_once() {
-    let scratch = Scratch::new("outage-line");
-    let hub = TestHub::start(HubConfig::new(
-        scratch.path().join("hub"),
-        fixtures::standard(),
-    ))
-    .expect("test hub");
-    let lone = Daemon::start_peer(&scratch.path().join("lone"), &hub.endpoint, &[]);
-    let before = hub_asks(&hub);
-    let lone_snap = pulled_path(&lone.pull(&[MODEL], &[]));
-    let one = hub_asks(&hub) - before;
-    drop(lone);
+    let (scratch, hub) = hub_for("outage-line");
+    // One daemon alone: what a pull asks of the Hub.
+    let (lone_snap, one) = lone_pull(&scratch, &hub);
 
     // n0 - n1 - n2 - n3 - n4: each member is connected to its neighbours only, so no member
     // sees the whole fleet, and a member's best-scoring neighbour is not the fleet's anchor.

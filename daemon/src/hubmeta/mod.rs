@@ -221,16 +221,19 @@ impl HubMeta {
         req.as_owner = true;
         req.anchor = target.to_string();
         req.relays = relays + 1;
+        self.asked(c, q, req, wait).await
+    }
+
+    /// `q` asked of fleet member `c` with `req`: its answer, checked and kept (`sound`).
+    async fn asked(
+        &self,
+        c: &crate::peer::PeerConn,
+        q: &Query,
+        req: zest_proto::peer::MetaRequest,
+        wait: std::time::Duration,
+    ) -> Option<Answer> {
         match c.meta(req, wait).await {
-            Ok(Some(r)) => self.sound(
-                &c.node_id,
-                q,
-                Answer {
-                    body: r.piece,
-                    seen_unix: r.seen_unix,
-                    private: r.private,
-                },
-            ),
+            Ok(Some(r)) => self.sound(&c.node_id, q, r.into()),
             Ok(None) => None,
             Err(e) => {
                 tracing::debug!(peer = ?c, "no answer for {}: {e}", q.describe());
@@ -294,22 +297,7 @@ impl HubMeta {
         let wait = share::OWNER_WAIT + std::time::Duration::from_secs(1);
         let mut req = q.to_wire();
         req.relays = relays + 1;
-        match c.meta(req, wait).await {
-            Ok(Some(r)) => self.sound(
-                node,
-                q,
-                Answer {
-                    body: r.piece,
-                    seen_unix: r.seen_unix,
-                    private: r.private,
-                },
-            ),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::debug!(peer = ?c, "no answer for {}: {e}", q.describe());
-                None
-            }
-        }
+        self.asked(&c, q, req, wait).await
     }
 
     /// What this node kept for `q`, else the first fleet member's answer, checked.
@@ -507,14 +495,7 @@ impl HubMeta {
         match check(&reply.piece) {
             Ok(v) => {
                 tracing::debug!(peer = ?c, "took {} from its owner in the fleet", q.describe());
-                Some((
-                    v,
-                    Answer {
-                        body: reply.piece,
-                        seen_unix: reply.seen_unix,
-                        private: reply.private,
-                    },
-                ))
+                Some((v, Answer::from(reply)))
             }
             Err(e) => {
                 if let Some(peers) = self.peers() {
@@ -587,14 +568,7 @@ impl HubMeta {
             match check(&reply.piece) {
                 Ok(v) => {
                     tracing::info!(peer = ?c, "took {} from a fleet member", q.describe());
-                    out.push((
-                        v,
-                        Answer {
-                            body: reply.piece,
-                            seen_unix: reply.seen_unix,
-                            private: reply.private,
-                        },
-                    ));
+                    out.push((v, Answer::from(reply)));
                     if !all {
                         break;
                     }

@@ -18,6 +18,16 @@ pub struct Answer {
     pub private: bool,
 }
 
+impl From<zest_proto::peer::MetaReply> for Answer {
+    fn from(r: zest_proto::peer::MetaReply) -> Answer {
+        Answer {
+            body: r.piece,
+            seen_unix: r.seen_unix,
+            private: r.private,
+        }
+    }
+}
+
 pub struct MetaStore {
     db: sled::Db,
     refs: sled::Tree,

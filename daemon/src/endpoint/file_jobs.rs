@@ -297,7 +297,6 @@ impl FileJobs {
         let xjob = XetFileJob {
             xet_hash: hash,
             size,
-            sha256: None,
             partial: self.staging.join(format!("{name}.zest.incomplete")),
             journal: self.staging.join(format!("{name}.zest.journal")),
             name: format!("{name} (for a local client)"),

@@ -16,7 +16,7 @@ use xet::XetHash;
 use super::Engine;
 use super::chunk_door::{ChunkDoor, Source, VerifiedChunk};
 use super::error::{Kind, PullError};
-use super::file_checks::{XetFileJob, check_file_hash, check_sha256};
+use super::file_checks::{XetFileJob, check_file_hash};
 use super::file_ctx::FileCtx;
 use super::progress::PullCounters;
 use crate::index::{Chunk, HeldFile};
@@ -76,7 +76,6 @@ pub async fn copy_held(
         .map(|c| (c.hash, u64::from(c.size)))
         .collect();
     check_file_hash(job, &pairs)?;
-    check_sha256(job).await?;
     tracing::info!(file = %job.name, from = %held.path.display(), "copied from the local cache");
     counters.bytes_done.fetch_add(job.size, Ordering::Relaxed);
     counters.add_local(job.size);

@@ -22,7 +22,6 @@ pub mod peer_fetch;
 pub mod peer_views;
 pub mod plain_file;
 pub mod planner;
-pub mod prefix_sha256;
 pub mod progress;
 pub mod pull;
 pub mod schedule;

@@ -368,7 +368,6 @@ async fn fetch_file(ctx: &PullCtx<'_>, t: &FileTask) -> Result<(), PullError> {
             let job = super::file_checks::XetFileJob {
                 xet_hash,
                 size,
-                sha256: t.entry.lfs.as_ref().map(|l| l.oid.clone()),
                 partial: blobs_dir.join(format!("{}.zest.incomplete", t.etag)),
                 journal: blobs_dir.join(format!("{}.zest.journal", t.etag)),
                 name: t.entry.path.clone(),

@@ -1,7 +1,7 @@
 //! Downloading one Xet file, from the top: a local copy if the cache holds the file;
 //! else reconstruction → layout (`file_plan`) → what an earlier attempt verified (journal)
 //! → chunks other local files hold (`local`) → every other range from peers or the origin
-//! (`schedule`) → file hash (and sha256) checked. The file is never held in memory.
+//! (`schedule`) → file hash checked. The file is never held in memory.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -16,7 +16,7 @@ use xet::remote::CasClient;
 use super::Engine;
 use super::chunk_door;
 use super::error::PullError;
-use super::file_checks::{XetFileJob, check_file_hash, check_sha256, sha256_matches};
+use super::file_checks::{XetFileJob, check_file_hash};
 use super::file_ctx::FileCtx;
 use super::file_plan::{PlacedTerm, group_terms, place_terms, total_chunks};
 use super::journal::{ChunkRecord, Journal};
@@ -135,10 +135,6 @@ pub async fn download_with(
     });
     // Served to peers from here on, chunk by chunk as they verify.
     let serving = engine.live.register(live.clone());
-    let sha = job
-        .sha256
-        .is_some()
-        .then(|| super::prefix_sha256::Background::start(live.clone()));
     super::local::reuse_chunks(&ctx).await?;
     let mut work = Vec::new();
     for g in groups {
@@ -165,13 +161,6 @@ pub async fn download_with(
             .map(|(i, p)| (i as u32, p.hash))
             .collect::<Vec<_>>(),
     );
-    match (sha, &job.sha256) {
-        (Some(bg), Some(expected)) => match bg.finish(job.size).await {
-            Some(got) => sha256_matches(job, expected, &got)?,
-            None => check_sha256(job).await?,
-        },
-        _ => check_sha256(job).await?,
-    }
     for t in &ctx.terms {
         let _ = engine.index.record_xorb_range(
             &t.xorb,

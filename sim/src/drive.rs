@@ -409,7 +409,12 @@ impl World {
                 eprintln!("{now:.2} node {n} file {f}: {a:?}");
             }
             match a {
-                Action::FetchFromPeer { slot, peer, ranges } => {
+                Action::FetchFromPeer {
+                    slot,
+                    peer,
+                    ranges,
+                    seeders_only,
+                } => {
                     let src = self.ids.get(&peer).copied();
                     let Some(src) = src.filter(|&s| self.nodes[s].alive) else {
                         if let Some(pl) = self.nodes[n].files[f].planner.as_mut() {
@@ -439,6 +444,7 @@ impl World {
                         first_byte_at: now + self.p.peer_rtt_ms / 1000.0,
                         rate: 0.0,
                         permit: false,
+                        seeders_only,
                     });
                 }
                 Action::Claim { slot, swarm_limit } => {
@@ -497,6 +503,7 @@ impl World {
                         first_byte_at: now + self.p.origin_rtt_ms / 1000.0,
                         rate: 0.0,
                         permit,
+                        seeders_only: false,
                     });
                 }
             }

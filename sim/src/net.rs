@@ -27,6 +27,8 @@ pub struct Flow {
     pub rate: f64,
     /// Origin transfers: holds one of the node's swarm origin permits.
     pub permit: bool,
+    /// Peer transfers: judged against the origin (`planner::Judge::seeders_only`).
+    pub seeders_only: bool,
 }
 
 impl Flow {
@@ -163,6 +165,7 @@ mod tests {
             first_byte_at: 0.0,
             rate: 0.0,
             permit: false,
+            seeders_only: false,
         }
     }
 

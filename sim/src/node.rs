@@ -59,6 +59,8 @@ pub struct Node {
     pub rates: NodeMap<f64>,
     /// Transfers this node serves now (zestd answers `busy` beyond `MAX_UPLOADS`).
     pub uploading: usize,
+    /// How fast its origin transfers went (zestd's own estimate, the same code).
+    pub origin_pace: zestd::engine::origin_pace::OriginPace,
     /// Peers that answered `busy`, left alone until then (zestd's `CHOKE`).
     pub choked: NodeMap<f64>,
     pub next_announce: f64,

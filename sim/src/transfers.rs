@@ -41,10 +41,15 @@ impl World {
                         fl.delivered = units;
                     }
                     let since = now + dt - fl.first_byte_at;
+                    let judge = planner::Judge {
+                        seeders_only: fl.seeders_only,
+                        origin_rate: self.nodes[fl.dst].origin_pace.rate(),
+                    };
                     if planner::behind(
                         fl.done as u64,
                         (fl.bytes - fl.done) as u64,
                         Duration::from_secs_f64(since.max(0.0)),
+                        judge,
                     ) {
                         slow.push(k);
                         continue;
@@ -72,7 +77,13 @@ impl World {
         }
         for fl in slow_flows {
             self.unload(&fl);
-            self.peer_failed(fl, PeerFailure::Other);
+            // As zestd's `failure_of`: a transfer judged against the origin that lost to it.
+            let why = if fl.seeders_only {
+                PeerFailure::Lagging
+            } else {
+                PeerFailure::Other
+            };
+            self.peer_failed(fl, why);
         }
     }
 
@@ -89,6 +100,11 @@ impl World {
         match fl.src {
             Src::Origin => {
                 let node = &mut self.nodes[n];
+                let began = fl.first_byte_at - self.p.origin_rtt_ms / 1000.0;
+                node.origin_pace.record(
+                    fl.bytes as u64,
+                    Duration::from_secs_f64((self.now - began).max(0.0)),
+                );
                 if fl.permit {
                     node.swarm_inflight -= 1;
                 }

@@ -326,6 +326,7 @@ impl World {
             swarm_progress: None,
             rates: NodeMap::default(),
             uploading: 0,
+            origin_pace: Default::default(),
             choked: NodeMap::default(),
             next_announce: self.now + self.p.announce_s,
             bytes_up: 0.0,

@@ -371,10 +371,15 @@ fn an_upload_cap_holds_over_every_five_second_window() {
     );
     pull_ok(&seed, &repo);
     assert_eq!(num(&seed, "max_upload_rate"), cap);
-    let node = Daemon::start_peer(
+    // The origin on loopback is far faster than a seeder capped at 12 MiB/s, so a node
+    // judging its sources would take the model from the origin (`planner::Judge`). A node
+    // under a download cap judges no peer slow; its cap, four times the seeder's, leaves
+    // the seeder's cap the one that binds.
+    let node = Daemon::start_peer_with(
         &scratch.path().join("node"),
         &hub.endpoint,
         &[seed.listen()],
+        &["--max-download-rate".into(), "48MiB".into()],
     );
     wait_connected(&node, 1);
 

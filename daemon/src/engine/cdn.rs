@@ -167,6 +167,8 @@ pub async fn stream_group(
     }
     let mut door = ChunkDoor::new(ctx, Source::Origin);
     let counters = &ctx.counters;
+    let t0 = std::time::Instant::now();
+    let mut decoded = 0u64;
 
     let mut sink = |bytes: &[u8]| -> Result<(), PullError> {
         counters.add_origin(bytes.len() as u64);
@@ -181,6 +183,7 @@ pub async fn stream_group(
                 )));
             }
             let chunk = VerifiedChunk::hashed(data);
+            decoded += data.len() as u64;
             for (ti, cursor) in cursors.iter_mut() {
                 let t = &terms[*ti];
                 if k < t.chunks.start || k >= t.chunks.end {
@@ -230,5 +233,6 @@ pub async fn stream_group(
         }
     }
     door.flush(None)?;
+    ctx.engine.origin_pace.record(decoded, t0.elapsed());
     Ok(())
 }

@@ -17,6 +17,7 @@ pub mod filter;
 pub mod hub_answers;
 pub mod journal;
 pub mod local;
+pub mod origin_pace;
 pub mod origin_patch;
 pub mod peer_fetch;
 pub mod peer_views;
@@ -61,6 +62,8 @@ pub struct Engine {
     pub client_permits: Arc<Semaphore>,
     /// Origin ranges in flight, over all files, while peers download the same files.
     pub swarm_origin: Arc<swarm_origin::SwarmOrigin>,
+    /// How fast one origin transfer brings bytes lately (what seeders are judged against).
+    pub origin_pace: Arc<origin_pace::OriginPace>,
     pub totals: Arc<Totals>,
     /// Complete files in the cache, for local reuse and for serving.
     pub index: Index,
@@ -97,6 +100,7 @@ impl Engine {
             fetch_permits: Arc::new(Semaphore::new(fetch_concurrency.max(1))),
             client_permits: Arc::new(Semaphore::new(CLIENT_ORIGIN_RANGES)),
             swarm_origin: Arc::default(),
+            origin_pace: Arc::default(),
             totals,
             index,
             live: Arc::new(LiveFiles::default()),

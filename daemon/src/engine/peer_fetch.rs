@@ -13,9 +13,9 @@ use super::error::PullError;
 use super::file_ctx::FileCtx;
 use super::file_plan::XorbSpan;
 use super::peer_views::View;
-use super::planner::{PeerFailure, behind};
+use super::planner::{JUDGE_SOON, Judge, PeerFailure, behind};
 use super::trust::{TrustedChunk, XorbCheck, check_xorb, file_entries};
-use crate::peer::limits::{MAX_GET_CHUNKS, MAX_MANIFEST_CHUNKS};
+use crate::peer::limits::{FIRST_CHUNK_WAIT, MAX_GET_CHUNKS, MAX_MANIFEST_CHUNKS};
 use crate::peer::{PeerConn, PeerError};
 
 /// Claimed hash and size of each chunk of `ranges`: ours where we hold it (verified), else
@@ -202,9 +202,11 @@ impl From<DoorError> for PeerFetchError {
     }
 }
 
-/// What a failed transfer says about the peer, for the planner.
-pub fn failure_of(e: &PeerError) -> PeerFailure {
+/// What a failed transfer says about the peer, for the planner. A transfer from seeders
+/// alone that went silent or fell behind the origin is [`PeerFailure::Lagging`].
+pub fn failure_of(e: &PeerError, seeders_only: bool) -> PeerFailure {
     match e {
+        PeerError::Stalled(_) | PeerError::Stopped(_) if seeders_only => PeerFailure::Lagging,
         PeerError::Rejected(why) => PeerFailure::Lied(why.clone()),
         PeerError::Protocol(why) => PeerFailure::BrokeProtocol(why.clone()),
         PeerError::NotFound(_) => PeerFailure::Lacked,
@@ -215,11 +217,13 @@ pub fn failure_of(e: &PeerError) -> PeerFailure {
 }
 
 /// Fetches `ranges` of the file from one peer, checking each chunk against `trust`
-/// before it goes through the door.
+/// before it goes through the door. `seeders_only`: judged against the origin
+/// ([`Judge::seeders_only`]).
 pub async fn fetch_from_peer(
     ctx: &FileCtx,
     peer: &PeerConn,
     ranges: &[(u32, u32)],
+    seeders_only: bool,
 ) -> Result<(), PeerFetchError> {
     // The rate is measured from the first chunk on: the request's round trip and a busy
     // peer's first read are latency, which silence detection bounds on its own.
@@ -235,12 +239,19 @@ pub async fn fetch_from_peer(
     let pace = &ctx.engine.limits.download;
     // Under a download cap every transfer is slowed on purpose: no peer is judged slow.
     let capped = pace.get().is_some();
+    // A seeder that does not start sending soon loses the range to the origin; in a crowd a
+    // peer busy with its own downloads gets the usual allowance.
+    let first_wait = if seeders_only && !capped {
+        JUDGE_SOON
+    } else {
+        FIRST_CHUNK_WAIT
+    };
     for &(a, b) in ranges {
         let mut start = a;
         while start < b {
             let end = b.min(start + MAX_GET_CHUNKS);
             let r: Result<(), PeerFetchError> = peer
-                .get(&ctx.hash, start, end, pace, |i, data| {
+                .get(&ctx.hash, start, end, pace, first_wait, |i, data| {
                     let Some(TrustedChunk { hash, size, offset }) = ctx.trust.get(i) else {
                         // Only trusted ranges are asked for; a chunk outside them is noise.
                         return Err(
@@ -263,7 +274,11 @@ pub async fn fetch_from_peer(
                     // rest of the range to the origin.
                     let left = total.saturating_sub(got);
                     let (t0, at0) = *first.get_or_insert((Instant::now(), got));
-                    if !capped && behind(got - at0, left, t0.elapsed()) {
+                    let judge = Judge {
+                        seeders_only,
+                        origin_rate: ctx.engine.origin_pace.rate(),
+                    };
+                    if !capped && behind(got - at0, left, t0.elapsed(), judge) {
                         return Err(PeerError::Stopped("slower than the origin".into()).into());
                     }
                     Ok(())

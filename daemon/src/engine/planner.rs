@@ -278,12 +278,45 @@ pub const JUDGE_AFTER: Duration = Duration::from_secs(3);
 /// behind a 400 Mbit/s link (peers starved of CPU by their clients looked slow): a peer
 /// that stops is caught by silence detection instead, well under a second in.
 pub const MIN_RATE: f64 = 2.0 * 1024.0 * 1024.0;
+/// A transfer from seeders alone ([`Judge::seeders_only`]) is judged this soon.
+pub const JUDGE_SOON: Duration = Duration::from_millis(500);
+/// With nothing measured of the origin yet, a transfer from seeders alone slower than this
+/// loses its range to the origin: any peer worth asking delivers far more (a seeder on
+/// loopback serving three nodes at once on a busy 2-core machine: 60 MB/s and more).
+pub const SEEDER_FLOOR: f64 = 8.0 * 1024.0 * 1024.0;
+/// A transfer from seeders alone loses its range when the origin delivers more than this
+/// many times its rate to this node.
+pub const ORIGIN_ADVANTAGE: f64 = 2.0;
+
+/// What a peer transfer is judged against.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Judge {
+    /// When it was assigned, only complete peers held the range and nobody fetched it:
+    /// taking it from the origin costs no crowd anything, so the transfer is judged
+    /// against the origin ([`JUDGE_SOON`]). Otherwise only a transfer that stays below
+    /// [`MIN_RATE`] for [`JUDGE_AFTER`] loses its range (crowds stay at one copy).
+    pub seeders_only: bool,
+    /// Bytes per second one origin transfer brought this node lately; None before any.
+    pub origin_rate: Option<f64>,
+}
 
 /// Whether a peer transfer that delivered `got` bytes in `elapsed` since its first chunk,
 /// with `remaining` to go, is too slow to keep. Its range then goes to the origin, which
 /// sends only what is still missing.
-pub fn behind(got: u64, remaining: u64, elapsed: Duration) -> bool {
-    elapsed >= JUDGE_AFTER && remaining > 0 && (got as f64 / elapsed.as_secs_f64()) < MIN_RATE
+pub fn behind(got: u64, remaining: u64, elapsed: Duration, judge: Judge) -> bool {
+    if remaining == 0 || elapsed.is_zero() {
+        return false;
+    }
+    let rate = got as f64 / elapsed.as_secs_f64();
+    if judge.seeders_only && elapsed >= JUDGE_SOON {
+        let bar = judge
+            .origin_rate
+            .map_or(SEEDER_FLOOR, |o| o / ORIGIN_ADVANTAGE);
+        if rate < bar {
+            return true;
+        }
+    }
+    elapsed >= JUDGE_AFTER && rate < MIN_RATE
 }
 
 /// `0..n` in file order, but with the last slot second.
@@ -299,10 +332,12 @@ pub fn ends_first(n: usize) -> Vec<usize> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Fetch these missing chunks of the slot from the peer, each checked against trust.
+    /// `seeders_only`: see [`Judge::seeders_only`].
     FetchFromPeer {
         slot: usize,
         peer: PeerId,
         ranges: Ranges,
+        seeders_only: bool,
     },
     /// Announce the slot's ranges as `fetching`, holding one of the node's swarm origin
     /// permits under `swarm_limit` when given (if none is free, report
@@ -329,6 +364,9 @@ pub enum PeerFailure {
     /// so no strike; it is not asked for this file's chunks again.
     Gone,
     Busy,
+    /// A transfer judged against the origin ([`Judge::seeders_only`]) fell behind it or
+    /// went silent: the peer is not asked for this file again (the origin is faster).
+    Lagging,
     /// Silent, too slow ([`behind`]), connection lost: not its fault as far as we can tell.
     Other,
 }
@@ -339,6 +377,9 @@ pub enum Verdict {
     Ban(String),
     Strike(&'static str),
     Choke,
+    /// It lost to the origin where only seeders held the range: out of every view of this
+    /// node for a while, so the other files' ranges go to the origin too, at once.
+    Bench(&'static str),
     /// Nothing against it; this slot goes elsewhere.
     Abandon,
 }
@@ -632,10 +673,17 @@ impl Planner {
                     .filter(|p| !p.busy && !slot.avoid.contains(&p.id) && p.holds_all(&missing))
                     .max_by(|a, b| a.rate.total_cmp(&b.rate))
             {
+                let (_, seeders_only) = swarm_now.get_or_insert_with(|| Swarm::of(s)).elsewhere(
+                    s,
+                    &slot.avoid,
+                    &slot.ranges,
+                    &missing,
+                );
                 actions.push(Action::FetchFromPeer {
                     slot: i,
                     peer: p.id.clone(),
                     ranges: missing,
+                    seeders_only,
                 });
                 slot.st = St::Peer;
                 peer_busy += 1;
@@ -768,8 +816,8 @@ impl Planner {
         if *f != PeerFailure::Busy {
             x.avoid.insert(peer.to_string());
         }
-        if *f == PeerFailure::Gone {
-            // The whole file left that peer, not just this slot's chunks.
+        if matches!(f, PeerFailure::Gone | PeerFailure::Lagging) {
+            // The whole file left that peer, or the origin beats it: not just this slot.
             for other in &mut self.slots {
                 other.avoid.insert(peer.to_string());
             }
@@ -780,6 +828,7 @@ impl Planner {
             PeerFailure::Lacked => Verdict::Strike("repeatedly lacked chunks it said it held"),
             PeerFailure::Busy => Verdict::Choke,
             PeerFailure::Gone => Verdict::Abandon,
+            PeerFailure::Lagging => Verdict::Bench("fell behind the origin, or went silent"),
             // Only this slot goes elsewhere: in a crowd, peers starved of CPU by their own
             // clients go quiet now and then, and benching them cost origin copies.
             PeerFailure::Other => Verdict::Abandon,
@@ -832,6 +881,13 @@ mod tests {
         }
     }
 
+    /// A snapshot in which every chunk's hash is trusted.
+    fn trusted_snap(t0: Instant, peers: Vec<PeerState>) -> Snapshot {
+        let mut s = snap(t0, peers);
+        s.trusted = vec![true; 40];
+        s
+    }
+
     fn at(t0: Instant, ms: u64) -> Instant {
         t0 + Duration::from_millis(ms + T0_MS)
     }
@@ -840,10 +896,57 @@ mod tests {
     fn a_peer_transfer_is_behind_when_it_stays_under_the_minimum_rate() {
         let ms = Duration::from_millis;
         let mib = 1u64 << 20;
-        assert!(!behind(0, 64 * mib, ms(2900)));
-        assert!(!behind(0, 0, ms(5000)));
-        assert!(behind(3 * mib, 60 * mib, ms(3000)));
-        assert!(!behind(9 * mib, 60 * mib, ms(3000)));
+        let crowd = Judge {
+            seeders_only: false,
+            origin_rate: Some(400.0 * mib as f64),
+        };
+        assert!(!behind(0, 64 * mib, ms(2900), crowd));
+        assert!(!behind(0, 0, ms(5000), crowd));
+        assert!(behind(3 * mib, 60 * mib, ms(3000), crowd));
+        assert!(
+            !behind(9 * mib, 60 * mib, ms(3000), crowd),
+            "in a crowd only the minimum rate counts, however fast the origin"
+        );
+    }
+
+    #[test]
+    fn a_transfer_from_seeders_alone_is_judged_against_the_origin_half_a_second_in() {
+        let ms = Duration::from_millis;
+        let mib = 1u64 << 20;
+        let unknown = Judge {
+            seeders_only: true,
+            origin_rate: None,
+        };
+        assert!(!behind(mib, 60 * mib, ms(400), unknown), "too soon");
+        assert!(
+            behind(2 * mib, 60 * mib, ms(500), unknown),
+            "4 MiB/s: under the floor"
+        );
+        assert!(!behind(8 * mib, 60 * mib, ms(500), unknown), "16 MiB/s");
+        assert!(
+            !behind(2 * mib, 0, ms(500), unknown),
+            "nothing left to move"
+        );
+        let fast_origin = Judge {
+            seeders_only: true,
+            origin_rate: Some(400.0 * mib as f64),
+        };
+        assert!(
+            behind(50 * mib, 200 * mib, ms(500), fast_origin),
+            "100 MiB/s against 400"
+        );
+        assert!(
+            !behind(110 * mib, 200 * mib, ms(500), fast_origin),
+            "220 MiB/s against 400"
+        );
+        let slow_origin = Judge {
+            seeders_only: true,
+            origin_rate: Some(4.0 * mib as f64),
+        };
+        assert!(
+            !behind(2 * mib, 60 * mib, ms(500), slow_origin),
+            "a seeder as fast as the origin is kept"
+        );
     }
 
     /// Twelve slots of 10 chunks, all trusted, a seeder holding them all.
@@ -1279,6 +1382,7 @@ mod tests {
                 slot: 1,
                 peer: "b".into(),
                 ranges: vec![(10, 12), (13, 20)],
+                seeders_only: false,
             }
         );
         assert_eq!(
@@ -1287,6 +1391,7 @@ mod tests {
                 slot: 0,
                 peer: "c".into(),
                 ranges: vec![(0, 10)],
+                seeders_only: false,
             },
             "the fastest peer that holds all of the slot's missing chunks"
         );
@@ -1434,6 +1539,49 @@ mod tests {
     }
 
     #[test]
+    fn a_seeder_that_loses_to_the_origin_is_benched_and_avoided_for_the_whole_file() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let s = trusted_snap(t0, vec![peer("a", vec![(0, 40)], vec![], 1.0)]);
+        let a = p.assign(&s);
+        assert!(
+            a.iter().all(|x| matches!(
+                x,
+                Action::FetchFromPeer {
+                    seeders_only: true,
+                    ..
+                }
+            )),
+            "only a seeder holds the file, nobody fetches it: judged against the origin {a:?}"
+        );
+        assert!(matches!(
+            p.peer_done(0, "a", Some(&PeerFailure::Lagging)),
+            Some(Verdict::Bench(_))
+        ));
+        assert!(p.slots.iter().all(|s| s.avoid.contains("a")));
+    }
+
+    #[test]
+    fn a_range_a_crowd_trades_is_not_judged_against_the_origin() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let s = trusted_snap(
+            t0,
+            vec![
+                peer("a", vec![(0, 40)], vec![], 1.0),
+                peer("b", vec![(0, 10)], vec![(10, 20)], 1.0),
+            ],
+        );
+        let a = p.assign(&s);
+        for (slot, judged) in [(0, false), (1, false), (2, true), (3, true)] {
+            assert!(
+                a.iter().any(|x| matches!(x, Action::FetchFromPeer { slot: k, seeders_only, .. } if *k == slot && *seeders_only == judged)),
+                "slot {slot}: a partial holder or a fetcher makes it a crowd's range {a:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_lying_peer_is_banned_and_avoided_a_busy_one_only_choked() {
         let t0 = Instant::now();
         let mut p = planner(t0);
@@ -1450,7 +1598,8 @@ mod tests {
             a.contains(&Action::FetchFromPeer {
                 slot: 1,
                 peer: "a".into(),
-                ranges: vec![(10, 20)]
+                ranges: vec![(10, 20)],
+                seeders_only: true,
             }),
             "busy is no reason to avoid a peer: {a:?}"
         );

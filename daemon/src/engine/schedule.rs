@@ -35,7 +35,8 @@ const TICK: Duration = Duration::from_millis(50);
 
 enum Outcome {
     Origin(Result<(), PullError>),
-    Peer(String, Result<(), PeerFetchError>),
+    /// The peer, whether the transfer was judged against the origin, how it ended.
+    Peer(String, bool, Result<(), PeerFetchError>),
 }
 
 /// What the loop has set going: transfers, and claims announced but not yet fetched (with
@@ -222,12 +223,13 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
                 planner.origin_done(i);
                 prove_xorbs(ctx, &xorbs, &mut settled);
             }
-            Outcome::Peer(node, Ok(())) => {
+            Outcome::Peer(node, _, Ok(())) => {
                 planner.peer_done(i, &node, None);
             }
-            Outcome::Peer(_, Err(PeerFetchError::Fatal(e))) => return Err(e),
-            Outcome::Peer(node, Err(PeerFetchError::Peer(e))) => {
-                if let Some(v) = planner.peer_done(i, &node, Some(&failure_of(&e))) {
+            Outcome::Peer(_, _, Err(PeerFetchError::Fatal(e))) => return Err(e),
+            Outcome::Peer(node, seeders_only, Err(PeerFetchError::Peer(e))) => {
+                let failure = failure_of(&e, seeders_only);
+                if let Some(v) = planner.peer_done(i, &node, Some(&failure)) {
                     apply(ctx, &node, v, &e);
                 }
             }
@@ -326,7 +328,12 @@ fn carry_out(
     let InFlight { tasks, claims } = flight;
     for a in actions {
         match a {
-            Action::FetchFromPeer { slot, peer, ranges } => {
+            Action::FetchFromPeer {
+                slot,
+                peer,
+                ranges,
+                seeders_only,
+            } => {
                 let Some(v) = views.get(&peer) else {
                     // Cannot happen: the planner chose from these views.
                     planner.peer_done(slot, &peer, None);
@@ -335,9 +342,9 @@ fn carry_out(
                 let (ctx, conn) = (ctx.clone(), v.conn.clone());
                 tasks.spawn(async move {
                     let t0 = Instant::now();
-                    let r = fetch_from_peer(&ctx, &conn, &ranges).await;
-                    tracing::debug!(file = %ctx.name, peer = ?conn, ranges = ?ranges, took = ?t0.elapsed(), ok = r.is_ok(), "peer range ended");
-                    (slot, Outcome::Peer(conn.node_id.clone(), r))
+                    let r = fetch_from_peer(&ctx, &conn, &ranges, seeders_only).await;
+                    tracing::debug!(file = %ctx.name, peer = ?conn, ranges = ?ranges, seeders_only, took = ?t0.elapsed(), ok = r.is_ok(), "peer range ended");
+                    (slot, Outcome::Peer(conn.node_id.clone(), seeders_only, r))
                 });
             }
             Action::Claim { slot, swarm_limit } => {
@@ -409,6 +416,10 @@ fn apply(ctx: &FileCtx, node: &str, verdict: Verdict, e: &PeerError) {
             set.strike(node, why);
         }
         Verdict::Choke => set.choke(node),
+        Verdict::Bench(why) => {
+            tracing::info!(peer = short, file = %ctx.name, "peer transfer abandoned: {e}");
+            set.bench(node, why);
+        }
         Verdict::Abandon => {
             tracing::info!(peer = short, file = %ctx.name, "peer transfer abandoned: {e}")
         }

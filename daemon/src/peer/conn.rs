@@ -261,6 +261,7 @@ impl PeerConn {
         start: u32,
         end: u32,
         pace: &crate::rate::RateLimit,
+        first_wait: Duration,
         mut on_chunk: impl FnMut(u32, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let req = peer::request::Kind::Get(peer::GetRequest {
@@ -273,8 +274,11 @@ impl PeerConn {
         let mut first: Option<std::time::Instant> = None;
         let result = async {
             while next < end {
-                let quiet =
-                    silence_allowed(next - start, first.map(|t| t.elapsed()).unwrap_or_default());
+                let quiet = silence_allowed(
+                    next - start,
+                    first.map(|t| t.elapsed()).unwrap_or_default(),
+                    first_wait,
+                );
                 let frame = match tokio::time::timeout(
                     quiet,
                     wire::read::<peer::Response>(&mut recv),

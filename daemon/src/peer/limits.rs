@@ -72,10 +72,10 @@ pub const SILENCE_MIN: Duration = Duration::from_millis(300);
 pub const SILENCE_MAX: Duration = Duration::from_millis(800);
 
 /// How long a `get` stream may stay silent, having delivered `chunks` chunks over
-/// `elapsed` since its first.
-pub fn silence_allowed(chunks: u32, elapsed: Duration) -> Duration {
+/// `elapsed` since its first; `first_wait` before the first.
+pub fn silence_allowed(chunks: u32, elapsed: Duration, first_wait: Duration) -> Duration {
     if chunks == 0 {
-        return FIRST_CHUNK_WAIT;
+        return first_wait;
     }
     (elapsed / chunks * SILENCE_GAPS).clamp(SILENCE_MIN, SILENCE_MAX)
 }
@@ -124,18 +124,24 @@ mod tests {
 
     #[test]
     fn silence_allowed_follows_the_stream_within_bounds() {
-        assert_eq!(silence_allowed(0, Duration::ZERO), FIRST_CHUNK_WAIT);
+        assert_eq!(
+            silence_allowed(0, Duration::ZERO, FIRST_CHUNK_WAIT),
+            FIRST_CHUNK_WAIT
+        );
         // A fast stream (1 ms per chunk): the floor.
         assert_eq!(
-            silence_allowed(100, Duration::from_millis(100)),
+            silence_allowed(100, Duration::from_millis(100), FIRST_CHUNK_WAIT),
             SILENCE_MIN
         );
         // 50 ms per chunk: eight gaps.
         assert_eq!(
-            silence_allowed(10, Duration::from_millis(500)),
+            silence_allowed(10, Duration::from_millis(500), FIRST_CHUNK_WAIT),
             Duration::from_millis(400)
         );
         // A crawl: the ceiling.
-        assert_eq!(silence_allowed(2, Duration::from_secs(2)), SILENCE_MAX);
+        assert_eq!(
+            silence_allowed(2, Duration::from_secs(2), FIRST_CHUNK_WAIT),
+            SILENCE_MAX
+        );
     }
 }

@@ -80,10 +80,17 @@ async fn main() -> Result<()> {
     let mut bytes = 0usize;
     let no_cap = zestd::rate::RateLimit::new(None);
     let get = match pc
-        .get::<zestd::peer::PeerError>(&args.file, 0, 1, &no_cap, |_, d| {
-            bytes += d.len();
-            Ok(())
-        })
+        .get::<zestd::peer::PeerError>(
+            &args.file,
+            0,
+            1,
+            &no_cap,
+            zestd::peer::limits::FIRST_CHUNK_WAIT,
+            |_, d| {
+                bytes += d.len();
+                Ok(())
+            },
+        )
         .await
     {
         Ok(()) => "ok".to_string(),

@@ -2,34 +2,40 @@
 //! transfer from seeders alone is judged against (`planner::Judge`), so that a seeder
 //! slower than the origin never makes a pull slower than the origin alone.
 
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-
-use crate::sync::lock;
 
 /// Transfers smaller than this say more about latency than about rate.
 const MIN_SAMPLE: u64 = 1 << 20;
 /// The weight of the newest transfer in the estimate.
 const WEIGHT: f64 = 0.3;
 
-/// Bytes per second of one origin transfer (decoded bytes, request to last byte).
+/// Bytes per second of one origin transfer (decoded bytes, request to last byte), as the
+/// bits of an f64; 0 before any. An atomic, not a lock: every chunk a seeder sends reads it.
 #[derive(Default)]
 pub struct OriginPace {
-    rate: Mutex<Option<f64>>,
+    rate: AtomicU64,
 }
 
 impl OriginPace {
     /// One origin transfer brought `bytes` in `took`.
     pub fn record(&self, bytes: u64, took: Duration) {
         if let Some(sample) = sample(bytes, took) {
-            let mut r = lock(&self.rate);
-            *r = Some(blend(*r, sample));
+            let _ = self
+                .rate
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                    Some(blend(known(bits), sample).to_bits())
+                });
         }
     }
 
     pub fn rate(&self) -> Option<f64> {
-        *lock(&self.rate)
+        known(self.rate.load(Ordering::Relaxed))
     }
+}
+
+fn known(bits: u64) -> Option<f64> {
+    Some(f64::from_bits(bits)).filter(|r| *r > 0.0)
 }
 
 fn sample(bytes: u64, took: Duration) -> Option<f64> {

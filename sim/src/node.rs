@@ -116,6 +116,7 @@ impl FileRun {
                 rate: 0.0,
                 quiet: None,
                 busy: false,
+                asked: 0,
             },
             snap: Snapshot {
                 now: base,

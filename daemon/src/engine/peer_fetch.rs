@@ -235,6 +235,7 @@ pub async fn fetch_from_peer(
         .flat_map(|&(a, b)| a..b)
         .filter_map(|i| ctx.trust.get(i).map(|t| u64::from(t.size)))
         .sum();
+    let _asked = peer.stats.ask();
     let mut door = ChunkDoor::new(ctx, Source::Peer);
     let pace = &ctx.engine.limits.download;
     // Under a download cap every transfer is slowed on purpose: no peer is judged slow.

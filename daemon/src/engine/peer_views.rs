@@ -323,5 +323,6 @@ pub fn parse_state(id: &str, fh: FileHave, total: u32) -> Option<PeerState> {
         rate: 0.0,
         quiet: fh.quiet_ms.map(|ms| Duration::from_millis(u64::from(ms))),
         busy: false,
+        asked: 0,
     })
 }

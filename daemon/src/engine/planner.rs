@@ -39,6 +39,10 @@ const CDN_WITH_PEERS: usize = 2;
 const SWARM_GRACE: Duration = Duration::from_secs(1);
 /// Peer transfers in flight per file.
 const PEER_PARALLEL: usize = 8;
+/// Transfers this node keeps going from one peer, over all files: what a peer serves one
+/// connection at once (`peer::limits::MAX_UPLOADS_PER_PEER`). Asking more only earns
+/// `busy` answers, and each costs its slot the pause a `busy` peer is given.
+pub const PER_PEER: usize = crate::peer::limits::MAX_UPLOADS_PER_PEER;
 /// Pieced-together manifests that fail before peers are given up on for this file.
 const MAX_UNVERIFIABLE: u32 = 3;
 /// Failed checks of a xorb's claimed chunk hashes before only the whole-file manifest is
@@ -78,6 +82,8 @@ pub struct PeerState {
     /// It answered `busy` a moment ago: nothing is asked of it now, but what it holds
     /// still counts, so its ranges wait for it instead of going to the origin.
     pub busy: bool,
+    /// Transfers this node has going from it now, over all files.
+    pub asked: usize,
 }
 
 impl PeerState {
@@ -181,14 +187,15 @@ impl Swarm {
     }
 }
 
-/// Whether every peer outside `avoid` that holds part of `missing` answered `busy` lately.
+/// Whether every peer outside `avoid` that holds part of `missing` answered `busy` lately,
+/// or serves this node all it serves one connection.
 fn seeders_busy(s: &Snapshot, avoid: &HashSet<PeerId>, missing: &[(u32, u32)]) -> bool {
     let mut holders = s
         .peers
         .iter()
         .filter(|p| !avoid.contains(&p.id) && p.holds_any(missing))
         .peekable();
-    holders.peek().is_some() && holders.all(|p| p.busy)
+    holders.peek().is_some() && holders.all(|p| p.busy || p.asked >= PER_PEER)
 }
 
 /// What the planner sees at one moment.
@@ -655,6 +662,8 @@ impl Planner {
         self.drawn |= admitted && beyond_view;
         // Built at the first slot that asks, not at every pass.
         let mut swarm_now: Option<Swarm> = None;
+        // Transfers this pass asks of each peer, beside those it has going already.
+        let mut asked: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
         for &i in &self.order {
             let slot = &mut self.slots[i];
             if slot.st != St::Todo {
@@ -670,9 +679,15 @@ impl Planner {
                 && let Some(p) = s
                     .peers
                     .iter()
-                    .filter(|p| !p.busy && !slot.avoid.contains(&p.id) && p.holds_all(&missing))
+                    .filter(|p| {
+                        !p.busy
+                            && p.asked + asked.get(p.id.as_str()).copied().unwrap_or(0) < PER_PEER
+                            && !slot.avoid.contains(&p.id)
+                            && p.holds_all(&missing)
+                    })
                     .max_by(|a, b| a.rate.total_cmp(&b.rate))
             {
+                *asked.entry(p.id.as_str()).or_insert(0) += 1;
                 let (_, seeders_only) = swarm_now.get_or_insert_with(|| Swarm::of(s)).elsewhere(
                     s,
                     &slot.avoid,
@@ -878,6 +893,7 @@ mod tests {
             rate,
             quiet: None,
             busy: false,
+            asked: 0,
         }
     }
 
@@ -995,6 +1011,7 @@ mod tests {
             rate: 1e6,
             quiet: None,
             busy: false,
+            asked: 0,
         };
         let a = p.assign(&snap(t0, vec![seeder.clone()]));
         let to_peer = a
@@ -1077,6 +1094,7 @@ mod tests {
                         rate: 0.0,
                         quiet: None,
                         busy: false,
+                        asked: 0,
                     }
                 })
                 .collect();
@@ -1225,6 +1243,7 @@ mod tests {
             rate: 0.0,
             quiet: None,
             busy: false,
+            asked: 0,
         };
         // Five seconds of a crowd fetching everything: waited for, not claimed.
         for ms in [0, 1000, 3000, 5000] {
@@ -1261,6 +1280,7 @@ mod tests {
             held: vec![(0, 120)].into(),
             rate: 1e6,
             busy: true,
+            asked: 0,
             ..PeerState::default()
         };
         // Busy for seconds on end (serving others at capacity): nothing is claimed.
@@ -1294,6 +1314,7 @@ mod tests {
             rate: 1e6,
             quiet: None,
             busy: false,
+            asked: 0,
         };
         let _ = p.assign(&snap(t0, vec![crowd.clone()]));
         let a = p.assign(&snap(at(t0, 3000), vec![crowd]));
@@ -1562,6 +1583,26 @@ mod tests {
     }
 
     #[test]
+    fn a_peer_is_asked_what_it_serves_one_connection_and_the_rest_wait_for_it() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let mut seeder = peer("a", vec![(0, 40)], vec![], 1.0);
+        let a = p.assign(&trusted_snap(t0, vec![seeder.clone()]));
+        assert_eq!(a.len(), PER_PEER, "{a:?}");
+        assert!(a.iter().all(|x| matches!(x, Action::FetchFromPeer { .. })));
+        seeder.asked = PER_PEER;
+        let a = p.assign(&trusted_snap(at(t0, 1500), vec![seeder.clone()]));
+        assert!(
+            a.is_empty(),
+            "a seeder busy with our own transfers is waited for, not hedged: {a:?}"
+        );
+        seeder.asked = PER_PEER - 1;
+        p.peer_done(0, "a", None);
+        let a = p.assign(&trusted_snap(at(t0, 1600), vec![seeder]));
+        assert_eq!(a.len(), 1, "{a:?}");
+    }
+
+    #[test]
     fn a_range_a_crowd_trades_is_not_judged_against_the_origin() {
         let t0 = Instant::now();
         let mut p = planner(t0);
@@ -1570,6 +1611,7 @@ mod tests {
             vec![
                 peer("a", vec![(0, 40)], vec![], 1.0),
                 peer("b", vec![(0, 10)], vec![(10, 20)], 1.0),
+                peer("c", vec![(0, 40)], vec![], 1.0),
             ],
         );
         let a = p.assign(&s);

@@ -295,6 +295,7 @@ fn snapshot(
                 let mut p = v.state.clone();
                 p.rate = v.conn.stats.rate_from();
                 p.busy = busy.contains(&p.id);
+                p.asked = v.conn.stats.asked();
                 p
             })
             .collect(),

@@ -1,7 +1,7 @@
 //! Per-peer byte counts and recent rates.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Rates are averaged over this window.
@@ -15,6 +15,8 @@ pub struct PeerStats {
 
     from: Meter,
     to: Meter,
+    /// Chunk transfers this node has going from the peer now.
+    asked: AtomicUsize,
 }
 
 impl Default for PeerStats {
@@ -25,6 +27,7 @@ impl Default for PeerStats {
             last_request: Mutex::new(Instant::now()),
             from: Meter::default(),
             to: Meter::default(),
+            asked: AtomicUsize::new(0),
         }
     }
 }
@@ -54,8 +57,26 @@ impl PeerStats {
     pub fn rate_from(&self) -> f64 {
         self.from.rate()
     }
+    /// A chunk transfer from the peer starts; it counts until the guard is dropped.
+    pub fn ask(self: &Arc<Self>) -> Asked {
+        self.asked.fetch_add(1, Ordering::Relaxed);
+        Asked(self.clone())
+    }
+    /// Chunk transfers this node has going from the peer now.
+    pub fn asked(&self) -> usize {
+        self.asked.load(Ordering::Relaxed)
+    }
     pub fn rate_to(&self) -> f64 {
         self.to.rate()
+    }
+}
+
+/// One chunk transfer from a peer, counted while it lives.
+pub struct Asked(Arc<PeerStats>);
+
+impl Drop for Asked {
+    fn drop(&mut self) {
+        self.0.asked.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -9,10 +9,28 @@ use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint};
 use zest_proto::v1::zest_client::ZestClient;
 
-/// Connects within a few seconds or explains how to start the daemon.
 /// How long a zestd that accepted the connection has to answer.
 const ANSWER_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a socket that exists may refuse connections before it counts as stale.
+const PROBE_WAIT: Duration = Duration::from_secs(3);
+
+/// Connects once, or again while the socket exists and refuses: a zestd that has just
+/// bound it has not called listen(2) yet (a test or a unit starting zestd and zestctl
+/// back to back meets that window), whereas a crashed one leaves a socket that refuses
+/// until the probe gives up.
+async fn probe(socket: &Path) -> std::io::Result<UnixStream> {
+    loop {
+        match UnixStream::connect(socket).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused && socket.exists() => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Connects within a few seconds or explains how to start the daemon.
 pub async fn connect(socket: &Path) -> Result<ZestClient<Channel>> {
     let no_daemon = || {
         anyhow!(
@@ -21,7 +39,7 @@ pub async fn connect(socket: &Path) -> Result<ZestClient<Channel>> {
         )
     };
     // Probe first: a missing or stale socket fails fast with the helpful message.
-    tokio::time::timeout(Duration::from_secs(3), UnixStream::connect(socket))
+    tokio::time::timeout(PROBE_WAIT, probe(socket))
         .await
         .map_err(|_| no_daemon())?
         .map_err(|_| no_daemon())?;

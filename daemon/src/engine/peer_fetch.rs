@@ -13,9 +13,9 @@ use super::error::PullError;
 use super::file_ctx::FileCtx;
 use super::file_plan::XorbSpan;
 use super::peer_views::View;
-use super::planner::{JUDGE_SOON, Judge, PeerFailure, behind};
+use super::planner::{Judge, PeerFailure, SEEDER_PATIENCE, behind};
 use super::trust::{TrustedChunk, XorbCheck, check_xorb, file_entries};
-use crate::peer::limits::{FIRST_CHUNK_WAIT, MAX_GET_CHUNKS, MAX_MANIFEST_CHUNKS};
+use crate::peer::limits::{MAX_GET_CHUNKS, MAX_MANIFEST_CHUNKS, Patience};
 use crate::peer::{PeerConn, PeerError};
 
 /// Claimed hash and size of each chunk of `ranges`: ours where we hold it (verified), else
@@ -240,19 +240,19 @@ pub async fn fetch_from_peer(
     let pace = &ctx.engine.limits.download;
     // Under a download cap every transfer is slowed on purpose: no peer is judged slow.
     let capped = pace.get().is_some();
-    // A seeder that does not start sending soon loses the range to the origin; in a crowd a
-    // peer busy with its own downloads gets the usual allowance.
-    let first_wait = if seeders_only && !capped {
-        JUDGE_SOON
+    // A seeder that does not start sending soon, or pauses, loses the range to the origin;
+    // in a crowd a peer busy with its own downloads gets the usual allowance.
+    let patience = if seeders_only && !capped {
+        SEEDER_PATIENCE
     } else {
-        FIRST_CHUNK_WAIT
+        Patience::USUAL
     };
     for &(a, b) in ranges {
         let mut start = a;
         while start < b {
             let end = b.min(start + MAX_GET_CHUNKS);
             let r: Result<(), PeerFetchError> = peer
-                .get(&ctx.hash, start, end, pace, first_wait, |i, data| {
+                .get(&ctx.hash, start, end, pace, patience, |i, data| {
                     let Some(TrustedChunk { hash, size, offset }) = ctx.trust.get(i) else {
                         // Only trusted ranges are asked for; a chunk outside them is noise.
                         return Err(

@@ -286,7 +286,15 @@ pub const JUDGE_AFTER: Duration = Duration::from_secs(3);
 /// that stops is caught by silence detection instead, well under a second in.
 pub const MIN_RATE: f64 = 2.0 * 1024.0 * 1024.0;
 /// A transfer from seeders alone ([`Judge::seeders_only`]) is judged this soon.
-pub const JUDGE_SOON: Duration = Duration::from_millis(500);
+pub const JUDGE_SOON: Duration = Duration::from_millis(250);
+/// The silence a transfer from seeders alone is allowed: a seeder serves from its disk, so
+/// its first chunk comes within a round trip and a read, and its stream has no reason to
+/// pause. Losing a range to the origin costs no crowd a copy, while each moment waited on
+/// a stopped seeder is added to the pull.
+pub const SEEDER_PATIENCE: crate::peer::limits::Patience = crate::peer::limits::Patience {
+    first: JUDGE_SOON,
+    floor: Duration::from_millis(150),
+};
 /// With nothing measured of the origin yet, a transfer from seeders alone slower than this
 /// loses its range to the origin: any peer worth asking delivers far more (a seeder on
 /// loopback serving three nodes at once on a busy 2-core machine: 60 MB/s and more).
@@ -926,14 +934,14 @@ mod tests {
     }
 
     #[test]
-    fn a_transfer_from_seeders_alone_is_judged_against_the_origin_half_a_second_in() {
+    fn a_transfer_from_seeders_alone_is_judged_against_the_origin_a_quarter_second_in() {
         let ms = Duration::from_millis;
         let mib = 1u64 << 20;
         let unknown = Judge {
             seeders_only: true,
             origin_rate: None,
         };
-        assert!(!behind(mib, 60 * mib, ms(400), unknown), "too soon");
+        assert!(!behind(mib, 60 * mib, ms(200), unknown), "too soon");
         assert!(
             behind(2 * mib, 60 * mib, ms(500), unknown),
             "4 MiB/s: under the floor"

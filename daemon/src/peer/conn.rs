@@ -7,7 +7,7 @@ use std::time::Duration;
 use xet::XetHash;
 use zest_proto::peer;
 
-use super::limits::{MAX_FRAME, MAX_META_BODY, REPLY_WAIT, silence_allowed};
+use super::limits::{MAX_FRAME, MAX_META_BODY, Patience, REPLY_WAIT, silence_allowed};
 use super::stats::PeerStats;
 use super::wire::{self, WireError};
 use crate::metrics::events::{Direction, EVENTS, StateKind};
@@ -261,7 +261,7 @@ impl PeerConn {
         start: u32,
         end: u32,
         pace: &crate::rate::RateLimit,
-        first_wait: Duration,
+        patience: Patience,
         mut on_chunk: impl FnMut(u32, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let req = peer::request::Kind::Get(peer::GetRequest {
@@ -277,7 +277,7 @@ impl PeerConn {
                 let quiet = silence_allowed(
                     next - start,
                     first.map(|t| t.elapsed()).unwrap_or_default(),
-                    first_wait,
+                    patience,
                 );
                 let frame = match tokio::time::timeout(
                     quiet,

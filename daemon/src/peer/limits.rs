@@ -65,19 +65,34 @@ pub const REPLY_WAIT: Duration = Duration::from_millis(1500);
 /// peer's first read.
 pub const FIRST_CHUNK_WAIT: Duration = Duration::from_secs(1);
 /// After the first chunk, silence longer than this many mean gaps between chunks so far,
-/// kept within [`SILENCE_MIN`, `SILENCE_MAX`], is a stall: a frozen peer is noticed well
+/// kept within [`Patience::floor`, `SILENCE_MAX`], is a stall: a frozen peer is noticed well
 /// under a second into its silence, and a steady slow one is judged by its rate instead.
 pub const SILENCE_GAPS: u32 = 8;
 pub const SILENCE_MIN: Duration = Duration::from_millis(300);
 pub const SILENCE_MAX: Duration = Duration::from_millis(800);
 
+/// How much silence a `get` stream is allowed: before its first chunk, and at least after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Patience {
+    pub first: Duration,
+    pub floor: Duration,
+}
+
+impl Patience {
+    /// For a peer in a crowd, which may be busy with its own downloads.
+    pub const USUAL: Patience = Patience {
+        first: FIRST_CHUNK_WAIT,
+        floor: SILENCE_MIN,
+    };
+}
+
 /// How long a `get` stream may stay silent, having delivered `chunks` chunks over
-/// `elapsed` since its first; `first_wait` before the first.
-pub fn silence_allowed(chunks: u32, elapsed: Duration, first_wait: Duration) -> Duration {
+/// `elapsed` since its first.
+pub fn silence_allowed(chunks: u32, elapsed: Duration, patience: Patience) -> Duration {
     if chunks == 0 {
-        return first_wait;
+        return patience.first;
     }
-    (elapsed / chunks * SILENCE_GAPS).clamp(SILENCE_MIN, SILENCE_MAX)
+    (elapsed / chunks * SILENCE_GAPS).clamp(patience.floor, SILENCE_MAX.max(patience.floor))
 }
 /// Connections idle this long are closed (keep-alives keep live ones open).
 pub const IDLE: Duration = Duration::from_secs(30);
@@ -125,22 +140,22 @@ mod tests {
     #[test]
     fn silence_allowed_follows_the_stream_within_bounds() {
         assert_eq!(
-            silence_allowed(0, Duration::ZERO, FIRST_CHUNK_WAIT),
+            silence_allowed(0, Duration::ZERO, Patience::USUAL),
             FIRST_CHUNK_WAIT
         );
         // A fast stream (1 ms per chunk): the floor.
         assert_eq!(
-            silence_allowed(100, Duration::from_millis(100), FIRST_CHUNK_WAIT),
+            silence_allowed(100, Duration::from_millis(100), Patience::USUAL),
             SILENCE_MIN
         );
         // 50 ms per chunk: eight gaps.
         assert_eq!(
-            silence_allowed(10, Duration::from_millis(500), FIRST_CHUNK_WAIT),
+            silence_allowed(10, Duration::from_millis(500), Patience::USUAL),
             Duration::from_millis(400)
         );
         // A crawl: the ceiling.
         assert_eq!(
-            silence_allowed(2, Duration::from_secs(2), FIRST_CHUNK_WAIT),
+            silence_allowed(2, Duration::from_secs(2), Patience::USUAL),
             SILENCE_MAX
         );
     }

@@ -11,6 +11,10 @@
 #
 #   benches/bad_peer.sh [SIZE_BYTES] [RUNS] [MODES]
 #
+# ZEST_BENCH_OTHER=/path/to/zestd also runs another build of zestd (an earlier commit's) as a
+# third contender in every run, so two builds are compared in the same run: hf_xet's own
+# times on this machine move by 2x from run to run.
+#
 # Needs the test environment (scripts/test.sh creates .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +49,7 @@ now() { date +%s.%N; }
 start_zestd() { # dir [zestd args...]
   local d=$1; shift
   mkdir -p "$d"
-  "$bin/zestd" --socket "$d/sock" --state-dir "$d/state" --cache-dir "$d/cache" --endpoint "$endpoint" \
+  "${zestd_bin:-$bin/zestd}" --socket "$d/sock" --state-dir "$d/state" --cache-dir "$d/cache" --endpoint "$endpoint" \
     --listen 127.0.0.1:0 --no-mdns --hub-listen off --xet-socket off "$@" 2> "$d/log" &
   zpid=$!; pids+=($zpid)
   for _ in $(seq 200); do [ -S "$d/sock" ] && break; sleep 0.05; done
@@ -56,8 +60,43 @@ status_field() { "$bin/zestctl" --socket "$1/sock" status --json | "$py" -c 'imp
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 echo "### A pull whose only peer misbehaves, $((size >> 20)) MiB model, reference CAS on loopback, $runs runs per mode"
 echo
-echo "| peer | zest wall s (median) | zest (all runs) | hf_xet wall s (median) | hf_xet (all runs) | ratio | zest origin copies | from the peer MiB |"
-echo "|---|---|---|---|---|---|---|---|"
+other=${ZEST_BENCH_OTHER:-}
+[ -z "$other" ] || [ -x "$other" ] || { echo "ZEST_BENCH_OTHER: $other is not an executable" >&2; exit 1; }
+if [ -n "$other" ]; then
+  echo "| peer | zest wall s (median) | zest (all runs) | other build wall s (median) | other (all runs) | hf_xet wall s (median) | hf_xet (all runs) | ratio | other's ratio | zest origin copies | from the peer MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
+else
+  echo "| peer | zest wall s (median) | zest (all runs) | hf_xet wall s (median) | hf_xet (all runs) | ratio | zest origin copies | from the peer MiB |"
+  echo "|---|---|---|---|---|---|---|---|"
+fi
+# One pull by a fresh zestd (binary $2) whose only peer is the seeder, the seeder misbehaving
+# as the mode says; sets took, copied and peer_mib, and checks the files against hf_xet's.
+zest_pull() { # dir zestd-binary
+  local d=$1 stopper
+  zestd_bin=$2 start_zestd "$d" --peer "$seed_addr"
+  local npid=$zpid
+  for _ in $(seq 100); do
+    "$bin/zestctl" --socket "$d/sock" peers --json 2>/dev/null | grep -q '"connected"' && break; sleep 0.05
+  done
+  case $mode in
+    frozen) ( sleep 0.5; kill -STOP "$spid" ) & stopper=$! ;;
+    silent-later) ( sleep 1.5; kill -STOP "$spid" ) & stopper=$! ;;
+    *) stopper= ;;
+  esac
+  local b0 t0 t1 b1 snap f
+  b0=$(stats); t0=$(now)
+  "$bin/zestctl" --socket "$d/sock" pull "$repo" > "$d/out" 2> "$d/pull.err" ||
+    { echo "$mode run $i: the pull failed: $(tail -3 "$d/pull.err")" >&2; exit 1; }
+  t1=$(now); b1=$(stats)
+  [ -n "$stopper" ] && { wait "$stopper" 2>/dev/null || true; kill -CONT "$spid"; }
+  took=$(echo "$t1 - $t0" | bc -l)
+  copied=$(echo "($b1 - $b0) / $one" | bc -l)
+  peer_mib=$(( $(status_field "$d" bytes_from_peers) >> 20 ))
+  snap=$(tail -1 "$d/out")
+  for f in "$snap"/*; do cmp -s "$f" "$work/hf/cache/models--zest-bench--model-1g/snapshots/$(basename "$snap")/$(basename "$f")" || { echo "content differs: $f" >&2; exit 1; }; done
+  kill "$npid"; wait "$npid" 2>/dev/null || true
+}
+
 for mode in $modes; do
   case $mode in
     slow) seed_args=(--max-upload-rate 4MB) ;;
@@ -71,7 +110,7 @@ for mode in $modes; do
   spid=$zpid
   seed_addr=$(status_field "$sd" listen)
   "$bin/zestctl" --socket "$sd/sock" pull "$repo" > /dev/null 2>&1
-  zest_t=(); hf_t=(); copies=(); from_peer=()
+  zest_t=(); other_t=(); hf_t=(); copies=(); from_peer=()
   for i in $(seq "$runs"); do
     rm -rf "$work/hf"; mkdir -p "$work/hf"
     h0=$(stats); t0=$(now)
@@ -80,30 +119,19 @@ for mode in $modes; do
     t1=$(now); hf_t+=("$(echo "$t1 - $t0" | bc -l)")
     one=$(( $(stats) - h0 ))
 
-    d=$work/$mode/node$i
-    start_zestd "$d" --peer "$seed_addr"
-    npid=$zpid
-    for _ in $(seq 100); do
-      "$bin/zestctl" --socket "$d/sock" peers --json 2>/dev/null | grep -q '"connected"' && break; sleep 0.05
-    done
-    case $mode in
-      frozen) ( sleep 0.5; kill -STOP "$spid" ) & stopper=$! ;;
-      silent-later) ( sleep 1.5; kill -STOP "$spid" ) & stopper=$! ;;
-      *) stopper= ;;
-    esac
-    b0=$(stats); t0=$(now)
-    "$bin/zestctl" --socket "$d/sock" pull "$repo" > "$d/out" 2> "$d/pull.err" ||
-      { echo "$mode run $i: the pull failed: $(tail -3 "$d/pull.err")" >&2; exit 1; }
-    t1=$(now); b1=$(stats)
-    [ -n "$stopper" ] && { wait "$stopper" 2>/dev/null || true; kill -CONT "$spid"; }
-    zest_t+=("$(echo "$t1 - $t0" | bc -l)")
-    copies+=("$(echo "($b1 - $b0) / $one" | bc -l)")
-    from_peer+=("$(( $(status_field "$d" bytes_from_peers) >> 20 ))")
-    snap=$(tail -1 "$d/out")
-    for f in "$snap"/*; do cmp -s "$f" "$work/hf/cache/models--zest-bench--model-1g/snapshots/$(basename "$snap")/$(basename "$f")" || { echo "content differs: $f" >&2; exit 1; }; done
-    kill "$npid"; wait "$npid" 2>/dev/null || true
+    zest_pull "$work/$mode/node$i" "$bin/zestd"
+    zest_t+=("$took"); copies+=("$copied"); from_peer+=("$peer_mib")
+    if [ -n "$other" ]; then
+      zest_pull "$work/$mode/other$i" "$other"
+      other_t+=("$took")
+    fi
   done
   kill "$spid"; wait "$spid" 2>/dev/null || true
   zm=$(median "${zest_t[@]}"); hm=$(median "${hf_t[@]}")
-  echo "| $mode | $(printf %.2f "$zm") | $(printf '%.2f ' "${zest_t[@]}")| $(printf %.2f "$hm") | $(printf '%.2f ' "${hf_t[@]}")| $(printf %.2f "$(echo "$zm / $hm" | bc -l)") | $(printf '%.2f ' "${copies[@]}")| $(printf '%s ' "${from_peer[@]}")|"
+  if [ -n "$other" ]; then
+    om=$(median "${other_t[@]}")
+    echo "| $mode | $(printf %.2f "$zm") | $(printf '%.2f ' "${zest_t[@]}")| $(printf %.2f "$om") | $(printf '%.2f ' "${other_t[@]}")| $(printf %.2f "$hm") | $(printf '%.2f ' "${hf_t[@]}")| $(printf %.2f "$(echo "$zm / $hm" | bc -l)") | $(printf %.2f "$(echo "$om / $hm" | bc -l)") | $(printf '%.2f ' "${copies[@]}")| $(printf '%s ' "${from_peer[@]}")|"
+  else
+    echo "| $mode | $(printf %.2f "$zm") | $(printf '%.2f ' "${zest_t[@]}")| $(printf %.2f "$hm") | $(printf '%.2f ' "${hf_t[@]}")| $(printf %.2f "$(echo "$zm / $hm" | bc -l)") | $(printf '%.2f ' "${copies[@]}")| $(printf '%s ' "${from_peer[@]}")|"
+  fi
 done

@@ -296,6 +296,7 @@ fn refresh_views(node: &mut Node, f: usize, ctx: &Ctx) {
         view.quiet = shown.quiet;
         view.rate = node.rates.get(c).copied().unwrap_or(0.0);
         view.busy = node.choked.contains_key(c);
+        view.asked = node.asking.get(c).copied().unwrap_or(0);
         bytes += HAVE_REQUEST + HAVE_ANSWER + 8 * (view.held.len() + view.fetching.len()) as u64;
     }
     if ctx.p.poll {
@@ -431,6 +432,7 @@ impl World {
                         continue;
                     }
                     self.nodes[src].uploading += 1;
+                    *self.nodes[n].asking.entry(src).or_insert(0) += 1;
                     let bytes = ranges::count(&ranges) as f64 * self.shape.unit_wire;
                     self.flows.push(Flow {
                         src: Src::Node(src),

@@ -63,6 +63,9 @@ pub struct Node {
     pub origin_pace: zestd::engine::origin_pace::OriginPace,
     /// Peers that answered `busy`, left alone until then (zestd's `CHOKE`).
     pub choked: NodeMap<f64>,
+    /// Transfers this node has going from each peer, over all files (zestd's
+    /// `PeerStats::asked`, which its planner reads to ask a peer no more than it serves).
+    pub asking: NodeMap<usize>,
     pub next_announce: f64,
     pub bytes_up: f64,
     pub bytes_down: f64,

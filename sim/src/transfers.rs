@@ -87,10 +87,14 @@ impl World {
         }
     }
 
-    /// A transfer ended: its sender serves one fewer.
+    /// A transfer ended: its sender serves one fewer, and its receiver has one fewer going
+    /// from it.
     pub(crate) fn unload(&mut self, fl: &Flow) {
         if let Src::Node(s) = fl.src {
             self.nodes[s].uploading = self.nodes[s].uploading.saturating_sub(1);
+            if let Some(k) = self.nodes[fl.dst].asking.get_mut(&s) {
+                *k = k.saturating_sub(1);
+            }
         }
     }
 

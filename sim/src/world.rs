@@ -328,6 +328,7 @@ impl World {
             uploading: 0,
             origin_pace: Default::default(),
             choked: NodeMap::default(),
+            asking: NodeMap::default(),
             next_announce: self.now + self.p.announce_s,
             bytes_up: 0.0,
             bytes_down: 0.0,

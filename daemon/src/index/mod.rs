@@ -2,6 +2,7 @@
 //! manifests, and where xorb chunks sit in them. It lives in sled under the state dir and
 //! is derived data only: anything wrong with it is fixed by rebuilding it from the cache.
 
+mod cache_events;
 mod codec;
 pub mod scan;
 pub mod visibility;

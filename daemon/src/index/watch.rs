@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::Index;
+use super::cache_events;
 use super::scan::{ScanReport, reconcile};
 
 /// Quiet time after the last event before reconciling, so a burst of writes costs one pass.
@@ -24,18 +24,7 @@ pub fn spawn(
     on_scan: impl Fn(ScanReport) + Send + Sync + 'static,
 ) {
     let (tx, mut rx) = mpsc::unbounded_channel::<()>();
-    let watcher = {
-        let tx = tx.clone();
-        notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-            if let Ok(ev) = res
-                && !ev.kind.is_access()
-                && !ev.paths.iter().all(|p| is_scratch(p))
-            {
-                let _ = tx.send(());
-            }
-        })
-        .and_then(|mut w| w.watch(&cache_dir, RecursiveMode::Recursive).map(|()| w))
-    };
+    let watcher = cache_events::watch(&cache_dir, tx.clone());
     let periodic = match &watcher {
         Ok(_) => PERIODIC,
         Err(e) => {
@@ -111,13 +100,4 @@ pub fn spawn(
             }
         }
     });
-}
-
-/// Files that are never indexed: downloads in progress, journals, locks.
-fn is_scratch(p: &std::path::Path) -> bool {
-    let name = p
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    name.ends_with(".incomplete") || name.ends_with(".journal") || name.ends_with(".lock")
 }

@@ -254,20 +254,20 @@ pub fn byte_ungroup_4_into(grouped: &[u8], out: &mut Vec<u8>) {
     out.resize(base + n, 0);
     let dst = &mut out[base..];
     let full = n / 4;
-    // Eight bytes of each group at a time, interleaved in registers: about twice as fast as
-    // a byte-by-byte loop, and this runs over every byte of bf16 weights.
-    let blocks = full / 8;
+    let done = interleave_4(&mut dst[..4 * full], [g0, g1, g2, g3]);
     let word = |x: &[u8]| {
         let mut w = [0u8; 8];
         w.copy_from_slice(x);
         u64::from_le_bytes(w)
     };
-    for ((((q, a), b), c), d) in dst
+    // Eight bytes of each group at a time, interleaved in registers: about twice as fast as
+    // a byte-by-byte loop, for what the vector loop left.
+    for ((((q, a), b), c), d) in dst[4 * done..4 * full]
         .chunks_exact_mut(32)
-        .zip(g0.chunks_exact(8))
-        .zip(g1.chunks_exact(8))
-        .zip(g2.chunks_exact(8))
-        .zip(g3.chunks_exact(8))
+        .zip(g0[done..].chunks_exact(8))
+        .zip(g1[done..].chunks_exact(8))
+        .zip(g2[done..].chunks_exact(8))
+        .zip(g3[done..].chunks_exact(8))
     {
         let (a, b, c, d) = (word(a), word(b), word(c), word(d));
         for (i, out4) in q.chunks_exact_mut(4).enumerate() {
@@ -279,12 +279,66 @@ pub fn byte_ungroup_4_into(grouped: &[u8], out: &mut Vec<u8>) {
             out4.copy_from_slice(&(v as u32).to_le_bytes());
         }
     }
-    for i in blocks * 8..full {
+    for i in done + (full - done) / 8 * 8..full {
         dst[4 * i..4 * i + 4].copy_from_slice(&[g0[i], g1[i], g2[i], g3[i]]);
     }
     for (k, g) in [g0, g1, g2].into_iter().take(n % 4).enumerate() {
         dst[4 * full + k] = g[full];
     }
+}
+
+/// Interleaves the first bytes of the four groups into `dst` (`dst[4i + k] = groups[k][i]`),
+/// 16 bytes of each at a time in SSE2 registers; returns how many bytes of each group it
+/// took (a multiple of 16; the caller does the rest). bf16 weights are all byte-grouped, so
+/// this runs over most of a model's bytes: 3-4x the scalar loop's speed.
+#[cfg(target_arch = "x86_64")]
+fn interleave_4(dst: &mut [u8], groups: [&[u8]; 4]) -> usize {
+    use std::arch::x86_64::{
+        __m128i, _mm_loadu_si128, _mm_storeu_si128, _mm_unpackhi_epi8, _mm_unpackhi_epi16,
+        _mm_unpacklo_epi8, _mm_unpacklo_epi16,
+    };
+    let [g0, g1, g2, g3] = groups;
+    let n = (dst.len() / 4)
+        .min(g0.len())
+        .min(g1.len())
+        .min(g2.len())
+        .min(g3.len())
+        / 16
+        * 16;
+    for ((((q, a), b), c), d) in dst[..4 * n]
+        .chunks_exact_mut(64)
+        .zip(g0.chunks_exact(16))
+        .zip(g1.chunks_exact(16))
+        .zip(g2.chunks_exact(16))
+        .zip(g3.chunks_exact(16))
+    {
+        // SAFETY: SSE2 is part of every x86_64 CPU. Each load reads 16 bytes from a slice
+        // `chunks_exact(16)` made exactly 16 bytes long, each store writes 16 bytes at
+        // offsets 0, 16, 32 and 48 of a slice `chunks_exact_mut(64)` made exactly 64 bytes
+        // long; the unaligned forms need no alignment.
+        unsafe {
+            let a = _mm_loadu_si128(a.as_ptr().cast::<__m128i>());
+            let b = _mm_loadu_si128(b.as_ptr().cast::<__m128i>());
+            let c = _mm_loadu_si128(c.as_ptr().cast::<__m128i>());
+            let d = _mm_loadu_si128(d.as_ptr().cast::<__m128i>());
+            // a0 b0 a1 b1 …, then a0 b0 c0 d0 a1 b1 c1 d1 …
+            let ab_lo = _mm_unpacklo_epi8(a, b);
+            let ab_hi = _mm_unpackhi_epi8(a, b);
+            let cd_lo = _mm_unpacklo_epi8(c, d);
+            let cd_hi = _mm_unpackhi_epi8(c, d);
+            let out = q.as_mut_ptr().cast::<__m128i>();
+            _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(out.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(out.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128(out.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
+        }
+    }
+    n
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn interleave_4(_dst: &mut [u8], _groups: [&[u8]; 4]) -> usize {
+    0
 }
 
 /// Group sizes: the first `n % 4` groups carry one extra byte.
@@ -305,6 +359,28 @@ mod tests {
         let mut back = Vec::new();
         byte_ungroup_4_into(&byte_group_4(&d), &mut back);
         assert_eq!(back, d);
+    }
+
+    /// The vector, the eight-byte and the byte-at-a-time paths each take a share of these
+    /// lengths; every byte must land where the spec's definition puts it.
+    #[test]
+    fn ungroup_matches_the_definition_at_every_length() {
+        for n in 0usize..300 {
+            let grouped: Vec<u8> = (0..n).map(|i| (i * 31 % 253) as u8).collect();
+            let sizes = group_sizes(n);
+            let mut expected = vec![0u8; n];
+            let mut at = 0;
+            for (k, &len) in sizes.iter().enumerate() {
+                for i in 0..len {
+                    expected[4 * i + k] = grouped[at + i];
+                }
+                at += len;
+            }
+            let mut out = vec![7];
+            byte_ungroup_4_into(&grouped, &mut out);
+            assert_eq!(out[0], 7);
+            assert_eq!(&out[1..], &expected[..], "length {n}");
+        }
     }
 
     #[test]

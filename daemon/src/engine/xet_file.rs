@@ -184,9 +184,8 @@ pub async fn download_with(
 
 /// Opens (or creates) the partial file at the right size; true if it held earlier data.
 pub fn open_partial(job: &XetFileJob) -> Result<(File, bool), PullError> {
-    let existing = std::fs::metadata(&job.partial)
-        .map(|m| m.len() == job.size)
-        .unwrap_or(false);
+    let old_len = std::fs::metadata(&job.partial).map(|m| m.len()).ok();
+    let existing = old_len == Some(job.size);
     let f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -196,8 +195,14 @@ pub fn open_partial(job: &XetFileJob) -> Result<(File, bool), PullError> {
         .map_err(|e| PullError::disk("creating the partial file", &e))?;
     if !existing {
         let _ = std::fs::remove_file(&job.journal);
-        f.set_len(0)
-            .map_err(|e| PullError::disk("sizing the partial file", &e))?;
+        // Only a file that held something is cut to nothing first: on ext4, cutting a file
+        // to zero marks it for writeback when it is closed (its guard for files rewritten in
+        // place), so a new download's close would write back the whole file itself, on the
+        // pull's time, instead of leaving it to the kernel's flusher as hf_xet's does.
+        if old_len.is_some_and(|n| n > 0) {
+            f.set_len(0)
+                .map_err(|e| PullError::disk("sizing the partial file", &e))?;
+        }
         f.set_len(job.size)
             .map_err(|e| PullError::disk("sizing the partial file", &e))?;
     }

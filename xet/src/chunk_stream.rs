@@ -1,15 +1,16 @@
 //! Decoding a chunk data region as it arrives over the network, one chunk at a time, so a
 //! download never holds more than one chunk (plus one network read) in memory.
 
+use crate::compression::Decompressor;
 use crate::error::{Error, Result};
-use crate::xorb::{CHUNK_HEADER_LEN, ChunkHeader, StoredChunk};
+use crate::xorb::{CHUNK_HEADER_LEN, ChunkHeader};
 
 /// Feeds on bytes in arbitrary pieces; calls back with each decompressed chunk in order.
 #[derive(Default)]
 pub struct ChunkStreamDecoder {
     /// A chunk split across reads: its header and the compressed bytes seen so far.
     pending: Vec<u8>,
-    out: Vec<u8>,
+    decompressor: Decompressor,
     chunks: u64,
     stored_bytes: u64,
 }
@@ -95,15 +96,14 @@ impl ChunkStreamDecoder {
         on_chunk: &mut impl FnMut(&[u8]) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
         let header = ChunkHeader::parse(stored, stored.len() - CHUNK_HEADER_LEN)?;
-        let chunk = StoredChunk {
-            header,
-            compressed: &stored[CHUNK_HEADER_LEN..],
-        };
-        self.out.clear();
-        chunk.decompress_into(&mut self.out)?;
+        let data = self.decompressor.decompress(
+            header.scheme,
+            &stored[CHUNK_HEADER_LEN..],
+            header.uncompressed_len as usize,
+        )?;
         self.chunks += 1;
         self.stored_bytes += stored.len() as u64;
-        on_chunk(&self.out)
+        on_chunk(data)
     }
 }
 

@@ -8,6 +8,9 @@
 #
 #   benches/pull.sh [SIZE_BYTES] [RUNS]
 #
+# ZEST_BENCH_BESIDE=N runs N CPU-bound busy loops beside both clients for the whole run, as a
+# training job would beside zestd.
+#
 # Needs the test environment (scripts/test.sh creates .venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +38,8 @@ now() { date +%s.%N; }
 tick=$(getconf CLK_TCK)
 proc_cpu() { awk -v t="$tick" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
 
+beside=${ZEST_BENCH_BESIDE:-0}
+for _ in $(seq "$beside"); do sh -c 'while :; do :; done' & pids+=($!); done
 zest_t=(); hf_t=(); zest_rss=(); hf_rss=(); zest_bytes=(); hf_bytes=(); zest_cpu=(); hf_cpu=()
 for i in $(seq "$runs"); do
   # huggingface_hub + hf_xet, fresh cache and fresh hf_xet state.
@@ -66,7 +71,8 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 zm=$(median "${zest_t[@]}"); hm=$(median "${hf_t[@]}")
 zc=$(median "${zest_cpu[@]}"); hc=$(median "${hf_cpu[@]}")
-echo "### Cold pull, $((size >> 20)) MiB model (4 shards), reference CAS on loopback, $runs runs"
+extra=""; [ "$beside" -gt 0 ] && extra=", $beside CPU-bound busy loop(s) beside"
+echo "### Cold pull, $((size >> 20)) MiB model (4 shards), reference CAS on loopback, $runs runs$extra"
 echo
 echo "| | wall s (median) | wall s (all runs) | CPU s (median) | CPU s (all runs) | peak RSS MiB | origin bytes |"
 echo "|---|---|---|---|---|---|---|"

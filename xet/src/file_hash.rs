@@ -1,8 +1,8 @@
 //! File hashing: chunk a byte stream and compute every chunk hash and the file hash.
 //!
 //! [`FileHasher`] is the simple streaming form (any buffer sizes, one thread).
-//! [`hash_reader`] is the fast form: one thread reads and chunks while the rayon pool
-//! hashes the chunks of earlier blocks, with a bounded number of blocks in flight.
+//! [`hash_reader`] is the fast form: one thread reads, one chunks, and the rayon pool hashes
+//! the chunks of earlier blocks, with a bounded number of blocks in flight.
 
 use std::io::{self, Read};
 use std::sync::mpsc;
@@ -98,49 +98,36 @@ const BLOCK: usize = 8 << 20;
 /// Blocks read ahead of the hashing pool; bounds memory at about (DEPTH + 2) * BLOCK.
 const DEPTH: usize = 2;
 
+/// What the chunker hands the hashers: a block as read, the chunk that ended in it after
+/// starting in an earlier block (copied whole: at most one per block, ≤ 128 KiB), and the
+/// chunks that lie wholly inside it.
 struct Batch {
-    buf: Vec<u8>,
-    /// Chunk end offsets into `buf`; every chunk in a batch is complete.
-    ends: Vec<usize>,
+    block: Vec<u8>,
+    spanning: Option<Vec<u8>>,
+    /// (start, end) offsets into `block`, in order, after `spanning`.
+    ranges: Vec<(usize, usize)>,
 }
 
-/// Hashes everything `reader` yields, in parallel, with bounded memory.
+/// Hashes everything `reader` yields, in parallel, with bounded memory: one thread reads,
+/// one chunks, the rayon pool hashes. The read's copy out of the page cache used to sit on
+/// the chunker's thread, which is what bounds the whole (on 2 cores the other one hashed
+/// and still had time to spare).
 pub fn hash_reader<R: Read + Send>(mut reader: R) -> io::Result<FileDigest> {
+    let (raw_tx, raw_rx) = mpsc::sync_channel::<Vec<u8>>(DEPTH);
     let (tx, rx) = mpsc::sync_channel::<Batch>(DEPTH);
     let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<u8>>();
+    let reread = recycle_tx.clone();
 
     let mut chunks = Vec::new();
     std::thread::scope(|scope| {
-        let producer = scope.spawn(move || -> io::Result<()> {
-            let mut chunker = Chunker::new();
-            // Bytes of the chunk in progress, carried into the front of the next block.
-            let mut carry: Vec<u8> = Vec::new();
+        let read = scope.spawn(move || -> io::Result<()> {
             loop {
                 let mut buf = recycle_rx
                     .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(BLOCK + crate::MAX_CHUNK_SIZE));
+                    .unwrap_or_else(|_| Vec::with_capacity(BLOCK));
                 buf.clear();
-                buf.extend_from_slice(&carry);
-                let scanned_from = buf.len();
                 let eof = fill(&mut reader, &mut buf, BLOCK)?;
-                let mut ends = Vec::with_capacity(BLOCK / crate::TARGET_CHUNK_SIZE * 2);
-                let mut pos = scanned_from;
-                while let Some(n) = chunker.next_boundary(&buf[pos..]) {
-                    pos += n;
-                    ends.push(pos);
-                }
-                if eof {
-                    if chunker.finish().is_some() {
-                        ends.push(buf.len());
-                    }
-                    carry.clear();
-                } else {
-                    let last = ends.last().copied().unwrap_or(0);
-                    carry.clear();
-                    carry.extend_from_slice(&buf[last..]);
-                    buf.truncate(last);
-                }
-                if !ends.is_empty() && tx.send(Batch { buf, ends }).is_err() {
+                if !buf.is_empty() && raw_tx.send(buf).is_err() {
                     return Ok(());
                 }
                 if eof {
@@ -148,28 +135,73 @@ pub fn hash_reader<R: Read + Send>(mut reader: R) -> io::Result<FileDigest> {
                 }
             }
         });
+        let chunk = scope.spawn(move || {
+            let mut chunker = Chunker::new();
+            // Bytes of the chunk in progress that earlier blocks held.
+            let mut carry: Vec<u8> = Vec::new();
+            for block in raw_rx {
+                let mut spanning = None;
+                let mut ranges = Vec::with_capacity(BLOCK / crate::TARGET_CHUNK_SIZE * 2);
+                let mut pos = 0;
+                while let Some(n) = chunker.next_boundary(&block[pos..]) {
+                    if pos == 0 && !carry.is_empty() {
+                        carry.extend_from_slice(&block[..n]);
+                        spanning = Some(std::mem::take(&mut carry));
+                    } else {
+                        ranges.push((pos, pos + n));
+                    }
+                    pos += n;
+                }
+                carry.extend_from_slice(&block[pos..]);
+                if spanning.is_none() && ranges.is_empty() {
+                    let _ = reread.send(block);
+                    continue;
+                }
+                let batch = Batch {
+                    block,
+                    spanning,
+                    ranges,
+                };
+                if tx.send(batch).is_err() {
+                    return;
+                }
+            }
+            // The input ended: what is left is the last chunk.
+            if chunker.finish().is_some() {
+                let _ = tx.send(Batch {
+                    block: Vec::new(),
+                    spanning: Some(carry),
+                    ranges: Vec::new(),
+                });
+            }
+        });
 
         for batch in rx {
-            let mut starts = Vec::with_capacity(batch.ends.len());
-            let mut prev = 0;
-            for &end in &batch.ends {
-                starts.push(prev);
-                prev = end;
+            if let Some(c) = &batch.spanning {
+                chunks.push(ChunkInfo {
+                    hash: chunk_hash(c),
+                    size: c.len() as u64,
+                });
             }
-            let hashed: Vec<ChunkInfo> = starts
+            let hashed: Vec<ChunkInfo> = batch
+                .ranges
                 .par_iter()
-                .zip(batch.ends.par_iter())
-                .map(|(&s, &e)| ChunkInfo {
-                    hash: chunk_hash(&batch.buf[s..e]),
+                .map(|&(s, e)| ChunkInfo {
+                    hash: chunk_hash(&batch.block[s..e]),
                     size: (e - s) as u64,
                 })
                 .collect();
             chunks.extend(hashed);
-            let _ = recycle_tx.send(batch.buf);
+            let _ = recycle_tx.send(batch.block);
         }
-        producer
+        let chunked = chunk.join();
+        let read = read
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("chunking thread panicked")))
+            .unwrap_or_else(|_| Err(io::Error::other("reading thread panicked")));
+        if chunked.is_err() {
+            return Err(io::Error::other("chunking thread panicked"));
+        }
+        read
     })?;
 
     Ok(FileDigest::from_chunks(chunks))
@@ -263,6 +295,22 @@ mod tests {
             }
         }
         assert_eq!(hash_reader(Dribble(&d)).unwrap(), whole);
+    }
+
+    /// Blocks that end inside a chunk, exactly at a cut, and a last block too short to hold
+    /// any cut: the chunk that spans blocks is hashed whole, in its place.
+    #[test]
+    fn chunks_spanning_blocks_hash_in_order() {
+        for n in [BLOCK * 2 + 5, BLOCK * 3, BLOCK + 1] {
+            let d = data(n);
+            assert_eq!(hash_reader(&d[..]).unwrap(), hash_bytes(&d), "{n} bytes");
+        }
+        // A block that ends exactly where a chunk does: constant bytes never match, so they
+        // are cut every MAX_CHUNK_SIZE, which divides the block.
+        assert_eq!(BLOCK % crate::MAX_CHUNK_SIZE, 0);
+        let mut d = vec![0u8; BLOCK];
+        d.extend(data(200_000));
+        assert_eq!(hash_reader(&d[..]).unwrap(), hash_bytes(&d));
     }
 
     #[test]

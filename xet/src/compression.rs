@@ -62,48 +62,64 @@ pub fn decompress_into(
     expected_len: usize,
     out: &mut Vec<u8>,
 ) -> Result<()> {
-    match scheme {
-        CompressionScheme::None => {
-            if compressed.len() != expected_len {
-                return Err(Error::invalid(
-                    "uncompressed chunk",
-                    format!(
-                        "stored {} bytes but header says {expected_len}",
-                        compressed.len()
-                    ),
-                ));
-            }
-            out.extend_from_slice(compressed);
-        }
-        CompressionScheme::Lz4 => {
-            let start = out.len();
-            lz4_frame_decompress(compressed, expected_len, out)?;
-            debug_assert_eq!(out.len() - start, expected_len);
-        }
-        CompressionScheme::ByteGrouping4Lz4 => {
-            let mut grouped = Vec::with_capacity(expected_len);
-            lz4_frame_decompress(compressed, expected_len, &mut grouped)?;
-            byte_ungroup_4_into(&grouped, out);
-        }
-    }
-    Ok(())
-}
-
-/// Decodes one LZ4 frame straight into `out`, block by block: no frame decoder with buffers
-/// of its own to allocate, zero and copy out of for every chunk. The frame's optional xxHash
-/// checksums are skipped, not checked: every decoded chunk is checked against its BLAKE3
-/// hash right after, which proves more.
-fn lz4_frame_decompress(compressed: &[u8], expected_len: usize, out: &mut Vec<u8>) -> Result<()> {
     let start = out.len();
     out.resize(start + expected_len, 0);
-    let r = lz4_frame_decompress_to(compressed, &mut out[start..]);
+    let r = decompress_to(scheme, compressed, &mut out[start..], &mut Vec::new());
     if r.is_err() {
         out.truncate(start);
     }
     r
 }
 
-/// Decodes one LZ4 frame that must fill `dst` exactly.
+/// Decompresses one chunk into `dst`, which it must fill exactly; `grouped` is scratch
+/// space for BG4's grouped bytes.
+fn decompress_to(
+    scheme: CompressionScheme,
+    compressed: &[u8],
+    dst: &mut [u8],
+    grouped: &mut Vec<u8>,
+) -> Result<()> {
+    match scheme {
+        CompressionScheme::None => {
+            check_stored_len(compressed, dst.len())?;
+            dst.copy_from_slice(compressed);
+        }
+        CompressionScheme::Lz4 => lz4_frame_decompress_to(compressed, dst)?,
+        CompressionScheme::ByteGrouping4Lz4 => {
+            let grouped = room(grouped, dst.len());
+            lz4_frame_decompress_to(compressed, grouped)?;
+            byte_ungroup_4_to(grouped, dst);
+        }
+    }
+    Ok(())
+}
+
+/// An uncompressed chunk must be as long as its header says.
+fn check_stored_len(stored: &[u8], expected_len: usize) -> Result<()> {
+    if stored.len() == expected_len {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "uncompressed chunk",
+        format!(
+            "stored {} bytes but header says {expected_len}",
+            stored.len()
+        ),
+    ))
+}
+
+/// The first `n` bytes of `buf`, grown (zeroed) only when it is shorter.
+fn room(buf: &mut Vec<u8>, n: usize) -> &mut [u8] {
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+    &mut buf[..n]
+}
+
+/// Decodes one LZ4 frame that must fill `dst` exactly, block by block: no frame decoder
+/// with buffers of its own to allocate, zero and copy out of for every chunk. The frame's
+/// optional xxHash checksums are skipped, not checked: every decoded chunk is checked
+/// against its BLAKE3 hash right after, which proves more.
 fn lz4_frame_decompress_to(compressed: &[u8], dst: &mut [u8]) -> Result<()> {
     let expected_len = dst.len();
     match lz4_frame_into(compressed, dst) {
@@ -128,45 +144,21 @@ impl Decompressor {
         Self::default()
     }
 
-    /// Decompresses one chunk that must expand to exactly `expected_len` bytes.
+    /// Decompresses one chunk that must expand to exactly `expected_len` bytes. An
+    /// uncompressed chunk is handed back as it was stored, without a copy.
     pub fn decompress<'a>(
         &'a mut self,
         scheme: CompressionScheme,
         compressed: &'a [u8],
         expected_len: usize,
     ) -> Result<&'a [u8]> {
-        fn room(buf: &mut Vec<u8>, n: usize) -> &mut [u8] {
-            if buf.len() < n {
-                buf.resize(n, 0);
-            }
-            &mut buf[..n]
+        if scheme == CompressionScheme::None {
+            check_stored_len(compressed, expected_len)?;
+            return Ok(compressed);
         }
-        match scheme {
-            CompressionScheme::None => {
-                if compressed.len() != expected_len {
-                    return Err(Error::invalid(
-                        "uncompressed chunk",
-                        format!(
-                            "stored {} bytes but header says {expected_len}",
-                            compressed.len()
-                        ),
-                    ));
-                }
-                Ok(compressed)
-            }
-            CompressionScheme::Lz4 => {
-                let dst = room(&mut self.out, expected_len);
-                lz4_frame_decompress_to(compressed, dst)?;
-                Ok(dst)
-            }
-            CompressionScheme::ByteGrouping4Lz4 => {
-                let grouped = room(&mut self.grouped, expected_len);
-                lz4_frame_decompress_to(compressed, grouped)?;
-                let dst = room(&mut self.out, expected_len);
-                byte_ungroup_4_to(grouped, dst);
-                Ok(dst)
-            }
-        }
+        let dst = room(&mut self.out, expected_len);
+        decompress_to(scheme, compressed, dst, &mut self.grouped)?;
+        Ok(dst)
     }
 }
 

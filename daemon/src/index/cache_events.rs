@@ -14,9 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 /// Keeps the watch alive; dropping it stops it.
 pub struct CacheEvents {
     #[cfg(target_os = "linux")]
-    _task: tokio::task::JoinHandle<()>,
-    #[cfg(target_os = "linux")]
-    _abort: AbortOnDrop,
+    _task: AbortOnDrop,
     #[cfg(not(target_os = "linux"))]
     _watcher: notify::RecommendedWatcher,
 }
@@ -150,10 +148,8 @@ mod imp {
                 }
             }
         });
-        let abort = AbortOnDrop(task.abort_handle());
         Ok(CacheEvents {
-            _task: task,
-            _abort: abort,
+            _task: AbortOnDrop(task.abort_handle()),
         })
     }
 }

@@ -34,7 +34,14 @@ pub async fn download(
     let budget = Budget::start(hub.deadlines());
     loop {
         attempt += 1;
-        match try_once(hub, job, dest, counters).await {
+        let result = match hub.get_file(job.repo, job.commit, job.path, 0).await {
+            Ok(resp) => receive(resp, hub, job, dest, counters).await,
+            // What `get_file` did not retry itself (a connection that failed, a 5xx without
+            // `Retry-After`) is retried below; what it did, or what cannot change, is final.
+            Err(e) if !e.is_transient() => return Err(e.into()),
+            Err(e) => Err(e.into()),
+        };
+        match result {
             Ok(()) => return Ok(()),
             Err(e)
                 if e.kind == Kind::Network
@@ -55,13 +62,14 @@ pub async fn download(
     }
 }
 
-async fn try_once(
+/// Streams one answer's body into `dest`, checking its length and hash.
+async fn receive(
+    mut resp: reqwest::Response,
     hub: &HubClient,
     job: &PlainJob<'_>,
     dest: &Path,
     counters: &PullCounters,
 ) -> Result<(), PullError> {
-    let mut resp = hub.get_file(job.repo, job.commit, job.path, 0).await?;
     let mut out = std::io::BufWriter::with_capacity(
         1 << 20,
         std::fs::File::create(dest).map_err(|e| PullError::disk("creating a download file", &e))?,

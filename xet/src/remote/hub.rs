@@ -518,7 +518,10 @@ impl HubClient {
     }
 
     /// `GET` of a plain (non-Xet) file's bytes, following redirects. Authorization is sent
-    /// only to the Hub's own origin, never to a CDN.
+    /// only to the Hub's own origin, never to a CDN. An answer that came with `Retry-After`
+    /// is retried here; when those retries run out the error is
+    /// [`RemoteError::RetriesExhausted`], which is not transient, so a caller's own retry loop
+    /// (for bodies that break) does not ask again sooner than the server wished.
     pub async fn get_file(
         &self,
         repo: &RepoRef,
@@ -543,12 +546,17 @@ impl HubClient {
                 Err((e, wait)) => (e, wait),
             };
             let wait = retry_wait(&self.deadlines, server_wait, self.retry.delay(attempt));
-            if server_wait.is_none()
-                || attempt >= self.retry.max_attempts
-                || !err.is_transient()
-                || !budget.allows(wait)
-            {
+            if server_wait.is_none() || !err.is_transient() {
                 return Err(err);
+            }
+            if attempt >= self.retry.max_attempts || !budget.allows(wait) {
+                // Not transient any more: the caller must not stack its own retries on these.
+                return Err(RemoteError::RetriesExhausted {
+                    url: start,
+                    attempts: attempt,
+                    secs: budget.elapsed().as_secs(),
+                    last: err.to_string(),
+                });
             }
             tracing::debug!(url = start, attempt, error = %err, "retrying");
             tokio::time::sleep(wait).await;

@@ -133,3 +133,82 @@ async fn receive(
     counters.bytes_done.fetch_add(job.size, Ordering::Relaxed);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use xet::remote::{RepoType, RetryPolicy};
+
+    use super::*;
+
+    /// Answers every request 429 with `Retry-After: 0`; counts requests.
+    async fn always_429() -> (String, Arc<AtomicU32>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(AtomicU32::new(0));
+        let counted = hits.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 0\r\n\
+                              Content-Length: 0\r\nConnection: close\r\n\r\n",
+                        )
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}"), hits)
+    }
+
+    /// The Hub's `Retry-After` retries are `get_file`'s; once they run out the download
+    /// fails without asking again on its own clock (it used to, after 0-100 ms, up to eight
+    /// rounds of `get_file`'s retries).
+    #[tokio::test]
+    async fn a_file_rate_limited_past_its_retries_is_not_asked_again() {
+        let (endpoint, hits) = always_429().await;
+        let hub = HubClient::new(&endpoint, None)
+            .unwrap()
+            .with_retry(RetryPolicy {
+                max_attempts: 3,
+                base_delay: std::time::Duration::from_millis(1),
+                max_delay: std::time::Duration::from_millis(1),
+            });
+        let repo = RepoRef::new(RepoType::Model, "org/model").unwrap();
+        let job = PlainJob {
+            repo: &repo,
+            commit: "0123456789abcdef0123456789abcdef01234567",
+            path: "config.json",
+            size: 2,
+            blob_id: "0000000000000000000000000000000000000000",
+            lfs_sha256: None,
+        };
+        // No answer starts, so nothing is created here.
+        let dest = std::env::temp_dir().join(format!(
+            "zest-plain-file-test-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let err = download(&hub, &job, &dest, &PullCounters::default())
+            .await
+            .unwrap_err();
+        assert!(!dest.exists());
+        assert_eq!(err.kind, Kind::Network, "{err}");
+        assert!(err.message.contains("gave up"), "{err}");
+        assert_eq!(hits.load(Ordering::SeqCst), 3, "{err}");
+    }
+}

@@ -14,6 +14,13 @@
 # namespaces are created here and removed on exit. Without RATE everything is on this
 # machine's loopback, where the 2 cores, not the link, are the limit.
 #
+# ZEST_BENCH_CALL=files downloads the model's files one by one with hf_hub_download (as
+# transformers' from_pretrained does), which asks `resolve` with HEAD first, instead of
+# snapshot_download, which takes every file's metadata from one tree listing.
+#
+# ZEST_BENCH_CLIENT_CACHE=own gives the client a cache of its own beside zestd's (the
+# deployment where huggingface_hub cannot link zestd's files and writes its own copy).
+#
 # ZEST_BENCH_KEEP=1 keeps each run's zestd log (RUST_LOG passes through), with the client's
 # start and end, as bench-data/pull-SIZE/zestd-runN.log.
 #
@@ -74,12 +81,21 @@ now() { date +%s.%N; }
 tick=$(getconf CLK_TCK)
 # utime + stime of a live process, in seconds.
 proc_cpu() { awk -v t="$tick" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+call='import sys; from huggingface_hub import snapshot_download; print(snapshot_download(sys.argv[1]))'
+if [ "${ZEST_BENCH_CALL:-snapshot}" = files ]; then
+  call='
+import sys
+from huggingface_hub import HfApi, hf_hub_download
+for name in HfApi().list_repo_files(sys.argv[1]):
+    path = hf_hub_download(sys.argv[1], name)
+print(path[: -len(name) - 1])'
+fi
 client() { # ENDPOINT CACHE HOME -> client wall, cpu and rss in $work/client.*
   local t0 t1
   t0=$(now); t_start=$(date -u +%T.%N)
   "${C[@]}" env HF_ENDPOINT="$1" HF_HUB_CACHE="$2" HF_HOME="$3" HF_HUB_DISABLE_PROGRESS_BARS=1 \
     /usr/bin/time -f '%U %S %M' -o "$work/client.time" \
-    "$py" -c 'import sys; from huggingface_hub import snapshot_download; print(snapshot_download(sys.argv[1]))' "$repo" > "$work/client.out"
+    "$py" -c "$call" "$repo" > "$work/client.out"
   t1=$(now); t_end=$(date -u +%T.%N)
   echo "$t1 - $t0" | bc -l > "$work/client.wall"
 }
@@ -95,7 +111,7 @@ for i in $(seq "$runs"); do
   d_wall+=("$(cat "$work/client.wall")"); d_cpu+=("$(echo "$u + $s" | bc -l)"); d_rss+=("$m"); d_bytes+=("$((b1 - b0))")
   ref=$(tail -1 "$work/client.out")
 
-  # Through a fresh zestd's endpoint, the client on zestd's own cache.
+  # Through a fresh zestd's endpoint, the client on zestd's own cache (unless told).
   rm -rf "$work/e"; mkdir -p "$work/e"
   "${C[@]}" "$bin/zestd" --socket "$work/e/sock" --state-dir "$work/e/state" --cache-dir "$work/e/cache" \
     --endpoint "$hub" --listen off --no-mdns --hub-listen 127.0.0.1:0 --xet-socket off ${ZEST_BENCH_ZESTD_ARGS:-} 2> "$work/e/log" &
@@ -103,7 +119,9 @@ for i in $(seq "$runs"); do
   for _ in $(seq 200); do [ -S "$work/e/sock" ] && break; sleep 0.05; done
   ep=$("$bin/zestctl" --socket "$work/e/sock" status --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["hub_endpoint"])')
   z0=$(proc_cpu "$zpid"); b0=$(stats)
-  client "$ep" "$work/e/cache" "$work/e/home"
+  ccache="$work/e/cache"
+  [ "${ZEST_BENCH_CLIENT_CACHE:-zestd}" != own ] || ccache="$work/e/client-cache"
+  client "$ep" "$ccache" "$work/e/home"
   b1=$(stats); z1=$(proc_cpu "$zpid")
   read -r u s m < "$work/client.time"
   e_wall+=("$(cat "$work/client.wall")"); e_cpu+=("$(echo "$u + $s" | bc -l)"); e_rss+=("$m")
@@ -123,7 +141,9 @@ dw=$(median "${d_wall[@]}"); ew=$(median "${e_wall[@]}")
 dc=$(median "${d_cpu[@]}"); ec=$(median "${e_cpu[@]}"); ez=$(median "${e_zcpu[@]}")
 where="reference CAS on loopback"
 [ -z "$rate" ] || where="reference CAS behind a $rate link"
-echo "### Cold snapshot_download, $((size >> 20)) MiB model (4 shards), $where, $runs runs each, alternating"
+what=snapshot_download
+[ "${ZEST_BENCH_CALL:-snapshot}" != files ] || what="hf_hub_download of each file"
+echo "### Cold $what, $((size >> 20)) MiB model (4 shards), $where, $runs runs each, alternating"
 echo
 echo "| | wall s (median) | wall s (all runs) | CPU s client | CPU s zestd | peak RSS MiB client / zestd | origin bytes |"
 echo "|---|---|---|---|---|---|---|"

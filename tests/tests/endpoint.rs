@@ -102,6 +102,21 @@ impl Fleet {
     }
 }
 
+/// A test hub with the standard repos, and a direct download of the test model from it
+/// (the oracle) in `ref`, made with `home` as HF_HOME.
+fn standard_hub(name: &str) -> (Scratch, TestHub, PathBuf, PathBuf) {
+    let scratch = Scratch::new(name);
+    let hub = TestHub::start(HubConfig::new(
+        scratch.path().join("hub"),
+        fixtures::standard(),
+    ))
+    .expect("test hub");
+    let home = scratch.path().join("home");
+    let reference = scratch.path().join("ref");
+    hf_python_ok(SNAPSHOT, &[MODEL], &hub.endpoint, &reference, &home, &[]);
+    (scratch, hub, home, reference)
+}
+
 /// A daemon with these peers (and extra flags), once connected to `n` of them.
 fn connected_node(
     dir: &Path,
@@ -166,6 +181,21 @@ fn hf_download(ep: &str, cache: &Path, home: &Path, extra: &[&std::ffi::OsStr]) 
 
 fn hf_cli() -> PathBuf {
     zest_tests::python().with_file_name("hf")
+}
+
+/// Lines of `name\tpath` a client printed: `n` of them, each file with the bytes of `name`
+/// below `snap`.
+fn same_as_listed<'a>(out: &'a str, snap: &Path, n: usize) -> Vec<(&'a str, &'a str)> {
+    let files: Vec<(&str, &str)> = out.lines().filter_map(|l| l.split_once('\t')).collect();
+    assert_eq!(files.len(), n, "{out}");
+    for (name, path) in &files {
+        assert_eq!(
+            std::fs::read(path).unwrap(),
+            std::fs::read(snap.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+    files
 }
 
 /// Every file below `a` has the same bytes below `b` (symlinks followed).
@@ -234,15 +264,7 @@ for name in ["model.safetensors", "tokenizer/tokenizer.json", "config.json"]:
         &home,
         &[],
     );
-    assert_eq!(out.lines().count(), 3, "{out}");
-    for line in out.lines() {
-        let (name, path) = line.split_once('\t').unwrap();
-        assert_eq!(
-            std::fs::read(path).unwrap(),
-            std::fs::read(snap.join(name)).unwrap(),
-            "{name}"
-        );
-    }
+    same_as_listed(&out, &snap, 3);
 
     // 3. The `hf` CLI, into the cache and into a folder.
     let cache = f.dir("c-cli");
@@ -324,6 +346,128 @@ fn the_client_on_zestds_own_cache_keeps_one_copy() {
     }
     assert!(shared >= 2, "no large blob went through the shared store");
     same_files(&snapshot_of(&reference), &snapshot_of(&f.node.cache()));
+}
+
+/// `hf_hub_download` asks `resolve` with HEAD first; zestd holds that HEAD while its own
+/// download of the file finishes, so a client on zestd's cache finds the file in the shared
+/// store and links it: no bytes go to the client, no second copy is written.
+#[test]
+fn a_head_on_zestds_own_cache_waits_for_zestd_and_the_client_links_its_file() {
+    let f = Fleet::start("endpoint-head-link");
+    let reference = f.reference(MODEL, None);
+    let snap = snapshot_of(&reference);
+    let ep = f.endpoint();
+    let to_clients = num(&f.node, "bytes_to_clients");
+    let names = ["model.safetensors", "tokenizer/tokenizer.json"];
+    let mut args = vec![MODEL];
+    args.extend(names);
+    let out = hf_python_ok(
+        r#"
+import sys
+from huggingface_hub import hf_hub_download
+for name in sys.argv[2:]:
+    print(name + "\t" + hf_hub_download(sys.argv[1], name))
+"#,
+        &args,
+        &ep,
+        &f.node.cache(),
+        &f.dir("home"),
+        &[],
+    );
+    let blobs = f.node.cache().join("models--zest-test--tiny-model/blobs");
+    for (name, path) in same_as_listed(&out, &snap, names.len()) {
+        let blob = std::fs::canonicalize(path).unwrap();
+        assert!(
+            blob.starts_with(std::fs::canonicalize(f.node.cache().join("blobs")).unwrap()),
+            "{name} is not the shared store's entry: {}",
+            blob.display()
+        );
+    }
+    for e in std::fs::read_dir(&blobs).unwrap().flatten() {
+        assert!(
+            std::fs::symlink_metadata(e.path())
+                .unwrap()
+                .file_type()
+                .is_symlink(),
+            "{} is a copy the client wrote",
+            e.path().display()
+        );
+    }
+    assert_eq!(
+        num(&f.node, "bytes_to_clients"),
+        to_clients,
+        "the client downloaded what zestd had finished: {}",
+        f.node.log()
+    );
+    assert!(num(&f.node, "bytes_from_peers") > 0);
+}
+
+/// A HEAD alone (a dry run, `file_exists`) is answered as soon as zestd's download will
+/// not finish soon, and that download stops when no client asks for the bytes: zestd does
+/// not fetch a file nobody wants.
+#[test]
+fn a_download_started_by_a_head_nobody_follows_is_stopped() {
+    let (scratch, hub, home, reference) = standard_hub("endpoint-head-unasked");
+    let node = Daemon::start_peer_with(&scratch.path().join("node"), &hub.endpoint, &[], &[]);
+    let ep = status_str(&node, "hub_endpoint");
+    // 6 MiB of weights at 400 kB/s: about 15 s, far past what a HEAD waits for.
+    hub.faults
+        .fetch_rate
+        .store(400_000, std::sync::atomic::Ordering::SeqCst);
+    let before = hub.stats.snapshot().xorb_bytes;
+    let out = hf_python_ok(
+        r#"
+import sys
+from huggingface_hub import get_hf_file_metadata, hf_hub_url
+m = get_hf_file_metadata(hf_hub_url(sys.argv[1], "model.safetensors"))
+print(m.size)
+"#,
+        &[MODEL],
+        &ep,
+        &scratch.path().join("c-head"),
+        &home,
+        &[],
+    );
+    assert_eq!(out.trim(), (6u64 << 20).to_string(), "{out}");
+    assert!(
+        wait_until(Duration::from_secs(20), || node
+            .log()
+            .contains("no client asked for the file after its HEAD")),
+        "the download a lone HEAD started went on: {}",
+        node.log()
+    );
+    let stopped = hub.stats.snapshot().xorb_bytes;
+    assert!(
+        stopped - before < 6 << 20,
+        "the whole file was fetched for a HEAD"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        hub.stats.snapshot().xorb_bytes,
+        stopped,
+        "the origin still sends after the stop"
+    );
+    // A client that does want the file gets it, from a new download.
+    hub.faults
+        .fetch_rate
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let cache = scratch.path().join("c-file");
+    let out = hf_python_ok(
+        r#"
+import sys
+from huggingface_hub import hf_hub_download
+print(hf_hub_download(sys.argv[1], "model.safetensors"))
+"#,
+        &[MODEL],
+        &ep,
+        &cache,
+        &home,
+        &[],
+    );
+    assert_eq!(
+        std::fs::read(out.trim()).unwrap(),
+        std::fs::read(snapshot_of(&reference).join("model.safetensors")).unwrap()
+    );
 }
 
 #[test]
@@ -563,15 +707,7 @@ print(open(hf_hub_download(sys.argv[1], "config.json")).read())
 
 #[test]
 fn a_lying_peer_is_banned_and_the_client_gets_the_right_bytes() {
-    let scratch = Scratch::new("endpoint-hostile");
-    let hub = TestHub::start(HubConfig::new(
-        scratch.path().join("hub"),
-        fixtures::standard(),
-    ))
-    .expect("test hub");
-    let home = scratch.path().join("home");
-    let reference = scratch.path().join("ref");
-    hf_python_ok(SNAPSHOT, &[MODEL], &hub.endpoint, &reference, &home, &[]);
+    let (scratch, hub, home, reference) = standard_hub("endpoint-hostile");
     // The liar holds the model (it read a real cache) and sends wrong bytes for every chunk.
     let evil = EvilPeer::start(&scratch.path().join("evil"), &reference, "wrong-bytes");
     let node = connected_node(
@@ -595,15 +731,7 @@ fn a_lying_peer_is_banned_and_the_client_gets_the_right_bytes() {
 
 #[test]
 fn metrics_and_health_say_what_the_node_did() {
-    let scratch = Scratch::new("endpoint-metrics");
-    let hub = TestHub::start(HubConfig::new(
-        scratch.path().join("hub"),
-        fixtures::standard(),
-    ))
-    .expect("test hub");
-    let home = scratch.path().join("home");
-    let reference = scratch.path().join("ref");
-    hf_python_ok(SNAPSHOT, &[MODEL], &hub.endpoint, &reference, &home, &[]);
+    let (scratch, hub, home, reference) = standard_hub("endpoint-metrics");
     let evil = EvilPeer::start(&scratch.path().join("evil"), &reference, "wrong-bytes");
     let node = connected_node(
         &scratch.path().join("node"),
@@ -741,17 +869,9 @@ fn metrics_and_health_say_what_the_node_did() {
 
 #[test]
 fn a_flash_crowd_of_clients_takes_about_one_copy_from_the_origin() {
-    let scratch = Scratch::new("endpoint-crowd");
-    let hub = TestHub::start(HubConfig::new(
-        scratch.path().join("hub"),
-        fixtures::standard(),
-    ))
-    .expect("test hub");
-    let home = scratch.path().join("home");
-    let reference = scratch.path().join("ref");
-    let before = hub.stats.snapshot().xorb_bytes;
-    hf_python_ok(SNAPSHOT, &[MODEL], &hub.endpoint, &reference, &home, &[]);
-    let one_copy = hub.stats.snapshot().xorb_bytes - before;
+    let (scratch, hub, home, reference) = standard_hub("endpoint-crowd");
+    // The fresh hub has sent one copy: the oracle's.
+    let one_copy = hub.stats.snapshot().xorb_bytes;
     assert!(one_copy > 6 << 20);
     // Four daemons that hold nothing, each naming the ones before it.
     let mut nodes: Vec<Daemon> = Vec::new();

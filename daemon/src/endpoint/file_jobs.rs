@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +50,17 @@ pub struct FileJob {
     pub hash: XetHash,
     state: Mutex<State>,
     changes: tokio::sync::watch::Sender<u64>,
+    /// What the download has received and written so far, for a held HEAD's judgement.
+    counters: Arc<PullCounters>,
+    /// The file's size, once the CAS described it (0 before).
+    size: AtomicU64,
+    /// A client asked for the file's bytes (a reconstruction, a file door), not only its HEAD.
+    asked: AtomicBool,
+    /// The file is downloaded and in its place (the shared store, or zestd's corner).
+    finished: AtomicBool,
+    /// Stopped because nobody asked for it: a later request starts a new job.
+    abandoned: AtomicBool,
+    stop: tokio::sync::Notify,
 }
 
 /// Consecutive chunks ready for a client: proven, and read back from disk matching their
@@ -69,6 +81,43 @@ impl FileJob {
     fn set(&self, s: State) {
         *lock(&self.state) = s;
         self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// Whether the file is downloaded and in its place.
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Whether the download ended without the file.
+    pub fn failed(&self) -> bool {
+        matches!(*lock(&self.state), State::Failed(_))
+    }
+
+    /// The file's size once known, and the bytes received or found for it so far.
+    pub fn progress(&self) -> (Option<u64>, u64) {
+        let size = self.size.load(Ordering::Relaxed);
+        let c = &self.counters;
+        let received = c.from_origin.load(Ordering::Relaxed)
+            + c.from_peers.load(Ordering::Relaxed)
+            + c.from_local.load(Ordering::Relaxed);
+        let landed = c.bytes_done.load(Ordering::Relaxed).max(received);
+        ((size > 0 || self.finished()).then_some(size), landed)
+    }
+
+    /// Until the job changes state, or `within` passed.
+    pub async fn changed_within(&self, within: Duration) {
+        let mut rx = self.changes.subscribe();
+        let _ = tokio::time::timeout(within, rx.changed()).await;
+    }
+
+    /// Until the job's download has ended, one way or the other.
+    async fn ended(&self) {
+        let mut rx = self.changes.subscribe();
+        while !(self.finished() || self.failed()) {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The file's layout, once known.
@@ -217,28 +266,71 @@ impl FileJobs {
         }
     }
 
-    /// The job for `hash`, started if none runs (or the last one failed).
+    /// The job for `hash`, for a client that asked for the file's bytes; started if none
+    /// runs (or the last one failed or was abandoned).
     pub fn ensure(self: &Arc<Self>, hash: XetHash, grant: Grant) -> Arc<FileJob> {
+        self.start(hash, grant, true)
+    }
+
+    /// The job for `hash`, for a HEAD only: a job it starts is stopped if no client asks
+    /// for the bytes soon after (`stop_unasked`), as after a dry run or `file_exists`.
+    pub fn ensure_for_head(self: &Arc<Self>, hash: XetHash, grant: Grant) -> Arc<FileJob> {
+        self.start(hash, grant, false)
+    }
+
+    fn start(self: &Arc<Self>, hash: XetHash, grant: Grant, asked: bool) -> Arc<FileJob> {
         let mut jobs = lock(&self.jobs);
-        if let Some(j) = jobs.get(&hash)
-            && !matches!(*lock(&j.state), State::Failed(_))
+        let before = jobs.get(&hash).cloned();
+        if let Some(j) = &before
+            && !j.failed()
+            && !j.abandoned.load(Ordering::Acquire)
         {
+            if asked {
+                j.asked.store(true, Ordering::Release);
+            }
             return j.clone();
         }
         let job = Arc::new(FileJob {
             hash,
             state: Mutex::new(State::Starting),
             changes: tokio::sync::watch::channel(0).0,
+            counters: Arc::new(PullCounters::new(self.engine.totals.clone())),
+            size: Default::default(),
+            asked: AtomicBool::new(asked),
+            finished: AtomicBool::new(false),
+            abandoned: AtomicBool::new(false),
+            stop: tokio::sync::Notify::new(),
         });
         jobs.insert(hash, job.clone());
         let (me, j) = (self.clone(), job.clone());
         tokio::spawn(async move {
+            // An abandoned download writes the same partial file until it has stopped.
+            if let Some(b) = before {
+                b.ended().await;
+            }
             if let Err(e) = me.run(&j, grant).await {
-                tracing::warn!(file = %j.hash, "endpoint download failed: {e}");
+                if e.kind == crate::engine::Kind::Cancelled {
+                    tracing::info!(file = %j.hash, "{e}");
+                } else {
+                    tracing::warn!(file = %j.hash, "endpoint download failed: {e}");
+                }
                 j.set(State::Failed(e.to_string()));
             }
         });
         job
+    }
+
+    /// Stops `job` if no client has asked for its bytes (only its HEAD came): a request
+    /// from now on starts a new job, which resumes from what this one verified.
+    pub fn stop_unasked(&self, job: &Arc<FileJob>) {
+        let jobs = lock(&self.jobs);
+        if job.asked.load(Ordering::Acquire) || job.finished() || job.failed() {
+            return;
+        }
+        if jobs.get(&job.hash).is_some_and(|j| Arc::ptr_eq(j, job)) {
+            job.abandoned.store(true, Ordering::Release);
+            job.stop.notify_one();
+        }
     }
 
     pub fn get(&self, hash: &XetHash) -> Option<Arc<FileJob>> {
@@ -280,10 +372,12 @@ impl FileJobs {
         };
         let terms = Arc::new(place_terms(&recon));
         let size = recon.unpacked_len();
+        job.size.store(size, Ordering::Relaxed);
         let index = &self.engine.index;
         if let Some(held) = index.held(&hash).filter(|h| h.size() == size)
             && let Ok(f) = File::open(&held.path)
         {
+            job.finished.store(true, Ordering::Release);
             job.set(State::Held {
                 file: Arc::new(f),
                 held,
@@ -307,13 +401,19 @@ impl FileJobs {
             tracing::debug!("cannot record {name}'s visibility: {e}");
         }
         tracing::info!(file = %name, size, public, "downloading for a local client");
-        let counters = Arc::new(PullCounters::new(self.engine.totals.clone()));
+        let counters = job.counters.clone();
         let download = xet_file::download_with(&self.engine, &cas, &xjob, &counters, Some(recon));
         tokio::pin!(download);
         let mut published = false;
         let result = loop {
             tokio::select! {
                 r = &mut download => break r,
+                () = job.stop.notified() => {
+                    return Err(PullError::new(
+                        crate::engine::Kind::Cancelled,
+                        "stopped: no client asked for the file after its HEAD; what was verified is kept",
+                    ));
+                }
                 _ = tokio::time::sleep(Duration::from_millis(20)), if !published => {
                     if let Some(live) = self.engine.live.get(&hash) {
                         job.set(State::Live { live, terms: terms.clone(), size });
@@ -342,6 +442,7 @@ impl FileJobs {
             }
         };
         crate::index::scan::record_pulled(index, &path, hash, &done.chunks);
+        job.finished.store(true, Ordering::Release);
         if !published {
             // A download that ended at once (a whole local copy, an empty file) never showed
             // its live table: serve from the finished file.

@@ -10,6 +10,7 @@
 //! Hub in `Link` and `Location` headers point at us; CAS telemetry is answered here.
 
 pub mod file_jobs;
+pub mod head_hold;
 mod headers;
 pub mod host;
 pub mod rewrite;
@@ -132,6 +133,9 @@ pub struct Endpoint {
     xet_socket: std::sync::Mutex<Option<String>>,
     /// Hub answers kept here and in the fleet, for when the Hub cannot answer.
     meta: Option<Arc<crate::hubmeta::HubMeta>>,
+    /// Whether a HEAD of a Xet file waits for our download (`head_hold`): only where a
+    /// client can link the finished file, the cache's shared blob store.
+    hold_heads: bool,
 }
 
 fn new_id() -> String {
@@ -165,6 +169,7 @@ impl Endpoint {
             metrics,
             xet_socket: Default::default(),
             meta,
+            hold_heads: crate::cache::shared_store::SharedStore::enabled(),
         }))
     }
 
@@ -746,9 +751,10 @@ impl Endpoint {
     }
 
     /// `resolve`: forwarded; a redirect to a Xet bridge (what a client without hf_xet
-    /// follows) points at our file door instead.
+    /// follows) points at our file door instead. A HEAD of a Xet file is held while our
+    /// download of it is about to finish (`head_hold`).
     async fn resolve(&self, req: Request) -> Response {
-        let is_get = req.method() == Method::GET;
+        let (is_get, is_head) = (req.method() == Method::GET, req.method() == Method::HEAD);
         let auth = req.headers().get(header::AUTHORIZATION).cloned();
         let url = with_query(&format!("{}{}", self.upstream, req.uri().path()), &req);
         let resp = match self.send(req, &url).await {
@@ -765,6 +771,7 @@ impl Endpoint {
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let readable = resp.status().is_success() || resp.status().is_redirection();
         if let (true, true, Some(file), Some(loc)) =
             (is_get, resp.status().is_redirection(), xet, location)
             && rewrite::rebase(&loc, &self.upstream, &self.base).is_none()
@@ -775,8 +782,48 @@ impl Endpoint {
                     tracing::info!(file = %file, "serving this download from the origin's bridge: {e}")
                 }
             }
+        } else if let (true, true, Some(file)) = (is_head, readable, xet)
+            && self.hold_heads
+        {
+            self.hold_head(resp.headers(), auth, file).await;
         }
         self.pass_back(resp, None)
+    }
+
+    /// Starts our download of a file whose HEAD the Hub answered (with the caller's
+    /// credentials, so the caller may read it) and waits while it is about to finish, so a
+    /// client on this cache finds the file in the shared store and links it.
+    async fn hold_head(
+        &self,
+        headers: &reqwest::header::HeaderMap,
+        auth: Option<HeaderValue>,
+        file: XetHash,
+    ) {
+        let grant = match self.grant_from_hub(headers, auth).await {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::debug!(file = %file, "HEAD answered without our download: {e}");
+                return;
+            }
+        };
+        let job = self.jobs.ensure_for_head(file, grant);
+        let t0 = tokio::time::Instant::now();
+        loop {
+            let (size, landed) = job.progress();
+            let ended = job.finished() || job.failed();
+            match head_hold::verdict(t0.elapsed(), landed, size, ended) {
+                head_hold::Verdict::Answer => break,
+                head_hold::Verdict::Wait => job.changed_within(Duration::from_millis(50)).await,
+            }
+        }
+        tracing::debug!(file = %file, held = ?t0.elapsed(), finished = job.finished(), "HEAD answered");
+        if !job.finished() {
+            let jobs = self.jobs.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(head_hold::UNASKED).await;
+                jobs.stop_unasked(&job);
+            });
+        }
     }
 
     /// Starts our download of a file a `resolve` redirect was about, with a Xet token got
@@ -787,6 +834,22 @@ impl Endpoint {
         auth: Option<HeaderValue>,
         file: XetHash,
     ) -> Result<String, String> {
+        let grant = self.grant_from_hub(headers, auth).await?;
+        self.jobs.ensure(file, grant);
+        let id = new_id();
+        let mut d = lock(&self.doors);
+        d.files.insert(id.clone(), FileDoor { file });
+        d.remember(id.clone());
+        Ok(format!("{}/file/{id}", self.base))
+    }
+
+    /// A Xet token for the file a `resolve` answer was about, got the way hf_xet gets one
+    /// (the `xet-auth` link, with the caller's own credentials).
+    async fn grant_from_hub(
+        &self,
+        headers: &reqwest::header::HeaderMap,
+        auth: Option<HeaderValue>,
+    ) -> Result<Grant, String> {
         let links = headers
             .get_all(header::LINK)
             .iter()
@@ -826,23 +889,15 @@ impl Endpoint {
         let (Some(cas), Some(token)) = (get("x-xet-cas-url"), get("x-xet-access-token")) else {
             return Err("the Xet token answer has no CAS URL or token".into());
         };
-        self.jobs.ensure(
-            file,
-            Grant {
-                token: CasToken {
-                    endpoint: cas,
-                    access_token: token,
-                    expires_unix: u64::MAX,
-                },
-                public: auth.is_none(),
-                from_fleet: false,
+        Ok(Grant {
+            token: CasToken {
+                endpoint: cas,
+                access_token: token,
+                expires_unix: u64::MAX,
             },
-        );
-        let id = new_id();
-        let mut d = lock(&self.doors);
-        d.files.insert(id.clone(), FileDoor { file });
-        d.remember(id.clone());
-        Ok(format!("{}/file/{id}", self.base))
+            public: auth.is_none(),
+            from_fleet: false,
+        })
     }
 
     /// The download behind a door, and the file's layout once the CAS described it.

@@ -265,6 +265,15 @@ for name in ["model.safetensors", "tokenizer/tokenizer.json", "config.json"]:
         &[],
     );
     same_as_listed(&out, &snap, 3);
+    // This client's cache is not zestd's: it downloaded the first file after its HEAD was
+    // held, so the next HEADs were answered at once.
+    assert!(
+        f.node
+            .log()
+            .contains("HEAD not held: recent clients downloaded what they could have linked"),
+        "{}",
+        f.node.log()
+    );
 
     // 3. The `hf` CLI, into the cache and into a folder.
     let cache = f.dir("c-cli");
@@ -399,6 +408,7 @@ for name in sys.argv[2:]:
         "the client downloaded what zestd had finished: {}",
         f.node.log()
     );
+    assert!(!f.node.log().contains("HEAD not held"), "{}", f.node.log());
     assert!(num(&f.node, "bytes_from_peers") > 0);
 }
 

@@ -60,6 +60,9 @@ pub struct FileJob {
     finished: AtomicBool,
     /// Stopped because nobody asked for it: a later request starts a new job.
     abandoned: AtomicBool,
+    /// A HEAD was held until the file was finished, and what the client did next is not
+    /// recorded yet (`FileJobs::hold_outcomes`).
+    held_to_the_end: AtomicBool,
     stop: tokio::sync::Notify,
 }
 
@@ -254,6 +257,9 @@ pub struct FileJobs {
     engine: Engine,
     staging: PathBuf,
     jobs: Mutex<HashMap<XetHash, Arc<FileJob>>>,
+    /// After the recent HEADs held until the file was finished: whether the client linked
+    /// it (no request for its bytes followed), newest last; and HEADs not held since.
+    hold_outcomes: Mutex<(std::collections::VecDeque<bool>, u32)>,
 }
 
 impl FileJobs {
@@ -263,6 +269,7 @@ impl FileJobs {
             engine,
             staging,
             jobs: Mutex::default(),
+            hold_outcomes: Mutex::default(),
         }
     }
 
@@ -287,6 +294,10 @@ impl FileJobs {
         {
             if asked {
                 j.asked.store(true, Ordering::Release);
+                if j.held_to_the_end.swap(false, Ordering::AcqRel) {
+                    // The client downloads what it could have linked.
+                    self.note_hold(false);
+                }
             }
             return j.clone();
         }
@@ -299,6 +310,7 @@ impl FileJobs {
             asked: AtomicBool::new(asked),
             finished: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
+            held_to_the_end: AtomicBool::new(false),
             stop: tokio::sync::Notify::new(),
         });
         jobs.insert(hash, job.clone());
@@ -318,6 +330,37 @@ impl FileJobs {
             }
         });
         job
+    }
+
+    /// Whether to hold this HEAD, from what clients did after the recent held ones
+    /// (`head_hold::worth_holding`).
+    pub fn hold_this_head(&self) -> bool {
+        let mut o = lock(&self.hold_outcomes);
+        let recent: Vec<bool> = o.0.iter().copied().collect();
+        let hold = super::head_hold::worth_holding(&recent, o.1);
+        o.1 = if hold { 0 } else { o.1 + 1 };
+        hold
+    }
+
+    fn note_hold(&self, linked: bool) {
+        let mut o = lock(&self.hold_outcomes);
+        o.0.push_back(linked);
+        while o.0.len() > super::head_hold::RECENT {
+            o.0.pop_front();
+        }
+    }
+
+    /// A HEAD was answered once `job` had finished: what the client does next is recorded
+    /// when it asks for the bytes, or after `head_hold::UNASKED` as a link.
+    pub fn held_to_the_end(self: &Arc<Self>, job: Arc<FileJob>) {
+        job.held_to_the_end.store(true, Ordering::Release);
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(super::head_hold::UNASKED).await;
+            if job.held_to_the_end.swap(false, Ordering::AcqRel) {
+                me.note_hold(true);
+            }
+        });
     }
 
     /// Stops `job` if no client has asked for its bytes (only its HEAD came): a request

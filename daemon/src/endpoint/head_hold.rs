@@ -17,6 +17,23 @@ pub const LOOK: Duration = Duration::from_millis(500);
 /// for the bytes before it is stopped (a dry run, `file_exists`: a HEAD and nothing more).
 pub const UNASKED: Duration = Duration::from_secs(5);
 
+/// How many recent held HEADs `worth_holding` looks back on.
+pub const RECENT: usize = 4;
+/// While holding is not worth it, one HEAD in this many is held anyway, so a client that
+/// starts linking is noticed.
+pub const PROBE_EVERY: u32 = 8;
+
+/// Whether to hold a HEAD at all, from what clients did after the recent HEADs held until
+/// zestd's download finished (`true`: no client asked for the bytes, so it linked the file;
+/// `false`: a client downloaded the file from zestd after all, as one on a cache of its own
+/// must) and how many HEADs have not been held since. Holding pays where clients link and
+/// costs where they cannot: most recent outcomes decide.
+pub fn worth_holding(recent_links: &[bool], declined: u32) -> bool {
+    let recent = &recent_links[recent_links.len().saturating_sub(RECENT)..];
+    let misses = recent.iter().filter(|linked| !**linked).count();
+    misses * 2 <= recent.len() || declined % PROBE_EVERY == PROBE_EVERY - 1
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Wait,
@@ -87,6 +104,27 @@ mod tests {
         assert_eq!(verdict(ms(500), 0, Some(GIB), false), Verdict::Answer);
         // The CAS has not described the file yet.
         assert_eq!(verdict(ms(500), 0, None, false), Verdict::Answer);
+    }
+
+    #[test]
+    fn heads_are_held_until_clients_download_after_all() {
+        assert!(worth_holding(&[], 0));
+        assert!(worth_holding(&[true, true, true], 0));
+        assert!(worth_holding(&[true, false], 0));
+        // A client on a cache of its own downloaded what zestd had finished.
+        assert!(!worth_holding(&[false], 0));
+        assert!(!worth_holding(&[true, false, false], 0));
+        // Only the last few count.
+        assert!(worth_holding(
+            &[false, false, false, true, true, true, true],
+            0
+        ));
+    }
+
+    #[test]
+    fn a_declined_hold_is_tried_again_now_and_then() {
+        let held: Vec<u32> = (0..24).filter(|&d| worth_holding(&[false], d)).collect();
+        assert_eq!(held, vec![7, 15, 23]);
     }
 
     #[test]

@@ -799,6 +799,10 @@ impl Endpoint {
         auth: Option<HeaderValue>,
         file: XetHash,
     ) {
+        if !self.jobs.hold_this_head() {
+            tracing::debug!(file = %file, "HEAD not held: recent clients downloaded what they could have linked");
+            return;
+        }
         let grant = match self.grant_from_hub(headers, auth).await {
             Ok(g) => g,
             Err(e) => {
@@ -817,7 +821,9 @@ impl Endpoint {
             }
         }
         tracing::debug!(file = %file, held = ?t0.elapsed(), finished = job.finished(), "HEAD answered");
-        if !job.finished() {
+        if job.finished() {
+            self.jobs.held_to_the_end(job);
+        } else {
             let jobs = self.jobs.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(head_hold::UNASKED).await;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -52,8 +52,6 @@ pub struct FileJob {
     changes: tokio::sync::watch::Sender<u64>,
     /// What the download has received and written so far, for a held HEAD's judgement.
     counters: Arc<PullCounters>,
-    /// The file's size, once the CAS described it (0 before).
-    size: AtomicU64,
     /// A client asked for the file's bytes (a reconstruction, a file door), not only its HEAD.
     asked: AtomicBool,
     /// The file is downloaded and in its place (the shared store, or zestd's corner).
@@ -98,13 +96,17 @@ impl FileJob {
 
     /// The file's size once known, and the bytes received or found for it so far.
     pub fn progress(&self) -> (Option<u64>, u64) {
-        let size = self.size.load(Ordering::Relaxed);
+        let size = match &*lock(&self.state) {
+            State::Live { size, .. } => Some(*size),
+            State::Held { held, .. } => Some(held.size()),
+            State::Starting | State::Failed(_) => None,
+        };
         let c = &self.counters;
         let received = c.from_origin.load(Ordering::Relaxed)
             + c.from_peers.load(Ordering::Relaxed)
             + c.from_local.load(Ordering::Relaxed);
         let landed = c.bytes_done.load(Ordering::Relaxed).max(received);
-        ((size > 0 || self.finished()).then_some(size), landed)
+        (size, landed)
     }
 
     /// Until the job changes state, or `within` passed.
@@ -257,9 +259,16 @@ pub struct FileJobs {
     engine: Engine,
     staging: PathBuf,
     jobs: Mutex<HashMap<XetHash, Arc<FileJob>>>,
-    /// After the recent HEADs held until the file was finished: whether the client linked
-    /// it (no request for its bytes followed), newest last; and HEADs not held since.
-    hold_outcomes: Mutex<(std::collections::VecDeque<bool>, u32)>,
+    hold_outcomes: Mutex<HoldOutcomes>,
+}
+
+/// What clients did after the recent HEADs held until the file was finished.
+#[derive(Default)]
+struct HoldOutcomes {
+    /// Whether the client linked the file (no request for its bytes followed), newest last.
+    linked: std::collections::VecDeque<bool>,
+    /// HEADs not held since the last one that was.
+    declined: u32,
 }
 
 impl FileJobs {
@@ -306,7 +315,6 @@ impl FileJobs {
             state: Mutex::new(State::Starting),
             changes: tokio::sync::watch::channel(0).0,
             counters: Arc::new(PullCounters::new(self.engine.totals.clone())),
-            size: Default::default(),
             asked: AtomicBool::new(asked),
             finished: AtomicBool::new(false),
             abandoned: AtomicBool::new(false),
@@ -336,17 +344,17 @@ impl FileJobs {
     /// (`head_hold::worth_holding`).
     pub fn hold_this_head(&self) -> bool {
         let mut o = lock(&self.hold_outcomes);
-        let recent: Vec<bool> = o.0.iter().copied().collect();
-        let hold = super::head_hold::worth_holding(&recent, o.1);
-        o.1 = if hold { 0 } else { o.1 + 1 };
+        let declined = o.declined;
+        let hold = super::head_hold::worth_holding(o.linked.make_contiguous(), declined);
+        o.declined = if hold { 0 } else { declined + 1 };
         hold
     }
 
     fn note_hold(&self, linked: bool) {
         let mut o = lock(&self.hold_outcomes);
-        o.0.push_back(linked);
-        while o.0.len() > super::head_hold::RECENT {
-            o.0.pop_front();
+        o.linked.push_back(linked);
+        while o.linked.len() > super::head_hold::RECENT {
+            o.linked.pop_front();
         }
     }
 
@@ -415,7 +423,6 @@ impl FileJobs {
         };
         let terms = Arc::new(place_terms(&recon));
         let size = recon.unpacked_len();
-        job.size.store(size, Ordering::Relaxed);
         let index = &self.engine.index;
         if let Some(held) = index.held(&hash).filter(|h| h.size() == size)
             && let Ok(f) = File::open(&held.path)

@@ -3,9 +3,9 @@
 //! links that entry instead of downloading (`try_link_from_shared_store`). A client on
 //! zestd's own cache (the default deployment) then writes no second copy and spends no CPU
 //! on the bytes: the HEAD starts zestd's download and is answered once the file is in the
-//! store, or as soon as it will not be there soon. A client that downloads after all reads
-//! what zestd already has, from its own download of the file, so the wait costs it at most
-//! the time to judge the pace.
+//! store, or as soon as it will not be there soon. A client that downloads after all (one
+//! on a cache of its own) reads what zestd already has, but waited up to `MOST` for it; so
+//! HEADs are held only while recent clients linked what was held for them.
 
 use std::time::Duration;
 

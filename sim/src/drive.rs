@@ -182,20 +182,73 @@ impl World {
     fn show(&mut self) {
         let inst = self.at(self.now);
         self.board.resize_with(self.nodes.len(), Vec::new);
+        // Nodes and files whose claims changed, or whose relay must go.
+        let mut changed = Vec::new();
         for &n in &self.alive {
             let node = &self.nodes[n];
             let shown = &mut self.board[n];
             shown.resize_with(node.files.len(), Shown::default);
-            for (fr, s) in node.files.iter().zip(shown.iter_mut()) {
+            for (f, (fr, s)) in node.files.iter().zip(shown.iter_mut()).enumerate() {
                 if s.version != fr.version {
+                    if !Arc::ptr_eq(&s.public.fetching, &fr.public.fetching)
+                        || !Arc::ptr_eq(&s.public.relayed, &fr.public.relayed)
+                    {
+                        changed.push((n, f));
+                    }
                     s.public.clone_from(&fr.public);
                     s.version = fr.version;
+                }
+                if fr.done && !fr.public.relayed.is_empty() {
+                    changed.push((n, f));
                 }
                 s.quiet = match fr.planner.as_ref() {
                     Some(pl) if !fr.done => pl.told_quiet(inst),
                     _ => None,
                 };
             }
+        }
+        self.relay(changed);
+    }
+
+    /// What each node relays of its peers' origin claims (zestd's watch responder, from
+    /// its views of the peers: docs/PROTOCOL.md §4.4's `relayed`), recomputed for the
+    /// peers of nodes whose claims changed; shown from the next tick on, as a watch
+    /// update goes 50 ms after the change that caused it.
+    fn relay(&mut self, changed: Vec<(usize, usize)>) {
+        if self.p.no_swarm_size {
+            return;
+        }
+        let swarm = self.alive.len();
+        let mut dirty: Vec<(usize, usize)> = Vec::new();
+        for (c, f) in changed {
+            dirty.push((c, f));
+            dirty.extend(self.nodes[c].conns.iter().map(|&n| (n, f)));
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
+        for (n, f) in dirty {
+            let node = &self.nodes[n];
+            let fr = &node.files[f];
+            let downloading = node.alive && fr.planner.is_some() && !fr.done;
+            let relayed = if downloading && planner::relays(Some(swarm), node.conns.len()) {
+                let own = fr.planner.as_ref().map(Planner::origin_fetched);
+                planner::relay(
+                    &node.id,
+                    own.as_deref().unwrap_or_default(),
+                    planner::RELAY_HOPS,
+                    node.conns.iter().map(|&c| &self.board[c][f].public),
+                )
+            } else {
+                Vec::new()
+            };
+            if *fr.public.relayed == relayed {
+                continue;
+            }
+            let fr = &mut self.nodes[n].files[f];
+            fr.public.relayed = relayed.into();
+            fr.relay_version += 1;
+            fr.version += 1;
+            fr.urgent += 1;
         }
     }
 
@@ -230,14 +283,22 @@ impl World {
                     })
                     .count() as u64;
                 let fr = &self.nodes[n].files[f];
-                // A delta carries the range that landed and the whole `fetching`.
-                let size = UPDATE + 8 * (u64::from(changed) + fr.public.fetching.len() as u64);
+                // A delta carries the range that landed, the whole `fetching`, and
+                // `relayed` when it changed (a range, hops and a 16-character node id each).
+                let relayed = if fr.relay_version != fr.relay_pushed {
+                    26 * fr.public.relayed.len() as u64
+                } else {
+                    0
+                };
+                let size =
+                    UPDATE + 8 * (u64::from(changed) + fr.public.fetching.len() as u64) + relayed;
                 let node = &mut self.nodes[n];
                 node.msgs += watchers;
                 node.msg_bytes += watchers * size;
                 let fr = &mut node.files[f];
                 fr.pushed = (fr.version, fr.urgent);
                 fr.pushed_at = now;
+                fr.relay_pushed = fr.relay_version;
             }
         }
     }

@@ -99,6 +99,10 @@ pub struct FileRun {
     /// The `version` and `urgent` last pushed to watchers, and when (`watch`).
     pub pushed: (u64, u64),
     pub pushed_at: f64,
+    /// Bumped when `public.relayed` changes, and the value last pushed: an update carries
+    /// the relayed claims only when they changed.
+    pub relay_version: u64,
+    pub relay_pushed: u64,
 }
 
 impl FileRun {
@@ -120,6 +124,7 @@ impl FileRun {
                 quiet: None,
                 busy: false,
                 asked: 0,
+                relayed: Default::default(),
             },
             snap: Snapshot {
                 now: base,
@@ -142,6 +147,8 @@ impl FileRun {
             urgent: 0,
             pushed: (0, 0),
             pushed_at: 0.0,
+            relay_version: 0,
+            relay_pushed: 0,
         }
     }
 

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use tokio::task::AbortHandle;
 use xet::XetHash;
-use zest_proto::peer::FileHave;
+use zest_proto::peer::{FileHave, RelayedClaim};
 
 use super::file_ctx::FileCtx;
-use super::planner::{PeerState, covered};
+use super::planner::{PeerState, RELAY_CAP, Relayed, covered};
 use crate::peer::limits::WATCH_SILENCE;
 use crate::peer::wire::unflatten;
 use crate::peer::{PeerConn, PeerError, PeerSet, watch};
@@ -314,6 +314,7 @@ pub fn parse_state(id: &str, fh: FileHave, total: u32) -> Option<PeerState> {
     if held.last().is_some_and(|r| r.1 > total) || fetching.last().is_some_and(|r| r.1 > total) {
         return None;
     }
+    let relayed = parse_relayed(crate::peer::watch::relayed(&fh), total)?;
     Some(PeerState {
         id: id.to_string(),
         involved: fh.total_chunks != 0 || !held.is_empty() || !fetching.is_empty(),
@@ -324,5 +325,42 @@ pub fn parse_state(id: &str, fh: FileHave, total: u32) -> Option<PeerState> {
         quiet: fh.quiet_ms.map(|ms| Duration::from_millis(u64::from(ms))),
         busy: false,
         asked: 0,
+        relayed: relayed.into(),
     })
+}
+
+/// The claims a peer relays, checked as its own ranges are: a claim outside the file, an
+/// empty one, or more than [`RELAY_CAP`] of them make the state malformed. What they say
+/// is believed as a peer's own `fetching` is: it can make this node wait, for as long as
+/// the swarm keeps progressing, never take a byte unverified.
+fn parse_relayed(wire: &[RelayedClaim], total: u32) -> Option<Vec<Relayed>> {
+    if wire.len() > RELAY_CAP {
+        return None;
+    }
+    wire.iter()
+        .map(|c| {
+            (c.start < c.end && c.end <= total && !c.node.is_empty() && c.node.len() <= 64).then(
+                || Relayed {
+                    by: c.node.clone(),
+                    range: (c.start, c.end),
+                    hops: u8::try_from(c.hops).unwrap_or(u8::MAX),
+                    done: c.done,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The wire form of what this node relays (`planner::relay`).
+pub fn relayed_to_wire(relayed: &[Relayed]) -> Vec<RelayedClaim> {
+    relayed
+        .iter()
+        .map(|c| RelayedClaim {
+            node: c.by.clone(),
+            start: c.range.0,
+            end: c.range.1,
+            hops: u32::from(c.hops),
+            done: c.done,
+        })
+        .collect()
 }

@@ -22,8 +22,8 @@ use super::peer_fetch::{
     ManifestOutcome, PeerFetchError, XorbOutcome, acquire_manifest, failure_of, fetch_from_peer,
     verify_xorb,
 };
-use super::peer_views::{PeerViews, View};
-use super::planner::{Action, Planner, Snapshot, Verdict, ends_first};
+use super::peer_views::{PeerViews, View, relayed_to_wire};
+use super::planner::{self, Action, Planner, Snapshot, Verdict, ends_first};
 use super::swarm_origin::SwarmSlot;
 use super::trust::xorb_entries;
 use crate::peer::{PeerConn, PeerError};
@@ -77,10 +77,12 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
     }
     let spans = XorbSpan::of(&ctx.terms);
     let total = total_chunks(&ctx.terms);
+    let my_id = set
+        .as_ref()
+        .map(|s| s.node_id().to_string())
+        .unwrap_or_default();
     let mut planner = Planner::new(
-        set.as_ref()
-            .map(|s| s.node_id().to_string())
-            .unwrap_or_default(),
+        my_id.clone(),
         work.iter().map(|(g, _)| ctx.group_ranges(g)).collect(),
         spans.iter().map(|s| s.file_ranges(&ctx.terms)).collect(),
         order,
@@ -149,6 +151,18 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         if planner.note_progress(&snap) {
             ctx.engine.swarm_origin.note_progress();
         }
+        // Beyond its view, what this node tells its watchers of origin claims elsewhere.
+        let relayed = if planner::relays(snap.swarm_size, snap.peers.len()) {
+            planner::relay(
+                &my_id,
+                &planner.origin_fetched(),
+                planner::RELAY_HOPS,
+                &snap.peers,
+            )
+        } else {
+            Vec::new()
+        };
+        ctx.live.set_relayed(relayed_to_wire(&relayed));
         // What peers hear of how quiet the file is (`quiet_ms`); nothing until this node
         // knows of some progress.
         if let Some(q) = planner.told_quiet(snap.now) {

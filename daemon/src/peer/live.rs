@@ -45,6 +45,9 @@ struct LiveState {
     proven: Vec<bool>,
     /// Chunk ranges being fetched from the origin now (one entry per fetch).
     fetching: Vec<(u32, u32)>,
+    /// Origin claims this node passes on to its watchers (docs/PROTOCOL.md §6), as the
+    /// download's planner last put them.
+    relayed: Vec<zest_proto::peer::RelayedClaim>,
 }
 
 impl LiveFile {
@@ -67,6 +70,7 @@ impl LiveFile {
                 held: Vec::new(),
                 proven: vec![false; total_chunks],
                 fetching: Vec::new(),
+                relayed: Vec::new(),
             }),
             proofs: tokio::sync::watch::channel(0).0,
             changes: tokio::sync::watch::channel(0).0,
@@ -245,6 +249,22 @@ impl LiveFile {
     /// Sorted, merged ranges in fetch.
     pub fn fetching_ranges(&self) -> Vec<(u32, u32)> {
         super::wire::merge(lock(&self.state).fetching.clone())
+    }
+
+    /// What watchers are told of claims elsewhere from now on; they hear at once when it
+    /// changed.
+    pub fn set_relayed(&self, relayed: Vec<zest_proto::peer::RelayedClaim>) {
+        let mut s = lock(&self.state);
+        if s.relayed == relayed {
+            return;
+        }
+        s.relayed = relayed;
+        drop(s);
+        self.changed();
+    }
+
+    pub fn relayed(&self) -> Vec<zest_proto::peer::RelayedClaim> {
+        lock(&self.state).relayed.clone()
     }
 }
 

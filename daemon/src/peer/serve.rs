@@ -160,6 +160,9 @@ impl Provider {
                 fh.total_chunks = l.total_chunks();
                 fh.held = wire::flatten(&l.held_ranges());
                 fh.fetching = wire::flatten(&l.fetching_ranges());
+                let relayed = l.relayed();
+                fh.relayed =
+                    (!relayed.is_empty()).then_some(peer::RelayedClaims { claims: relayed });
                 fh.quiet_ms = l
                     .quiet()
                     .map(|q| u32::try_from(q.as_millis()).unwrap_or(u32::MAX));

@@ -3,7 +3,7 @@
 //! from one to the other ([`diff`]); the requester folds updates back into a state
 //! ([`apply`]). docs/PROTOCOL.md §4.4 is the specification.
 
-use zest_proto::peer::{FileHave, HaveUpdate};
+use zest_proto::peer::{FileHave, HaveUpdate, RelayedClaim, RelayedClaims};
 
 use super::wire::{flatten, merge, subtract, unflatten};
 
@@ -43,6 +43,11 @@ pub fn diff(prev: Option<&FileHave>, now: &FileHave) -> Option<HaveUpdate> {
             held: flatten(&subtract(&is, &was)),
             fetching: now.fetching.clone(),
             quiet_ms: now.quiet_ms,
+            // Only when it changed: it is the longest part of an update, and changes
+            // far less often than held ranges grow. Cleared: said as an empty list.
+            relayed: (relayed(prev) != relayed(now)).then(|| RelayedClaims {
+                claims: relayed(now).to_vec(),
+            }),
         }),
         delta: true,
     })
@@ -56,6 +61,12 @@ pub fn same(a: &FileHave, b: &FileHave) -> bool {
         && a.total_chunks == b.total_chunks
         && a.held == b.held
         && a.fetching == b.fetching
+        && relayed(a) == relayed(b)
+}
+
+/// The claims a state relays (none when the field is absent).
+pub fn relayed(s: &FileHave) -> &[RelayedClaim] {
+    s.relayed.as_ref().map_or(&[], |r| &r.claims)
 }
 
 /// Whether going from `prev` to `now` changes more than held ranges growing: a first
@@ -64,6 +75,7 @@ pub fn same(a: &FileHave, b: &FileHave) -> bool {
 pub fn urgent(prev: Option<&FileHave>, now: &FileHave) -> bool {
     let Some(prev) = prev else { return true };
     if prev.fetching != now.fetching
+        || relayed(prev) != relayed(now)
         || prev.complete != now.complete
         || prev.total_chunks != now.total_chunks
     {
@@ -80,6 +92,7 @@ pub fn heartbeat(now: &FileHave) -> HaveUpdate {
     HaveUpdate {
         have: Some(FileHave {
             held: Vec::new(),
+            relayed: None,
             ..now.clone()
         }),
         delta: true,
@@ -110,20 +123,26 @@ pub fn apply(
     }
     let fetching = unflatten(&have.fetching).ok_or(UpdateError::Ranges)?;
     let added = unflatten(&have.held).ok_or(UpdateError::Ranges)?;
+    // An empty list and an absent one say the same: kept as absent, so states compare
+    // alike whichever updates led to them.
+    let normal = |r: Option<RelayedClaims>| r.filter(|r| !r.claims.is_empty());
     if !update.delta {
         // Touching ranges are joined, so the state reads the same whichever updates led to
         // it (a delta's ranges are merged into what was held).
         return Ok(FileHave {
             held: flatten(&merge(added)),
+            relayed: normal(have.relayed.clone()),
             ..have
         });
     }
     let prev = prev.ok_or(UpdateError::DeltaFirst)?;
     let mut held = unflatten(&prev.held).ok_or(UpdateError::Ranges)?;
     held.extend(added);
+    let relayed = normal(have.relayed.clone().or_else(|| prev.relayed.clone()));
     Ok(FileHave {
         held: flatten(&merge(held)),
         fetching: flatten(&fetching),
+        relayed,
         ..have
     })
 }
@@ -140,6 +159,7 @@ mod tests {
             held: flatten(held),
             fetching: flatten(fetching),
             quiet_ms: None,
+            relayed: None,
         }
     }
 
@@ -192,6 +212,41 @@ mod tests {
         assert!(urgent(Some(&a), &state(false, 100, &[(0, 6)], &[])));
         assert!(urgent(Some(&a), &state(false, 100, &[(0, 2)], &[(0, 10)])));
         assert!(urgent(Some(&a), &state(true, 100, &[(0, 4)], &[(0, 10)])));
+    }
+
+    #[test]
+    fn claims_relayed_are_told_at_once_and_only_when_they_change() {
+        let claim = |node: &str, start, done| RelayedClaim {
+            node: node.into(),
+            start,
+            end: start + 10,
+            hops: 1,
+            done,
+        };
+        let with = |s: &FileHave, claims: Vec<RelayedClaim>| FileHave {
+            relayed: Some(RelayedClaims { claims }),
+            ..s.clone()
+        };
+        let a = state(false, 100, &[(0, 4)], &[]);
+        let b = with(&a, vec![claim("n1", 10, false)]);
+        let c = with(
+            &state(false, 100, &[(0, 6)], &[]),
+            vec![claim("n1", 10, true), claim("n2", 50, false)],
+        );
+        let c2 = with(&state(false, 100, &[(0, 8)], &[]), relayed(&c).to_vec());
+        let d = state(false, 100, &[(0, 8)], &[]);
+        assert!(urgent(Some(&a), &b));
+        assert!(urgent(Some(&b), &c));
+        assert!(!urgent(Some(&c), &c2), "held growth alone");
+        assert!(urgent(Some(&c2), &d));
+        assert!(!same(&a, &b));
+        let sent = replay(&[a, b, c.clone(), c2, d]);
+        assert_eq!(sent.len(), 5);
+        assert!(sent[1..].iter().all(|u| u.delta), "{sent:?}");
+        let told = |k: usize| sent[k].have.as_ref().unwrap().relayed.clone();
+        assert_eq!(told(2).unwrap().claims, relayed(&c));
+        assert_eq!(told(3), None, "unchanged: not repeated");
+        assert_eq!(told(4).unwrap().claims, vec![], "cleared: said");
     }
 
     #[test]

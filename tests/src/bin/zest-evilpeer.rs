@@ -131,6 +131,7 @@ async fn handle(
                             held: vec![0, h.chunks.len() as u32],
                             fetching: vec![],
                             quiet_ms: None,
+                            relayed: None,
                         },
                         None => peer::FileHave {
                             file: f.clone(),
@@ -220,6 +221,7 @@ async fn handle(
                             held,
                             fetching,
                             quiet_ms: None,
+                            relayed: None,
                         }),
                         delta,
                     })),

@@ -71,6 +71,34 @@ impl Opentracker {
         format!("http://127.0.0.1:{}/announce", self.port)
     }
 
+    /// Announces `n` leechers of `key` that do not exist (nothing answers on their
+    /// ports), so the tracker counts a swarm larger than the daemons that really pull:
+    /// what a node of a large fleet sees, with only a few of its members in view.
+    pub fn announce_phantoms(&self, key: &SwarmKey, n: usize) {
+        for i in 0..n {
+            let peer_id: String = format!("-PH0001-{i:012}");
+            let port = free_tcp_port();
+            let path = format!(
+                "/announce?info_hash={}&peer_id={peer_id}&port={port}&uploaded=0&downloaded=0&left=1000000&compact=1&numwant=0&event=started",
+                key.url_encoded()
+            );
+            let refused = |body: &[u8]| body.windows(14).any(|w| w == b"failure reason");
+            // opentracker listens before it has read its whitelist: an announce the moment
+            // it starts may be refused as not authorized.
+            let mut body = http_get(self.port, &path);
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while refused(&body) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+                body = http_get(self.port, &path);
+            }
+            assert!(
+                !refused(&body),
+                "opentracker refused a phantom announce: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+
     /// (seeders, leechers) the tracker holds for `key`, from its scrape reply.
     pub fn scrape(&self, key: &SwarmKey) -> (i64, i64) {
         let body = http_get(

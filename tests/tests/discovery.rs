@@ -23,6 +23,23 @@ fn start_hub(scratch: &Scratch, repos: Vec<RepoSpec>) -> TestHub {
     TestHub::start(HubConfig::new(scratch.path().join("hub"), repos)).expect("test hub")
 }
 
+/// The standard repos and a 24 MiB benchmark model (whose id is returned).
+fn hub_with_bench(scratch: &Scratch) -> (TestHub, String) {
+    let bench = fixtures::bench(&scratch.path().join("bench-data"), 24 << 20).expect("fixture");
+    let bench_repo = bench[0].id.clone();
+    let mut repos = fixtures::standard();
+    repos.extend(bench);
+    (start_hub(scratch, repos), bench_repo)
+}
+
+/// The largest swarm a tracker's answer counted, as the daemons logged them.
+fn max_counted(logs: &[String]) -> Option<usize> {
+    logs.iter()
+        .flat_map(|log| log.split("counted=Some(").skip(1))
+        .filter_map(|rest| rest.split(')').next()?.parse::<usize>().ok())
+        .max()
+}
+
 fn xorb_bytes(hub: &TestHub) -> u64 {
     hub.stats.snapshot().xorb_bytes
 }
@@ -108,11 +125,7 @@ fn seeded_then_crowd(
         // but the last of the crowd to announce is answered with the seed and at least one
         // other node.
         let logs: Vec<String> = nodes.iter().map(|n| n.log()).collect();
-        let counted = logs
-            .iter()
-            .flat_map(|log| log.split("counted=Some(").skip(1))
-            .filter_map(|rest| rest.split(')').next()?.parse::<usize>().ok())
-            .max();
+        let counted = max_counted(&logs);
         assert!(
             counted.is_some_and(|n| n >= 2),
             "no swarm count of 2 or more in the tracker's answers ({counted:?}):\n{}",
@@ -181,11 +194,7 @@ fn seeds_listed_then_withdrawn(
 #[test]
 fn tracker_only_fleet_seeds_and_shares_a_flash_crowd() {
     let scratch = Scratch::new("disc-tracker");
-    let bench = fixtures::bench(&scratch.path().join("bench-data"), 24 << 20).expect("fixture");
-    let bench_repo = bench[0].id.clone();
-    let mut repos = fixtures::standard();
-    repos.extend(bench);
-    let hub = start_hub(&scratch, repos);
+    let (hub, bench_repo) = hub_with_bench(&scratch);
     let keys = public_keys(&hub, &[MODEL, &bench_repo]);
     let tracker = Opentracker::start(&scratch.path().join("tracker"), &keys);
     let t = args(&["--tracker", &tracker.announce_url()]);
@@ -227,6 +236,50 @@ fn tracker_only_fleet_seeds_and_shares_a_flash_crowd() {
             .sum::<i64>()
             < before),
         "stopped daemons are still listed"
+    );
+}
+
+/// A crowd of 3 in a swarm the tracker counts as 13 (10 members it cannot reach): each
+/// node sees only part of the swarm, so only drawn nodes fetch from the origin, claims
+/// travel two hops (`FileHave.relayed`) and slots may be taken in part. The crowd must
+/// still end with the lone daemon's cache and take about one copy from the origin, and the
+/// claims must have gone over the wire: relayed by some node, heard by some node.
+#[test]
+fn a_crowd_in_a_swarm_larger_than_its_view_relays_claims_and_takes_one_copy() {
+    let scratch = Scratch::new("disc-relay");
+    let (hub, bench_repo) = hub_with_bench(&scratch);
+    let keys = public_keys(&hub, &[&bench_repo]);
+    let tracker = Opentracker::start(&scratch.path().join("tracker"), &keys);
+    for k in &keys {
+        tracker.announce_phantoms(k, 10);
+        assert_eq!(tracker.scrape(k).1, 10, "the phantoms are counted");
+    }
+    let t = args(&["--tracker", &tracker.announce_url()]);
+    let crowd: Vec<Daemon> = (0..3)
+        .map(|i| {
+            Daemon::start_peer_with(
+                &scratch.path().join(format!("crowd{i}")),
+                &hub.endpoint,
+                &[],
+                &t,
+            )
+        })
+        .collect();
+    flash_crowd(&scratch, &hub, &crowd, &bench_repo, "tracker, 13 counted");
+    let logs: Vec<String> = crowd.iter().map(|n| n.log()).collect();
+    let counted = max_counted(&logs);
+    assert!(
+        counted.is_some_and(|n| n >= 10),
+        "the tracker's answers never counted the phantoms ({counted:?})"
+    );
+    let all = logs.join("\n");
+    assert!(
+        all.contains("relaying origin claims"),
+        "no node relayed a claim:\n{all}"
+    );
+    assert!(
+        all.contains("peers relay origin claims"),
+        "no node heard a relayed claim:\n{all}"
     );
 }
 
@@ -283,11 +336,7 @@ fn a_second_tracker_implementation_aquatic_udp_links_the_fleet() {
 #[test]
 fn dht_only_fleet_seeds_and_shares_a_flash_crowd() {
     let scratch = Scratch::new("disc-dht");
-    let bench = fixtures::bench(&scratch.path().join("bench-data"), 24 << 20).expect("fixture");
-    let bench_repo = bench[0].id.clone();
-    let mut repos = fixtures::standard();
-    repos.extend(bench);
-    let hub = start_hub(&scratch, repos);
+    let (hub, bench_repo) = hub_with_bench(&scratch);
     let dht = LocalDht::start(5);
     let a = dht.args();
     let start =

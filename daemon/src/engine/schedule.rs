@@ -98,6 +98,7 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
     let mut looks = PeerViews::new(ctx);
     let mut last_refresh: Option<Instant> = None;
     let started = Instant::now();
+    let mut heard_relays = false;
 
     let peers = usable();
     if !peers.is_empty() {
@@ -162,7 +163,13 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         } else {
             Vec::new()
         };
-        ctx.live.set_relayed(relayed_to_wire(&relayed));
+        if ctx.live.set_relayed(relayed_to_wire(&relayed)) && !relayed.is_empty() {
+            tracing::debug!(file = %ctx.name, claims = relayed.len(), "relaying origin claims");
+        }
+        if !heard_relays && snap.peers.iter().any(|p| !p.relayed.is_empty()) {
+            heard_relays = true;
+            tracing::debug!(file = %ctx.name, "peers relay origin claims from beyond this node's view");
+        }
         // What peers hear of how quiet the file is (`quiet_ms`); nothing until this node
         // knows of some progress.
         if let Some(q) = planner.told_quiet(snap.now) {

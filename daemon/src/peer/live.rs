@@ -252,15 +252,16 @@ impl LiveFile {
     }
 
     /// What watchers are told of claims elsewhere from now on; they hear at once when it
-    /// changed.
-    pub fn set_relayed(&self, relayed: Vec<zest_proto::peer::RelayedClaim>) {
+    /// changed. True if it did.
+    pub fn set_relayed(&self, relayed: Vec<zest_proto::peer::RelayedClaim>) -> bool {
         let mut s = lock(&self.state);
         if s.relayed == relayed {
-            return;
+            return false;
         }
         s.relayed = relayed;
         drop(s);
         self.changed();
+        true
     }
 
     pub fn relayed(&self) -> Vec<zest_proto::peer::RelayedClaim> {

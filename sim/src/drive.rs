@@ -190,8 +190,10 @@ impl World {
             shown.resize_with(node.files.len(), Shown::default);
             for (f, (fr, s)) in node.files.iter().zip(shown.iter_mut()).enumerate() {
                 if s.version != fr.version {
+                    // What peers relay reads their claims, relays and completion.
                     if !Arc::ptr_eq(&s.public.fetching, &fr.public.fetching)
                         || !Arc::ptr_eq(&s.public.relayed, &fr.public.relayed)
+                        || s.public.complete != fr.public.complete
                     {
                         changed.push((n, f));
                     }
@@ -211,7 +213,7 @@ impl World {
     }
 
     /// What each node relays of its peers' origin claims (zestd's watch responder, from
-    /// its views of the peers: docs/PROTOCOL.md §4.4's `relayed`), recomputed for the
+    /// its views of the peers: `FileHave.relayed`, docs/PROTOCOL.md §4.1 and §6), recomputed for the
     /// peers of nodes whose claims changed; shown from the next tick on, as a watch
     /// update goes 50 ms after the change that caused it.
     fn relay(&mut self, changed: Vec<(usize, usize)>) {

@@ -84,9 +84,9 @@ pub struct PeerState {
     pub busy: bool,
     /// Transfers this node has going from it now, over all files.
     pub asked: usize,
-    /// Origin claims of the peer's own peers, as it heard them (one hop, never passed on
-    /// further): beyond a node's view, two drawn fetchers that cannot see each other
-    /// otherwise take the same ranges from the origin.
+    /// Origin claims the peer relays ([`relay`]: its own peers' and what they relay, up to
+    /// [`RELAY_HOPS`] away): beyond a node's view, two drawn fetchers that cannot see each
+    /// other otherwise take the same ranges from the origin.
     pub relayed: SharedClaims,
 }
 
@@ -123,18 +123,21 @@ pub fn relays(swarm_size: Option<usize>, peers: usize) -> bool {
     swarm_size.is_some_and(|n| n > peers + 1)
 }
 
-/// The claims node `me` relays to its watchers: the ranges it took from the origin itself
-/// (`own_done`, 0 hops), its peers' own origin claims (1 hop), and what they relay from
-/// fewer than `max_hops` hops away, each once at its fewest hops, nearest first, up to
-/// [`RELAY_CAP`]. A complete peer counts as having taken the whole file, and a range
-/// taken is listed once whoever took it: in a rollout, the first nodes finish and stop
-/// telling what they took long before the last arrive two hops away (simulated, 256 × 2
-/// GiB arriving over 120 s: 1.31 copies without this, 1.03 with it). Taken ranges are told on even once this node holds them: its
-/// watchers see them held here, but their own watchers would not hear of them (leaving
-/// them out took 1.13-1.25 copies where telling them took 1.00-1.06, simulated). Recomputed from the peers' current states, so a claim dropped at its
-/// source is gone from every relay within `max_hops` updates. Ranges taken from the
-/// origin are told on, not just ranges in flight: a xorb is visible as held only to the
-/// peers it has reached, and a fetcher a few hops away took it for free until then.
+/// The claims node `me` relays to its watchers, recomputed from the peers' current states
+/// (so a claim dropped at its source is gone everywhere within `max_hops` updates); each
+/// once at its fewest hops, nearest first, up to [`RELAY_CAP`]:
+/// - the ranges it took from the origin itself (`own_done`, 0 hops, done);
+/// - its peers' own origin claims, and each complete peer as the whole file taken (1 hop);
+/// - what its peers relay from fewer than `max_hops` hops away, except its own claims.
+///
+/// Ranges taken are told, not just ranges in flight: a xorb shows as held only to the
+/// peers it has reached, and a fetcher a few hops away took it again until then. They are
+/// told even once this node holds them (its watchers see them held here; theirs would not
+/// hear of them: leaving them out took 1.13-1.25 copies where telling took 1.00-1.06,
+/// simulated), and once whoever took them, so complete peers do not fill the list. Complete
+/// peers count because in a rollout the first nodes finish, and stop telling what they
+/// took, long before the last arrive two hops away (simulated, 256 × 2 GiB arriving over
+/// 120 s: 1.31 copies without them, 1.03 with them).
 pub fn relay<'a>(
     me: &str,
     own_done: &[(u32, u32)],

@@ -128,6 +128,16 @@ fn hf_xet_uploads_are_read_exactly() {
             hash,
             "{path}: file hash"
         );
+        // The form `zestctl hash` and the cache index use: pieces of the file on disk
+        // (for files over 8 MiB), and pieces small enough to be joined every 100 kB.
+        let on_disk = xet::file_hash::hash_path(Path::new(path)).expect("hash the file");
+        assert_eq!(on_disk.hash, hash, "{path}: file hash from disk");
+        let joined = xet::piece_hash::hash_in_pieces(&data[..], data.len() as u64, 100_003)
+            .expect("in memory");
+        assert_eq!(
+            joined.hash, hash,
+            "{path}: file hash in pieces of 100,003 bytes"
+        );
         if data.is_empty() {
             continue;
         }

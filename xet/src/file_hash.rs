@@ -216,7 +216,7 @@ fn fill<R: Read>(reader: &mut R, buf: &mut Vec<u8>, want: usize) -> io::Result<b
     Ok(got < want)
 }
 
-/// Hashes a file on disk with [`hash_reader`].
+/// Hashes a file on disk: in pieces on the rayon pool ([`crate::piece_hash`]) unless it is small.
 pub fn hash_path(path: &std::path::Path) -> io::Result<FileDigest> {
     let mut f = std::fs::File::open(path)?;
     let len = f.metadata()?.len();
@@ -228,7 +228,7 @@ pub fn hash_path(path: &std::path::Path) -> io::Result<FileDigest> {
         f.read_to_end(&mut data)?;
         return Ok(hash_bytes(&data));
     }
-    hash_reader(f)
+    crate::piece_hash::hash_at(&f, len)
 }
 
 /// Hashes an in-memory buffer (one thread).

@@ -12,6 +12,7 @@ pub mod error;
 pub mod file_hash;
 pub mod hash;
 pub mod merkle;
+pub mod piece_hash;
 mod reader;
 pub mod reconstruction;
 pub mod remote;

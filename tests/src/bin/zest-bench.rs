@@ -87,6 +87,15 @@ fn kernels(path: &str) -> Result<(), String> {
     );
     std::hint::black_box(d);
 
+    let t = Instant::now();
+    let d = xet::piece_hash::hash_at(&data[..], data.len() as u64).map_err(|e| e.to_string())?;
+    rate(
+        "file hash (pieces, zestctl)",
+        data.len(),
+        t.elapsed().as_secs_f64(),
+    );
+    std::hint::black_box(d);
+
     // Decompression over the file's own chunks, as a download sees them.
     let sample = &bounds[..bounds.len().min(4096)];
     for scheme in [CompressionScheme::Lz4, CompressionScheme::ByteGrouping4Lz4] {

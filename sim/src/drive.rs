@@ -184,7 +184,11 @@ impl World {
         self.board.resize_with(self.nodes.len(), Vec::new);
         // Nodes and files whose claims changed, or whose relay must go.
         let mut changed = Vec::new();
+        let mut relinked = Vec::new();
         for &n in &self.alive {
+            if std::mem::take(&mut self.nodes[n].relinked) {
+                relinked.extend((0..self.nodes[n].files.len()).map(|f| (n, f)));
+            }
             let node = &self.nodes[n];
             let shown = &mut self.board[n];
             shown.resize_with(node.files.len(), Shown::default);
@@ -209,19 +213,20 @@ impl World {
                 };
             }
         }
-        self.relay(changed);
+        self.relay(changed, relinked);
     }
 
     /// What each node relays of its peers' origin claims (zestd's watch responder, from
     /// its views of the peers: `FileHave.relayed`, docs/PROTOCOL.md §4.1 and §6), recomputed for the
-    /// peers of nodes whose claims changed; shown from the next tick on, as a watch
+    /// peers of nodes whose claims changed and for nodes whose peers changed; shown from the next tick on, as a watch
     /// update goes 50 ms after the change that caused it.
-    fn relay(&mut self, changed: Vec<(usize, usize)>) {
+    fn relay(&mut self, changed: Vec<(usize, usize)>, relinked: Vec<(usize, usize)>) {
         if self.p.no_swarm_size {
             return;
         }
         let swarm = self.alive.len();
-        let mut dirty: Vec<(usize, usize)> = Vec::new();
+        // Nodes whose peers changed recompute from their new set of views.
+        let mut dirty: Vec<(usize, usize)> = relinked;
         for (c, f) in changed {
             dirty.push((c, f));
             dirty.extend(self.nodes[c].conns.iter().map(|&n| (n, f)));
@@ -449,6 +454,41 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
             fr.snap.peers.len(),
             fr.snap.trusted.iter().filter(|t| **t).count()
         );
+        let over = |r: (u32, u32), a: u32, b: u32| r.0 < b && a < r.1;
+        eprintln!(
+            "   claims seen on its slots (own, relayed): {:?}; swarm {:?}, peers relaying (len, done, own) {:?}",
+            ctx.shape.files[f]
+                .slots
+                .iter()
+                .map(|&(a, b)| {
+                    let own = fr
+                        .snap
+                        .peers
+                        .iter()
+                        .filter(|p| p.fetching.iter().any(|&r| over(r, a, b)))
+                        .count();
+                    let relayed = fr
+                        .snap
+                        .peers
+                        .iter()
+                        .flat_map(|p| p.relayed.iter())
+                        .filter(|c| over(c.range, a, b))
+                        .count();
+                    (own, relayed)
+                })
+                .collect::<Vec<_>>(),
+            fr.snap.swarm_size,
+            fr.snap
+                .peers
+                .iter()
+                .filter(|p| !p.relayed.is_empty())
+                .map(|p| (
+                    p.relayed.len(),
+                    p.relayed.iter().filter(|c| c.done).count(),
+                    p.relayed.iter().filter(|c| c.hops == 0).count()
+                ))
+                .collect::<Vec<_>>()
+        );
     }
     // Claims made long enough ago settle against a fresh look (the daemon looks again
     // after carrying out `assign`'s actions; none of those touches a due claim).
@@ -528,10 +568,8 @@ impl World {
                         }
                     };
                     let fr = &mut node.files[f];
-                    if let Some(pl) = fr.planner.as_ref() {
-                        Arc::make_mut(&mut fr.public.fetching).extend_from_slice(pl.ranges(slot));
-                        fr.version += 1;
-                        fr.urgent += 1;
+                    if let Some(r) = fr.planner.as_ref().map(|pl| pl.ranges(slot).to_vec()) {
+                        fr.start_fetching(&r);
                     }
                     fr.claims.insert(slot, permit);
                 }
@@ -556,7 +594,7 @@ impl World {
                         .unwrap_or_default();
                     let r = ranges::missing(&fr.public.held, &want);
                     let bytes = ranges::count(&r) as f64 * self.shape.unit_wire;
-                    self.flows.push(Flow {
+                    self.start_origin(Flow {
                         src: Src::Origin,
                         dst: n,
                         file: f,

@@ -51,10 +51,17 @@ pub struct Node {
     pub finished: Option<f64>,
     pub left: Option<f64>,
     pub conns: Vec<usize>,
+    /// Its connections changed since its relay was last computed (zestd recomputes the
+    /// relay every tick, so a new peer's claims are relayed from the next one on).
+    pub relinked: bool,
     pub files: Vec<FileRun>,
     /// Origin ranges in flight for swarms, over all files (the engine's `SwarmOrigin`).
     pub swarm_inflight: usize,
     pub swarm_progress: Option<f64>,
+    /// Origin transfers going now, and those waiting for one of them to end (zestd's
+    /// `fetch_permits`, a fair semaphore: first come, first served).
+    pub origin_active: usize,
+    pub origin_waiting: std::collections::VecDeque<crate::net::Flow>,
     /// Bytes per second recently received from each peer.
     pub rates: NodeMap<f64>,
     /// Transfers this node serves now (zestd answers `busy` beyond `MAX_UPLOADS`).
@@ -103,6 +110,9 @@ pub struct FileRun {
     /// the relayed claims only when they changed.
     pub relay_version: u64,
     pub relay_pushed: u64,
+    /// The ranges of the claims behind `public.fetching`, one entry per claim: peers are
+    /// told them sorted and merged, as zestd's `LiveFile::fetching_ranges` tells them.
+    pub claimed: Vec<(u32, u32)>,
 }
 
 impl FileRun {
@@ -149,6 +159,7 @@ impl FileRun {
             pushed_at: 0.0,
             relay_version: 0,
             relay_pushed: 0,
+            claimed: Vec::new(),
         }
     }
 
@@ -167,12 +178,20 @@ impl FileRun {
         self.version += 1;
     }
 
+    pub fn start_fetching(&mut self, r: &[(u32, u32)]) {
+        self.claimed.extend_from_slice(r);
+        self.public.fetching = Arc::new(zestd::peer::wire::merge(self.claimed.clone()));
+        self.version += 1;
+        self.urgent += 1;
+    }
+
     pub fn stop_fetching(&mut self, r: &[(u32, u32)]) {
         for x in r {
-            if let Some(k) = self.public.fetching.iter().position(|y| y == x) {
-                Arc::make_mut(&mut self.public.fetching).swap_remove(k);
+            if let Some(k) = self.claimed.iter().position(|y| y == x) {
+                self.claimed.swap_remove(k);
             }
         }
+        self.public.fetching = Arc::new(zestd::peer::wire::merge(self.claimed.clone()));
         self.version += 1;
         self.urgent += 1;
     }

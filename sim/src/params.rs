@@ -85,6 +85,10 @@ pub struct Params {
     /// Transfers a node serves at once before it answers `busy` (zestd's `MAX_UPLOADS`).
     #[arg(long, default_value_t = zestd::peer::limits::MAX_UPLOADS)]
     pub max_uploads: usize,
+    /// Origin transfers a node has going at once, over all files; the rest wait their turn
+    /// in order (zestd's `fetch_concurrency`, its engine-wide `fetch_permits`).
+    #[arg(long, default_value_t = zestd::engine::DEFAULT_FETCH_CONCURRENCY)]
+    pub fetch_concurrency: usize,
     /// Connections per node at most (zestd's default cap).
     #[arg(long, default_value_t = 64)]
     pub max_peers: usize,

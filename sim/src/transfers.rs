@@ -87,6 +87,30 @@ impl World {
         }
     }
 
+    /// Starts an origin transfer if the node has a fetch permit free, else queues it behind
+    /// the others (its first byte is then a round trip after it starts).
+    pub(crate) fn start_origin(&mut self, mut fl: Flow) {
+        let node = &mut self.nodes[fl.dst];
+        if node.origin_active < self.p.fetch_concurrency.max(1) {
+            node.origin_active += 1;
+            self.flows.push(fl);
+        } else {
+            fl.first_byte_at = f64::INFINITY;
+            node.origin_waiting.push_back(fl);
+        }
+    }
+
+    /// An origin transfer of node `n` ended: the first one waiting takes its permit.
+    fn origin_ended(&mut self, n: usize) {
+        let node = &mut self.nodes[n];
+        node.origin_active = node.origin_active.saturating_sub(1);
+        if let Some(mut fl) = node.origin_waiting.pop_front() {
+            fl.first_byte_at = self.now + self.p.origin_rtt_ms / 1000.0;
+            node.origin_active += 1;
+            self.flows.push(fl);
+        }
+    }
+
     /// A transfer ended: its sender serves one fewer, and its receiver has one fewer going
     /// from it.
     pub(crate) fn unload(&mut self, fl: &Flow) {
@@ -122,6 +146,7 @@ impl World {
                     pl.origin_done(fl.slot);
                 }
                 fr.kick = true;
+                self.origin_ended(n);
             }
             Src::Node(s) => {
                 let elapsed = (self.now - fl.first_byte_at).max(self.p.tick_ms / 1000.0);

@@ -321,9 +321,12 @@ impl World {
             finished: holds.then_some(self.now),
             left: None,
             conns: Vec::new(),
+            relinked: false,
             files,
             swarm_inflight: 0,
             swarm_progress: None,
+            origin_active: 0,
+            origin_waiting: Default::default(),
             rates: NodeMap::default(),
             uploading: 0,
             origin_pace: Default::default(),
@@ -363,6 +366,8 @@ impl World {
             }
             self.nodes[n].conns.push(c);
             self.nodes[c].conns.push(n);
+            self.nodes[n].relinked = true;
+            self.nodes[c].relinked = true;
         }
     }
 
@@ -407,9 +412,12 @@ impl World {
         let node = &mut self.nodes[n];
         node.alive = false;
         node.left = Some(self.now);
+        node.origin_waiting.clear();
+        node.origin_active = 0;
         let conns = std::mem::take(&mut node.conns);
         for c in conns {
             self.nodes[c].conns.retain(|&x| x != n);
+            self.nodes[c].relinked = true;
         }
         // Its downloads stop; what it was sending fails at the receiver.
         let (gone, keep): (Vec<Flow>, Vec<Flow>) = std::mem::take(&mut self.flows)

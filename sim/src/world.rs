@@ -345,9 +345,12 @@ impl World {
     }
 
     /// An announce: the tracker hands out a random sample of the swarm, and the node
-    /// connects to those that are not at their connection cap.
+    /// connects to those that are not at their connection cap. It dials up to its cap; a
+    /// node accepts dials up to the cap plus zestd's `INCOMING_HEADROOM`, so that newcomers
+    /// can reach a swarm whose first members filled their caps with each other.
     fn connect(&mut self, n: usize) {
         let cap = self.p.max_peers;
+        let accept_cap = cap + zestd::peer::set::INCOMING_HEADROOM;
         let mut tries = 0;
         let mut handed = 0;
         while handed < self.p.tracker_sample
@@ -361,7 +364,7 @@ impl World {
                 continue;
             }
             handed += 1;
-            if self.nodes[c].conns.len() >= cap {
+            if self.nodes[c].conns.len() >= accept_cap {
                 continue;
             }
             self.nodes[n].conns.push(c);

@@ -49,7 +49,7 @@ const STRIKE_WINDOW: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_PEERS: usize = 64;
 /// Incoming connections are accepted up to the cap plus this, so newcomers can always
 /// reach a full swarm; beyond it they are refused (or an idle one makes room).
-const INCOMING_HEADROOM: usize = 16;
+pub const INCOMING_HEADROOM: usize = 16;
 /// A discovered peer that failed this many dials in a row is forgotten; the source that
 /// found it will offer it again if it comes back.
 const DISCOVERED_GIVE_UP: u32 = 6;

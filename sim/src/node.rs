@@ -180,9 +180,7 @@ impl FileRun {
 
     pub fn start_fetching(&mut self, r: &[(u32, u32)]) {
         self.claimed.extend_from_slice(r);
-        self.public.fetching = Arc::new(zestd::peer::wire::merge(self.claimed.clone()));
-        self.version += 1;
-        self.urgent += 1;
+        self.tell_fetching();
     }
 
     pub fn stop_fetching(&mut self, r: &[(u32, u32)]) {
@@ -191,6 +189,11 @@ impl FileRun {
                 self.claimed.swap_remove(k);
             }
         }
+        self.tell_fetching();
+    }
+
+    /// What peers are told of the claims changed: at once (`urgent`).
+    fn tell_fetching(&mut self) {
         self.public.fetching = Arc::new(zestd::peer::wire::merge(self.claimed.clone()));
         self.version += 1;
         self.urgent += 1;

@@ -1,8 +1,10 @@
 //! File hashing: chunk a byte stream and compute every chunk hash and the file hash.
 //!
 //! [`FileHasher`] is the simple streaming form (any buffer sizes, one thread).
-//! [`hash_reader`] is the fast form: one thread reads, one chunks, and the rayon pool hashes
-//! the chunks of earlier blocks, with a bounded number of blocks in flight.
+//! [`hash_reader`] hashes any `Read` in parallel: one thread reads, one chunks, and the rayon
+//! pool hashes the chunks of earlier blocks, with a bounded number of blocks in flight.
+//! [`hash_path`] hashes a file on disk; a large one in pieces on every core
+//! ([`crate::piece_hash`]), which needs positional reads that a `Read` does not offer.
 
 use std::io::{self, Read};
 use std::sync::mpsc;

@@ -10,7 +10,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use zestd::engine::planner::{PeerFailure, Planner};
 
-use crate::drive::Shown;
+use crate::drive::Board;
 use crate::net::{Caps, Flow, Src, assign_rates};
 use crate::node::{FileRun, Node, NodeMap};
 use crate::params::{Params, Scenario, Shape};
@@ -26,7 +26,7 @@ pub struct World {
     pub(crate) alive: Vec<usize>,
     pub(crate) flows: Vec<Flow>,
     /// What each node shows its peers, per file, as of the current tick's start.
-    pub(crate) board: Vec<Vec<Shown>>,
+    pub(crate) board: Board,
     pub(crate) caps: Caps,
     /// Arrivals still to come (time, holds the model), latest first.
     pub(crate) arrivals: Vec<(f64, bool)>,
@@ -84,7 +84,7 @@ impl World {
             ids: HashMap::new(),
             alive: Vec::new(),
             flows: Vec::new(),
-            board: Vec::new(),
+            board: Board::default(),
             caps,
             arrivals,
             churn_due: 0.0,

@@ -8,10 +8,11 @@
 //! Why the join is exact: the chunker's state resets at every cut, so two chunkers that cut
 //! at the same offset cut at the same offsets from there on. A piece's own cuts are the
 //! file's from the first offset where both cut. The join runs the file's chunker from the
-//! last cut it knows until it reaches a cut of the next piece (matches are far apart
-//! beside the minimum chunk size, so both soon cut at the same match), and takes the piece's chunks and hashes from there. Where they never meet (long
-//! runs of data that never matches, cut only at the maximum size), the join chunks that
-//! stretch itself, which is slower, never wrong.
+//! last cut it knows until it reaches a cut of the next piece (matches are far apart beside
+//! the minimum chunk size, so both soon cut at the same match), and takes the piece's chunks
+//! and hashes from there. Where they never meet (long runs of data that never matches, cut
+//! only at the maximum size), the join chunks that stretch itself, which is slower, never
+//! wrong.
 
 use std::io;
 

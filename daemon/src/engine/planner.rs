@@ -330,16 +330,16 @@ impl RelayedUnion {
     }
 }
 
-/// What all peers hold, hold without being complete, fetch, and relay as fetched by others,
-/// each merged the first time a question of the pass needs it, then kept for the pass: most
-/// slots are answered by what peers hold, and the other merges are never made. (Merging all
-/// four at every pass was 45% of a simulated 2,000-node crowd's time.)
+/// What all peers hold, hold without being complete, and fetch, each merged the first time
+/// a question of the pass needs it, then kept for the pass (what they relay is kept across
+/// passes, in [`RelayedUnion`]): most slots are answered by what peers hold, and the other
+/// merges are never made. (Merging all four at every pass was 45% of a simulated
+/// 2,000-node crowd's time.)
 #[derive(Default)]
 struct Swarm {
     held: Option<Ranges>,
     partial: Option<Ranges>,
     fetching: Option<Ranges>,
-    relayed: Option<Ranges>,
 }
 
 impl Swarm {
@@ -358,10 +358,6 @@ impl Swarm {
             .get_or_insert_with(|| union(s.peers.iter().map(|p| &*p.fetching)))
     }
 
-    fn relayed(&mut self, s: &Snapshot, me: &str, kept: &mut RelayedUnion) -> &Ranges {
-        self.relayed.get_or_insert_with(|| kept.of(s, me).clone())
-    }
-
     /// Whether a peer fetches part of `ranges` or relays another node's claim on it.
     fn fetched(
         &mut self,
@@ -370,7 +366,7 @@ impl Swarm {
         kept: &mut RelayedUnion,
         ranges: &[(u32, u32)],
     ) -> bool {
-        any_overlap(self.fetching(s), ranges) || any_overlap(self.relayed(s, me, kept), ranges)
+        any_overlap(self.fetching(s), ranges) || any_overlap(kept.of(s, me), ranges)
     }
 
     /// Whether some peer not in `avoid` holds a missing chunk of the slot or fetches it;

@@ -10,6 +10,7 @@ pub mod node;
 pub mod params;
 pub mod ranges;
 pub mod report;
+pub mod spread;
 pub mod transfers;
 pub mod world;
 

@@ -32,6 +32,14 @@ pub struct Report {
     pub upload_share_max: f64,
     pub control_msgs_per_node_per_s: f64,
     pub control_bytes_per_node_per_s: f64,
+    /// When the origin sent its last byte, and how long the last node took after that:
+    /// the time the swarm spent spreading what the origin sent last.
+    pub origin_last_byte_s: f64,
+    pub tail_after_origin_s: f64,
+    /// Per slot, seconds from its first verified copy anywhere to every pulling node
+    /// holding it (sampled every quarter of a simulated second; slots every node came to hold).
+    pub slot_spread_p50_s: f64,
+    pub slot_spread_max_s: f64,
     /// Mean use of each resource while nodes pulled, 0..1.
     pub utilization: Utilization,
     pub bottleneck: &'static str,
@@ -116,6 +124,7 @@ pub fn report(w: &World, p: &Params, wall: f64) -> Report {
     // Below half use of everything, the time went to waiting: claims settling, peers
     // waited on, transfers started late.
     let bottleneck = if top.1 >= 0.5 { top.0 } else { "coordination" };
+    let spread = w.spread.figures();
     Report {
         scenario: p.scenario,
         nodes: p.nodes,
@@ -137,6 +146,10 @@ pub fn report(w: &World, p: &Params, wall: f64) -> Report {
         upload_share_max: up.iter().copied().fold(0.0, f64::max),
         control_msgs_per_node_per_s: msgs as f64 / lived.max(1e-9),
         control_bytes_per_node_per_s: msg_bytes as f64 / lived.max(1e-9),
+        origin_last_byte_s: w.origin_last_s,
+        tail_after_origin_s: (last - w.origin_last_s).max(0.0),
+        slot_spread_p50_s: spread.p50_s,
+        slot_spread_max_s: spread.max_s,
         utilization,
         bottleneck,
         finished: done.len(),
@@ -161,6 +174,7 @@ impl Report {
              pull time p50 / p99  {:.1} / {:.1} s (longest {:.2}x one copy)\n\
              upload per node      p50 {:.2}, p99 {:.2}, max {:.2} copies\n\
              control traffic      {:.1} messages, {:.0} bytes per node per second\n\
+             origin's last byte   {:.1} s; last node {:.1} s later; a slot spreads in {:.1} s (p50), {:.1} s (max)\n\
              Hub requests         {} ({:.2} per node; {:.2}x one node's pull)\n\
              utilization          origin {:.2}, downlinks {:.2}, uplinks {:.2}, cpu {:.2}: bottleneck {}\n\
              finished {}, unfinished {}, left {}; peer transfers abandoned {}; simulated in {:.1} s",
@@ -182,6 +196,10 @@ impl Report {
             self.upload_share_max,
             self.control_msgs_per_node_per_s,
             self.control_bytes_per_node_per_s,
+            self.origin_last_byte_s,
+            self.tail_after_origin_s,
+            self.slot_spread_p50_s,
+            self.slot_spread_max_s,
             self.hub_requests,
             self.hub_requests_per_node,
             self.hub_requests_over_one_node,

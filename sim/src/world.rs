@@ -46,6 +46,9 @@ pub struct World {
     pub(crate) roots: std::collections::HashSet<usize>,
     /// `ZEST_SIM_TRACE` set: every action to stderr.
     pub(crate) trace: bool,
+    /// When the origin last sent a byte (simulated seconds).
+    pub origin_last_s: f64,
+    pub spread: crate::spread::SlotSpread,
 }
 
 impl World {
@@ -97,6 +100,8 @@ impl World {
             routes_at: 0.0,
             roots: std::collections::HashSet::new(),
             trace: std::env::var_os("ZEST_SIM_TRACE").is_some(),
+            origin_last_s: 0.0,
+            spread: crate::spread::SlotSpread::default(),
         }
     }
 
@@ -128,9 +133,13 @@ impl World {
             self.pushes();
             let used = assign_rates(&mut self.flows, self.nodes.len(), &self.caps, self.now);
             self.cpu_seconds += used * dt;
+            let origin_before = self.origin_bytes;
             self.advance(dt);
             let shown = (self.now / 10.0).floor();
             self.now += dt;
+            if self.origin_bytes > origin_before {
+                self.origin_last_s = self.now;
+            }
             if self.p.progress && (self.now / 10.0).floor() > shown {
                 self.show_progress();
             }
@@ -138,13 +147,26 @@ impl World {
                 .alive
                 .iter()
                 .any(|&n| self.nodes[n].pulls && self.nodes[n].finished.is_none());
-            if (!pulling && self.arrivals.is_empty()) || self.now > limit {
+            let last = (!pulling && self.arrivals.is_empty()) || self.now > limit;
+            self.sample_spread(last);
+            if last {
                 if self.trace {
                     self.dump_unfinished();
                 }
                 break;
             }
         }
+    }
+
+    fn sample_spread(&mut self, last: bool) {
+        let pulling: Vec<usize> = self
+            .alive
+            .iter()
+            .copied()
+            .filter(|&n| self.nodes[n].pulls)
+            .collect();
+        self.spread
+            .sample(self.now, last, &self.shape, &self.nodes, &pulling);
     }
 
     fn show_progress(&self) {

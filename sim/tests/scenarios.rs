@@ -18,6 +18,11 @@ fn one_node_alone_takes_one_copy_at_about_the_line_rate() {
     let ratio = (r.time_to_last_s - 0.5) / r.one_copy_s;
     assert!(ratio > 1.0 && ratio < 1.1, "{ratio}: {}", r.text());
     assert_eq!(r.bottleneck, "origin link");
+    // Alone, it is done with the origin's last byte, and every slot is everyone's as soon
+    // as it is anyone's.
+    assert!(r.origin_last_byte_s > 0.5, "{}", r.text());
+    assert!(r.tail_after_origin_s < 0.2, "{}", r.text());
+    assert_eq!(r.slot_spread_max_s, 0.0, "{}", r.text());
 }
 
 #[test]
@@ -26,6 +31,10 @@ fn a_seeded_fleet_takes_nothing_from_the_origin() {
     assert_eq!(r.origin_copies, 0.0, "{}", r.text());
     assert_eq!(r.finished, 6, "{}", r.text());
     assert!(r.upload_share_max >= 1.0, "{}", r.text());
+    // Every slot was the seed's from the start and took the swarm a while to spread.
+    assert_eq!(r.origin_last_byte_s, 0.0, "{}", r.text());
+    assert!(r.slot_spread_p50_s >= 1.0, "{}", r.text());
+    assert!(r.slot_spread_max_s >= r.slot_spread_p50_s, "{}", r.text());
 }
 
 #[test]

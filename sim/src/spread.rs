@@ -1,0 +1,93 @@
+//! How fast each slot spread once its first copy was verified somewhere: the part of a
+//! fleet's time that no utilization figure shows. A crowd whose origin link is busy to
+//! the end can still finish late because its last xorbs take seconds to reach every node.
+
+use crate::node::Node;
+use crate::params::Shape;
+
+/// Per slot (file, slot index): when some node first held all of it, and when every
+/// node then pulling and alive did. Sampled once per simulated second.
+#[derive(Default)]
+pub struct SlotSpread {
+    first_held: Vec<Vec<Option<f64>>>,
+    all_held: Vec<Vec<Option<f64>>>,
+    next_sample: f64,
+}
+
+/// What [`SlotSpread`] measured, for the report.
+pub struct SpreadFigures {
+    /// Seconds from a slot's first verified copy to every pulling node holding it.
+    pub p50_s: f64,
+    pub max_s: f64,
+    /// Slots measured (those every pulling node came to hold).
+    pub slots: usize,
+}
+
+/// Sampling interval: a slot takes seconds to spread, and a sample may look at every node.
+const EVERY_S: f64 = 0.25;
+
+impl SlotSpread {
+    /// Samples at `now` if a sample is due, or if `last` (the run ends). `pulling` are the
+    /// live nodes that pull.
+    pub fn sample(
+        &mut self,
+        now: f64,
+        last: bool,
+        shape: &Shape,
+        nodes: &[Node],
+        pulling: &[usize],
+    ) {
+        if now < self.next_sample && !last {
+            return;
+        }
+        self.next_sample = now + EVERY_S;
+        if self.first_held.is_empty() {
+            self.first_held = shape
+                .files
+                .iter()
+                .map(|f| vec![None; f.slots.len()])
+                .collect();
+            self.all_held = self.first_held.clone();
+        }
+        for (f, file) in shape.files.iter().enumerate() {
+            for (k, &(a, b)) in file.slots.iter().enumerate() {
+                if self.all_held[f][k].is_some() {
+                    continue;
+                }
+                let held = |n: &usize| nodes[*n].files[f].public.holds_all(&[(a, b)]);
+                if self.first_held[f][k].is_none()
+                    && nodes.iter().any(|n| {
+                        n.alive
+                            && n.files
+                                .get(f)
+                                .is_some_and(|fr| fr.public.holds_all(&[(a, b)]))
+                    })
+                {
+                    self.first_held[f][k] = Some(now);
+                }
+                if self.first_held[f][k].is_some()
+                    && !pulling.is_empty()
+                    && pulling.iter().all(held)
+                {
+                    self.all_held[f][k] = Some(now);
+                }
+            }
+        }
+    }
+
+    pub fn figures(&self) -> SpreadFigures {
+        let mut spans: Vec<f64> = self
+            .first_held
+            .iter()
+            .flatten()
+            .zip(self.all_held.iter().flatten())
+            .filter_map(|(first, all)| Some(all.as_ref()? - first.as_ref()?))
+            .collect();
+        spans.sort_by(f64::total_cmp);
+        SpreadFigures {
+            p50_s: spans.get(spans.len() / 2).copied().unwrap_or(0.0),
+            max_s: spans.last().copied().unwrap_or(0.0),
+            slots: spans.len(),
+        }
+    }
+}

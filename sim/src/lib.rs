@@ -5,6 +5,7 @@
 
 pub mod drive;
 pub mod hub_asks;
+pub mod link_share;
 pub mod net;
 pub mod node;
 pub mod params;

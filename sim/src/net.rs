@@ -2,6 +2,7 @@
 //! receiver's downlink equally with the other transfers there (the origin's link likewise),
 //! and a node short of CPU slows all of its transfers alike.
 
+use crate::params::LinkShare;
 use crate::ranges::Ranges;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +51,7 @@ pub struct Caps {
     /// Shared cores only: each busy node beyond the cores makes every byte cost this
     /// much more (scheduling, caches), fitted to the seeded runs of 4 and 8 daemons.
     pub oversubscription: f64,
+    pub link_share: LinkShare,
 }
 
 /// Sets every flow's rate for the next step; returns the CPU seconds per second used.
@@ -64,6 +66,25 @@ pub fn assign_rates(flows: &mut [Flow], nodes: usize, caps: &Caps, now: f64) -> 
             Src::Node(s) => up[s] += 1,
         }
     }
+    // Links: the origin's, then each node's uplink, then each node's downlink.
+    let fair = (caps.link_share == LinkShare::MaxMin).then(|| {
+        let link_caps: Vec<f64> = std::iter::once(caps.origin)
+            .chain(std::iter::repeat_n(caps.node, 2 * nodes))
+            .collect();
+        let crossing: Vec<(usize, usize)> = flows
+            .iter()
+            .filter(|f| f.active(now))
+            .map(|f| {
+                let from = match f.src {
+                    Src::Origin => 0,
+                    Src::Node(s) => 1 + s,
+                };
+                (from, 1 + nodes + f.dst)
+            })
+            .collect();
+        crate::link_share::max_min(&crossing, &link_caps)
+    });
+    let mut fair_rates = fair.iter().flatten();
     // Each end of a transfer is a thread that wants CPU for the bytes it handles.
     let mut ends: Vec<(usize, usize, f64)> = Vec::new(); // (flow, node, CPU s per s)
     for (k, f) in flows.iter_mut().enumerate() {
@@ -72,9 +93,13 @@ pub fn assign_rates(flows: &mut [Flow], nodes: usize, caps: &Caps, now: f64) -> 
             continue;
         }
         let down_share = caps.node / f64::from(down[f.dst]);
-        f.rate = match f.src {
+        let equal = match f.src {
             Src::Origin => down_share.min(caps.origin / f64::from(origin)),
             Src::Node(s) => down_share.min(caps.node / f64::from(up[s])),
+        };
+        f.rate = match &fair {
+            Some(_) => fair_rates.next().copied().unwrap_or(equal),
+            None => equal,
         };
         match f.src {
             Src::Origin => ends.push((k, f.dst, f.rate * caps.cpu_origin_in)),
@@ -169,6 +194,15 @@ mod tests {
         }
     }
 
+    /// Nodes 0 and 1 each receive from the origin; node 0 sends to node 1.
+    fn two_from_the_origin_one_between() -> Vec<Flow> {
+        vec![
+            flow(Src::Origin, 0),
+            flow(Src::Origin, 1),
+            flow(Src::Node(0), 1),
+        ]
+    }
+
     fn caps(shared: Option<f64>) -> Caps {
         Caps {
             origin: 100.0,
@@ -179,16 +213,13 @@ mod tests {
             cores: 1.0,
             shared_cores: shared,
             oversubscription: 0.0,
+            link_share: LinkShare::Equal,
         }
     }
 
     #[test]
     fn links_are_shared_and_cpu_slows_what_it_cannot_keep_up_with() {
-        let mut f = vec![
-            flow(Src::Origin, 0),
-            flow(Src::Origin, 1),
-            flow(Src::Node(0), 1),
-        ];
+        let mut f = two_from_the_origin_one_between();
         assign_rates(&mut f, 2, &caps(None), 0.0);
         assert_eq!(f[0].rate, 50.0);
         assert_eq!(f[1].rate, 50.0);
@@ -198,6 +229,20 @@ mod tests {
         // Sharing half a core between them, everything slows to fit.
         let used = assign_rates(&mut f, 2, &caps(Some(0.5)), 0.0);
         assert!((used - 0.5).abs() < 1e-9, "{used}");
+    }
+
+    #[test]
+    fn max_min_sharing_gives_a_transfer_what_another_cannot_use() {
+        let mut f = two_from_the_origin_one_between();
+        let mut c = caps(None);
+        c.cores = 100.0;
+        c.link_share = LinkShare::MaxMin;
+        assign_rates(&mut f, 2, &c, 0.0);
+        assert_eq!(f[0].rate, 50.0);
+        assert_eq!(f[1].rate, 50.0);
+        // Node 1's downlink carries the origin's 50; the peer transfer takes the other 950
+        // (an equal split gave it 500 and left 450 unused).
+        assert_eq!(f[2].rate, 950.0);
     }
 
     #[test]

@@ -3,6 +3,14 @@
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
+/// How links share capacity among transfers ([`crate::link_share`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkShare {
+    MaxMin,
+    Equal,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scenario {
@@ -115,6 +123,12 @@ pub struct Params {
     /// counts: the planner sees current views either way.
     #[arg(long)]
     pub poll: bool,
+    /// How a link's capacity is shared among the transfers crossing it: `max-min` (what
+    /// congestion-controlled streams settle near: capacity one transfer cannot use goes to
+    /// the others), or `equal` (each link split equally, a transfer taking the smaller
+    /// share at either end; this simulator's model before 2026-12-04).
+    #[arg(long, value_enum, default_value_t = LinkShare::MaxMin)]
+    pub link_share: LinkShare,
     /// The simulation's step: the daemon's scheduler tick.
     #[arg(long, default_value_t = 50.0)]
     pub tick_ms: f64,

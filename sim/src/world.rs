@@ -76,6 +76,7 @@ impl World {
             cores: p.cores,
             shared_cores: p.shared_cores,
             oversubscription: p.oversubscription,
+            link_share: p.link_share,
         };
         World {
             p,

@@ -63,8 +63,9 @@ fn beyond_every_view_drawn_fetchers_take_a_fraction_of_the_copies_claims_alone_t
     let alone = run("--nodes 128 --model-gib 0.5 --files 2 --no-swarm-size");
     let drawn = run("--nodes 128 --model-gib 0.5 --files 2");
     assert_eq!(drawn.unfinished, 0, "{}", drawn.text());
-    assert!(alone.origin_copies >= 8.0, "{}", alone.text());
-    assert!(drawn.origin_copies <= 3.0, "{}", drawn.text());
+    assert!(alone.origin_copies >= 2.0, "{}", alone.text());
+    assert!(drawn.origin_copies <= 1.1, "{}", drawn.text());
+    assert!(drawn.origin_copies * 2.0 <= alone.origin_copies);
 }
 
 #[test]

@@ -28,6 +28,10 @@ pub const PATIENCE: Duration = Duration::from_secs(4);
 /// Origin transfers per file a swarm larger than any node's view keeps going at once,
 /// fleet-wide, in expectation ([`Planner::admitted`]).
 pub const FLEET_ORIGIN_STREAMS: f64 = 2.0;
+/// Nodes fetching a file from the origin at once that a node sees among its peers before
+/// it starts another origin stream for that file, itself included, while every node of
+/// the swarm is in its view ([`Planner::assign`]).
+pub const VIEW_ORIGIN_STREAMS: usize = 2;
 /// How long progress that peers only report (no chunk of it visible to us) keeps us
 /// waiting on the swarm.
 pub const HEARSAY_CAP: Duration = Duration::from_secs(30);
@@ -399,6 +403,11 @@ impl Swarm {
         let crowd = others().any(|p| fetched(p) || (p.holds_any(missing) && !p.complete));
         (elsewhere, elsewhere && !crowd)
     }
+}
+
+/// Peers in view fetching some of the file from the origin now.
+fn fetchers_in_view(s: &Snapshot) -> usize {
+    s.peers.iter().filter(|p| !p.fetching.is_empty()).count()
 }
 
 /// Whether a transfer may be asked of `p` now: not choked, not serving this node all it
@@ -941,11 +950,16 @@ impl Planner {
                 peer_busy += 1;
                 continue;
             }
-            // Beyond a node's view a xorb reaches most nodes over several hops, and
-            // waiting for a whole slot at each hop made the spread a relay of 64 MiB
-            // copies: part of a slot is taken from a peer that has part of it (simulated,
-            // 256 × 2 GiB: 1.39-1.49x the one-copy time whole, 1.27-1.37x in parts).
-            if beyond_view
+            // Waiting for a whole slot at each hop made the spread a relay of 64 MiB
+            // copies: part of a slot is taken from a peer that has part of it. Beyond a
+            // node's view a xorb reaches most nodes over several hops (simulated, 256 × 2
+            // GiB: 1.39-1.49x the one-copy time whole, 1.27-1.37x in parts); within it,
+            // the few holders' upload slots are the limit (64 × 2 GiB: 1.30x, 1.24x) while
+            // nobody holds the whole file. A seeder in view is waited for: parts taken from
+            // other downloaders beside it, on daemons short of CPU, lost their ranges to the
+            // origin (simulated, 7 pulling from one seed on 2 shared cores: 0.13-0.38
+            // copies where there had been none).
+            if (beyond_view || !s.peers.iter().any(|p| p.complete))
                 && peer_busy < PEER_PARALLEL
                 && s.trusts(&missing)
                 && let Some((p, part)) = s
@@ -999,6 +1013,19 @@ impl Planner {
                 continue;
             }
             if origin_busy >= origin_limit {
+                continue;
+            }
+            // Within view, the crowd keeps a few origin streams per file, as the drawn few
+            // do beyond it: streams started together share the origin link and end
+            // together, and each such wave of xorbs then has to reach every node at once
+            // (simulated, 16 and 32 nodes × 2 GiB: 1.31x and 1.80x the one-copy time with
+            // a stream per node, 1.17x and 1.21x with two per file). While the swarm stalls,
+            // any node may take more.
+            if swarm
+                && !beyond_view
+                && patient
+                && fetchers_in_view(s) + origin_busy >= VIEW_ORIGIN_STREAMS
+            {
                 continue;
             }
             let swarm_limit = if swarm {
@@ -1786,6 +1813,52 @@ mod tests {
     }
 
     #[test]
+    fn within_view_a_crowd_keeps_a_few_origin_streams_per_file() {
+        let t0 = Instant::now();
+        // Two peers in view fetch slots 0 and 1 from the origin: slots 2 and 3 wait.
+        let fetching = vec![
+            peer("a", vec![], vec![(0, 10)], 0.0),
+            peer("b", vec![], vec![(10, 20)], 0.0),
+            peer("c", vec![], vec![], 0.0),
+        ];
+        let mut p = planner(t0);
+        let s = snap(t0, fetching.clone());
+        p.note_progress(&s);
+        let a = p.assign(&s);
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::Claim { .. })),
+            "{a:?}"
+        );
+        // One fetcher in view: this node takes one stream beside it.
+        let one = vec![fetching[0].clone(), fetching[2].clone()];
+        let a = planner(t0).assign(&snap(t0, one));
+        assert_eq!(
+            a.iter()
+                .filter(|x| matches!(x, Action::Claim { .. }))
+                .count(),
+            1,
+            "{a:?}"
+        );
+        // The swarm quiet for longer than the patience: the bound gives way.
+        let later = snap(at(t0, 4_100), fetching);
+        assert!(!p.note_progress(&later));
+        let a = p.assign(&later);
+        assert!(a.iter().any(|x| matches!(x, Action::Claim { .. })), "{a:?}");
+        // Beyond its view the draw decides instead (`admitted`).
+        let mut beyond = snap(
+            t0,
+            vec![
+                peer("a", vec![], vec![(0, 10)], 0.0),
+                peer("b", vec![], vec![(10, 20)], 0.0),
+            ],
+        );
+        beyond.swarm_size = Some(1000);
+        beyond.origin_draw = 0.0;
+        let a = planner(t0).assign(&beyond);
+        assert!(a.iter().any(|x| matches!(x, Action::Claim { .. })), "{a:?}");
+    }
+
+    #[test]
     fn a_busy_holder_is_waited_for_not_asked_and_not_replaced_by_the_origin() {
         let t0 = Instant::now();
         let mut p = planner(t0);
@@ -2132,7 +2205,7 @@ mod tests {
     }
 
     #[test]
-    fn beyond_its_view_part_of_a_slot_is_taken_from_a_peer_that_has_part_of_it() {
+    fn part_of_a_slot_is_taken_from_a_peer_that_has_part_of_it() {
         let t0 = Instant::now();
         let partial = peer("a", vec![(0, 6)], vec![], 0.0);
         let look = |size| Snapshot {
@@ -2145,10 +2218,10 @@ mod tests {
             a.iter().any(|x| matches!(x, Action::FetchFromPeer { slot: 0, ranges, .. } if ranges == &vec![(0, 6)])),
             "{a:?}"
         );
-        // Within its view a slot waits for a peer that holds all of it.
+        // Within its view too: the few holders' upload slots are the limit there.
         let a = planner(t0).assign(&look(None));
         assert!(
-            !a.iter().any(|x| matches!(x, Action::FetchFromPeer { .. })),
+            a.iter().any(|x| matches!(x, Action::FetchFromPeer { slot: 0, ranges, .. } if ranges == &vec![(0, 6)])),
             "{a:?}"
         );
     }

@@ -1,6 +1,7 @@
 //! Transfers in flight and the rates they get: each shares its sender's uplink and its
-//! receiver's downlink equally with the other transfers there (the origin's link likewise),
-//! and a node short of CPU slows all of its transfers alike.
+//! receiver's downlink with the other transfers there (the origin's link likewise),
+//! max-min fairly by default ([`crate::link_share`]) or split equally, and a node short of
+//! CPU slows all of its transfers alike.
 
 use crate::params::LinkShare;
 use crate::ranges::Ranges;

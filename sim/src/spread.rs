@@ -6,7 +6,7 @@ use crate::node::Node;
 use crate::params::Shape;
 
 /// Per slot (file, slot index): when some node first held all of it, and when every
-/// node then pulling and alive did. Sampled once per simulated second.
+/// node then pulling and alive did. Sampled every [`EVERY_S`] simulated seconds.
 #[derive(Default)]
 pub struct SlotSpread {
     first_held: Vec<Vec<Option<f64>>>,
@@ -19,27 +19,20 @@ pub struct SpreadFigures {
     /// Seconds from a slot's first verified copy to every pulling node holding it.
     pub p50_s: f64,
     pub max_s: f64,
-    /// Slots measured (those every pulling node came to hold).
-    pub slots: usize,
 }
 
 /// Sampling interval: a slot takes seconds to spread, and a sample may look at every node.
 const EVERY_S: f64 = 0.25;
 
 impl SlotSpread {
-    /// Samples at `now` if a sample is due, or if `last` (the run ends). `pulling` are the
-    /// live nodes that pull.
-    pub fn sample(
-        &mut self,
-        now: f64,
-        last: bool,
-        shape: &Shape,
-        nodes: &[Node],
-        pulling: &[usize],
-    ) {
-        if now < self.next_sample && !last {
-            return;
-        }
+    /// Whether [`SlotSpread::sample`] should run at `now`: a sample is due, or `last` (the
+    /// run ends). Asked first, so the tick pays nothing between samples.
+    pub fn due(&self, now: f64, last: bool) -> bool {
+        last || now >= self.next_sample
+    }
+
+    /// Samples at `now`. `pulling` are the live nodes that pull.
+    pub fn sample(&mut self, now: f64, shape: &Shape, nodes: &[Node], pulling: &[usize]) {
         self.next_sample = now + EVERY_S;
         if self.first_held.is_empty() {
             self.first_held = shape
@@ -54,20 +47,17 @@ impl SlotSpread {
                 if self.all_held[f][k].is_some() {
                     continue;
                 }
-                let held = |n: &usize| nodes[*n].files[f].public.holds_all(&[(a, b)]);
-                if self.first_held[f][k].is_none()
-                    && nodes.iter().any(|n| {
-                        n.alive
-                            && n.files
-                                .get(f)
-                                .is_some_and(|fr| fr.public.holds_all(&[(a, b)]))
-                    })
-                {
+                let holds = |n: &Node| {
+                    n.files
+                        .get(f)
+                        .is_some_and(|fr| fr.public.holds_all(&[(a, b)]))
+                };
+                if self.first_held[f][k].is_none() && nodes.iter().any(|n| n.alive && holds(n)) {
                     self.first_held[f][k] = Some(now);
                 }
                 if self.first_held[f][k].is_some()
                     && !pulling.is_empty()
-                    && pulling.iter().all(held)
+                    && pulling.iter().all(|&n| holds(&nodes[n]))
                 {
                     self.all_held[f][k] = Some(now);
                 }
@@ -87,7 +77,6 @@ impl SlotSpread {
         SpreadFigures {
             p50_s: spans.get(spans.len() / 2).copied().unwrap_or(0.0),
             max_s: spans.last().copied().unwrap_or(0.0),
-            slots: spans.len(),
         }
     }
 }

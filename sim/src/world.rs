@@ -160,6 +160,9 @@ impl World {
     }
 
     fn sample_spread(&mut self, last: bool) {
+        if !self.spread.due(self.now, last) {
+            return;
+        }
         let pulling: Vec<usize> = self
             .alive
             .iter()
@@ -167,7 +170,7 @@ impl World {
             .filter(|&n| self.nodes[n].pulls)
             .collect();
         self.spread
-            .sample(self.now, last, &self.shape, &self.nodes, &pulling);
+            .sample(self.now, &self.shape, &self.nodes, &pulling);
     }
 
     fn show_progress(&self) {

@@ -44,6 +44,9 @@ impl World {
                     let judge = planner::Judge {
                         seeders_only: fl.seeders_only,
                         origin_rate: self.nodes[fl.dst].origin_pace.rate(),
+                        // The simulator shares a node's cores out exactly; it has no
+                        // scheduler whose wake-ups could run late.
+                        starved: false,
                     };
                     if planner::behind(
                         fl.done as u64,

@@ -103,10 +103,15 @@ fn seeded_then_crowd(
     let before = xorb_bytes(hub);
     pull_all(&nodes.iter().collect::<Vec<_>>(), MODEL, &[]);
     let origin = xorb_bytes(hub) - before;
+    eprintln!("seeded pulls took {origin} bytes from the origin (one copy is {one_copy})");
     assert!(
         origin * 100 <= one_copy,
         "seeded pulls took {origin} bytes from the origin (one copy is {one_copy})\n{}",
-        nodes[0].log()
+        nodes
+            .iter()
+            .map(|n| n.log())
+            .collect::<Vec<_>>()
+            .join("\n---- next node ----\n")
     );
     for n in nodes {
         assert_same_cache(&seed.cache(), &n.cache());

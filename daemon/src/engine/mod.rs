@@ -25,6 +25,7 @@ pub mod plain_file;
 pub mod planner;
 pub mod progress;
 pub mod pull;
+pub mod sched_lag;
 pub mod schedule;
 pub mod swarm_origin;
 pub mod trust;
@@ -64,6 +65,8 @@ pub struct Engine {
     pub swarm_origin: Arc<swarm_origin::SwarmOrigin>,
     /// How fast one origin transfer brings bytes lately (what seeders are judged against).
     pub origin_pace: Arc<origin_pace::OriginPace>,
+    /// Whether this node is short of CPU lately (then seeders are not judged on a guess).
+    pub sched_lag: Arc<sched_lag::SchedLag>,
     pub totals: Arc<Totals>,
     /// Complete files in the cache, for local reuse and for serving.
     pub index: Index,
@@ -101,6 +104,7 @@ impl Engine {
             client_permits: Arc::new(Semaphore::new(CLIENT_ORIGIN_RANGES)),
             swarm_origin: Arc::default(),
             origin_pace: Arc::default(),
+            sched_lag: Arc::default(),
             totals,
             index,
             live: Arc::new(LiveFiles::default()),

@@ -242,17 +242,22 @@ pub async fn fetch_from_peer(
     let capped = pace.get().is_some();
     // A seeder that does not start sending soon, or pauses, loses the range to the origin;
     // in a crowd a peer busy with its own downloads gets the usual allowance.
-    let patience = if seeders_only && !capped {
-        SEEDER_PATIENCE
-    } else {
-        Patience::USUAL
+    // Judging seeders needs to know whether this node is the bottleneck (`sched_lag`).
+    let _watch = (seeders_only && !capped).then(|| ctx.engine.sched_lag.watch());
+    let starved = || ctx.engine.sched_lag.starved(Instant::now());
+    let patience = || {
+        if seeders_only && !capped && !starved() {
+            SEEDER_PATIENCE
+        } else {
+            Patience::USUAL
+        }
     };
     for &(a, b) in ranges {
         let mut start = a;
         while start < b {
             let end = b.min(start + MAX_GET_CHUNKS);
             let r: Result<(), PeerFetchError> = peer
-                .get(&ctx.hash, start, end, pace, patience, |i, data| {
+                .get(&ctx.hash, start, end, pace, &patience, |i, data| {
                     let Some(TrustedChunk { hash, size, offset }) = ctx.trust.get(i) else {
                         // Only trusted ranges are asked for; a chunk outside them is noise.
                         return Err(
@@ -278,6 +283,7 @@ pub async fn fetch_from_peer(
                     let judge = Judge {
                         seeders_only,
                         origin_rate: ctx.engine.origin_pace.rate(),
+                        starved: seeders_only && starved(),
                     };
                     if !capped && behind(got - at0, left, t0.elapsed(), judge) {
                         return Err(PeerError::Stopped("slower than the origin".into()).into());

@@ -549,6 +549,10 @@ pub struct Judge {
     pub seeders_only: bool,
     /// Bytes per second one origin transfer brought this node lately; None before any.
     pub origin_rate: Option<f64>,
+    /// This node was short of CPU a moment ago (`sched_lag`): with no origin rate to
+    /// judge against, a seeder is then not held to [`SEEDER_FLOOR`], which only a node
+    /// that is not itself the bottleneck can tell.
+    pub starved: bool,
 }
 
 /// Whether a peer transfer that delivered `got` bytes in `elapsed` since its first chunk,
@@ -560,10 +564,11 @@ pub fn behind(got: u64, remaining: u64, elapsed: Duration, judge: Judge) -> bool
     }
     let rate = got as f64 / elapsed.as_secs_f64();
     if judge.seeders_only && elapsed >= JUDGE_SOON {
-        let bar = judge
-            .origin_rate
-            .map_or(SEEDER_FLOOR, |o| o / ORIGIN_ADVANTAGE);
-        if rate < bar {
+        let bar = match judge.origin_rate {
+            Some(o) => Some(o / ORIGIN_ADVANTAGE),
+            None => (!judge.starved).then_some(SEEDER_FLOOR),
+        };
+        if bar.is_some_and(|bar| rate < bar) {
             return true;
         }
     }
@@ -1228,6 +1233,7 @@ mod tests {
         let crowd = Judge {
             seeders_only: false,
             origin_rate: Some(400.0 * mib as f64),
+            starved: false,
         };
         assert!(!behind(0, 64 * mib, ms(2900), crowd));
         assert!(!behind(0, 0, ms(5000), crowd));
@@ -1245,6 +1251,7 @@ mod tests {
         let unknown = Judge {
             seeders_only: true,
             origin_rate: None,
+            starved: false,
         };
         assert!(!behind(mib, 60 * mib, ms(200), unknown), "too soon");
         assert!(
@@ -1256,9 +1263,34 @@ mod tests {
             !behind(2 * mib, 0, ms(500), unknown),
             "nothing left to move"
         );
+        let starved = Judge {
+            starved: true,
+            ..unknown
+        };
+        assert!(
+            !behind(2 * mib, 60 * mib, ms(500), starved),
+            "a node short of CPU cannot tell a slow seeder with nothing to compare"
+        );
+        assert!(
+            behind(2 * mib, 60 * mib, ms(3000), starved),
+            "the minimum rate holds for everyone"
+        );
+        assert!(
+            behind(
+                2 * mib,
+                60 * mib,
+                ms(500),
+                Judge {
+                    origin_rate: Some(400.0 * mib as f64),
+                    ..starved
+                }
+            ),
+            "a measured origin is compared whatever the load"
+        );
         let fast_origin = Judge {
             seeders_only: true,
             origin_rate: Some(400.0 * mib as f64),
+            starved: false,
         };
         assert!(
             behind(50 * mib, 200 * mib, ms(500), fast_origin),
@@ -1271,6 +1303,7 @@ mod tests {
         let slow_origin = Judge {
             seeders_only: true,
             origin_rate: Some(4.0 * mib as f64),
+            starved: false,
         };
         assert!(
             !behind(2 * mib, 60 * mib, ms(500), slow_origin),

@@ -261,7 +261,7 @@ impl PeerConn {
         start: u32,
         end: u32,
         pace: &crate::rate::RateLimit,
-        patience: Patience,
+        patience: impl Fn() -> Patience,
         mut on_chunk: impl FnMut(u32, &[u8]) -> Result<(), E>,
     ) -> Result<(), E> {
         let req = peer::request::Kind::Get(peer::GetRequest {
@@ -274,19 +274,24 @@ impl PeerConn {
         let mut first: Option<std::time::Instant> = None;
         let result = async {
             while next < end {
-                let quiet = silence_allowed(
-                    next - start,
-                    first.map(|t| t.elapsed()).unwrap_or_default(),
-                    patience,
-                );
-                let frame = match tokio::time::timeout(
-                    quiet,
-                    wire::read::<peer::Response>(&mut recv),
-                )
-                .await
-                {
-                    Err(_) => return Err(PeerError::Stalled(quiet).into()),
-                    Ok(r) => r.map_err(PeerError::from)?,
+                let read = wire::read::<peer::Response>(&mut recv);
+                tokio::pin!(read);
+                let waiting = std::time::Instant::now();
+                let frame = loop {
+                    // Asked again at each wait's end: the caller's patience may have grown
+                    // meanwhile (a seeder is given more while this node is short of CPU).
+                    let quiet = silence_allowed(
+                        next - start,
+                        first.map(|t| t.elapsed()).unwrap_or_default(),
+                        patience(),
+                    );
+                    let left = quiet.saturating_sub(waiting.elapsed());
+                    if left.is_zero() {
+                        return Err(PeerError::Stalled(quiet).into());
+                    }
+                    if let Ok(r) = tokio::time::timeout(left, &mut read).await {
+                        break r.map_err(PeerError::from)?;
+                    }
                 };
                 first.get_or_insert_with(std::time::Instant::now);
                 match frame.and_then(|f| f.kind) {

@@ -85,7 +85,7 @@ async fn main() -> Result<()> {
             0,
             1,
             &no_cap,
-            zestd::peer::limits::Patience::USUAL,
+            || zestd::peer::limits::Patience::USUAL,
             |_, d| {
                 bytes += d.len();
                 Ok(())

@@ -146,17 +146,16 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
-    async fn a_runtime_kept_busy_is_seen_starved_and_an_idle_one_is_not() {
+    async fn a_runtime_held_busy_is_seen_starved_for_a_while_and_the_watch_stops_with_its_guard() {
         let lag = Arc::new(SchedLag::default());
         let w = lag.watch();
         tokio::time::sleep(Duration::from_millis(60)).await;
-        // Nothing else runs on this runtime: its timer fires on time (a loaded machine
-        // could still wake it late, so only the busy case is asserted strictly below).
-        let idle = lag.starved(Instant::now());
-        // The only thread is held for 50 ms: the watch's next wake-up is that late.
+        // The only thread is held for 50 ms: the watch's next wake-up is that late. (Whether
+        // it was seen starved before depends on the machine running the test, so that is
+        // not asserted.)
         std::thread::sleep(Duration::from_millis(50));
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(lag.starved(Instant::now()), "idle before: {idle}");
+        assert!(lag.starved(Instant::now()));
         drop(w);
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(

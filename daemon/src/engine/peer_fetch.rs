@@ -242,11 +242,13 @@ pub async fn fetch_from_peer(
     let capped = pace.get().is_some();
     // A seeder that does not start sending soon, or pauses, loses the range to the origin;
     // in a crowd a peer busy with its own downloads gets the usual allowance.
-    // Judging seeders needs to know whether this node is the bottleneck (`sched_lag`).
-    let _watch = (seeders_only && !capped).then(|| ctx.engine.sched_lag.watch());
+    // Held to a seeder's standard only while this node is not the bottleneck itself
+    // (`sched_lag`, watched for as long as such a transfer runs).
+    let judged = seeders_only && !capped;
+    let _watch = judged.then(|| ctx.engine.sched_lag.watch());
     let starved = || ctx.engine.sched_lag.starved(Instant::now());
     let patience = || {
-        if seeders_only && !capped && !starved() {
+        if judged && !starved() {
             SEEDER_PATIENCE
         } else {
             Patience::USUAL
@@ -283,10 +285,18 @@ pub async fn fetch_from_peer(
                     let judge = Judge {
                         seeders_only,
                         origin_rate: ctx.engine.origin_pace.rate(),
-                        starved: seeders_only && starved(),
+                        starved: judged && starved(),
                     };
-                    if !capped && behind(got - at0, left, t0.elapsed(), judge) {
-                        return Err(PeerError::Stopped("slower than the origin".into()).into());
+                    let elapsed = t0.elapsed();
+                    if !capped && behind(got - at0, left, elapsed, judge) {
+                        // What it delivered, so a log says how slow (it found the
+                        // starved-node case).
+                        return Err(PeerError::Stopped(format!(
+                            "slower than the origin ({} KiB in {} ms after its first chunk)",
+                            (got - at0) >> 10,
+                            elapsed.as_millis()
+                        ))
+                        .into());
                     }
                     Ok(())
                 })

@@ -3,9 +3,9 @@
 //! A transfer from seeders alone is judged against the origin's measured rate, or, before
 //! any is measured, against a floor any healthy seeder clears (`planner::SEEDER_FLOOR`).
 //! On a node starved of CPU every source looks slow, the origin too, so that guess says
-//! nothing about the seeder: a seeded fleet on a loaded 2-core machine gave 0.5-0.7 of
-//! an origin copy to ranges its seeders held, each taken from a seeder judged too slow
-//! at 1-8 MB/s while processes that had all the data locally starved each other.
+//! nothing about the seeder: seeded crowds on a 2-core machine loaded with six busy loops
+//! gave 0.47-0.83 of an origin copy to ranges their seed held, each taken from a seed
+//! judged too slow at 1-8 MB/s while every process on the machine starved.
 //!
 //! Only a transfer's own measurement tells, so the watch runs only while seeders are
 //! being judged: an idle daemon sets no timer.

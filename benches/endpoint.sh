@@ -4,7 +4,9 @@
 # same call with HF_ENDPOINT on a fresh zestd's local endpoint (no peers: every byte from the
 # origin, through zestd, verified). Alternating, fresh caches each run; the client uses
 # zestd's own cache, the default deployment. Prints a Markdown report: wall seconds, CPU
-# seconds (client, and client + zestd), peak RSS, origin bytes, ratios.
+# seconds (client, zestd, and the origin's: test hub and CAS are one process), peak RSS,
+# origin bytes, ratios, and all three processes' CPU over the cores (the wall time no
+# schedule beats on a machine they share).
 #
 #   benches/endpoint.sh [SIZE_BYTES] [RUNS] [RATE]
 #
@@ -71,7 +73,7 @@ if [ -n "$rate" ]; then
 fi
 
 "${O[@]}" "$bin/zest-testhub" "${host[@]}" --fixture bench --bench-bytes "$size" --data "$data/hub" > "$work/hub.json" 2> "$work/hub.log" &
-pids+=($!)
+hpid=$!; pids+=($hpid)
 for _ in $(seq 1200); do [ -s "$work/hub.json" ] && break; sleep 0.5; done
 [ -s "$work/hub.json" ] || { echo "the test hub did not start: $(tail -5 "$work/hub.log")" >&2; exit 1; }
 hub=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["endpoint"])' "$work/hub.json")
@@ -101,12 +103,16 @@ client() { # ENDPOINT CACHE HOME -> client wall, cpu and rss in $work/client.*
 }
 
 d_wall=(); d_cpu=(); d_rss=(); d_bytes=(); e_wall=(); e_cpu=(); e_zcpu=(); e_rss=(); e_zrss=(); e_bytes=()
+# The origin's CPU too (the test hub and the reference CAS are one process): on loopback the
+# three processes share the cores, and the sum says how much of the wall time is CPU.
+d_ocpu=(); e_ocpu=()
 for i in $(seq "$runs"); do
   # Direct: huggingface_hub + hf_xet straight to the hub and CAS.
   rm -rf "$work/d"; mkdir -p "$work/d"
-  b0=$(stats)
+  b0=$(stats); o0=$(proc_cpu "$hpid")
   client "$hub" "$work/d/cache" "$work/d/home"
-  b1=$(stats)
+  b1=$(stats); o1=$(proc_cpu "$hpid")
+  d_ocpu+=("$(echo "$o1 - $o0" | bc -l)")
   read -r u s m < "$work/client.time"
   d_wall+=("$(cat "$work/client.wall")"); d_cpu+=("$(echo "$u + $s" | bc -l)"); d_rss+=("$m"); d_bytes+=("$((b1 - b0))")
   ref=$(tail -1 "$work/client.out")
@@ -118,11 +124,12 @@ for i in $(seq "$runs"); do
   zpid=$!; pids+=($zpid)
   for _ in $(seq 200); do [ -S "$work/e/sock" ] && break; sleep 0.05; done
   ep=$("$bin/zestctl" --socket "$work/e/sock" status --json | "$py" -c 'import json,sys; print(json.load(sys.stdin)["hub_endpoint"])')
-  z0=$(proc_cpu "$zpid"); b0=$(stats)
+  z0=$(proc_cpu "$zpid"); b0=$(stats); o0=$(proc_cpu "$hpid")
   ccache="$work/e/cache"
   [ "${ZEST_BENCH_CLIENT_CACHE:-zestd}" != own ] || ccache="$work/e/client-cache"
   client "$ep" "$ccache" "$work/e/home"
-  b1=$(stats); z1=$(proc_cpu "$zpid")
+  b1=$(stats); z1=$(proc_cpu "$zpid"); o1=$(proc_cpu "$hpid")
+  e_ocpu+=("$(echo "$o1 - $o0" | bc -l)")
   read -r u s m < "$work/client.time"
   e_wall+=("$(cat "$work/client.wall")"); e_cpu+=("$(echo "$u + $s" | bc -l)"); e_rss+=("$m")
   e_zcpu+=("$(echo "$z1 - $z0" | bc -l)"); e_zrss+=("$(awk '/VmHWM/ {print $2}' /proc/$zpid/status)"); e_bytes+=("$((b1 - b0))")
@@ -139,15 +146,21 @@ f2() { printf '%.2f' "$1"; }
 all() { for x in "$@"; do printf '%.2f ' "$x"; done; }
 dw=$(median "${d_wall[@]}"); ew=$(median "${e_wall[@]}")
 dc=$(median "${d_cpu[@]}"); ec=$(median "${e_cpu[@]}"); ez=$(median "${e_zcpu[@]}")
+do_=$(median "${d_ocpu[@]}"); eo=$(median "${e_ocpu[@]}")
+cores=$(nproc)
 where="reference CAS on loopback"
 [ -z "$rate" ] || where="reference CAS behind a $rate link"
 what=snapshot_download
 [ "${ZEST_BENCH_CALL:-snapshot}" != files ] || what="hf_hub_download of each file"
 echo "### Cold $what, $((size >> 20)) MiB model (4 shards), $where, $runs runs each, alternating"
 echo
-echo "| | wall s (median) | wall s (all runs) | CPU s client | CPU s zestd | peak RSS MiB client / zestd | origin bytes |"
-echo "|---|---|---|---|---|---|---|"
-echo "| huggingface_hub + hf_xet, direct | $(f2 "$dw") | $(all "${d_wall[@]}")| $(f2 "$dc") | – | $(( $(median "${d_rss[@]}") / 1024 )) / – | $(median "${d_bytes[@]}") |"
-echo "| the same, HF_ENDPOINT on zestd | $(f2 "$ew") | $(all "${e_wall[@]}")| $(f2 "$ec") | $(f2 "$ez") | $(( $(median "${e_rss[@]}") / 1024 )) / $(( $(median "${e_zrss[@]}") / 1024 )) | $(median "${e_bytes[@]}") |"
+echo "| | wall s (median) | wall s (all runs) | CPU s client | CPU s zestd | CPU s origin (hub + CAS) | peak RSS MiB client / zestd | origin bytes |"
+echo "|---|---|---|---|---|---|---|---|"
+echo "| huggingface_hub + hf_xet, direct | $(f2 "$dw") | $(all "${d_wall[@]}")| $(f2 "$dc") | – | $(f2 "$do_") | $(( $(median "${d_rss[@]}") / 1024 )) / – | $(median "${d_bytes[@]}") |"
+echo "| the same, HF_ENDPOINT on zestd | $(f2 "$ew") | $(all "${e_wall[@]}")| $(f2 "$ec") | $(f2 "$ez") | $(f2 "$eo") | $(( $(median "${e_rss[@]}") / 1024 )) / $(( $(median "${e_zrss[@]}") / 1024 )) | $(median "${e_bytes[@]}") |"
 echo
 echo "wall ratio endpoint / direct: $(f2 "$(echo "$ew / $dw" | bc -l)"); CPU ratio (client + zestd) / direct: $(f2 "$(echo "($ec + $ez) / $dc" | bc -l)")"
+# Where every process shares $cores cores, no schedule runs faster than all their CPU
+# seconds over the cores: the floor each case's wall time has, and how busy it kept them.
+echo
+echo "all CPU (client + zestd + origin) over $cores cores: direct $(f2 "$(echo "($dc + $do_) / $cores" | bc -l)") s ($(printf '%.0f' "$(echo "100 * ($dc + $do_) / $cores / $dw" | bc -l)")% of its wall), through zestd $(f2 "$(echo "($ec + $ez + $eo) / $cores" | bc -l)") s ($(printf '%.0f' "$(echo "100 * ($ec + $ez + $eo) / $cores / $ew" | bc -l)")% of its wall)"

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
-use zestd::engine::planner::{self, Action, PeerFailure, PeerState, Planner};
+use zestd::engine::planner::{self, Action, Held, PeerFailure, PeerState, Planner};
 use zestd::peer::set::CHOKE;
 
 use crate::net::{Flow, Src};
@@ -30,20 +30,33 @@ const HEARTBEAT: f64 = 1.0;
 /// (`schedule::FIRST_CLAIM_SPREAD`).
 const FIRST_CLAIM_SPREAD: f64 = 0.2;
 
-/// What a node's peers see of its file: taken once per tick for every node, so that all
-/// nodes plan in parallel against the same picture (as daemons do, each seeing the others
-/// as of their last update) and only carrying out the plans runs in order.
-pub struct Shown {
-    pub public: PeerState,
+/// What a node's peers see of its file, as of the start of a tick: taken once per tick for
+/// every node, so that all nodes plan in parallel against the same picture (as daemons
+/// do, each seeing the others as of their last update) and only carrying out the plans
+/// runs in order.
+///
+/// Kept as two arrays, node by node: the heads, which every pass reads for each of its 64
+/// peers, and the states, read only when a head says they changed. 10,000 nodes' heads
+/// fit in the cache where their states do not; one array of both made each peer of each
+/// pass a cache miss (and an array of arrays, two).
+#[derive(Default)]
+pub struct Board {
+    files: usize,
+    heads: Vec<Head>,
+    states: Vec<PeerState>,
+}
+
+#[derive(Clone, Copy)]
+pub struct Head {
+    /// The file's version the state is a copy of.
     pub version: u64,
     /// What it says as `quiet_ms` (while it downloads the file and knows of progress).
     pub quiet: Option<Duration>,
 }
 
-impl Default for Shown {
-    fn default() -> Shown {
-        Shown {
-            public: PeerState::default(),
+impl Default for Head {
+    fn default() -> Head {
+        Head {
             // Never a file's version: the first look copies.
             version: u64::MAX,
             quiet: None,
@@ -51,29 +64,26 @@ impl Default for Shown {
     }
 }
 
-/// What every node shows of every file, in one array, node by node: a pass reads its 64
-/// peers' entries, scattered over the fleet, and an array of arrays made each read two
-/// cache misses (half of `refresh_views`' time at 10,000 nodes).
-#[derive(Default)]
-pub struct Board {
-    files: usize,
-    shown: Vec<Shown>,
-}
-
 impl Board {
-    pub fn get(&self, n: usize, f: usize) -> &Shown {
-        &self.shown[n * self.files + f]
+    pub fn head(&self, n: usize, f: usize) -> Head {
+        self.heads[n * self.files + f]
+    }
+
+    pub fn state(&self, n: usize, f: usize) -> &PeerState {
+        &self.states[n * self.files + f]
     }
 
     /// Room for `nodes` nodes of `files` files each (the files are the model's, fixed).
     fn fit(&mut self, nodes: usize, files: usize) {
-        debug_assert!(self.shown.is_empty() || self.files == files);
+        debug_assert!(self.heads.is_empty() || self.files == files);
         self.files = files;
-        self.shown.resize_with(nodes * files, Shown::default);
+        self.heads.resize_with(nodes * files, Head::default);
+        self.states.resize_with(nodes * files, PeerState::default);
     }
 
-    fn node_mut(&mut self, n: usize) -> &mut [Shown] {
-        &mut self.shown[n * self.files..(n + 1) * self.files]
+    fn node_mut(&mut self, n: usize) -> (&mut [Head], &mut [PeerState]) {
+        let r = n * self.files..(n + 1) * self.files;
+        (&mut self.heads[r.clone()], &mut self.states[r])
     }
 }
 
@@ -216,23 +226,24 @@ impl World {
                 relinked.extend((0..self.nodes[n].files.len()).map(|f| (n, f)));
             }
             let node = &self.nodes[n];
-            let shown = self.board.node_mut(n);
-            for (f, (fr, s)) in node.files.iter().zip(shown.iter_mut()).enumerate() {
-                if s.version != fr.version {
+            let (heads, states) = self.board.node_mut(n);
+            let shown = heads.iter_mut().zip(states.iter_mut());
+            for (f, (fr, (h, s))) in node.files.iter().zip(shown).enumerate() {
+                if h.version != fr.version {
                     // What peers relay reads their claims, relays and completion.
-                    if !Arc::ptr_eq(&s.public.fetching, &fr.public.fetching)
-                        || !Arc::ptr_eq(&s.public.relayed, &fr.public.relayed)
-                        || s.public.complete != fr.public.complete
+                    if !Arc::ptr_eq(&s.fetching, &fr.public.fetching)
+                        || !Arc::ptr_eq(&s.relayed, &fr.public.relayed)
+                        || s.complete != fr.public.complete
                     {
                         changed.push((n, f));
                     }
-                    s.public.clone_from(&fr.public);
-                    s.version = fr.version;
+                    s.clone_from(&fr.public);
+                    h.version = fr.version;
                 }
                 if fr.done && !fr.public.relayed.is_empty() {
                     changed.push((n, f));
                 }
-                s.quiet = match fr.planner.as_ref() {
+                h.quiet = match fr.planner.as_ref() {
                     Some(pl) if !fr.done => pl.told_quiet(inst),
                     _ => None,
                 };
@@ -268,7 +279,7 @@ impl World {
                     &node.id,
                     own.as_deref().unwrap_or_default(),
                     planner::RELAY_HOPS,
-                    node.conns.iter().map(|&c| &self.board.get(c, f).public),
+                    node.conns.iter().map(|&c| self.board.state(c, f)),
                 )
             } else {
                 Vec::new()
@@ -365,7 +376,7 @@ fn refresh_views(node: &mut Node, f: usize, ctx: &Ctx) {
     let now = ctx.now;
     node.choked.retain(|_, until| *until > now);
     let fr = &mut node.files[f];
-    let peers = &mut fr.snap.peers;
+    let peers = fr.snap.peers_mut();
     let seen = &mut fr.seen;
     // A peer that answered `busy` stays in view (zestd's `PeerSet::choke`).
     let same_conns =
@@ -374,21 +385,20 @@ fn refresh_views(node: &mut Node, f: usize, ctx: &Ctx) {
         peers.clear();
         seen.clear();
         for &c in &node.conns {
-            let shown = ctx.board.get(c, f);
-            peers.push(shown.public.clone());
-            seen.push((c, shown.version));
+            peers.push(ctx.board.state(c, f).clone());
+            seen.push((c, ctx.board.head(c, f).version));
         }
     }
     let mut bytes = 0;
     for (view, (c, version)) in peers.iter_mut().zip(seen.iter_mut()) {
-        let shown = ctx.board.get(*c, f);
-        if shown.version != *version {
-            take_shown(view, &shown.public);
-            *version = shown.version;
+        let head = ctx.board.head(*c, f);
+        if head.version != *version {
+            take_shown(view, ctx.board.state(*c, f));
+            *version = head.version;
         }
-        view.quiet = shown.quiet;
+        view.quiet = head.quiet;
         view.rate = node.rates.get(c).copied().unwrap_or(0.0);
-        view.busy = node.choked.contains_key(c);
+        view.busy = !node.choked.is_empty() && node.choked.contains_key(c);
         view.asked = node.asking.get(c).copied().unwrap_or(0);
         // Only polls are counted here (pushed updates are, in `pushes`): the lists' lengths
         // are two reads from memory no other part of the pass touches, for every peer.
@@ -404,9 +414,12 @@ fn refresh_views(node: &mut Node, f: usize, ctx: &Ctx) {
     fr.last_refresh = Some(now);
 }
 
-/// Copies what a peer shows into this node's view of it, field by field: the id is the
-/// same peer's (views are rebuilt when connections change), and cloning the whole state
-/// allocated it anew for every changed view, every tick (a tenth of a 2,000-node run).
+/// Copies what a peer shows into this node's view of it, field by field: cloning the whole
+/// state allocated its id anew for every changed view, every tick (a tenth of a
+/// 2,000-node run). The id is not even compared: views are rebuilt when connections
+/// change, so it is the same peer's, and the comparison, a cache miss on each id, was 8%
+/// of a 10,000-node run's profile. Nor are the shared lists that did not change cloned again: each clone
+/// and drop is an atomic write to a counter the 64 observers of the list share.
 fn take_shown(view: &mut PeerState, shown: &PeerState) {
     // Destructured, so a field added to `PeerState` is a compile error here, not a view
     // that silently keeps it stale.
@@ -422,18 +435,25 @@ fn take_shown(view: &mut PeerState, shown: &PeerState) {
         asked,
         relayed,
     } = shown;
-    if view.id != *id {
-        view.id.clone_from(id);
-    }
+    debug_assert_eq!(view.id, *id, "a view is of the peer it was made for");
     view.complete = *complete;
     view.involved = *involved;
-    view.held.clone_from(held);
-    view.fetching.clone_from(fetching);
+    if !Held::same(&view.held, held) {
+        view.held.clone_from(held);
+    }
+    share(&mut view.fetching, fetching);
     view.rate = *rate;
     view.quiet = *quiet;
     view.busy = *busy;
     view.asked = *asked;
-    view.relayed.clone_from(relayed);
+    share(&mut view.relayed, relayed);
+}
+
+/// `view = shown`, for a shared list: nothing to do when it is the same one.
+fn share<T>(view: &mut Arc<T>, shown: &Arc<T>) {
+    if !Arc::ptr_eq(view, shown) {
+        view.clone_from(shown);
+    }
 }
 
 /// One pass of `schedule::run`'s loop for node `n`'s file `f`: its planner's decisions,
@@ -461,7 +481,7 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
     let swarm_inflight = node.swarm_inflight;
     let fr = &mut node.files[f];
     if !peers_on {
-        fr.snap.peers.clear();
+        fr.snap.peers_mut().clear();
         fr.seen.clear();
     }
     fr.snap.now = inst;
@@ -481,7 +501,7 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
         // the xorb hash once the swarm holds all of it.
         if whole {
             let units = fr.snap.ours.len() as u32;
-            if swarm_covers(&fr.snap.peers, &fr.public.held, 0, units) {
+            if swarm_covers(fr.snap.peers(), &fr.public.held, 0, units) {
                 trust(&mut fr.snap.trusted, 0, units);
             }
         }
@@ -495,7 +515,7 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
     }
     let mut actions = pl.assign(&fr.snap);
     if ctx.trace && actions.iter().any(|a| matches!(a, Action::Claim { .. })) {
-        let min_quiet = fr.snap.peers.iter().filter_map(|p| p.quiet).min();
+        let min_quiet = fr.snap.peers().iter().filter_map(|p| p.quiet).min();
         eprintln!(
             "{now:.2} node {n} file {f}: claims; quiet here {:?}, least quiet in view {min_quiet:?}, admitted {}",
             pl.quiet(inst),
@@ -508,12 +528,12 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
                 .iter()
                 .map(|&(a, b)| fr
                     .snap
-                    .peers
+                    .peers()
                     .iter()
                     .filter(|p| p.holds_all(&[(a, b)]))
                     .count())
                 .collect::<Vec<_>>(),
-            fr.snap.peers.len(),
+            fr.snap.peers().len(),
             fr.snap.trusted.iter().filter(|t| **t).count()
         );
         let over = |r: (u32, u32), a: u32, b: u32| r.0 < b && a < r.1;
@@ -525,13 +545,13 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
                 .map(|&(a, b)| {
                     let own = fr
                         .snap
-                        .peers
+                        .peers()
                         .iter()
                         .filter(|p| p.fetching.iter().any(|&r| over(r, a, b)))
                         .count();
                     let relayed = fr
                         .snap
-                        .peers
+                        .peers()
                         .iter()
                         .flat_map(|p| p.relayed.iter())
                         .filter(|c| over(c.range, a, b))
@@ -541,7 +561,7 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
                 .collect::<Vec<_>>(),
             fr.snap.swarm_size,
             fr.snap
-                .peers
+                .peers()
                 .iter()
                 .filter(|p| !p.relayed.is_empty())
                 .count()

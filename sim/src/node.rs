@@ -136,17 +136,7 @@ impl FileRun {
                 asked: 0,
                 relayed: Default::default(),
             },
-            snap: Snapshot {
-                now: base,
-                connected: 0,
-                peers: Vec::new(),
-                ours: vec![holds; n],
-                trusted: vec![holds; n],
-                swarm_progressed: false,
-                swarm_inflight: 0,
-                swarm_size: None,
-                origin_draw: 0.0,
-            },
+            snap: Snapshot::new(base, Vec::new(), vec![holds; n], vec![holds; n]),
             claims: HashMap::new(),
             last_refresh: None,
             kick: true,
@@ -169,7 +159,10 @@ impl FileRun {
             self.snap.ours[i as usize] = true;
             self.snap.trusted[i as usize] = true;
         }
-        ranges::insert(Arc::make_mut(&mut self.public.held), a, b);
+        // A new list, counted anew (`Held`); the old one was shared with the board anyway.
+        let mut held = (*self.public.held).clone();
+        ranges::insert(&mut held, a, b);
+        self.public.held = held.into();
         let complete = self.public.held.first() == Some(&(0, units));
         if complete != self.public.complete {
             self.urgent += 1;

@@ -38,6 +38,7 @@ impl World {
                     let units = ((fl.done + 1e-6) / unit).floor() as u32;
                     if units > fl.delivered {
                         deliver(&mut self.nodes[fl.dst].files[fl.file], fl, units);
+                        self.spread.grew(fl.dst, fl.file);
                         fl.delivered = units;
                     }
                     let since = now + dt - fl.first_byte_at;
@@ -144,6 +145,7 @@ impl World {
                 for &(a, b) in &fl.ranges {
                     fr.hold(a, b, units);
                 }
+                self.spread.grew(n, fl.file);
                 fr.stop_fetching(&fl.ranges);
                 if let Some(pl) = fr.planner.as_mut() {
                     pl.origin_done(fl.slot);
@@ -157,6 +159,7 @@ impl World {
                 let fr = &mut node.files[fl.file];
                 let all = ranges::count(&fl.ranges) as u32;
                 deliver(fr, &fl, all);
+                self.spread.grew(n, fl.file);
                 let id = self.nodes[s].id.clone();
                 let node = &mut self.nodes[n];
                 let r = node.rates.entry(s).or_insert(0.0);

@@ -69,6 +69,48 @@ pub type Ranges = Vec<(u32, u32)>;
 /// was most of the cost of a planner pass.
 pub type SharedRanges = Arc<Ranges>;
 
+/// A peer's held ranges (shared, as [`SharedRanges`]) with the units they cover, counted
+/// once when the list is made: every pass sums what all peers hold
+/// ([`Planner::note_progress`]), and summing the lists there was a tenth of a simulated
+/// 10,000-node crowd's time. The count lives beside the pointer, in the view, and cannot
+/// go stale: the list cannot be changed in place.
+#[derive(Clone, Debug, Default)]
+pub struct Held {
+    ranges: SharedRanges,
+    units: u64,
+}
+
+impl Held {
+    pub fn units(&self) -> u64 {
+        self.units
+    }
+
+    /// Whether both are the same shared list.
+    pub fn same(a: &Held, b: &Held) -> bool {
+        Arc::ptr_eq(&a.ranges, &b.ranges)
+    }
+}
+
+impl From<Ranges> for Held {
+    fn from(ranges: Ranges) -> Held {
+        let units = ranges
+            .iter()
+            .map(|&(a, b)| u64::from(b.saturating_sub(a)))
+            .sum();
+        Held {
+            ranges: ranges.into(),
+            units,
+        }
+    }
+}
+
+impl std::ops::Deref for Held {
+    type Target = Ranges;
+    fn deref(&self) -> &Ranges {
+        &self.ranges
+    }
+}
+
 /// What one peer holds of the file, as it last said.
 #[derive(Clone, Debug, Default)]
 pub struct PeerState {
@@ -76,7 +118,7 @@ pub struct PeerState {
     pub complete: bool,
     /// The peer knows the file (holds, fetches or is downloading some of it).
     pub involved: bool,
-    pub held: SharedRanges,
+    pub held: Held,
     pub fetching: SharedRanges,
     /// Bytes per second recently received from it.
     pub rate: f64,
@@ -203,7 +245,7 @@ pub fn relay<'a>(
 
 impl PeerState {
     pub fn held_count(&self) -> u64 {
-        self.held.iter().map(|(a, b)| u64::from(b - a)).sum()
+        self.held.units()
     }
     pub fn holds_all(&self, ranges: &[(u32, u32)]) -> bool {
         ranges.iter().all(|&(a, b)| covered(&self.held, a, b))
@@ -268,6 +310,10 @@ fn union<'a>(lists: impl Iterator<Item = &'a Ranges>) -> Ranges {
     let mut next: Ranges = Vec::new();
     let mut sorted = Vec::new();
     for l in lists {
+        // Most peers fetch nothing, and merging an empty list would copy the rest anyway.
+        if l.is_empty() {
+            continue;
+        }
         let l = if l.is_sorted() {
             l
         } else {
@@ -334,24 +380,18 @@ impl RelayedUnion {
     }
 }
 
-/// What all peers hold, hold without being complete, and fetch, each merged the first time
-/// a question of the pass needs it, then kept for the pass (what they relay is kept across
-/// passes, in [`RelayedUnion`]): most slots are answered by what peers hold, and the other
-/// merges are never made. (Merging all four at every pass was 45% of a simulated
-/// 2,000-node crowd's time.)
+/// What all peers hold without being complete, and fetch, each merged the first time a
+/// question of the pass needs it, then kept for the pass (what they hold is kept by the
+/// snapshot, what they relay across passes, in [`RelayedUnion`]): most slots are
+/// answered by what peers hold, and the other merges are never made. (Merging all four at
+/// every pass was 45% of a simulated 2,000-node crowd's time.)
 #[derive(Default)]
 struct Swarm {
-    held: Option<Ranges>,
     partial: Option<Ranges>,
     fetching: Option<Ranges>,
 }
 
 impl Swarm {
-    fn held(&mut self, s: &Snapshot) -> &Ranges {
-        self.held
-            .get_or_insert_with(|| union(s.peers.iter().map(|p| &*p.held)))
-    }
-
     fn partial(&mut self, s: &Snapshot) -> &Ranges {
         self.partial
             .get_or_insert_with(|| union(s.peers.iter().filter(|p| !p.complete).map(|p| &*p.held)))
@@ -387,7 +427,7 @@ impl Swarm {
         if avoid.is_empty() {
             // elsewhere = fetched || held; seeders only = elsewhere && !fetched && !partial,
             // asked in the order that leaves the costliest merges unmade most often.
-            if !any_overlap(self.held(s), missing) {
+            if !any_overlap(s.held_union(), missing) {
                 return (self.fetched(s, me, kept, ranges), false);
             }
             if any_overlap(self.partial(s), missing) {
@@ -440,8 +480,13 @@ pub struct Snapshot {
     pub now: Instant,
     /// Usable peers connected, whether or not they know this file.
     pub connected: usize,
-    /// Peers that answered about this file.
-    pub peers: Vec<PeerState>,
+    /// Peers that answered about this file: read with [`Snapshot::peers`], changed only
+    /// through [`Snapshot::peers_mut`], which forgets what was merged from them.
+    peers: Vec<PeerState>,
+    /// What the peers hold together ([`union`]), merged the first time a question needs
+    /// it: one pass asks it up to three times (trust, xorbs to check, assign), and each
+    /// merge reads every peer's list, a cache miss apiece in a large simulated fleet.
+    held_union: std::sync::OnceLock<Ranges>,
     /// File chunks on our disk.
     pub ours: Vec<bool>,
     /// File chunks whose hashes are trusted.
@@ -458,6 +503,39 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// A snapshot at `now` of `peers`, all of them connected, with no swarm elsewhere
+    /// known: the caller sets the rest.
+    pub fn new(now: Instant, peers: Vec<PeerState>, ours: Vec<bool>, trusted: Vec<bool>) -> Self {
+        Snapshot {
+            now,
+            connected: peers.len(),
+            peers,
+            held_union: Default::default(),
+            ours,
+            trusted,
+            swarm_progressed: false,
+            swarm_inflight: 0,
+            swarm_size: None,
+            origin_draw: 0.0,
+        }
+    }
+
+    pub fn peers(&self) -> &[PeerState] {
+        &self.peers
+    }
+
+    /// The peers, to change in place.
+    pub fn peers_mut(&mut self) -> &mut Vec<PeerState> {
+        self.held_union.take();
+        &mut self.peers
+    }
+
+    /// What the peers hold together, sorted and merged.
+    fn held_union(&self) -> &Ranges {
+        self.held_union
+            .get_or_init(|| union(self.peers.iter().map(|p| &*p.held)))
+    }
+
     /// The swarm's size where it is larger than what this node sees: then nobody sees
     /// everyone's claims, and claims alone cannot keep the fleet at one copy
     /// ([`Planner::admitted`]).
@@ -487,10 +565,13 @@ impl Snapshot {
     }
 
     fn missing_of(&self, ranges: &[(u32, u32)]) -> Ranges {
-        ranges
-            .iter()
-            .flat_map(|&(a, b)| self.missing(a, b))
-            .collect()
+        match ranges {
+            [(a, b)] => self.missing(*a, *b),
+            _ => ranges
+                .iter()
+                .flat_map(|&(a, b)| self.missing(a, b))
+                .collect(),
+        }
     }
 
     fn trusts(&self, ranges: &[(u32, u32)]) -> bool {
@@ -857,8 +938,10 @@ impl Planner {
             return None;
         }
         self.last_trust_try = Some(s.now);
-        let held = union(s.peers.iter().map(|p| &*p.held));
-        Some(s.peers.iter().any(|p| p.complete) || s.held_somewhere(&held, &[(0, self.total)]))
+        Some(
+            s.peers.iter().any(|p| p.complete)
+                || s.held_somewhere(s.held_union(), &[(0, self.total)]),
+        )
     }
 
     /// A manifest pieced together from peers did not verify. True when peers are now given
@@ -878,11 +961,11 @@ impl Planner {
         if s.peers.is_empty() || self.peers_off {
             return Vec::new();
         }
-        let held = union(s.peers.iter().map(|p| &*p.held));
+        let held = s.held_union();
         (0..self.spans.len())
             .filter(|&k| {
                 let r = &self.spans[k];
-                self.span_tries[k] < MAX_XORB_TRIES && !s.trusts(r) && s.held_somewhere(&held, r)
+                self.span_tries[k] < MAX_XORB_TRIES && !s.trusts(r) && s.held_somewhere(held, r)
             })
             .collect()
     }
@@ -1187,17 +1270,7 @@ mod tests {
     }
 
     fn snap(now: Instant, peers: Vec<PeerState>) -> Snapshot {
-        Snapshot {
-            now,
-            connected: peers.len(),
-            peers,
-            ours: vec![false; 40],
-            trusted: vec![false; 40],
-            swarm_progressed: false,
-            swarm_inflight: 0,
-            swarm_size: None,
-            origin_draw: 0.0,
-        }
+        Snapshot::new(now, peers, vec![false; 40], vec![false; 40])
     }
 
     fn peer(id: &str, held: Ranges, fetching: Ranges, rate: f64) -> PeerState {
@@ -1322,15 +1395,9 @@ mod tests {
             t0,
         );
         let snap = |now, peers| Snapshot {
-            now,
             connected: 1,
-            peers,
-            ours: vec![false; 120],
-            trusted: vec![true; 120],
             swarm_progressed: true,
-            swarm_inflight: 0,
-            swarm_size: None,
-            origin_draw: 0.0,
+            ..Snapshot::new(now, peers, vec![false; 120], vec![true; 120])
         };
         (p, snap)
     }

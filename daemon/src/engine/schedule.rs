@@ -153,12 +153,12 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
             ctx.engine.swarm_origin.note_progress();
         }
         // Beyond its view, what this node tells its watchers of origin claims elsewhere.
-        let relayed = if planner::relays(snap.swarm_size, snap.peers.len()) {
+        let relayed = if planner::relays(snap.swarm_size, snap.peers().len()) {
             planner::relay(
                 &my_id,
                 &planner.origin_fetched(),
                 planner::RELAY_HOPS,
-                &snap.peers,
+                snap.peers(),
             )
         } else {
             Vec::new()
@@ -166,7 +166,7 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         if ctx.live.set_relayed(relayed_to_wire(&relayed)) && !relayed.is_empty() {
             tracing::debug!(file = %ctx.name, claims = relayed.len(), "relaying origin claims");
         }
-        if !heard_relays && snap.peers.iter().any(|p| !p.relayed.is_empty()) {
+        if !heard_relays && snap.peers().iter().any(|p| !p.relayed.is_empty()) {
             heard_relays = true;
             tracing::debug!(file = %ctx.name, "peers relay origin claims from beyond this node's view");
         }
@@ -307,30 +307,32 @@ fn snapshot(
         .as_ref()
         .map(|set| set.busy())
         .unwrap_or_default();
-    Snapshot {
-        now: Instant::now(),
-        connected,
-        peers: views
-            .values()
-            .map(|v| {
-                let mut p = v.state.clone();
-                p.rate = v.conn.stats.rate_from();
-                p.busy = busy.contains(&p.id);
-                p.asked = v.conn.stats.asked();
-                p
-            })
-            .collect(),
-        ours: ctx.live.held_bitmap(),
-        trusted: ctx.trust.bitmap(),
-        swarm_progressed: ctx
-            .engine
-            .swarm_origin
-            .progressed_within(super::planner::PATIENCE),
-        swarm_inflight: ctx.engine.swarm_origin.inflight(),
-        // As a tracker counts the swarm; without one, the peers in view are all of it.
-        swarm_size: ctx.engine.wanted.swarm_size(&ctx.hash),
-        origin_draw,
-    }
+    let peers = views
+        .values()
+        .map(|v| {
+            let mut p = v.state.clone();
+            p.rate = v.conn.stats.rate_from();
+            p.busy = busy.contains(&p.id);
+            p.asked = v.conn.stats.asked();
+            p
+        })
+        .collect();
+    let mut snap = Snapshot::new(
+        Instant::now(),
+        peers,
+        ctx.live.held_bitmap(),
+        ctx.trust.bitmap(),
+    );
+    snap.connected = connected;
+    snap.swarm_progressed = ctx
+        .engine
+        .swarm_origin
+        .progressed_within(super::planner::PATIENCE);
+    snap.swarm_inflight = ctx.engine.swarm_origin.inflight();
+    // As a tracker counts the swarm; without one, the peers in view are all of it.
+    snap.swarm_size = ctx.engine.wanted.swarm_size(&ctx.hash);
+    snap.origin_draw = origin_draw;
+    snap
 }
 
 fn drop_banned(ctx: &FileCtx, views: &mut HashMap<String, View>) {

@@ -75,9 +75,19 @@ impl Opentracker {
     /// ports), so the tracker counts a swarm larger than the daemons that really pull:
     /// what a node of a large fleet sees, with only a few of its members in view.
     pub fn announce_phantoms(&self, key: &SwarmKey, n: usize) {
-        for i in 0..n {
+        // Distinct ports: opentracker keeps one peer per address and port, and a port freed
+        // by one pick may be handed out again by the next (a run counted 9 phantoms of 10).
+        // Each is held until all are picked, and freed before the daemons try them.
+        let held: Vec<std::net::TcpListener> = (0..n)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a TCP port"))
+            .collect();
+        let ports: Vec<u16> = held
+            .iter()
+            .map(|l| l.local_addr().expect("local addr").port())
+            .collect();
+        drop(held);
+        for (i, port) in ports.into_iter().enumerate() {
             let peer_id: String = format!("-PH0001-{i:012}");
-            let port = free_tcp_port();
             let path = format!(
                 "/announce?info_hash={}&peer_id={peer_id}&port={port}&uploaded=0&downloaded=0&left=1000000&compact=1&numwant=0&event=started",
                 key.url_encoded()

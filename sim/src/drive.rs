@@ -398,7 +398,7 @@ fn refresh_views(node: &mut Node, f: usize, ctx: &Ctx) {
         }
         view.quiet = head.quiet;
         view.rate = node.rates.get(c).copied().unwrap_or(0.0);
-        view.busy = !node.choked.is_empty() && node.choked.contains_key(c);
+        view.busy = node.choked.contains_key(c);
         view.asked = node.asking.get(c).copied().unwrap_or(0);
         // Only polls are counted here (pushed updates are, in `pushes`): the lists' lengths
         // are two reads from memory no other part of the pass touches, for every peer.
@@ -418,8 +418,9 @@ fn refresh_views(node: &mut Node, f: usize, ctx: &Ctx) {
 /// state allocated its id anew for every changed view, every tick (a tenth of a
 /// 2,000-node run). The id is not even compared: views are rebuilt when connections
 /// change, so it is the same peer's, and the comparison, a cache miss on each id, was 8%
-/// of a 10,000-node run's profile. Nor are the shared lists that did not change cloned again: each clone
-/// and drop is an atomic write to a counter the 64 observers of the list share.
+/// of a 10,000-node run's profile. Nor are the shared lists that did not change cloned
+/// again: each clone and drop is an atomic write to a counter the 64 observers of the list
+/// share.
 fn take_shown(view: &mut PeerState, shown: &PeerState) {
     // Destructured, so a field added to `PeerState` is a compile error here, not a view
     // that silently keeps it stale.

@@ -15,7 +15,7 @@ pub struct SlotSpread {
     /// Node and file of every hold since the last sample. A slot nobody held can only
     /// come to be held where a hold happened (what nodes hold only grows), so a sample
     /// looks for first copies there instead of in every node: at 10,000 nodes that scan
-    /// was a fifth of the serial part of a tick.
+    /// was almost a third of the serial part of a tick.
     grown: Vec<(usize, usize)>,
 }
 

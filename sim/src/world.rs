@@ -277,7 +277,8 @@ impl World {
         use rayon::prelude::*;
         let entries = self.polled();
         // Each node's table reads only what the others said at the last poll: worked out
-        // in parallel (a round over 10,000 nodes was a tenth of a tick's serial part).
+        // in parallel (early in a 10,000-node run, rounds were about a third of a tick's
+        // serial part).
         let tables: Vec<_> = self
             .alive
             .par_iter()

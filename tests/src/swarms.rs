@@ -76,17 +76,9 @@ impl Opentracker {
     /// what a node of a large fleet sees, with only a few of its members in view.
     pub fn announce_phantoms(&self, key: &SwarmKey, n: usize) {
         // Distinct ports: opentracker keeps one peer per address and port, and a port freed
-        // by one pick may be handed out again by the next (a run counted 9 phantoms of 10).
-        // Each is held until all are picked, and freed before the daemons try them.
-        let held: Vec<std::net::TcpListener> = (0..n)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a TCP port"))
-            .collect();
-        let ports: Vec<u16> = held
-            .iter()
-            .map(|l| l.local_addr().expect("local addr").port())
-            .collect();
-        drop(held);
-        for (i, port) in ports.into_iter().enumerate() {
+        // by one pick may be handed out again by the next (the likeliest reason a run
+        // counted 9 phantoms of 10).
+        for (i, port) in free_tcp_ports(n).into_iter().enumerate() {
             let peer_id: String = format!("-PH0001-{i:012}");
             let path = format!(
                 "/announce?info_hash={}&peer_id={peer_id}&port={port}&uploaded=0&downloaded=0&left=1000000&compact=1&numwant=0&event=started",
@@ -254,8 +246,18 @@ fn http_get(port: u16, path: &str) -> Vec<u8> {
 }
 
 pub fn free_tcp_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("binding a TCP port");
-    l.local_addr().expect("local addr").port()
+    free_tcp_ports(1)[0]
+}
+
+/// `n` distinct free ports: each stays bound until all are picked, so none is handed out
+/// twice, and all are free again on return.
+pub fn free_tcp_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("binding a TCP port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
 }
 
 pub fn which(name: &str) -> Option<PathBuf> {

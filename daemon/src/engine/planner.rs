@@ -565,13 +565,10 @@ impl Snapshot {
     }
 
     fn missing_of(&self, ranges: &[(u32, u32)]) -> Ranges {
-        match ranges {
-            [(a, b)] => self.missing(*a, *b),
-            _ => ranges
-                .iter()
-                .flat_map(|&(a, b)| self.missing(a, b))
-                .collect(),
-        }
+        ranges
+            .iter()
+            .flat_map(|&(a, b)| self.missing(a, b))
+            .collect()
     }
 
     fn trusts(&self, ranges: &[(u32, u32)]) -> bool {

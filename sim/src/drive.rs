@@ -693,8 +693,8 @@ impl World {
 }
 
 /// Whether our verified units and the peers' together cover `[a, b)`.
-fn swarm_covers(peers: &[PeerState], ours: &ranges::Ranges, a: u32, b: u32) -> bool {
-    let mut all = ours.clone();
+fn swarm_covers(peers: &[PeerState], ours: &[(u32, u32)], a: u32, b: u32) -> bool {
+    let mut all = ours.to_vec();
     for p in peers {
         for &(s, e) in p.held.iter() {
             ranges::insert(&mut all, s, e);

@@ -160,7 +160,7 @@ impl FileRun {
             self.snap.trusted[i as usize] = true;
         }
         // A new list, counted anew (`Held`); the old one was shared with the board anyway.
-        let mut held = (*self.public.held).clone();
+        let mut held = self.public.held.to_vec();
         ranges::insert(&mut held, a, b);
         self.public.held = held.into();
         let complete = self.public.held.first() == Some(&(0, units));

@@ -18,12 +18,12 @@ pub fn insert(r: &mut Ranges, a: u32, b: u32) {
     r.splice(first..last, [(lo, hi)]);
 }
 
-pub fn count(r: &Ranges) -> u64 {
+pub fn count(r: &[(u32, u32)]) -> u64 {
     r.iter().map(|&(a, b)| u64::from(b - a)).sum()
 }
 
 /// The parts of `want` not covered by `have`.
-pub fn missing(have: &Ranges, want: &[(u32, u32)]) -> Ranges {
+pub fn missing(have: &[(u32, u32)], want: &[(u32, u32)]) -> Ranges {
     let mut out = Vec::new();
     for &(a, b) in want {
         let mut at = a;

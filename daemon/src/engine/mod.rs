@@ -5,7 +5,8 @@
 //! A Xet file's download, top to bottom: `xet_file` orchestrates; `schedule` runs the
 //! transfers that the pure `planner` decides on; `cdn`, `peer_fetch` and `local` fetch;
 //! every verified chunk, whatever its source, enters the file through `chunk_door`;
-//! `file_plan`, `file_ctx`, `trust` and `file_checks` are the shared vocabulary below.
+//! `file_plan`, `file_ctx`, `trust`, `held` and `file_checks` are the shared vocabulary
+//! below.
 
 pub mod cdn;
 pub mod chunk_door;
@@ -14,6 +15,7 @@ pub mod file_checks;
 pub mod file_ctx;
 pub mod file_plan;
 pub mod filter;
+pub mod held;
 pub mod hub_answers;
 pub mod journal;
 pub mod local;

@@ -39,8 +39,8 @@ enum Follow {
     /// Asked; nothing heard yet.
     Waiting,
     /// The peer's state as last pushed, and when (None: it said something this file
-    /// cannot be).
-    Heard(Option<PeerState>, Instant),
+    /// cannot be). Boxed: a state holds a short held list inline.
+    Heard(Option<Box<PeerState>>, Instant),
     /// The peer refused the watch or broke it: asked with `have` for this download.
     Refused,
     /// The watch ended then (connection lost, peer frozen): watched again after
@@ -208,7 +208,7 @@ impl PeerViews {
             .iter()
             .filter_map(|p| {
                 let (mut state, at) = match follows.get(&p.node_id) {
-                    Some(Follow::Heard(s, at)) => s.clone().map(|s| (s, *at)),
+                    Some(Follow::Heard(s, at)) => s.as_deref().map(|s| (s.clone(), *at)),
                     Some(Follow::Refused) | None => self.polled.get(&p.node_id).cloned(),
                     Some(Follow::Waiting | Follow::Ended(_)) => None,
                 }?;
@@ -289,7 +289,7 @@ async fn watch_one(
             Ok(fh) => {
                 let state = parse_state(&id, fh.clone(), total);
                 told = Some(fh);
-                set_follow(Follow::Heard(state, Instant::now()));
+                set_follow(Follow::Heard(state.map(Box::new), Instant::now()));
             }
             Err(e) => {
                 tracing::info!(peer = ?conn, "watch update refused: {e}; leaving this peer out of this file's views");

@@ -115,10 +115,10 @@ impl std::ops::Deref for Held {
 /// What the lists hold of a file of `total` chunks together, as sorted, disjoint ranges
 /// with no two touching: each range is marked in a bitmap of the chunks, and the bitmap
 /// read back as runs. A pass asks this of its 64 peers' lists; merging them one into the
-/// next cost the merged list's length at every step (a simulated 10,000-node crowd's runs
-/// to dozens of ranges), where marking costs a word or two per range. What lies past
-/// `total` is left out: no question is asked of it, and a list cannot make the bitmap
-/// larger than the file.
+/// next cost the merged list's length at every step, where marking costs a word or two
+/// per range (profiled in a simulated 10,000-node crowd, 120 simulated seconds in: 20% of
+/// the time merged, 16% marked). What lies past `total` is left out: no question is
+/// asked of it, and a list cannot make the bitmap larger than the file.
 pub fn union<'a>(lists: impl Iterator<Item = &'a [Range]>, total: u32) -> Vec<Range> {
     let mut bits = vec![0u64; (total as usize).div_ceil(64)];
     for &(a, b) in lists.flatten() {

@@ -112,8 +112,9 @@ impl std::ops::Deref for Held {
     }
 }
 
-/// What the lists hold of a file of `total` chunks together, as sorted, disjoint ranges
-/// with no two touching: each range is marked in a bitmap of the chunks, and the bitmap
+/// What the lists (peers' held, fetching or relayed ranges) cover of a file of `total`
+/// chunks together, so a question about the whole swarm is one look rather than one per
+/// peer; as sorted, disjoint ranges with no two touching, whatever order the lists are in: each range is marked in a bitmap of the chunks, and the bitmap
 /// read back as runs. A pass asks this of its 64 peers' lists; merging them one into the
 /// next cost the merged list's length at every step, where marking costs a word or two
 /// per range (profiled in a simulated 10,000-node crowd, 120 simulated seconds in: 20% of
@@ -209,6 +210,21 @@ mod tests {
             !touching.covers(2, 6),
             "one range is asked for, as from the wire"
         );
+    }
+
+    #[test]
+    fn a_union_takes_sorted_unsorted_and_empty_lists() {
+        let lists = [
+            vec![(0, 2), (5, 6)],
+            vec![(9, 12), (1, 3)],
+            vec![],
+            vec![(6, 7)],
+        ];
+        assert_eq!(
+            union(lists.iter().map(|l| &l[..]), 20),
+            vec![(0, 3), (5, 7), (9, 12)]
+        );
+        assert_eq!(union(std::iter::empty(), 20), Vec::<Range>::new());
     }
 
     /// The union, the plain way: every chunk looked at.

@@ -251,7 +251,7 @@ fn overlaps(ranges: &[(u32, u32)], a: u32, b: u32) -> bool {
     ranges.iter().any(|&(s, e)| s < b && a < e)
 }
 
-/// Whether the merged list `u` (sorted, disjoint: what [`union`] makes) overlaps any of `r`.
+/// Whether the merged list `u` (sorted, disjoint: what [`held::union`] makes) overlaps any of `r`.
 /// Its ends are increasing too, so the one range that can overlap `[a, b)` is the first
 /// that ends after `a`.
 fn any_overlap(u: &[(u32, u32)], r: &[(u32, u32)]) -> bool {
@@ -259,47 +259,6 @@ fn any_overlap(u: &[(u32, u32)], r: &[(u32, u32)]) -> bool {
         let i = u.partition_point(|&(_, e)| e <= a);
         u.get(i).is_some_and(|&(s, _)| s < b)
     })
-}
-
-/// Sorted and merged: what a set of peers holds (or fetches) together, so a question about
-/// the whole swarm is one look rather than one per peer. Lists come sorted from the wire
-/// (`unflatten` checks it), so they are merged in one pass each (`peer::wire::merge` sorts
-/// the lot: in the simulator that sort was a third of all the time).
-fn union<'a>(lists: impl Iterator<Item = &'a [(u32, u32)]>) -> Ranges {
-    let mut acc: Ranges = Vec::new();
-    let mut next: Ranges = Vec::new();
-    let mut sorted = Vec::new();
-    for l in lists {
-        // Most peers fetch nothing, and merging an empty list would copy the rest anyway.
-        if l.is_empty() {
-            continue;
-        }
-        let l = if l.is_sorted() {
-            l
-        } else {
-            sorted.clear();
-            sorted.extend_from_slice(l);
-            sorted.sort_unstable();
-            &sorted[..]
-        };
-        next.clear();
-        let (mut i, mut j) = (0, 0);
-        while i < acc.len() || j < l.len() {
-            let r = if j == l.len() || (i < acc.len() && acc[i].0 <= l[j].0) {
-                i += 1;
-                acc[i - 1]
-            } else {
-                j += 1;
-                l[j - 1]
-            };
-            match next.last_mut() {
-                Some(last) if r.0 <= last.1 => last.1 = last.1.max(r.1),
-                _ => next.push(r),
-            }
-        }
-        std::mem::swap(&mut acc, &mut next);
-    }
-    acc
 }
 
 /// The claims of other nodes that the peers relay, merged, kept from one pass to the next
@@ -327,15 +286,14 @@ impl RelayedUnion {
         if !same {
             self.from.clear();
             self.from.extend(s.peers.iter().map(|p| p.relayed.clone()));
-            let mut claims: Ranges = s
+            let claims: Ranges = s
                 .peers
                 .iter()
                 .flat_map(|p| p.relayed.iter())
                 .filter(|c| !same_id(&c.by, me))
                 .map(|c| c.range)
                 .collect();
-            claims.sort_unstable();
-            self.ranges = union(std::iter::once(&claims[..]));
+            self.ranges = held::union(std::iter::once(&claims[..]), s.chunks());
         }
         &self.ranges
     }
@@ -372,7 +330,7 @@ impl Swarm {
 
     fn fetching(&mut self, s: &Snapshot) -> &Ranges {
         self.fetching
-            .get_or_insert_with(|| union(s.peers.iter().map(|p| &p.fetching[..])))
+            .get_or_insert_with(|| held::union(s.peers.iter().map(|p| &p.fetching[..]), s.chunks()))
     }
 
     /// Whether a peer fetches part of `ranges` or relays another node's claim on it.
@@ -1443,21 +1401,6 @@ mod tests {
         assert_eq!(due.len(), origin);
         let a = p.settle(&due, &snap(at(t0, 1300), going));
         assert_eq!(origin_slots(&a).len(), origin, "{a:?}");
-    }
-
-    #[test]
-    fn a_union_merges_sorted_and_unsorted_lists() {
-        let lists = [
-            vec![(0, 2), (5, 6)],
-            vec![(9, 12), (1, 3)],
-            vec![],
-            vec![(6, 7)],
-        ];
-        assert_eq!(
-            union(lists.iter().map(|l| &l[..])),
-            vec![(0, 3), (5, 7), (9, 12)]
-        );
-        assert_eq!(union(std::iter::empty()), Vec::<(u32, u32)>::new());
     }
 
     #[test]

@@ -25,6 +25,16 @@ fn pull_ok(d: &Daemon, repo: &str) {
     let _ = pulled_path(&out);
 }
 
+/// A hub serving a generated model of `total` bytes, and a daemon that pulled it.
+fn seeded_bench(scratch: &Scratch, total: u64) -> (TestHub, String, Daemon) {
+    let repos = fixtures::bench(&scratch.path().join("bench-data"), total).expect("fixture");
+    let repo = repos[0].id.clone();
+    let hub = start_hub(scratch, repos);
+    let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
+    pull_ok(&seed, &repo);
+    (hub, repo, seed)
+}
+
 fn num(d: &Daemon, key: &str) -> u64 {
     d.status_json()[key].as_u64().unwrap_or(0)
 }
@@ -239,11 +249,7 @@ fn hostile_peers_are_banned_or_abandoned_and_nothing_wrong_lands() {
 fn after_a_peer_fails_midway_the_origin_sends_only_what_is_missing() {
     let scratch = Scratch::new("peers-midway");
     let total: u64 = 32 << 20;
-    let repos = fixtures::bench(&scratch.path().join("bench-data"), total).expect("fixture");
-    let repo = repos[0].id.clone();
-    let hub = start_hub(&scratch, repos);
-    let seed = Daemon::start_peer(&scratch.path().join("seed"), &hub.endpoint, &[]);
-    pull_ok(&seed, &repo);
+    let (hub, repo, seed) = seeded_bench(&scratch, total);
     let one_copy = xorb_bytes(&hub);
     for mode in ["wrong-midway", "stall-midway"] {
         let evil = EvilPeer::start(&scratch.path().join(mode), &seed.cache(), mode);
@@ -496,6 +502,81 @@ fn a_download_cap_holds_over_peers_and_origin_together() {
         .output()
         .expect("zestctl limits");
     assert!(!bad.status.success(), "{bad:?}");
+}
+
+/// A node taking a file from peers proves the hashes of the whole file (or xorb) before it
+/// takes a chunk, and tells its own peers those hashes for chunks it does not hold yet
+/// (docs/PROTOCOL.md §4.2): that is what lets a crowd beyond one node's view trade a xorb a
+/// hop ahead of its bytes. Seen from outside, with a client that is not zestd's engine.
+#[test]
+fn a_node_mid_download_tells_the_proven_hashes_of_chunks_it_does_not_hold_yet() {
+    let scratch = Scratch::new("peers-proven-claims");
+    let (hub, repo, seed) = seeded_bench(&scratch, 48 << 20);
+    let file = hub
+        .repo(&repo)
+        .files
+        .values()
+        .filter(|f| f.xet_hash.is_some())
+        .max_by_key(|f| f.size)
+        .and_then(|f| f.xet_hash.clone())
+        .expect("a Xet file");
+    let origin_before = xorb_bytes(&hub);
+    let node = Daemon::start_peer_with(
+        &scratch.path().join("node"),
+        &hub.endpoint,
+        &[seed.listen()],
+        &["--max-download-rate".into(), "4MiB".into()],
+    );
+    wait_connected(&node, 1);
+    let probe = || {
+        let out = std::process::Command::new(bin("zest-probe"))
+            .args([
+                "--peer",
+                &node.listen(),
+                "--file",
+                &file,
+                "--manifest",
+                "--state",
+            ])
+            .arg(scratch.path().join("probe"))
+            .output()
+            .expect("zest-probe");
+        assert!(
+            out.status.success(),
+            "zest-probe: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(out.stdout.trim_ascii()).expect("probe JSON")
+    };
+    let (mid, probes) = std::thread::scope(|s| {
+        let pull = s.spawn(|| pull_ok(&node, &repo));
+        let mut probes = Vec::new();
+        let mut mid = None;
+        while mid.is_none() && !pull.is_finished() {
+            let v = probe();
+            let (held, all) = (v["held_chunks"].as_u64(), v["total_chunks"].as_u64());
+            if held > Some(0) && held < all && v["claimed_chunks"] == v["total_chunks"] {
+                mid = Some(v.clone());
+            }
+            probes.push(v);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        pull.join().expect("pull thread");
+        (mid, probes)
+    });
+    let v = mid.unwrap_or_else(|| {
+        panic!("never seen mid-download claiming the whole file; probes: {probes:#?}")
+    });
+    assert!(
+        v["claimed_not_held"].as_u64() > Some(0),
+        "claims for chunks not held: {v}"
+    );
+    assert_same_cache(&seed.cache(), &node.cache());
+    assert_eq!(
+        xorb_bytes(&hub),
+        origin_before,
+        "the node took everything from its seed"
+    );
 }
 
 /// Runs `tests/python/quic_attacker.py` (aioquic: a QUIC client that is not ours) against

@@ -39,6 +39,8 @@ impl FileCtx {
     /// Takes proven chunk hashes: peers' chunks are checked against them from now on, and
     /// chunks already on disk with these hashes count as proven.
     pub fn learn(&self, entries: Vec<(u32, TrustedChunk)>) {
+        self.live
+            .know(entries.iter().map(|(i, t)| (*i, t.hash, t.size)));
         self.live.prove(
             entries
                 .iter()

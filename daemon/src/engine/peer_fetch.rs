@@ -19,7 +19,9 @@ use crate::peer::limits::{MAX_GET_CHUNKS, MAX_MANIFEST_CHUNKS, Patience};
 use crate::peer::{PeerConn, PeerError};
 
 /// Claimed hash and size of each chunk of `ranges`: ours where we hold it (verified), else
-/// from a peer that holds it. None while some chunk is held by nobody we can ask.
+/// from a peer that holds it, else from a peer that holds part of `ranges` it took from
+/// peers (it proved the hashes of all of them first, and answers for chunks it does not
+/// hold yet: docs/PROTOCOL.md §4.2). None while some chunk's claim is nowhere to be had.
 async fn collect_claims(
     ctx: &FileCtx,
     views: &HashMap<String, View>,
@@ -41,17 +43,19 @@ async fn collect_claims(
     for (a, b) in crate::peer::wire::merge(missing.iter().map(|&i| (i, i + 1)).collect()) {
         let mut start = a;
         while start < b {
-            let v = views
-                .values()
-                .find(|v| v.state.held.iter().any(|&(s, e)| s <= start && start < e))?;
-            let end = v
-                .state
-                .held
-                .iter()
-                .find(|&&(s, e)| s <= start && start < e)
-                .map(|&(_, e)| e.min(b))
-                .unwrap_or(b)
-                .min(start + MAX_MANIFEST_CHUNKS);
+            let holder = views.values().find_map(|v| {
+                let &(_, e) = v
+                    .state
+                    .held
+                    .iter()
+                    .find(|&&(s, e)| s <= start && start < e)?;
+                Some((v, e.min(b)))
+            });
+            let (v, end) = match holder {
+                Some(found) => found,
+                None => (prover(views, ranges)?, b),
+            };
+            let end = end.min(start + MAX_MANIFEST_CHUNKS);
             let list = v.conn.manifest(&ctx.hash, start, end).await.ok()?;
             let mut got = HashMap::new();
             add_claims(&mut got, list, start, end);
@@ -62,6 +66,15 @@ async fn collect_claims(
         }
     }
     Some(claims)
+}
+
+/// A peer that holds part of `ranges` and is not fetching any of them from the origin:
+/// it took them from peers, so it proved their hashes (the planner's
+/// `Snapshot::proven_by_a_peer`, by the same rule).
+fn prover<'a>(views: &'a HashMap<String, View>, ranges: &[(u32, u32)]) -> Option<&'a View> {
+    views
+        .values()
+        .find(|v| v.state.holds_any(ranges) && !v.state.fetches_any(ranges))
 }
 
 /// How checking a xorb's claimed chunk hashes went.

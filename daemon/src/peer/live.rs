@@ -43,6 +43,10 @@ struct LiveState {
     /// Chunks whose hash is proven by a hash from the Hub or CAS (the file's Xet hash, or
     /// a xorb hash): only these may be handed to a local client.
     proven: Vec<bool>,
+    /// Hash and size of chunks proven by a hash from the Hub or CAS, held or not: what a
+    /// `manifest` answers for chunks not here yet (docs/PROTOCOL.md §4.2), so a xorb's
+    /// proof reaches peers a hop ahead of its bytes. Empty until the first proof.
+    known: Vec<Option<(XetHash, u32)>>,
     /// Chunk ranges being fetched from the origin now (one entry per fetch).
     fetching: Vec<(u32, u32)>,
     /// Origin claims this node passes on to its watchers (docs/PROTOCOL.md §6), as the
@@ -69,6 +73,7 @@ impl LiveFile {
                 chunks: vec![None; total_chunks],
                 held: Vec::new(),
                 proven: vec![false; total_chunks],
+                known: Vec::new(),
                 fetching: Vec::new(),
                 relayed: Vec::new(),
             }),
@@ -122,6 +127,33 @@ impl LiveFile {
         drop(st);
         if any {
             self.proofs.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Remembers proven chunk hashes and sizes, held or not, for [`LiveFile::claim`].
+    pub fn know(&self, proven: impl IntoIterator<Item = (u32, XetHash, u32)>) {
+        let mut st = lock(&self.state);
+        let total = st.chunks.len();
+        for (i, hash, size) in proven {
+            let i = i as usize;
+            if i >= total {
+                continue;
+            }
+            if st.known.is_empty() {
+                st.known = vec![None; total];
+            }
+            st.known[i] = Some((hash, size));
+        }
+    }
+
+    /// What this node says chunk `index` is: the chunk it holds, else the proven hash and
+    /// size of one it does not hold yet.
+    pub fn claim(&self, index: u32) -> Option<(XetHash, u32)> {
+        let st = lock(&self.state);
+        let i = index as usize;
+        match st.chunks.get(i).copied().flatten() {
+            Some(p) => Some((p.hash, p.size)),
+            None => st.known.get(i).copied().flatten(),
         }
     }
 
@@ -438,6 +470,32 @@ mod tests {
         assert_eq!(offsets(&live.proven_run(0, 4, all)), [0, 10]);
         assert_eq!(offsets(&live.proven_run(3, 4, all)), [30]);
         assert!(live.proven_run(2, 4, all).is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_chunk_is_claimed_as_held_else_as_proven_and_not_at_all_before() {
+        let dir = std::env::temp_dir().join(format!("zest-live-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = Arc::new(File::create(dir.join("f")).unwrap());
+        let live = LiveFile::new(XetHash::default(), file, 3);
+        let h = |b: u8| XetHash::from_slice(&[b; 32]).unwrap();
+        assert_eq!(live.claim(0), None, "nothing known yet");
+        live.set(
+            0,
+            Placed {
+                hash: h(1),
+                size: 10,
+                offset: 0,
+            },
+        );
+        live.know([(1, h(2), 20), (7, h(9), 5)]);
+        assert_eq!(live.claim(0), Some((h(1), 10)), "held");
+        assert_eq!(live.claim(1), Some((h(2), 20)), "proven, not held yet");
+        assert_eq!(live.claim(2), None, "neither");
+        assert_eq!(live.claim(7), None, "outside the file: ignored");
+        assert!(!live.has(1), "knowing a hash holds nothing");
+        assert_eq!(live.held_ranges(), [(0, 1)]);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -275,7 +275,7 @@ impl Provider {
                 })
                 .collect(),
             Some(Source::Live(l)) => (req.start..req.end)
-                .filter_map(|i| l.get(i).map(|p| claim(i, &p.hash, p.size)))
+                .filter_map(|i| l.claim(i).map(|(h, size)| claim(i, &h, size)))
                 .collect(),
             None => return self.missing(&hash, fleet),
         };

@@ -1,6 +1,7 @@
 //! Asks a zest peer for one file the way any stranger could: dials it, says hello (with a
-//! fleet proof if given a fleet key), sends `have` and `get` for chunk 0 and `meta` for the
-//! file's reconstruction, and prints what came back as one JSON line. The private-content tests use it to show that a peer outside
+//! fleet proof if given a fleet key), sends `have` (and with `--manifest`, `manifest` of
+//! the whole file), `get` for chunk 0 and `meta` for the file's reconstruction, and prints
+//! what came back as one JSON line. The private-content tests use it to show that a peer outside
 //! the fleet is refused.
 
 use std::net::SocketAddr;
@@ -28,6 +29,10 @@ struct Args {
     state: PathBuf,
     #[arg(long)]
     fleet_key_file: Option<PathBuf>,
+    /// Also asks a `manifest` of the whole file and counts the chunks it claims, and
+    /// those of them the peer does not hold.
+    #[arg(long)]
+    manifest: bool,
 }
 
 #[tokio::main]
@@ -77,6 +82,23 @@ async fn main() -> Result<()> {
                 .sum::<u32>()
         })
         .sum();
+    let total: u32 = have.iter().map(|h| h.total_chunks).max().unwrap_or(0);
+    let (mut claimed, mut claimed_not_held) = (0usize, 0usize);
+    if args.manifest && total > 0 {
+        let held_at = |i: u32| {
+            have.iter().any(|h| {
+                h.held
+                    .chunks(2)
+                    .any(|r| r.len() == 2 && r[0] <= i && i < r[1])
+            })
+        };
+        for c in pc.manifest(&args.file, 0, total).await? {
+            claimed += 1;
+            if !held_at(c.index) {
+                claimed_not_held += 1;
+            }
+        }
+    }
     let mut bytes = 0usize;
     let no_cap = zestd::rate::RateLimit::new(None);
     let get = match pc
@@ -109,7 +131,15 @@ async fn main() -> Result<()> {
     };
     println!(
         "{}",
-        serde_json::json!({ "held_chunks": held, "get": get, "bytes": bytes, "meta_bytes": meta })
+        serde_json::json!({
+            "held_chunks": held,
+            "total_chunks": total,
+            "claimed_chunks": claimed,
+            "claimed_not_held": claimed_not_held,
+            "get": get,
+            "bytes": bytes,
+            "meta_bytes": meta,
+        })
     );
     Ok(())
 }

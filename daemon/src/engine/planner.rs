@@ -848,8 +848,11 @@ impl Planner {
     /// about [`FLEET_ORIGIN_STREAMS`] nodes may, whatever the swarm's size: those whose
     /// draw falls below that share. The others take what the swarm spreads. Each further
     /// [`PATIENCE`] the swarm stays quiet doubles the share, so a file nobody drew is
-    /// taken up by a few nodes at a time, never by the whole fleet at once. A node once
-    /// drawn stays drawn for the file.
+    /// taken up by a few nodes at a time, never by the whole fleet at once. The share grows
+    /// smoothly, not in steps: nodes let in at the same moment, out of each other's view,
+    /// took the same slots from the origin (simulated, 256 x 2 GiB: 1.06 copies), where
+    /// one let in after another sees the other's claim relayed. A node once drawn stays
+    /// drawn for the file.
     pub fn admitted(&self, s: &Snapshot) -> bool {
         let Some(n) = s.beyond_view() else {
             return true;
@@ -857,7 +860,7 @@ impl Planner {
         if self.drawn {
             return true;
         }
-        let waits = (self.quiet(s.now).as_secs_f64() / PATIENCE.as_secs_f64()).floor();
+        let waits = self.quiet(s.now).as_secs_f64() / PATIENCE.as_secs_f64();
         s.origin_draw < FLEET_ORIGIN_STREAMS * 2f64.powf(waits.min(64.0)) / n as f64
     }
 
@@ -1512,24 +1515,38 @@ mod tests {
         let mut p = planner(t0);
         assert!(claims(&p.assign(&look(0, Some(4)))) > 0);
         assert!(claims(&planner(t0).assign(&look(0, None))) > 0);
-        // In a swarm of 1000 it waits: quiet for under 8 s, the share stays under its draw.
+        // In a swarm of 1000 it waits: the share, 2 in 1000 doubling every 4 quiet
+        // seconds, stays under its draw for 4 log2(2.5) = 5.3 s.
         let mut p = planner(t0);
-        for ms in [0, 2000, 4500, 7900] {
+        for ms in [0, 2000, 4500, 5200] {
             let s = look(ms, Some(1000));
             p.note_progress(&s);
             assert_eq!(claims(&p.assign(&s)), 0, "{ms} ms");
         }
-        // Eight quiet seconds make the share 8 in 1000: now it is drawn.
-        let s = look(8000, Some(1000));
+        // A node with a lower draw was let in earlier, not at the same moment: nodes drawn
+        // together on a quiet file took the same slots (simulated, 256 x 2 GiB: 1.06 copies
+        // with the share doubled in steps, 1.00 growing smoothly).
+        let mut lower = planner(t0);
+        let s = Snapshot {
+            origin_draw: 0.004,
+            ..look(4500, Some(1000))
+        };
+        lower.note_progress(&s);
+        assert!(
+            claims(&lower.assign(&s)) > 0,
+            "0.004 is in at 4 log2(2) = 4 s"
+        );
+        // 5.4 quiet seconds make the share 5.1 in 1000: now it is drawn.
+        let s = look(5400, Some(1000));
         p.note_progress(&s);
         assert!(claims(&p.assign(&s)) > 0);
         // The swarm progresses again (its own transfer receives): the share is back to 2
         // in 1000, but a node once drawn keeps taking slots; one never drawn does not.
-        p.note_receiving(at(t0, 8100));
-        let s = look(8200, Some(1000));
+        p.note_receiving(at(t0, 5500));
+        let s = look(5600, Some(1000));
         assert!(claims(&p.assign(&s)) > 0);
         let mut never = planner(t0);
-        never.note_receiving(at(t0, 8100));
+        never.note_receiving(at(t0, 5500));
         assert_eq!(claims(&never.assign(&s)), 0);
     }
 

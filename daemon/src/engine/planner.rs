@@ -523,13 +523,18 @@ impl Snapshot {
     /// Whether a peer holds part of `ranges` that it took from peers, not from the origin:
     /// it could only take those chunks once it had proven the hashes of the whole xorb (or
     /// file), and it answers a `manifest` with them, held or not (docs/PROTOCOL.md §4.2).
-    /// So a xorb's hashes spread a hop ahead of its bytes: waiting for a peer that holds
-    /// it all made every hop of a xorb a whole 64 MiB copy (simulated, 1000 × 2 GiB:
-    /// 1.35x the one-copy time, 1.26x with the proof passed on).
+    /// So a xorb's hashes spread a hop ahead of its bytes: waiting for a peer that holds it
+    /// all made every hop of a xorb a whole 64 MiB copy (simulated, 1000 × 2 GiB: 1.35x the
+    /// one-copy time, 1.26x with the proof passed on).
     fn proven_by_a_peer(&self, ranges: &[(u32, u32)]) -> bool {
-        self.peers
-            .iter()
-            .any(|p| p.holds_any(ranges) && !p.fetches_any(ranges))
+        // Most xorbs not trusted yet are held by no peer in view at all: the union already
+        // made says so in one search, where asking peer by peer was a fifth of a simulated
+        // 10,000-node crowd's time.
+        any_overlap(self.held_union(), ranges)
+            && self
+                .peers
+                .iter()
+                .any(|p| p.holds_any(ranges) && !p.fetches_any(ranges))
     }
 
     fn held_total(&self) -> u64 {

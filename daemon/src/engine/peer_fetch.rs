@@ -68,13 +68,9 @@ async fn collect_claims(
     Some(claims)
 }
 
-/// A peer that holds part of `ranges` and is not fetching any of them from the origin:
-/// it took them from peers, so it proved their hashes (the planner's
-/// `Snapshot::proven_by_a_peer`, by the same rule).
+/// A peer that can prove the hashes of `ranges` (`PeerState::proves`, the planner's rule).
 fn prover<'a>(views: &'a HashMap<String, View>, ranges: &[(u32, u32)]) -> Option<&'a View> {
-    views
-        .values()
-        .find(|v| v.state.holds_any(ranges) && !v.state.fetches_any(ranges))
+    views.values().find(|v| v.state.proves(ranges))
 }
 
 /// How checking a xorb's claimed chunk hashes went.

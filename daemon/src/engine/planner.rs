@@ -216,6 +216,13 @@ impl PeerState {
     pub fn fetches_any(&self, ranges: &[(u32, u32)]) -> bool {
         ranges.iter().any(|&(a, b)| overlaps(&self.fetching, a, b))
     }
+    /// Whether it can prove the hashes of `ranges` (a xorb): it holds part of them and
+    /// fetches none of them from the origin, so it took that part from peers, which it
+    /// could only do once it had proven them all; and it answers a `manifest` for them,
+    /// held or not (docs/PROTOCOL.md §4.2).
+    pub fn proves(&self, ranges: &[(u32, u32)]) -> bool {
+        self.holds_any(ranges) && !self.fetches_any(ranges)
+    }
     /// The claims it relays that overlap `ranges`, leaving out `me`'s own (told back).
     fn relays<'a>(
         &'a self,
@@ -520,21 +527,15 @@ impl Snapshot {
             .all(|(a, b)| covered(held, a, b))
     }
 
-    /// Whether a peer holds part of `ranges` that it took from peers, not from the origin:
-    /// it could only take those chunks once it had proven the hashes of the whole xorb (or
-    /// file), and it answers a `manifest` with them, held or not (docs/PROTOCOL.md §4.2).
-    /// So a xorb's hashes spread a hop ahead of its bytes: waiting for a peer that holds it
-    /// all made every hop of a xorb a whole 64 MiB copy (simulated, 1000 × 2 GiB: 1.35x the
-    /// one-copy time, 1.26x with the proof passed on).
+    /// Whether some peer [`PeerState::proves`] `ranges`. So a xorb's hashes spread a hop
+    /// ahead of its bytes: waiting for a peer that holds it all made every hop of a xorb a
+    /// whole 64 MiB copy (simulated, 1000 × 2 GiB: 1.35x the one-copy time, 1.26x with the
+    /// proof passed on).
     fn proven_by_a_peer(&self, ranges: &[(u32, u32)]) -> bool {
         // Most xorbs not trusted yet are held by no peer in view at all: the union already
         // made says so in one search, where asking peer by peer was a fifth of a simulated
         // 10,000-node crowd's time.
-        any_overlap(self.held_union(), ranges)
-            && self
-                .peers
-                .iter()
-                .any(|p| p.holds_any(ranges) && !p.fetches_any(ranges))
+        any_overlap(self.held_union(), ranges) && self.peers.iter().any(|p| p.proves(ranges))
     }
 
     fn held_total(&self) -> u64 {

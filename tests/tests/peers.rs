@@ -512,14 +512,7 @@ fn a_download_cap_holds_over_peers_and_origin_together() {
 fn a_node_mid_download_tells_the_proven_hashes_of_chunks_it_does_not_hold_yet() {
     let scratch = Scratch::new("peers-proven-claims");
     let (hub, repo, seed) = seeded_bench(&scratch, 48 << 20);
-    let file = hub
-        .repo(&repo)
-        .files
-        .values()
-        .filter(|f| f.xet_hash.is_some())
-        .max_by_key(|f| f.size)
-        .and_then(|f| f.xet_hash.clone())
-        .expect("a Xet file");
+    let file = largest_xet_file(&hub, &repo);
     let origin_before = xorb_bytes(&hub);
     let node = Daemon::start_peer_with(
         &scratch.path().join("node"),
@@ -528,32 +521,16 @@ fn a_node_mid_download_tells_the_proven_hashes_of_chunks_it_does_not_hold_yet() 
         &["--max-download-rate".into(), "4MiB".into()],
     );
     wait_connected(&node, 1);
-    let probe = || {
-        let out = std::process::Command::new(bin("zest-probe"))
-            .args([
-                "--peer",
-                &node.listen(),
-                "--file",
-                &file,
-                "--manifest",
-                "--state",
-            ])
-            .arg(scratch.path().join("probe"))
-            .output()
-            .expect("zest-probe");
-        assert!(
-            out.status.success(),
-            "zest-probe: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(out.stdout.trim_ascii()).expect("probe JSON")
+    let ask = || {
+        probe(&node, &file, &scratch.path().join("probe"), &["--manifest"])
+            .unwrap_or_else(|e| panic!("{e}"))
     };
     let (mid, probes) = std::thread::scope(|s| {
         let pull = s.spawn(|| pull_ok(&node, &repo));
         let mut probes = Vec::new();
         let mut mid = None;
         while mid.is_none() && !pull.is_finished() {
-            let v = probe();
+            let v = ask();
             let (held, all) = (v["held_chunks"].as_u64(), v["total_chunks"].as_u64());
             if held > Some(0) && held < all && v["claimed_chunks"] == v["total_chunks"] {
                 mid = Some(v.clone());
@@ -577,6 +554,84 @@ fn a_node_mid_download_tells_the_proven_hashes_of_chunks_it_does_not_hold_yet() 
         origin_before,
         "the node took everything from its seed"
     );
+}
+
+/// The Xet hash of the largest Xet file of `repo`.
+fn largest_xet_file(hub: &TestHub, repo: &str) -> String {
+    hub.repo(repo)
+        .files
+        .values()
+        .filter(|f| f.xet_hash.is_some())
+        .max_by_key(|f| f.size)
+        .and_then(|f| f.xet_hash.clone())
+        .expect("a Xet file")
+}
+
+/// What zest-probe (a client that is not zestd's engine) gets from `node` for `file`, with
+/// its identity kept in `state`; Err with its stderr if it failed.
+fn probe(
+    node: &Daemon,
+    file: &str,
+    state: &std::path::Path,
+    args: &[&str],
+) -> Result<serde_json::Value, String> {
+    let out = std::process::Command::new(bin("zest-probe"))
+        .args(["--peer", &node.listen(), "--file", file])
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .output()
+        .expect("zest-probe");
+    if !out.status.success() {
+        return Err(format!(
+            "zest-probe: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(out.stdout.trim_ascii()).map_err(|e| format!("probe JSON: {e}"))
+}
+
+/// A peer that vanishes without closing (a crashed pod, a pulled cable) still takes the
+/// requests a downloading node sends it, until QUIC gives up on it 30 s later. Those
+/// unanswered requests must not make it look busy: a handful of such peers would fill the
+/// connection cap and every newcomer would be refused meanwhile (docs/PROTOCOL.md §3).
+#[test]
+fn peers_that_vanish_without_closing_make_room_for_newcomers() {
+    let scratch = Scratch::new("peers-vanished");
+    let (hub, repo, seed) = seeded_bench(&scratch, 48 << 20);
+    let file = largest_xet_file(&hub, &repo);
+    // A cap of one peer (its seed) leaves the 16 places of headroom for newcomers.
+    let node = Daemon::start_peer_with(
+        &scratch.path().join("node"),
+        &hub.endpoint,
+        &[seed.listen()],
+        &[
+            "--max-download-rate".into(),
+            "2MiB".into(),
+            "--max-peers".into(),
+            "1".into(),
+        ],
+    );
+    wait_connected(&node, 1);
+    std::thread::scope(|s| {
+        let pull = s.spawn(|| pull_ok(&node, &repo));
+        for i in 0..16 {
+            let state = scratch.path().join(format!("gone-{i}"));
+            probe(&node, &file, &state, &["--vanish"])
+                .unwrap_or_else(|e| panic!("{i}: {e}\n{}", node.log()));
+        }
+        // Every place is taken by a peer that is gone; after 5 s of its silence one of them
+        // makes room, although the node keeps asking them what they hold.
+        std::thread::sleep(Duration::from_secs(6));
+        let late = probe(&node, &file, &scratch.path().join("late"), &[]);
+        assert!(
+            !pull.is_finished(),
+            "the pull ended before the newcomer came: the node was no longer asking anyone"
+        );
+        late.unwrap_or_else(|e| panic!("a newcomer after the vanished peers: {e}"));
+        pull.join().expect("pull thread");
+    });
+    assert_same_cache(&seed.cache(), &node.cache());
 }
 
 /// Runs `tests/python/quic_attacker.py` (aioquic: a QUIC client that is not ours) against

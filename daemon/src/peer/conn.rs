@@ -88,8 +88,9 @@ impl PeerConn {
         &self,
         kind: peer::request::Kind,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), PeerError> {
+        // Not counted as activity: a peer that has gone away silently still takes requests
+        // until QUIC gives up on it, and must not look busy meanwhile. Its replies count.
         let (mut send, recv) = self.conn.open_bi().await?;
-        self.stats.requested();
         let req = peer::Request { kind: Some(kind) };
         let state_kind = match req.kind {
             Some(peer::request::Kind::Have(_)) => Some(StateKind::Have),
@@ -111,7 +112,10 @@ impl PeerConn {
             Err(_) => Err(PeerError::Stalled(REPLY_WAIT)),
             Ok(Err(e)) => Err(e.into()),
             Ok(Ok(None)) => Err(PeerError::Protocol("empty reply".into())),
-            Ok(Ok(Some(r))) => Ok(r),
+            Ok(Ok(Some(r))) => {
+                self.stats.heard();
+                Ok(r)
+            }
         }
     }
 
@@ -217,6 +221,7 @@ impl PeerConn {
                     Err(_) => return Err(PeerError::Stalled(wait)),
                     Ok(r) => r?,
                 };
+            self.stats.heard();
             let reply = match frame.map(|f| f.kind) {
                 None if whole.is_none() => return Err(PeerError::Protocol("empty reply".into())),
                 None => return Err(PeerError::Protocol("a meta reply ended early".into())),
@@ -294,6 +299,7 @@ impl PeerConn {
                     }
                 };
                 first.get_or_insert_with(std::time::Instant::now);
+                self.stats.heard();
                 match frame.and_then(|f| f.kind) {
                     Some(peer::response::Kind::Chunk(c)) => {
                         if c.index != next {
@@ -360,7 +366,7 @@ impl Watch {
             StateKind::Watch,
             wire::frame_len(&frame),
         );
-        self.stats.requested();
+        self.stats.heard();
         match frame.kind {
             Some(peer::response::Kind::Update(u)) => Ok(Some(u)),
             other => Err(unexpected(other)),

@@ -226,7 +226,7 @@ impl Provider {
                 };
                 write_within(send, &frame).await?;
                 EVENTS.peer_state(Direction::Sent, StateKind::Watch, wire::frame_len(&frame));
-                client.stats.requested();
+                client.stats.heard();
                 last_sent = tokio::time::Instant::now();
                 if news {
                     told = Some(now);
@@ -467,7 +467,7 @@ impl Provider {
         .unwrap_or(Err(WireError::Stalled(REQUEST_WAIT)));
         // One request per stream: whatever else comes on it is dropped, not buffered.
         let _ = recv.stop(0u32.into());
-        client.stats.requested();
+        client.stats.heard();
         let req = match read {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(()),

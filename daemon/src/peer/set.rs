@@ -54,10 +54,10 @@ pub const INCOMING_HEADROOM: usize = 16;
 /// found it will offer it again if it comes back.
 const DISCOVERED_GIVE_UP: u32 = 6;
 
-/// When the incoming cap is reached, an incoming connection that carried no request for this
-/// long is closed to make room for a newcomer.
+/// When the incoming cap is reached, an incoming connection whose peer has not been heard
+/// (no request from it, no reply to ours) for this long is closed to make room for a newcomer.
 const EVICT_IDLE: Duration = Duration::from_secs(5);
-/// Incoming connections that carry no request for this long are closed (keep-alives alone
+/// Incoming connections whose peer is not heard for this long are closed (keep-alives alone
 /// do not keep a connection); the peer redials when it has something to ask.
 const IDLE_DROP: Duration = Duration::from_secs(120);
 
@@ -262,7 +262,7 @@ impl PeerSet {
         Ok(set)
     }
 
-    /// Incoming connections that carried no request either way for [`IDLE_DROP`].
+    /// Incoming connections whose peer has not been heard for [`IDLE_DROP`].
     fn idle_incoming(&self, min: Duration) -> Vec<(SocketAddr, Duration)> {
         lock(&self.inner.state)
             .peers
@@ -627,7 +627,7 @@ impl PeerSet {
         while let Some(incoming) = self.inner.endpoint.accept().await {
             // A place is reserved before the handshake, under the lock: dials that arrive
             // together cannot all pass the cap. When full, an incoming connection that has
-            // carried no request for a while makes room; else the newcomer is refused.
+            // whose peer has not been heard for a while makes room; else the newcomer is refused.
             let cap = self.inner.opts.max_peers + INCOMING_HEADROOM;
             let (reserved, evict) = {
                 let mut st = lock(&self.inner.state);
@@ -663,7 +663,7 @@ impl PeerSet {
             }
             let me = self.clone();
             tokio::spawn(async move {
-                let _place = Admitting(me.clone());
+                let place = Admitting(me.clone());
                 let addr = incoming.remote_address();
                 let r = async {
                     let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, incoming)
@@ -685,6 +685,9 @@ impl PeerSet {
                     anyhow::Ok(conn)
                 }
                 .await;
+                // Admitted, the connection counts as connected; refused, it counts no more.
+                // Either way its reservation ends here, not when the connection does.
+                drop(place);
                 match r {
                     Ok(conn) => {
                         let reason = conn.closed().await;
@@ -757,7 +760,7 @@ impl PeerSet {
             .and_modify(|e| e.conn = Some(pc));
         tracing::info!(%addr, peer = short(&node_id), agent = hello.agent, fleet, "peer connected");
         // A new connection starts its idle clock, whatever the node did before.
-        stats.requested();
+        stats.heard();
         let provider = self.inner.provider.clone();
         let client = Client::new(stats, fleet, &node_id);
         tokio::spawn(async move {

@@ -10,7 +10,7 @@ const WINDOW: Duration = Duration::from_secs(5);
 pub struct PeerStats {
     pub bytes_from: AtomicU64,
     pub bytes_to: AtomicU64,
-    /// When a request last went either way on this peer's connection.
+    /// When the peer was last heard: a request from it, or a reply to one of ours.
     last_request: Mutex<Instant>,
 
     from: Meter,
@@ -33,13 +33,13 @@ impl Default for PeerStats {
 }
 
 impl PeerStats {
-    /// A request went one way or the other.
-    pub fn requested(&self) {
+    /// The peer sent a request, or answered one of ours.
+    pub fn heard(&self) {
         if let Ok(mut t) = self.last_request.lock() {
             *t = Instant::now();
         }
     }
-    /// How long since a request last went either way (since connecting if none has).
+    /// How long since the peer was last heard (since connecting if it has not been).
     pub fn idle(&self) -> Duration {
         self.last_request
             .lock()

@@ -1,8 +1,8 @@
 //! Asks a zest peer for one file the way any stranger could: dials it, says hello (with a
 //! fleet proof if given a fleet key), sends `have` (and with `--manifest`, `manifest` of
-//! the whole file), `get` for chunk 0 and `meta` for the file's reconstruction, and prints
-//! what came back as one JSON line. The private-content tests use it to show that a peer outside
-//! the fleet is refused.
+//! the whole file), `get` for chunk 0 and `meta` for the file's reconstruction, prints what
+//! came back as one JSON line, and closes the connection (with `--vanish`, it does not).
+//! The private-content tests use it to show that a peer outside the fleet is refused.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -33,6 +33,10 @@ struct Args {
     /// those of them the peer does not hold.
     #[arg(long)]
     manifest: bool,
+    /// Exits without closing the connection, as a crashed or unplugged peer would: the
+    /// other side hears nothing more until QUIC's idle timeout.
+    #[arg(long)]
+    vanish: bool,
 }
 
 #[tokio::main]
@@ -141,5 +145,11 @@ async fn main() -> Result<()> {
             "meta_bytes": meta,
         })
     );
+    if args.vanish {
+        // Skips the runtime's shutdown too, so nothing gets a chance to send a close.
+        std::process::exit(0);
+    }
+    pc.conn.close(0u32.into(), b"done");
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), endpoint.wait_idle()).await;
     Ok(())
 }

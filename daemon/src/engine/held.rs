@@ -115,9 +115,9 @@ impl std::ops::Deref for Held {
 /// What the lists (peers' held, fetching or relayed ranges) cover of a file of `total`
 /// chunks together, so a question about the whole swarm is one look rather than one per
 /// peer; as sorted, disjoint ranges with no two touching, whatever order the lists are in:
-/// each range is marked in a bitmap of the chunks, and the bitmap read back as runs. A pass asks this of its 64 peers' lists; merging them one into the
-/// next cost the merged list's length at every step, where marking costs a word or two
-/// per range (profiled in a simulated 10,000-node crowd, 120 simulated seconds in: 20% of
+/// each range is marked in a bitmap of the chunks, and the bitmap read back as runs. A pass
+/// asks this of its 64 peers' lists; merging them one into the next cost the merged list's
+/// length at every step, where marking costs a word or two per range (profiled in a simulated 10,000-node crowd, 120 simulated seconds in: 20% of
 /// the time merged, 16% marked). What lies past `total` is left out: no question is
 /// asked of it, and a list cannot make the bitmap larger than the file.
 pub fn union<'a>(lists: impl Iterator<Item = &'a [Range]>, total: u32) -> Vec<Range> {

@@ -226,6 +226,7 @@ impl Provider {
                 };
                 write_within(send, &frame).await?;
                 EVENTS.peer_state(Direction::Sent, StateKind::Watch, wire::frame_len(&frame));
+                // A watch is a standing request: its client is in use, not idle.
                 client.stats.heard();
                 last_sent = tokio::time::Instant::now();
                 if news {

@@ -55,7 +55,7 @@ pub const INCOMING_HEADROOM: usize = 16;
 const DISCOVERED_GIVE_UP: u32 = 6;
 
 /// When the incoming cap is reached, an incoming connection whose peer has not been heard
-/// (no request from it, no reply to ours) for this long is closed to make room for a newcomer.
+/// ([`PeerStats::heard`]) for this long is closed to make room for a newcomer.
 const EVICT_IDLE: Duration = Duration::from_secs(5);
 /// Incoming connections whose peer is not heard for this long are closed (keep-alives alone
 /// do not keep a connection); the peer redials when it has something to ask.
@@ -626,8 +626,8 @@ impl PeerSet {
     async fn accept_loop(&self) {
         while let Some(incoming) = self.inner.endpoint.accept().await {
             // A place is reserved before the handshake, under the lock: dials that arrive
-            // together cannot all pass the cap. When full, an incoming connection that has
-            // whose peer has not been heard for a while makes room; else the newcomer is refused.
+            // together cannot all pass the cap. When full, an incoming connection whose peer
+            // has not been heard for a while makes room; else the newcomer is refused.
             let cap = self.inner.opts.max_peers + INCOMING_HEADROOM;
             let (reserved, evict) = {
                 let mut st = lock(&self.inner.state);

@@ -10,7 +10,8 @@ const WINDOW: Duration = Duration::from_secs(5);
 pub struct PeerStats {
     pub bytes_from: AtomicU64,
     pub bytes_to: AtomicU64,
-    /// When the peer was last heard: a request from it, or a reply to one of ours.
+    /// When the peer was last heard: a request from it, a reply to one of ours, or an update
+    /// pushed on a watch it keeps open.
     last_request: Mutex<Instant>,
 
     from: Meter,
@@ -33,7 +34,9 @@ impl Default for PeerStats {
 }
 
 impl PeerStats {
-    /// The peer sent a request, or answered one of ours.
+    /// The peer sent a request or answered one of ours; or a watch it keeps open (a
+    /// standing request) was pushed an update. Requests we send it do not count: a peer
+    /// that vanished without closing still takes them until QUIC's idle timeout.
     pub fn heard(&self) {
         if let Ok(mut t) = self.last_request.lock() {
             *t = Instant::now();

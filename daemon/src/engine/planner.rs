@@ -391,14 +391,8 @@ fn fetchers_in_view(s: &Snapshot) -> usize {
 /// Whether a transfer may be asked of `p` now: not choked, not serving this node all it
 /// serves one connection (counting the transfers this pass asked of it, `asked`), and not
 /// failed for this slot.
-fn askable(
-    p: &PeerState,
-    asked: &std::collections::HashMap<&str, usize>,
-    avoid: &HashSet<PeerId>,
-) -> bool {
-    !p.busy
-        && p.asked + asked.get(p.id.as_str()).copied().unwrap_or(0) < PER_PEER
-        && !avoid.contains(&p.id)
+fn askable(p: &PeerState, asked: usize, avoid: &HashSet<PeerId>) -> bool {
+    !p.busy && p.asked + asked < PER_PEER && (avoid.is_empty() || !avoid.contains(&p.id))
 }
 
 /// Whether every peer outside `avoid` that holds part of `missing` answered `busy` lately,
@@ -485,38 +479,50 @@ impl Snapshot {
         self.swarm_size.filter(|&n| n > self.peers.len() + 1)
     }
 
-    /// The ranges of `[a, b)` not on our disk.
-    fn missing(&self, a: u32, b: u32) -> Ranges {
-        let mut out = Vec::new();
-        let mut run: Option<u32> = None;
-        for i in a..b {
-            let have = self.ours.get(i as usize).copied().unwrap_or(false);
-            match (have, run) {
-                (false, None) => run = Some(i),
-                (true, Some(s)) => {
-                    out.push((s, i));
-                    run = None;
-                }
-                _ => {}
+    /// The ranges of `[a, b)` not on our disk (chunks past the file's end count as not),
+    /// added to `out`. Every waiting slot asks this at every pass: the flags are searched
+    /// for the ends of runs, not tested one by one, and a slot with nothing on disk yet
+    /// (most of a crowd's, most of the time) is one search.
+    fn missing_into(&self, a: u32, b: u32, out: &mut Ranges) {
+        let end = (b as usize).min(self.ours.len()).max(a as usize);
+        let flags = self.ours.get(a as usize..end).unwrap_or_default();
+        let mut i = 0;
+        let mut last_reaches_end = false;
+        while let Some(k) = flags[i..].iter().position(|have| !have) {
+            let start = i + k;
+            let run = flags[start..].iter().position(|have| *have);
+            i = run.map_or(flags.len(), |r| start + r);
+            out.push((a + start as u32, a + i as u32));
+            last_reaches_end = run.is_none();
+            if last_reaches_end {
+                break;
             }
         }
-        if let Some(s) = run {
-            out.push((s, b));
+        let past_end = a + flags.len() as u32;
+        if past_end < b {
+            match out.last_mut() {
+                Some(last) if last_reaches_end => last.1 = b,
+                _ => out.push((past_end, b)),
+            }
+        }
+    }
+
+    fn missing_of(&self, ranges: &[(u32, u32)]) -> Ranges {
+        let mut out = Vec::new();
+        for &(a, b) in ranges {
+            self.missing_into(a, b, &mut out);
         }
         out
     }
 
-    fn missing_of(&self, ranges: &[(u32, u32)]) -> Ranges {
-        ranges
-            .iter()
-            .flat_map(|&(a, b)| self.missing(a, b))
-            .collect()
-    }
-
     fn trusts(&self, ranges: &[(u32, u32)]) -> bool {
-        ranges
-            .iter()
-            .all(|&(a, b)| (a..b).all(|i| self.trusted.get(i as usize).copied().unwrap_or(false)))
+        ranges.iter().all(|&(a, b)| {
+            a >= b
+                || self
+                    .trusted
+                    .get(a as usize..b as usize)
+                    .is_some_and(|t| !t.contains(&false))
+        })
     }
 
     /// True if every chunk of `ranges` is on our disk or held by some peer.
@@ -951,8 +957,9 @@ impl Planner {
         self.drawn |= admitted && beyond_view;
         // Merged as slots ask, not at every pass.
         let mut merged = Swarm::default();
-        // Transfers this pass asks of each peer, beside those it has going already.
-        let mut asked: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        // Transfers this pass asks of each peer (by its place in `s.peers`), beside those
+        // it has going already.
+        let mut asked = vec![0usize; s.peers.len()];
         for &i in &self.order {
             let slot = &mut self.slots[i];
             if slot.st != St::Todo {
@@ -965,13 +972,14 @@ impl Planner {
             }
             if peer_busy < PEER_PARALLEL
                 && s.trusts(&missing)
-                && let Some(p) = s
+                && let Some((k, p)) = s
                     .peers
                     .iter()
-                    .filter(|p| askable(p, &asked, &slot.avoid) && p.holds_all(&missing))
-                    .max_by(|a, b| a.rate.total_cmp(&b.rate))
+                    .enumerate()
+                    .filter(|&(k, p)| p.holds_all(&missing) && askable(p, asked[k], &slot.avoid))
+                    .max_by(|a, b| a.1.rate.total_cmp(&b.1.rate))
             {
-                *asked.entry(p.id.as_str()).or_insert(0) += 1;
+                asked[k] += 1;
                 let seeders_only = merged.seeders(s)
                     && merged
                         .elsewhere(
@@ -1005,15 +1013,18 @@ impl Planner {
             if (beyond_view || !s.peers.iter().any(|p| p.complete))
                 && peer_busy < PEER_PARALLEL
                 && s.trusts(&missing)
-                && let Some((p, part)) = s
+                && let Some((k, p, part)) = s
                     .peers
                     .iter()
-                    .filter(|p| askable(p, &asked, &slot.avoid))
-                    .map(|p| (p, intersect(&p.held, &missing)))
-                    .filter(|(_, part)| !part.is_empty())
-                    .max_by_key(|(_, part)| part.first().map(|r| r.1 - r.0).unwrap_or(0))
+                    .enumerate()
+                    // Whether it holds any of them first: that is one search, and most
+                    // peers hold none (intersecting with each was a list made per peer).
+                    .filter(|&(k, p)| p.holds_any(&missing) && askable(p, asked[k], &slot.avoid))
+                    .map(|(k, p)| (k, p, intersect(&p.held, &missing)))
+                    .filter(|(_, _, part)| !part.is_empty())
+                    .max_by_key(|(_, _, part)| part.first().map(|r| r.1 - r.0).unwrap_or(0))
             {
-                *asked.entry(p.id.as_str()).or_insert(0) += 1;
+                asked[k] += 1;
                 let part = vec![part[0]];
                 actions.push(Action::FetchFromPeer {
                     slot: i,
@@ -1750,6 +1761,47 @@ mod tests {
             p.origin_done(slot);
         }
         assert!(p.finished());
+    }
+
+    /// `missing_of` and `trusts` search for runs; they must answer as a walk over the flags
+    /// one by one does, for every pattern of flags and every range, past the end too.
+    #[test]
+    fn missing_and_trusted_ranges_match_a_walk_flag_by_flag() {
+        let walk = |flags: &[bool], a: u32, b: u32| -> Ranges {
+            let mut out = Vec::new();
+            let mut run: Option<u32> = None;
+            for i in a..b {
+                let have = flags.get(i as usize).copied().unwrap_or(false);
+                match (have, run) {
+                    (false, None) => run = Some(i),
+                    (true, Some(s)) => {
+                        out.push((s, i));
+                        run = None;
+                    }
+                    _ => {}
+                }
+            }
+            out.extend(run.map(|s| (s, b)));
+            out
+        };
+        let t0 = Instant::now();
+        for len in 0..7usize {
+            for bits in 0..(1u32 << len) {
+                let flags: Vec<bool> = (0..len).map(|i| bits >> i & 1 == 1).collect();
+                let s = Snapshot::new(t0, Vec::new(), flags.clone(), flags.clone());
+                for a in 0..=len as u32 + 2 {
+                    for b in 0..=len as u32 + 2 {
+                        let want = walk(&flags, a, b);
+                        assert_eq!(s.missing_of(&[(a, b)]), want, "{flags:?} [{a}, {b})");
+                        assert_eq!(s.trusts(&[(a, b)]), want.is_empty(), "{flags:?} [{a}, {b})");
+                        let two = [(0, a.min(b)), (a.min(b), b.max(a))];
+                        let mut both = walk(&flags, two[0].0, two[0].1);
+                        both.extend(walk(&flags, two[1].0, two[1].1));
+                        assert_eq!(s.missing_of(&two), both, "{flags:?} {two:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! it sees (a `Snapshot` kept up to date in place) and what it tells peers.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,32 +11,6 @@ use zestd::engine::planner::{PeerState, Planner, Snapshot};
 
 use crate::params::FileShape;
 use crate::ranges;
-
-/// Maps keyed by node index, looked up per peer per step: SipHash was a tenth of the
-/// simulator's time, and these keys come from the simulation, not from an adversary.
-pub type NodeMap<V> = HashMap<usize, V, BuildHasherDefault<NodeHasher>>;
-
-#[derive(Default)]
-pub struct NodeHasher(u64);
-
-impl Hasher for NodeHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.write_u64(i as u64);
-    }
-    fn write_u64(&mut self, i: u64) {
-        // A multiplicative hash: spreads consecutive indexes over the high bits, which
-        // hashbrown uses.
-        self.0 = (self.0.rotate_left(5) ^ i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
 
 pub struct Node {
     pub id: String,
@@ -50,7 +23,13 @@ pub struct Node {
     pub arrived: f64,
     pub finished: Option<f64>,
     pub left: Option<f64>,
+    /// Its connections, changed only through [`Node::link_to`] and [`Node::unlink`], which
+    /// keep `links` beside them.
     pub conns: Vec<usize>,
+    /// What it knows of each connection, at the same place as in `conns`: read for every
+    /// peer of every pass, where maps keyed by peer were a cache miss each (a fifth of a
+    /// 10,000-node run's time).
+    pub links: Vec<Link>,
     /// Its connections changed since its relay was last computed (zestd recomputes the
     /// relay every tick, so a new peer's claims are relayed from the next one on).
     pub relinked: bool,
@@ -62,23 +41,68 @@ pub struct Node {
     /// `fetch_permits`, a fair semaphore: first come, first served).
     pub origin_active: usize,
     pub origin_waiting: std::collections::VecDeque<crate::net::Flow>,
-    /// Bytes per second recently received from each peer.
-    pub rates: NodeMap<f64>,
     /// Transfers this node serves now (zestd answers `busy` beyond `MAX_UPLOADS`).
     pub uploading: usize,
     /// How fast its origin transfers went (zestd's own estimate, the same code).
     pub origin_pace: zestd::engine::origin_pace::OriginPace,
-    /// Peers that answered `busy`, left alone until then (zestd's `CHOKE`).
-    pub choked: NodeMap<f64>,
-    /// Transfers this node has going from each peer, over all files (zestd's
-    /// `PeerStats::asked`, which its planner reads to ask a peer no more than it serves).
-    pub asking: NodeMap<usize>,
     pub next_announce: f64,
     pub bytes_up: f64,
     pub bytes_down: f64,
     pub bytes_origin: f64,
     pub msgs: u64,
     pub msg_bytes: u64,
+}
+
+/// What a node knows of one of its connections.
+#[derive(Clone, Copy)]
+pub struct Link {
+    /// Bytes per second recently received from the peer.
+    pub rate: f64,
+    /// It answered `busy`: left alone until then (zestd's `CHOKE`).
+    pub choked_until: f64,
+    /// Transfers this node has going from it, over all files (zestd's `PeerStats::asked`,
+    /// which its planner reads to ask a peer no more than it serves).
+    pub asking: usize,
+}
+
+impl Default for Link {
+    fn default() -> Link {
+        Link {
+            rate: 0.0,
+            choked_until: f64::NEG_INFINITY,
+            asking: 0,
+        }
+    }
+}
+
+impl Node {
+    /// A new connection, to `peer`.
+    pub fn link_to(&mut self, peer: usize) {
+        self.conns.push(peer);
+        self.links.push(Link::default());
+        self.relinked = true;
+    }
+
+    /// The connection to `peer` is gone.
+    pub fn unlink(&mut self, peer: usize) {
+        if let Some(k) = self.conns.iter().position(|&c| c == peer) {
+            self.conns.remove(k);
+            self.links.remove(k);
+        }
+        self.relinked = true;
+    }
+
+    /// All its connections are gone; the peers it had.
+    pub fn unlink_all(&mut self) -> Vec<usize> {
+        self.links.clear();
+        std::mem::take(&mut self.conns)
+    }
+
+    /// What it knows of its connection to `peer`, if it has one.
+    pub fn link(&mut self, peer: usize) -> Option<&mut Link> {
+        let k = self.conns.iter().position(|&c| c == peer)?;
+        self.links.get_mut(k)
+    }
 }
 
 pub struct FileRun {

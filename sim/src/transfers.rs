@@ -120,8 +120,8 @@ impl World {
     pub(crate) fn unload(&mut self, fl: &Flow) {
         if let Src::Node(s) = fl.src {
             self.nodes[s].uploading = self.nodes[s].uploading.saturating_sub(1);
-            if let Some(k) = self.nodes[fl.dst].asking.get_mut(&s) {
-                *k = k.saturating_sub(1);
+            if let Some(l) = self.nodes[fl.dst].link(s) {
+                l.asking = l.asking.saturating_sub(1);
             }
         }
     }
@@ -162,8 +162,9 @@ impl World {
                 self.spread.grew(n, fl.file);
                 let id = self.nodes[s].id.clone();
                 let node = &mut self.nodes[n];
-                let r = node.rates.entry(s).or_insert(0.0);
-                *r = fl.bytes / elapsed;
+                if let Some(l) = node.link(s) {
+                    l.rate = fl.bytes / elapsed;
+                }
                 let fr = &mut node.files[fl.file];
                 if let Some(pl) = fr.planner.as_mut() {
                     pl.peer_done(fl.slot, &id, None);

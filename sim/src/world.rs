@@ -12,7 +12,7 @@ use zestd::engine::planner::{PeerFailure, Planner};
 
 use crate::drive::Board;
 use crate::net::{Caps, Flow, Src, assign_rates};
-use crate::node::{FileRun, Node, NodeMap};
+use crate::node::{FileRun, Node};
 use crate::params::{Params, Scenario, Shape};
 
 pub struct World {
@@ -363,17 +363,15 @@ impl World {
             finished: holds.then_some(self.now),
             left: None,
             conns: Vec::new(),
+            links: Vec::new(),
             relinked: false,
             files,
             swarm_inflight: 0,
             swarm_progress: None,
             origin_active: 0,
             origin_waiting: Default::default(),
-            rates: NodeMap::default(),
             uploading: 0,
             origin_pace: Default::default(),
-            choked: NodeMap::default(),
-            asking: NodeMap::default(),
             next_announce: self.now + self.p.announce_s,
             bytes_up: 0.0,
             bytes_down: 0.0,
@@ -409,10 +407,8 @@ impl World {
             if self.nodes[c].conns.len() >= accept_cap {
                 continue;
             }
-            self.nodes[n].conns.push(c);
-            self.nodes[c].conns.push(n);
-            self.nodes[n].relinked = true;
-            self.nodes[c].relinked = true;
+            self.nodes[n].link_to(c);
+            self.nodes[c].link_to(n);
         }
     }
 
@@ -459,10 +455,8 @@ impl World {
         node.left = Some(self.now);
         node.origin_waiting.clear();
         node.origin_active = 0;
-        let conns = std::mem::take(&mut node.conns);
-        for c in conns {
-            self.nodes[c].conns.retain(|&x| x != n);
-            self.nodes[c].relinked = true;
+        for c in node.unlink_all() {
+            self.nodes[c].unlink(n);
         }
         // Its downloads stop; what it was sending fails at the receiver.
         let (gone, keep): (Vec<Flow>, Vec<Flow>) = std::mem::take(&mut self.flows)

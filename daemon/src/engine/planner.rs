@@ -509,10 +509,15 @@ impl Snapshot {
 
     fn missing_of(&self, ranges: &[(u32, u32)]) -> Ranges {
         let mut out = Vec::new();
-        for &(a, b) in ranges {
-            self.missing_into(a, b, &mut out);
-        }
+        self.missing_into_list(ranges, &mut out);
         out
+    }
+
+    /// [`Snapshot::missing_of`], added to `out`.
+    fn missing_into_list(&self, ranges: &[(u32, u32)], out: &mut Ranges) {
+        for &(a, b) in ranges {
+            self.missing_into(a, b, out);
+        }
     }
 
     fn trusts(&self, ranges: &[(u32, u32)]) -> bool {
@@ -958,14 +963,18 @@ impl Planner {
         // Merged as slots ask, not at every pass.
         let mut merged = Swarm::default();
         // Transfers this pass asks of each peer (by its place in `s.peers`), beside those
-        // it has going already.
-        let mut asked = vec![0usize; s.peers.len()];
+        // it has going already; made at the first ask, as most passes ask nothing.
+        let mut asked: Vec<usize> = Vec::new();
+        let asked_of = |asked: &[usize], k: usize| asked.get(k).copied().unwrap_or(0);
+        // Each slot's missing ranges, in one list reused from slot to slot.
+        let mut missing = Vec::new();
         for &i in &self.order {
             let slot = &mut self.slots[i];
             if slot.st != St::Todo {
                 continue;
             }
-            let missing = s.missing_of(&slot.ranges);
+            missing.clear();
+            s.missing_into_list(&slot.ranges, &mut missing);
             if missing.is_empty() {
                 slot.st = St::Done;
                 continue;
@@ -976,9 +985,12 @@ impl Planner {
                     .peers
                     .iter()
                     .enumerate()
-                    .filter(|&(k, p)| p.holds_all(&missing) && askable(p, asked[k], &slot.avoid))
+                    .filter(|&(k, p)| {
+                        p.holds_all(&missing) && askable(p, asked_of(&asked, k), &slot.avoid)
+                    })
                     .max_by(|a, b| a.1.rate.total_cmp(&b.1.rate))
             {
+                asked.resize(s.peers.len(), 0);
                 asked[k] += 1;
                 let seeders_only = merged.seeders(s)
                     && merged
@@ -994,7 +1006,7 @@ impl Planner {
                 actions.push(Action::FetchFromPeer {
                     slot: i,
                     peer: p.id.clone(),
-                    ranges: missing,
+                    ranges: missing.clone(),
                     seeders_only,
                 });
                 slot.st = St::Peer;
@@ -1019,11 +1031,14 @@ impl Planner {
                     .enumerate()
                     // Whether it holds any of them first: that is one search, and most
                     // peers hold none (intersecting with each was a list made per peer).
-                    .filter(|&(k, p)| p.holds_any(&missing) && askable(p, asked[k], &slot.avoid))
+                    .filter(|&(k, p)| {
+                        p.holds_any(&missing) && askable(p, asked_of(&asked, k), &slot.avoid)
+                    })
                     .map(|(k, p)| (k, p, intersect(&p.held, &missing)))
                     .filter(|(_, _, part)| !part.is_empty())
                     .max_by_key(|(_, _, part)| part.first().map(|r| r.1 - r.0).unwrap_or(0))
             {
+                asked.resize(s.peers.len(), 0);
                 asked[k] += 1;
                 let part = vec![part[0]];
                 actions.push(Action::FetchFromPeer {

@@ -24,6 +24,31 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// What `zest-probe` (a peer client that is not zestd's engine) gets from the peer at
+/// `peer` for `file`, with its identity kept in `state` and `args` besides (`--manifest`,
+/// `--vanish`, `--fleet-key-file K`); Err with its stderr if it failed.
+pub fn zest_probe(
+    peer: &str,
+    file: &str,
+    state: &Path,
+    args: &[&std::ffi::OsStr],
+) -> Result<serde_json::Value, String> {
+    let out = std::process::Command::new(bin("zest-probe"))
+        .args(["--peer", peer, "--file", file])
+        .args(args)
+        .arg("--state")
+        .arg(state)
+        .output()
+        .map_err(|e| format!("zest-probe did not start: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "zest-probe: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    serde_json::from_slice(out.stdout.trim_ascii()).map_err(|e| format!("probe JSON: {e}"))
+}
+
 /// Asserts two HF caches are identical, file by file.
 pub fn assert_same_cache(expected: &Path, actual: &Path) {
     let diffs = compare_caches(expected, actual);

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use xet::XetHash;
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, assert_same_cache, bin, fleet_key, hf_python_ok, pull_all, pulled_path, scrape,
-    seed_shared_store, wait_until,
+    Daemon, assert_same_cache, fleet_key, hf_python_ok, pull_all, pulled_path, scrape,
+    seed_shared_store, wait_until, zest_probe,
 };
 use zest_tests::hub::fixtures::{self, MODEL, PRIVATE_MODEL};
 use zest_tests::hub::{HubConfig, RepoSpec, TEST_TOKEN, TestHub};
@@ -480,20 +480,11 @@ fn probe(
     } else {
         "probe-stranger"
     });
-    let mut c = Command::new(bin("zest-probe"));
-    c.args(["--peer", peer, "--file", &file.to_string()])
-        .arg("--state")
-        .arg(&state);
-    if let Some(k) = fleet {
-        c.arg("--fleet-key-file").arg(k);
-    }
-    let out = c.output().expect("zest-probe");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("probe JSON")
+    let args: Vec<&std::ffi::OsStr> = fleet
+        .into_iter()
+        .flat_map(|k| [std::ffi::OsStr::new("--fleet-key-file"), k.as_os_str()])
+        .collect();
+    zest_probe(peer, &file.to_string(), &state, &args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Counts mDNS packets (UDP 5353, group 224.0.0.251) reaching `ip` in namespace `ns` for

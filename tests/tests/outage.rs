@@ -4,33 +4,25 @@
 //! strangers, when the Hub cannot answer.
 
 use std::path::Path;
-use std::process::Command;
 
 use zest_tests::Scratch;
 use zest_tests::harness::{
-    Daemon, bin, fleet_key, hf_python, pulled_path, snapshot_tree, wait_connected,
+    Daemon, fleet_key, hf_python, pulled_path, snapshot_tree, wait_connected, zest_probe,
 };
 use zest_tests::hub::fixtures::{self, MODEL, PRIVATE_MODEL};
 use zest_tests::hub::{HubConfig, TEST_TOKEN, TestHub};
 
 /// What zest-probe gets from `peer` for `file`, as a stranger or with `fleet_key`.
 fn probe(scratch: &Scratch, peer: &str, file: &str, fleet_key: Option<&str>) -> serde_json::Value {
-    let mut c = Command::new(bin("zest-probe"));
-    c.args(["--peer", peer, "--file", file, "--state"]).arg(
-        scratch
-            .path()
-            .join(format!("probe-{}", fleet_key.is_some())),
-    );
-    if let Some(k) = fleet_key {
-        c.args(["--fleet-key-file", k]);
-    }
-    let out = c.output().expect("zest-probe");
-    assert!(
-        out.status.success(),
-        "zest-probe: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(out.stdout.trim_ascii()).expect("probe JSON")
+    let state = scratch
+        .path()
+        .join(format!("probe-{}", fleet_key.is_some()));
+    let args: Vec<&std::ffi::OsStr> = fleet_key
+        .into_iter()
+        .flat_map(|k| ["--fleet-key-file", k])
+        .map(std::ffi::OsStr::new)
+        .collect();
+    zest_probe(peer, file, &state, &args).unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]

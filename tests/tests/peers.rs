@@ -7,7 +7,7 @@ use std::time::Duration;
 use zest_tests::Scratch;
 use zest_tests::harness::{
     Daemon, EvilPeer, assert_same_cache, bin, fleet_key, hf_python_ok, peak_rss, pull_all,
-    pulled_path, scrape, seed_shared_store, wait_connected, wait_until,
+    pulled_path, scrape, seed_shared_store, wait_connected, wait_until, zest_probe,
 };
 use zest_tests::hub::fixtures::{self, MODEL};
 use zest_tests::hub::{HubConfig, RepoSpec, TEST_TOKEN, TestHub};
@@ -567,28 +567,15 @@ fn largest_xet_file(hub: &TestHub, repo: &str) -> String {
         .expect("a Xet file")
 }
 
-/// What zest-probe (a client that is not zestd's engine) gets from `node` for `file`, with
-/// its identity kept in `state`; Err with its stderr if it failed.
+/// What zest-probe gets from `node` for `file`, with its identity kept in `state`.
 fn probe(
     node: &Daemon,
     file: &str,
     state: &std::path::Path,
     args: &[&str],
 ) -> Result<serde_json::Value, String> {
-    let out = std::process::Command::new(bin("zest-probe"))
-        .args(["--peer", &node.listen(), "--file", file])
-        .args(args)
-        .arg("--state")
-        .arg(state)
-        .output()
-        .expect("zest-probe");
-    if !out.status.success() {
-        return Err(format!(
-            "zest-probe: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    serde_json::from_slice(out.stdout.trim_ascii()).map_err(|e| format!("probe JSON: {e}"))
+    let args: Vec<&std::ffi::OsStr> = args.iter().map(std::ffi::OsStr::new).collect();
+    zest_probe(&node.listen(), file, state, &args)
 }
 
 /// A peer that vanishes without closing (a crashed pod, a pulled cable) still takes the

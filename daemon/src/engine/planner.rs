@@ -1782,22 +1782,13 @@ mod tests {
     /// one by one does, for every pattern of flags and every range, past the end too.
     #[test]
     fn missing_and_trusted_ranges_match_a_walk_flag_by_flag() {
+        // The flags walked one by one, by the wire's own run finder over "not held".
         let walk = |flags: &[bool], a: u32, b: u32| -> Ranges {
-            let mut out = Vec::new();
-            let mut run: Option<u32> = None;
-            for i in a..b {
-                let have = flags.get(i as usize).copied().unwrap_or(false);
-                match (have, run) {
-                    (false, None) => run = Some(i),
-                    (true, Some(s)) => {
-                        out.push((s, i));
-                        run = None;
-                    }
-                    _ => {}
-                }
-            }
-            out.extend(run.map(|s| (s, b)));
-            out
+            let missing = (a..b).map(|i| !flags.get(i as usize).copied().unwrap_or(false));
+            crate::peer::wire::ranges_of(missing)
+                .into_iter()
+                .map(|(s, e)| (a + s, a + e))
+                .collect()
         };
         let t0 = Instant::now();
         for len in 0..7usize {

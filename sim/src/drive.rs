@@ -519,6 +519,18 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
         .swarm_progress
         .is_some_and(|t| now - t < planner::PATIENCE.as_secs_f64());
     let swarm_inflight = node.swarm_inflight;
+    // Peers fetching any file from the origin, as zestd's `SwarmOrigin` gathers them from
+    // its file downloads; the planner asks only while the swarm is all in view, so it is
+    // not counted in swarms beyond it (where it would cost every node every pass).
+    let fleet_fetchers = if peers_on && ctx.swarm_size.is_none_or(|s| s <= connected + 1) {
+        let files = node.files.len();
+        node.conns
+            .iter()
+            .filter(|&&c| (0..files).any(|g| !ctx.board.state(c, g).fetching.is_empty()))
+            .count()
+    } else {
+        0
+    };
     let fr = &mut node.files[f];
     if !peers_on {
         fr.snap.peers_mut().clear();
@@ -528,6 +540,7 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
     fr.snap.connected = connected;
     fr.snap.swarm_progressed = swarm_progressed;
     fr.snap.swarm_inflight = swarm_inflight;
+    fr.snap.fleet_fetchers = fleet_fetchers;
     fr.snap.swarm_size = ctx.swarm_size;
     let Some(pl) = fr.planner.as_mut() else {
         return Vec::new();

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use zestd::engine::planner::{self, PeerFailure};
+use zestd::engine::swarm_origin;
 
 use crate::net::{Flow, Src};
 use crate::node::FileRun;
@@ -29,8 +30,27 @@ impl World {
                 Src::Origin => {
                     self.origin_bytes += moved;
                     self.nodes[fl.dst].bytes_origin += moved;
-                    if let Some(pl) = self.nodes[fl.dst].files[fl.file].planner.as_mut() {
+                    let node = &mut self.nodes[fl.dst];
+                    if let Some(pl) = node.files[fl.file].planner.as_mut() {
                         pl.note_receiving(self.base + Duration::from_secs_f64(now + dt));
+                    }
+                    // As zestd: origin bytes are swarm progress, and the permit is handed
+                    // over as the transfer nears its end.
+                    node.swarm_progress = Some(now + dt);
+                    let since = Duration::from_secs_f64((now + dt - fl.first_byte_at).max(0.0));
+                    if fl.permit
+                        && swarm_origin::ends_within(
+                            fl.done as u64,
+                            (fl.bytes - fl.done) as u64,
+                            since,
+                            swarm_origin::HAND_OVER,
+                        )
+                    {
+                        fl.permit = false;
+                        node.swarm_inflight -= 1;
+                        for fr in &mut node.files {
+                            fr.kick = true;
+                        }
                     }
                 }
                 Src::Node(s) => {

@@ -15,6 +15,7 @@ use super::error::PullError;
 use super::file_ctx::FileCtx;
 use super::file_plan::{Group, PlacedTerm};
 use super::journal::{Checkpoint, ChunkRecord};
+use super::swarm_origin::HeldPermit;
 
 /// Hands out the URL for a group's range, fetching a fresh reconstruction when it expired.
 pub struct GroupUrl<'a> {
@@ -126,7 +127,12 @@ pub fn resume_point(
 
 /// Fetches one group's range and puts every chunk of it through the door for each term
 /// that uses it. Chunks before `start` must already be on disk (resume).
-pub async fn fetch_group(ctx: &FileCtx, group: &Group, start: Start) -> Result<(), PullError> {
+pub async fn fetch_group(
+    ctx: &FileCtx,
+    group: &Group,
+    start: Start,
+    permit: &mut HeldPermit,
+) -> Result<(), PullError> {
     let source = GroupUrl {
         cas: &ctx.cas,
         recon: &ctx.recon,
@@ -134,17 +140,18 @@ pub async fn fetch_group(ctx: &FileCtx, group: &Group, start: Start) -> Result<(
         bytes: None,
         group,
     };
-    stream_group(ctx, &ctx.terms, group, start, &source).await
+    stream_group(ctx, &ctx.terms, group, start, &source, permit).await
 }
 
 /// Streams `group` (whose term indices point into `terms`, placed in this file) from
-/// `start` to its end, through the door.
+/// `start` to its end, through the door; `permit` is handed over as the end nears.
 pub async fn stream_group(
     ctx: &FileCtx,
     terms: &[PlacedTerm],
     group: &Group,
     start: Start,
     source: &impl UrlSource,
+    permit: &mut HeldPermit,
 ) -> Result<(), PullError> {
     let mut decoder = ChunkStreamDecoder::new();
     let mut next = start.chunk;
@@ -169,10 +176,18 @@ pub async fn stream_group(
     let counters = &ctx.counters;
     let t0 = std::time::Instant::now();
     let mut decoded = 0u64;
+    let range = HttpRange {
+        start: start.byte,
+        end: group.bytes.end,
+    };
+    let wire = range.len();
+    let mut got = 0u64;
 
     let mut sink = |bytes: &[u8]| -> Result<(), PullError> {
         counters.add_origin(bytes.len() as u64);
         ctx.live.note_origin_bytes();
+        got += bytes.len() as u64;
+        permit.note(got, wire.saturating_sub(got));
         decoder.feed(bytes, |data: &[u8]| -> Result<(), PullError> {
             let k = next;
             next += 1;
@@ -208,10 +223,6 @@ pub async fn stream_group(
             }))?;
         }
         Ok(())
-    };
-    let range = HttpRange {
-        start: start.byte,
-        end: group.bytes.end,
     };
     ctx.cas.stream_range(source, range, &mut sink).await?;
     decoder.finish()?;

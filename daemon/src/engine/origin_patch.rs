@@ -14,6 +14,7 @@ use super::cdn::{GroupUrl, Start, fetch_group, stream_group};
 use super::error::PullError;
 use super::file_ctx::FileCtx;
 use super::file_plan::{Group, PlacedTerm, group_terms, place_terms};
+use super::swarm_origin::HeldPermit;
 
 /// File bytes the origin is to send again: `chunks` file chunks from `first_chunk` on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,21 +138,22 @@ pub async fn fetch_from_origin(
     ctx: &FileCtx,
     group: &Group,
     start: Start,
+    permit: &mut HeldPermit,
 ) -> Result<(), PullError> {
     // Only the group's chunks are looked at: no copy of the whole chunk table per range.
     let size_of = |i: u32| ctx.live.get(i).map(|p| p.size);
     if !worth_narrowing(&ctx.terms, group, start, |i| size_of(i).is_some()) {
-        return fetch_group(ctx, group, start).await;
+        return fetch_group(ctx, group, start, permit).await;
     }
     let Some(list) = patches(&ctx.terms, group, size_of) else {
         tracing::warn!(file = %ctx.name, xorb = %group.xorb, "held chunks do not fit their terms: fetching the whole range");
-        return fetch_group(ctx, group, Start::of(group)).await;
+        return fetch_group(ctx, group, Start::of(group), permit).await;
     };
     for patch in list {
         let recon = ctx.cas.reconstruction_of(&ctx.hash, patch.bytes).await?;
         let Some(terms) = place_patch(&recon, &patch, &ctx.terms) else {
             tracing::warn!(file = %ctx.name, xorb = %group.xorb, "the CAS's reconstruction of the missing bytes does not fit the file: fetching the whole range");
-            return fetch_group(ctx, group, Start::of(group)).await;
+            return fetch_group(ctx, group, Start::of(group), permit).await;
         };
         tracing::debug!(file = %ctx.name, xorb = %group.xorb, chunks = patch.chunks, bytes = patch.bytes.len(), "fetching only the missing chunks from the origin");
         let groups = group_terms(&recon, &terms)?;
@@ -164,7 +166,7 @@ pub async fn fetch_from_origin(
                 bytes: Some(patch.bytes),
                 group: g,
             };
-            stream_group(ctx, &terms, g, Start::of(g), &source).await?;
+            stream_group(ctx, &terms, g, Start::of(g), &source, permit).await?;
         }
     }
     Ok(())

@@ -24,7 +24,7 @@ use super::peer_fetch::{
 };
 use super::peer_views::{PeerViews, View, relayed_to_wire};
 use super::planner::{self, Action, Planner, Snapshot, Verdict, ends_first};
-use super::swarm_origin::SwarmSlot;
+use super::swarm_origin::{HeldPermit, SwarmSlot};
 use super::trust::xorb_entries;
 use crate::peer::{PeerConn, PeerError};
 
@@ -96,6 +96,7 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
     let mut flight = InFlight::default();
     let mut views: HashMap<String, View> = HashMap::new();
     let mut looks = PeerViews::new(ctx);
+    let fetchers = ctx.engine.swarm_origin.fetcher_report();
     let mut last_refresh: Option<Instant> = None;
     let started = Instant::now();
     let mut heard_relays = false;
@@ -144,9 +145,20 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
             views = looks.current(&peers);
         }
         drop_banned(ctx, &mut views);
+        fetchers.set(
+            views
+                .values()
+                .filter(|v| !v.state.fetching.is_empty())
+                .map(|v| v.state.id.clone()),
+        );
 
         if let Some(t) = ctx.live.origin_bytes_at() {
             planner.note_receiving(t);
+            // The swarm progresses while the origin sends, though nothing of it can be
+            // shown before its xorb is whole: a node whose permit was handed over before
+            // its range ended (`HAND_OVER`) stays patient with the crowd, and a claim it
+            // makes on another file settles against theirs instead of duplicating them.
+            ctx.engine.swarm_origin.note_progress_at(t);
         }
         let snap = snapshot(ctx, &views, peers.len(), origin_draw);
         if planner.note_progress(&snap) {
@@ -329,6 +341,7 @@ fn snapshot(
         .swarm_origin
         .progressed_within(super::planner::PATIENCE);
     snap.swarm_inflight = ctx.engine.swarm_origin.inflight();
+    snap.fleet_fetchers = ctx.engine.swarm_origin.fleet_fetchers();
     // As a tracker counts the swarm; without one, the peers in view are all of it.
     snap.swarm_size = ctx.engine.wanted.swarm_size(&ctx.hash);
     snap.origin_draw = origin_draw;
@@ -401,7 +414,6 @@ fn carry_out(
                 let (ctx, group, start) = (ctx.clone(), work[slot].0.clone(), work[slot].1);
                 let ranges = planner.ranges(slot).to_vec();
                 tasks.spawn(async move {
-                    let _swarm_permit = swarm_permit;
                     let r = async {
                         let shutting = |_| PullError::new(Kind::Internal, "shutting down");
                         let _client = if ctx.for_client {
@@ -411,7 +423,9 @@ fn carry_out(
                         };
                         let _permit = ctx.engine.fetch_permits.acquire().await.map_err(shutting)?;
                         let t0 = Instant::now();
-                        let r = fetch_from_origin(&ctx, &group, start).await;
+                        // Held until the transfer nears its end (its pace counted from here).
+                        let mut swarm_permit = HeldPermit::new(swarm_permit);
+                        let r = fetch_from_origin(&ctx, &group, start, &mut swarm_permit).await;
                         if r.as_ref().is_err_and(|e| e.kind == Kind::Integrity) {
                             EVENTS.verify_failed(VerifySource::Origin);
                         }

@@ -522,15 +522,24 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
     // Peers fetching any file from the origin, as zestd's `SwarmOrigin` gathers them from
     // its file downloads; the planner asks only while the swarm is all in view, so it is
     // not counted in swarms beyond it (where it would cost every node every pass).
-    let fleet_fetchers = if peers_on && ctx.swarm_size.is_none_or(|s| s <= connected + 1) {
+    let (fleet_fetchers, fleet_fetchers_below) = if peers_on
+        && ctx.swarm_size.is_none_or(|s| s <= connected + 1)
+    {
         let files = node.files.len();
-        node.conns
-            .iter()
-            .filter(|&&c| (0..files).any(|g| !ctx.board.state(c, g).fetching.is_empty()))
-            .count()
+        let fetching = |c: usize| (0..files).any(|g| !ctx.board.state(c, g).fetching.is_empty());
+        let mut all = 0;
+        let mut below = 0;
+        for &c in node.conns.iter().filter(|&&c| fetching(c)) {
+            all += 1;
+            if ctx.board.state(c, 0).id < node.id {
+                below += 1;
+            }
+        }
+        (all, below)
     } else {
-        0
+        (0, 0)
     };
+    let handed_over = node.handed_over;
     let fr = &mut node.files[f];
     if !peers_on {
         fr.snap.peers_mut().clear();
@@ -541,6 +550,8 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
     fr.snap.swarm_progressed = swarm_progressed;
     fr.snap.swarm_inflight = swarm_inflight;
     fr.snap.fleet_fetchers = fleet_fetchers;
+    fr.snap.fleet_fetchers_below = fleet_fetchers_below;
+    fr.snap.handed_over = handed_over;
     fr.snap.swarm_size = ctx.swarm_size;
     let Some(pl) = fr.planner.as_mut() else {
         return Vec::new();
@@ -685,6 +696,7 @@ impl World {
                         first_byte_at: now + self.p.peer_rtt_ms / 1000.0,
                         rate: 0.0,
                         permit: false,
+                        handed: false,
                         seeders_only,
                     });
                 }
@@ -742,6 +754,7 @@ impl World {
                         first_byte_at: now + self.p.origin_rtt_ms / 1000.0,
                         rate: 0.0,
                         permit,
+                        handed: false,
                         seeders_only: false,
                     });
                 }

@@ -29,6 +29,9 @@ pub struct Flow {
     pub rate: f64,
     /// Origin transfers: holds one of the node's swarm origin permits.
     pub permit: bool,
+    /// Origin transfers: handed its permit over before its end (counted in the node's
+    /// `handed_over` until it ends).
+    pub handed: bool,
     /// Peer transfers: judged against the origin (`planner::Judge::seeders_only`).
     pub seeders_only: bool,
 }
@@ -191,6 +194,7 @@ mod tests {
             first_byte_at: 0.0,
             rate: 0.0,
             permit: false,
+            handed: false,
             seeders_only: false,
         }
     }

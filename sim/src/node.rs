@@ -36,6 +36,8 @@ pub struct Node {
     pub files: Vec<FileRun>,
     /// Origin ranges in flight for swarms, over all files (the engine's `SwarmOrigin`).
     pub swarm_inflight: usize,
+    /// Its origin transfers still running whose permit was handed over (`HeldPermit`).
+    pub handed_over: usize,
     pub swarm_progress: Option<f64>,
     /// Origin transfers going now, and those waiting for one of them to end (zestd's
     /// `fetch_permits`, a fair semaphore: first come, first served).

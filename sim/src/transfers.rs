@@ -47,7 +47,9 @@ impl World {
                         )
                     {
                         fl.permit = false;
+                        fl.handed = true;
                         node.swarm_inflight -= 1;
+                        node.handed_over += 1;
                         for fr in &mut node.files {
                             fr.kick = true;
                         }
@@ -159,6 +161,9 @@ impl World {
                 );
                 if fl.permit {
                     node.swarm_inflight -= 1;
+                }
+                if fl.handed {
+                    node.handed_over -= 1;
                 }
                 let fr = &mut node.files[fl.file];
                 // The xorb is whole: it proves, and its chunks are published.

@@ -367,6 +367,7 @@ impl World {
             relinked: false,
             files,
             swarm_inflight: 0,
+            handed_over: 0,
             swarm_progress: None,
             origin_active: 0,
             origin_waiting: Default::default(),

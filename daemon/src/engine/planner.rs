@@ -430,8 +430,11 @@ pub struct Snapshot {
     /// Origin ranges this node has in flight for swarms, over all files.
     pub swarm_inflight: usize,
     /// Peers in view fetching some file of this node's downloads from the origin now, each
-    /// counted once.
+    /// counted once; and those of them whose node id sorts below this node's.
     pub fleet_fetchers: usize,
+    pub fleet_fetchers_below: usize,
+    /// This node's origin transfers still running whose swarm permit was handed over.
+    pub handed_over: usize,
     /// How many nodes the file's swarm has, as a tracker counts them; None when unknown
     /// (the peers in view are then all of it).
     pub swarm_size: Option<usize>,
@@ -453,6 +456,8 @@ impl Snapshot {
             swarm_progressed: false,
             swarm_inflight: 0,
             fleet_fetchers: 0,
+            fleet_fetchers_below: 0,
+            handed_over: 0,
             swarm_size: None,
             origin_draw: 0.0,
         }
@@ -1119,12 +1124,19 @@ impl Planner {
             // a 12.7 s pull after the origin's last byte). One stream at a time makes each
             // xorb whole while the next one comes, and hands its permit over before its end
             // (`swarm_origin::HAND_OVER`), so the link stays busy (simulated: 4 × 0.5 GiB
-            // on 2 shared cores 1.42-1.44x → 1.25-1.27x the one-copy time).
+            // on 2 shared cores 1.42-1.44x → 1.25-1.27x the one-copy time). A node whose
+            // stream is ending goes on unless a peer with a lower node id fetches too: two
+            // streams started together (before either saw the other) then become one,
+            // where each waiting on the other left the link idle for a settle window.
+            let others = if s.handed_over > 0 {
+                s.fleet_fetchers_below
+            } else {
+                s.fleet_fetchers.max(fetchers_in_view(s))
+            };
             if swarm
                 && !beyond_view
                 && patient
-                && s.fleet_fetchers.max(fetchers_in_view(s)) + s.swarm_inflight + permits_taken
-                    >= VIEW_FLEET_STREAMS
+                && others + s.swarm_inflight + permits_taken >= VIEW_FLEET_STREAMS
             {
                 continue;
             }
@@ -1994,10 +2006,21 @@ mod tests {
         let a = planner(t0).assign(&snap(t0, idle.clone()));
         assert_eq!(claims(&a), 1, "{a:?}");
         // Nor while this node's permit is out (on this file or another).
-        let mut own = snap(t0, idle);
+        let mut own = snap(t0, idle.clone());
         own.swarm_inflight = 1;
         let a = planner(t0).assign(&own);
         assert_eq!(claims(&a), 0, "{a:?}");
+        // This node's stream is ending (its permit handed over) and another node fetches
+        // too: the lower node id goes on, the other stops.
+        let mut ending = snap(t0, idle);
+        ending.handed_over = 1;
+        ending.fleet_fetchers = 1;
+        ending.fleet_fetchers_below = 1;
+        let a = planner(t0).assign(&ending);
+        assert_eq!(claims(&a), 0, "{a:?}");
+        ending.fleet_fetchers_below = 0;
+        let a = planner(t0).assign(&ending);
+        assert_eq!(claims(&a), 1, "{a:?}");
         // The swarm quiet for longer than the patience: the bound gives way.
         let later = snap(at(t0, 4_100), fetching);
         assert!(!p.note_progress(&later));

@@ -341,7 +341,12 @@ fn snapshot(
         .swarm_origin
         .progressed_within(super::planner::PATIENCE);
     snap.swarm_inflight = ctx.engine.swarm_origin.inflight();
-    snap.fleet_fetchers = ctx.engine.swarm_origin.fleet_fetchers();
+    let me = ctx.engine.peers.as_ref().map(|set| set.node_id());
+    (snap.fleet_fetchers, snap.fleet_fetchers_below) = ctx
+        .engine
+        .swarm_origin
+        .fleet_fetchers(me.unwrap_or_default());
+    snap.handed_over = ctx.engine.swarm_origin.handed_over();
     // As a tracker counts the swarm; without one, the peers in view are all of it.
     snap.swarm_size = ctx.engine.wanted.swarm_size(&ctx.hash);
     snap.origin_draw = origin_draw;

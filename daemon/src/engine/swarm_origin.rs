@@ -39,6 +39,8 @@ pub struct SwarmOrigin {
     /// Per running file download: the peers seen fetching that file from the origin.
     fetchers: Mutex<HashMap<u64, HashSet<String>>>,
     next_key: AtomicU64,
+    /// Origin transfers still running whose permit was handed over ([`HeldPermit`]).
+    handed_over: AtomicUsize,
 }
 
 /// One origin range in flight; released on drop.
@@ -47,6 +49,8 @@ pub struct SwarmSlot(Arc<SwarmOrigin>);
 /// An origin transfer's swarm permit, given back at [`HAND_OVER`] before the end.
 pub struct HeldPermit {
     permit: Option<SwarmSlot>,
+    /// Set once the permit is handed over: counted in `handed_over` until the drop.
+    handed: Option<Arc<SwarmOrigin>>,
     started: Instant,
 }
 
@@ -54,6 +58,7 @@ impl HeldPermit {
     pub fn new(permit: Option<SwarmSlot>) -> Self {
         HeldPermit {
             permit,
+            handed: None,
             started: Instant::now(),
         }
     }
@@ -61,7 +66,19 @@ impl HeldPermit {
     /// The transfer has `got` of its bytes and `left` to go.
     pub fn note(&mut self, got: u64, left: u64) {
         if self.permit.is_some() && ends_within(got, left, self.started.elapsed(), HAND_OVER) {
+            if let Some(SwarmSlot(origin)) = &self.permit {
+                origin.handed_over.fetch_add(1, Ordering::AcqRel);
+                self.handed = Some(origin.clone());
+            }
             self.permit = None;
+        }
+    }
+}
+
+impl Drop for HeldPermit {
+    fn drop(&mut self) {
+        if let Some(origin) = self.handed.take() {
+            origin.handed_over.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -112,14 +129,20 @@ impl SwarmOrigin {
     }
 
     /// Peers in view fetching any file this node downloads from the origin now, each
-    /// counted once.
-    pub fn fleet_fetchers(&self) -> usize {
+    /// counted once: all of them, and those whose node id sorts below `me`.
+    pub fn fleet_fetchers(&self, me: &str) -> (usize, usize) {
         let all = lock(&self.fetchers);
         let mut seen: HashSet<&str> = HashSet::new();
         for ids in all.values() {
             seen.extend(ids.iter().map(String::as_str));
         }
-        seen.len()
+        let below = seen.iter().filter(|id| **id < me).count();
+        (seen.len(), below)
+    }
+
+    /// Origin transfers still running whose permit was handed over.
+    pub fn handed_over(&self) -> usize {
+        self.handed_over.load(Ordering::Acquire)
     }
 
     pub fn progressed_within(&self, d: Duration) -> bool {
@@ -186,7 +209,10 @@ mod tests {
         assert_eq!(o.inflight(), 1, "far from the end");
         held.note(1_000_000_000, 1);
         assert_eq!(o.inflight(), 0, "handed over");
+        assert_eq!(o.handed_over(), 1, "still running");
         assert!(o.try_take(1).is_some());
+        drop(held);
+        assert_eq!(o.handed_over(), 0);
     }
 
     #[test]
@@ -196,10 +222,10 @@ mod tests {
         let b = o.fetcher_report();
         a.set(["p1".to_string(), "p2".to_string()]);
         b.set(["p2".to_string(), "p3".to_string()]);
-        assert_eq!(o.fleet_fetchers(), 3);
+        assert_eq!(o.fleet_fetchers("p2"), (3, 1));
         a.set([]);
-        assert_eq!(o.fleet_fetchers(), 2);
+        assert_eq!(o.fleet_fetchers("p2"), (2, 0));
         drop(b);
-        assert_eq!(o.fleet_fetchers(), 0);
+        assert_eq!(o.fleet_fetchers("p9"), (0, 0));
     }
 }

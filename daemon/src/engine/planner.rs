@@ -37,6 +37,11 @@ pub const VIEW_ORIGIN_STREAMS: usize = 2;
 /// Origin streams a crowd whose every node is in view keeps going at once over all the
 /// files of its pulls, this node's own included ([`Planner::assign`]).
 pub const VIEW_FLEET_STREAMS: usize = 1;
+/// A slot this small on the wire (a few chunks of a xorb several files share, say) takes
+/// no place among the origin streams: it is claimed beside them. Behind the one stream of
+/// a crowd in view, each such range had cost the link a settle window (measured, a crowd
+/// of 4: its large xorbs began 0.7 s into the pull, a lone node's 1.3 s).
+pub const SMALL_SLOT_BYTES: u64 = 1 << 20;
 /// How long progress that peers only report (no chunk of it visible to us) keeps us
 /// waiting on the swarm.
 pub const HEARSAY_CAP: Duration = Duration::from_secs(30);
@@ -714,6 +719,8 @@ struct Slot {
     waiting_since: Option<Instant>,
     /// Goes to the origin although peers hold it: it waited too long on seeders.
     hedged: bool,
+    /// At most [`SMALL_SLOT_BYTES`] on the wire ([`Planner::with_slot_bytes`]).
+    small: bool,
     /// Its fetch from the origin finished: this node tells the swarm ([`relay`]).
     from_origin: bool,
 }
@@ -776,6 +783,7 @@ impl Planner {
                     waiting_since: None,
                     hedged: false,
                     from_origin: false,
+                    small: false,
                 })
                 .collect(),
             order,
@@ -794,6 +802,15 @@ impl Planner {
             origin_alone: usize::MAX,
             relayed: RelayedUnion::default(),
         }
+    }
+
+    /// Marks the slots whose origin range is at most [`SMALL_SLOT_BYTES`] (`bytes`: each
+    /// slot's, in order).
+    pub fn with_slot_bytes(mut self, bytes: &[u64]) -> Self {
+        for (slot, b) in self.slots.iter_mut().zip(bytes) {
+            slot.small = *b <= SMALL_SLOT_BYTES;
+        }
+        self
     }
 
     /// Bounds the origin ranges in flight while no peer shares the file (None: no bound).
@@ -957,7 +974,7 @@ impl Planner {
         let mut origin_busy = self
             .slots
             .iter()
-            .filter(|x| matches!(x.st, St::Origin | St::Claimed))
+            .filter(|x| !x.small && matches!(x.st, St::Origin | St::Claimed))
             .count();
         let mut peer_busy = self.slots.iter().filter(|x| x.st == St::Peer).count();
         let young = s.now.saturating_duration_since(self.started) < SWARM_GRACE;
@@ -1102,7 +1119,9 @@ impl Planner {
             if (elsewhere && patient && !hedge) || (beyond_view && !admitted) {
                 continue;
             }
-            if origin_busy >= origin_limit {
+            // A small slot is claimed beside the streams (`SMALL_SLOT_BYTES`).
+            let small = slot.small;
+            if !small && origin_busy >= origin_limit {
                 continue;
             }
             // Within view, the crowd keeps a few origin streams per file, as the drawn few
@@ -1111,7 +1130,8 @@ impl Planner {
             // (simulated, 16 and 32 nodes × 2 GiB: 1.31x and 1.80x the one-copy time with
             // a stream per node, 1.17x and 1.21x with two per file). While the swarm stalls,
             // any node may take more.
-            if swarm
+            if !small
+                && swarm
                 && !beyond_view
                 && patient
                 && fetchers_in_view(s) + origin_busy >= VIEW_ORIGIN_STREAMS
@@ -1133,14 +1153,15 @@ impl Planner {
             } else {
                 s.fleet_fetchers.max(fetchers_in_view(s))
             };
-            if swarm
+            if !small
+                && swarm
                 && !beyond_view
                 && patient
                 && others + s.swarm_inflight + permits_taken >= VIEW_FLEET_STREAMS
             {
                 continue;
             }
-            let swarm_limit = if swarm {
+            let swarm_limit = if swarm && !small {
                 // In the first moments of a pull, connected peers count as a crowd
                 // forming: daemons started together do not see each other's claims yet,
                 // and two streams each would put every xorb into one wave.
@@ -1157,7 +1178,9 @@ impl Planner {
             } else {
                 None
             };
-            origin_busy += 1;
+            if !small {
+                origin_busy += 1;
+            }
             slot.hedged = hedge && elsewhere;
             actions.push(Action::Claim {
                 slot: i,
@@ -1968,6 +1991,33 @@ mod tests {
         // The node's one permit is taken (by this file or another): nothing more.
         s.swarm_inflight = 1;
         assert!(p.assign(&s).is_empty());
+    }
+
+    #[test]
+    fn a_small_slot_is_claimed_beside_the_crowds_stream() {
+        let t0 = Instant::now();
+        // Slot 1 is a few chunks on the wire; another node carries the crowd's stream.
+        let mut p = planner(t0).with_slot_bytes(&[64 << 20, 100 << 10, 64 << 20, 64 << 20]);
+        let mut s = snap(t0, vec![peer("a", vec![], vec![], 0.0)]);
+        s.fleet_fetchers = 1;
+        let a = p.assign(&s);
+        assert_eq!(
+            a,
+            vec![Action::Claim {
+                slot: 1,
+                swarm_limit: None
+            }]
+        );
+        // Nobody streams: the node takes the stream as well, the small claim beside it.
+        s.fleet_fetchers = 0;
+        let a = p.assign(&s);
+        assert_eq!(
+            a,
+            vec![Action::Claim {
+                slot: 0,
+                swarm_limit: Some(2)
+            }]
+        );
     }
 
     #[test]

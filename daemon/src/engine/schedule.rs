@@ -89,7 +89,8 @@ pub async fn run(ctx: &Arc<FileCtx>, work: Vec<(Group, Start)>) -> Result<(), Pu
         total,
         Instant::now(),
     )
-    .with_origin_limit(ctx.for_client.then_some(CLIENT_ORIGIN_RANGES));
+    .with_origin_limit(ctx.for_client.then_some(CLIENT_ORIGIN_RANGES))
+    .with_slot_bytes(&work.iter().map(|(g, _)| g.bytes.len()).collect::<Vec<_>>());
     // This node's draw for the file: in a swarm larger than its view, whether it is one
     // of the few that fetch from the origin (`Planner::admitted`).
     let origin_draw = rand::random::<f64>();

@@ -519,26 +519,32 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
         .swarm_progress
         .is_some_and(|t| now - t < planner::PATIENCE.as_secs_f64());
     let swarm_inflight = node.swarm_inflight;
-    // Peers fetching any file from the origin, as zestd's `SwarmOrigin` gathers them from
-    // its file downloads; the planner asks only while the swarm is all in view, so it is
-    // not counted in swarms beyond it (where it would cost every node every pass).
-    let (fleet_fetchers, fleet_fetchers_below) = if peers_on
-        && ctx.swarm_size.is_none_or(|s| s <= connected + 1)
-    {
-        let files = node.files.len();
-        let fetching = |c: usize| (0..files).any(|g| !ctx.board.state(c, g).fetching.is_empty());
-        let mut all = 0;
-        let mut below = 0;
-        for &c in node.conns.iter().filter(|&&c| fetching(c)) {
-            all += 1;
-            if ctx.board.state(c, 0).id < node.id {
-                below += 1;
+    // Peers fetching from the origin any file this node still downloads, as zestd's
+    // `SwarmOrigin` gathers them from its running file downloads (a finished one reports
+    // nothing); the planner asks only while the swarm is all in view, so it is not counted
+    // in swarms beyond it (where it would cost every node every pass).
+    let (fleet_fetchers, fleet_fetchers_below) =
+        if peers_on && ctx.swarm_size.is_none_or(|s| s <= connected + 1) {
+            let running: Vec<usize> = (0..node.files.len())
+                .filter(|&g| !node.files[g].done)
+                .collect();
+            let fetching = |c: usize| {
+                running
+                    .iter()
+                    .any(|&g| !ctx.board.state(c, g).fetching.is_empty())
+            };
+            let mut all = 0;
+            let mut below = 0;
+            for &c in node.conns.iter().filter(|&&c| fetching(c)) {
+                all += 1;
+                if ctx.board.state(c, 0).id < node.id {
+                    below += 1;
+                }
             }
-        }
-        (all, below)
-    } else {
-        (0, 0)
-    };
+            (all, below)
+        } else {
+            (0, 0)
+        };
     let handed_over = node.handed_over;
     let fr = &mut node.files[f];
     if !peers_on {

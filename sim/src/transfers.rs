@@ -37,12 +37,11 @@ impl World {
                     // As zestd: origin bytes are swarm progress, and the permit is handed
                     // over as the transfer nears its end.
                     node.swarm_progress = Some(now + dt);
-                    let since = Duration::from_secs_f64((now + dt - fl.first_byte_at).max(0.0));
                     if fl.permit
                         && swarm_origin::ends_within(
                             fl.done as u64,
                             (fl.bytes - fl.done) as u64,
-                            since,
+                            Duration::from_secs_f64((now + dt - fl.first_byte_at).max(0.0)),
                             swarm_origin::HAND_OVER,
                         )
                     {

@@ -2,10 +2,11 @@
 //! the same files; which peers in view fetch any of them from the origin; and when the
 //! swarm last made progress on any of them.
 //!
-//! Few, and fewer the larger the swarm: the fleet as a whole then keeps about one origin
-//! stream per node, so xorbs arrive one after another rather than all at the end, and
-//! peers trade each xorb as soon as its chunk hashes verify, while the origin still sends
-//! the next. With one other peer, two streams keep a node's own link busy.
+//! Few, and fewer the larger the swarm: one per node with two or more peers downloading,
+//! two with one (they keep a node's own link busy); within view the planner narrows the
+//! crowd to one stream over all files ([`super::planner::VIEW_FLEET_STREAMS`]), so xorbs
+//! arrive one after another rather than all at the end, and peers trade each xorb as soon
+//! as its chunk hashes verify, while the origin still sends the next.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -65,12 +66,13 @@ impl HeldPermit {
 
     /// The transfer has `got` of its bytes and `left` to go.
     pub fn note(&mut self, got: u64, left: u64) {
-        if self.permit.is_some() && ends_within(got, left, self.started.elapsed(), HAND_OVER) {
-            if let Some(SwarmSlot(origin)) = &self.permit {
-                origin.handed_over.fetch_add(1, Ordering::AcqRel);
-                self.handed = Some(origin.clone());
-            }
-            self.permit = None;
+        if self.permit.is_some()
+            && ends_within(got, left, self.started.elapsed(), HAND_OVER)
+            && let Some(slot) = self.permit.take()
+        {
+            // Counted as handed over before the permit (`slot`, dropped here) is freed.
+            slot.0.handed_over.fetch_add(1, Ordering::AcqRel);
+            self.handed = Some(slot.0.clone());
         }
     }
 }

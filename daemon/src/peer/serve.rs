@@ -174,10 +174,10 @@ impl Provider {
     }
 
     /// Tells the peer what this node holds of a file, and again at every change, until
-    /// the peer stops reading (§4.4). Changes are gathered for [`WATCH_GATHER`], and
-    /// held ranges that only grew for [`WATCH_HELD_GATHER`], so landing chunks are a few
-    /// updates a second, not one each; while the file downloads here, an update goes at
-    /// least every [`WATCH_HEARTBEAT`].
+    /// the peer stops reading (§4.4). Changes are gathered for [`WATCH_GATHER`] (an
+    /// urgent one after a quiet spell goes at once), and held ranges that only grew for
+    /// [`WATCH_HELD_GATHER`], so landing chunks are a few updates a second, not one each;
+    /// while the file downloads here, an update goes at least every [`WATCH_HEARTBEAT`].
     async fn watch(
         &self,
         req: &peer::WatchRequest,
@@ -249,11 +249,25 @@ impl Provider {
                 } => {}
                 _ = tokio::time::sleep_until(wake) => {}
             }
-            tokio::select! {
-                _ = &mut stopped => return Ok(()),
-                _ = tokio::time::sleep(WATCH_GATHER) => {}
+            // A change that cannot wait (a claim, a range no longer fetched) after a quiet
+            // spell goes out at once: the last xorb of a crowd waited here for the gather
+            // before its holder's peers heard they could take it. The rest gather.
+            if !(last_sent.elapsed() >= WATCH_GATHER
+                && self.urgent_change(&hash, client.fleet, told.as_ref()))
+            {
+                tokio::select! {
+                    _ = &mut stopped => return Ok(()),
+                    _ = tokio::time::sleep(WATCH_GATHER) => {}
+                }
             }
         }
+    }
+
+    /// Whether what a watcher was last told of a file differs from now in a way that
+    /// cannot wait for the gather ([`super::watch::urgent`]).
+    fn urgent_change(&self, hash: &XetHash, fleet: bool, told: Option<&peer::FileHave>) -> bool {
+        let (now, _) = self.file_have(hash, fleet);
+        super::watch::diff(told, &now).is_some() && super::watch::urgent(told, &now)
     }
 
     fn manifest(&self, req: &peer::ManifestRequest, fleet: bool) -> peer::Response {

@@ -14,7 +14,8 @@
 # Cases: seeded (one daemon holds the model, N-1 pull at once) and flash crowd (N pull at
 # once, nobody holds it). Needs root, iproute2 (ip, tc) and the test environment
 # (scripts/test.sh creates .venv). Prints a Markdown report. ZEST_BENCH_KEEP=1 keeps the
-# daemons' logs and caches under bench-data/ (RUST_LOG passes through to zestd).
+# daemons' logs and caches under bench-data/ (RUST_LOG passes through to zestd); the seeded
+# pullers' caches go once checked, and each flash run's when the next starts.
 #
 # How the daemons find each other, ZEST_BENCH_DISCOVERY:
 #   static   (default) every daemon is given every other with --peer
@@ -199,6 +200,11 @@ e0=$(egress); seeded_s=$(pull_many seeded 1 $((n - 1))); seeded_b=$(( $(egress) 
 for i in $(seq 1 $((n - 1))); do check_same seeded 0 seeded "$i"; done
 seeded_peer=$(peer_bytes seeded 1)
 stop_daemons seeded "$n"
+# The seeded pullers' copies are checked: their memory goes back before the flash runs, as
+# the previous run's does before each later run (`rm -rf "$work/flash"` below). On a VM that
+# hands freed memory back to its host, a page written afresh costs several times a reused
+# one (BENCHMARKS.md), and the first flash run had paid that for 1.5 GiB more than the rest.
+for i in $(seq 1 $((n - 1))); do rm -rf "$work/seeded/$i/cache"; done
 
 # Flash crowd: N fresh daemons pull at once; FLASH_RUNS times, each with fresh daemons.
 flash_all=() flash_copies_all=() flash_state_all=()

@@ -924,10 +924,14 @@ impl Planner {
     /// Whether to gather peers' claimed chunk hashes now; `Some(true)` when a whole-file
     /// manifest is worth asking for first (a peer has it all, or the swarm holds every
     /// chunk), then [`Planner::xorbs_to_check`]. At most every [`TRUST_RETRY`], except
-    /// that a xorb worth checking that no try has named yet is checked at once: its holder
-    /// has just made it whole, and each of the crowd's xorbs waited for the next retry
-    /// before anyone could take it (measured, a crowd of 4: 0.06-0.35 s from the xorb's
-    /// last origin byte to the first peer transfer of it, the last xorb's 0.27 s).
+    /// that within view a xorb worth checking that no try has named yet is checked at
+    /// once: its holder, one hop from every node, has just made it whole, and each of the
+    /// crowd's xorbs waited for the next retry before anyone could take it (measured, a
+    /// crowd of 4: 0.06-0.35 s from the xorb's last origin byte to the first peer transfer
+    /// of it, the last xorb's 0.27 s). Beyond view a xorb's proof travels a hop ahead of
+    /// its bytes, and checking at once there bought little (simulated, 1,000 and 10,000
+    /// nodes × 10 GiB: 1.049x → 1.045x and 1.049x → 1.050x the one-copy time) for planning
+    /// 11% slower (asking at every pass whether anything became checkable).
     pub fn trust_due(&mut self, s: &Snapshot) -> Option<bool> {
         if s.peers.is_empty() || s.trusted.iter().all(|t| *t) {
             return None;
@@ -935,7 +939,7 @@ impl Planner {
         let waited = self
             .last_trust_try
             .is_none_or(|t| s.now.saturating_duration_since(t) >= TRUST_RETRY);
-        if !waited && !self.new_to_check(s) {
+        if !waited && (s.beyond_view().is_some() || !self.new_to_check(s)) {
             return None;
         }
         self.last_trust_try = Some(s.now);
@@ -2362,6 +2366,21 @@ mod tests {
             Some(true),
             "the retry still comes"
         );
+    }
+
+    #[test]
+    fn beyond_view_a_new_xorb_is_checked_at_the_retry() {
+        let t0 = Instant::now();
+        let mut p = planner(t0);
+        let mut first = snap(t0, vec![peer("a", vec![(0, 25)], vec![(25, 40)], 1.0)]);
+        first.swarm_size = Some(100);
+        assert_eq!(p.trust_due(&first), Some(false));
+        assert_eq!(p.xorbs_to_check(&first), vec![0]);
+        let mut second = snap(at(t0, 100), vec![peer("a", vec![(0, 40)], vec![], 1.0)]);
+        second.swarm_size = Some(100);
+        assert_eq!(p.trust_due(&second), None, "beyond view: at the retry");
+        second.now = at(t0, TRUST_RETRY.as_millis() as u64);
+        assert_eq!(p.trust_due(&second), Some(true));
     }
 
     #[test]

@@ -267,7 +267,7 @@ impl Provider {
     /// cannot wait for the gather ([`super::watch::urgent`]).
     fn urgent_change(&self, hash: &XetHash, fleet: bool, told: Option<&peer::FileHave>) -> bool {
         let (now, _) = self.file_have(hash, fleet);
-        super::watch::diff(told, &now).is_some() && super::watch::urgent(told, &now)
+        super::watch::urgent(told, &now) && !told.is_some_and(|t| super::watch::same(t, &now))
     }
 
     fn manifest(&self, req: &peer::ManifestRequest, fleet: bool) -> peer::Response {

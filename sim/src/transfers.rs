@@ -19,6 +19,12 @@ impl World {
         let unit = self.shape.unit_wire;
         let mut ended = Vec::new();
         let mut slow = Vec::new();
+        // Transfers each node receives (zestd's `engine::receiving`): a judged one is held
+        // to its share of the link.
+        let mut receiving = vec![0usize; self.nodes.len()];
+        for fl in &self.flows {
+            receiving[fl.dst] += 1;
+        }
         for (k, fl) in self.flows.iter_mut().enumerate() {
             if fl.rate <= 0.0 {
                 continue;
@@ -69,6 +75,7 @@ impl World {
                         // The simulator shares a node's cores out exactly; it has no
                         // scheduler whose wake-ups could run late.
                         starved: false,
+                        transfers: receiving[fl.dst],
                     };
                     if planner::behind(
                         fl.done as u64,

@@ -27,6 +27,7 @@ pub mod plain_file;
 pub mod planner;
 pub mod progress;
 pub mod pull;
+pub mod receiving;
 pub mod sched_lag;
 pub mod schedule;
 pub mod swarm_origin;
@@ -67,6 +68,8 @@ pub struct Engine {
     pub swarm_origin: Arc<swarm_origin::SwarmOrigin>,
     /// How fast one origin transfer brings bytes lately (what seeders are judged against).
     pub origin_pace: Arc<origin_pace::OriginPace>,
+    /// Transfers this node receives now (a judged transfer's share of the link).
+    pub receiving: Arc<receiving::Receiving>,
     /// Whether this node is short of CPU lately (then seeders are not judged on a guess).
     pub sched_lag: Arc<sched_lag::SchedLag>,
     pub totals: Arc<Totals>,
@@ -106,6 +109,7 @@ impl Engine {
             client_permits: Arc::new(Semaphore::new(CLIENT_ORIGIN_RANGES)),
             swarm_origin: Arc::default(),
             origin_pace: Arc::default(),
+            receiving: Arc::default(),
             sched_lag: Arc::default(),
             totals,
             index,

@@ -245,6 +245,7 @@ pub async fn fetch_from_peer(
         .filter_map(|i| ctx.trust.get(i).map(|t| u64::from(t.size)))
         .sum();
     let _asked = peer.stats.ask();
+    let _receiving = ctx.engine.receiving.start();
     let mut door = ChunkDoor::new(ctx, Source::Peer);
     let pace = &ctx.engine.limits.download;
     // Under a download cap every transfer is slowed on purpose: no peer is judged slow.
@@ -295,6 +296,7 @@ pub async fn fetch_from_peer(
                         seeders_only,
                         origin_rate: ctx.engine.origin_pace.rate(),
                         starved: judged && starved(),
+                        transfers: ctx.engine.receiving.now(),
                     };
                     let elapsed = t0.elapsed();
                     if !capped && behind(got - at0, left, elapsed, judge) {

@@ -612,6 +612,9 @@ pub struct Judge {
     /// judge against, a seeder is then not held to [`SEEDER_FLOOR`], which only a node
     /// that is not itself the bottleneck can tell.
     pub starved: bool,
+    /// Transfers this node receives at once, this one included (`engine::receiving`):
+    /// the bar is this transfer's share of what the origin would bring.
+    pub transfers: usize,
 }
 
 /// Whether a peer transfer that delivered `got` bytes in `elapsed` since its first chunk,
@@ -623,9 +626,10 @@ pub fn behind(got: u64, remaining: u64, elapsed: Duration, judge: Judge) -> bool
     }
     let rate = got as f64 / elapsed.as_secs_f64();
     if judge.seeders_only && elapsed >= JUDGE_SOON {
+        let share = judge.transfers.max(1) as f64;
         let bar = match judge.origin_rate {
-            Some(o) => Some(o / ORIGIN_ADVANTAGE),
-            None => (!judge.starved).then_some(SEEDER_FLOOR),
+            Some(o) => Some(o / ORIGIN_ADVANTAGE / share),
+            None => (!judge.starved).then_some(SEEDER_FLOOR / share),
         };
         if bar.is_some_and(|bar| rate < bar) {
             return true;
@@ -1378,6 +1382,7 @@ mod tests {
             seeders_only: false,
             origin_rate: Some(400.0 * mib as f64),
             starved: false,
+            transfers: 1,
         };
         assert!(!behind(0, 64 * mib, ms(2900), crowd));
         assert!(!behind(0, 0, ms(5000), crowd));
@@ -1396,6 +1401,7 @@ mod tests {
             seeders_only: true,
             origin_rate: None,
             starved: false,
+            transfers: 1,
         };
         assert!(!behind(mib, 60 * mib, ms(200), unknown), "too soon");
         assert!(
@@ -1435,6 +1441,7 @@ mod tests {
             seeders_only: true,
             origin_rate: Some(400.0 * mib as f64),
             starved: false,
+            transfers: 1,
         };
         assert!(
             behind(50 * mib, 200 * mib, ms(500), fast_origin),
@@ -1448,11 +1455,69 @@ mod tests {
             seeders_only: true,
             origin_rate: Some(4.0 * mib as f64),
             starved: false,
+            transfers: 1,
         };
         assert!(
             !behind(2 * mib, 60 * mib, ms(500), slow_origin),
             "a seeder as fast as the origin is kept"
         );
+    }
+
+    #[test]
+    fn a_judged_transfer_is_held_to_its_share_of_the_link() {
+        let ms = Duration::from_millis;
+        let mib = 1u64 << 20;
+        // 4 MiB/s: under the floor alone, its share of it among 32 transfers.
+        let alone = Judge {
+            seeders_only: true,
+            origin_rate: None,
+            starved: false,
+            transfers: 1,
+        };
+        let among_32 = Judge {
+            transfers: 32,
+            ..alone
+        };
+        assert!(behind(2 * mib, 60 * mib, ms(500), alone));
+        assert!(!behind(2 * mib, 60 * mib, ms(500), among_32));
+        // Against a measured origin of 400 MiB/s: half of it is the bar alone, a
+        // thirty-second of that among 32.
+        let origin = Judge {
+            origin_rate: Some(400.0 * mib as f64),
+            ..alone
+        };
+        assert!(behind(50 * mib, 200 * mib, ms(500), origin));
+        assert!(!behind(
+            50 * mib,
+            200 * mib,
+            ms(500),
+            Judge {
+                transfers: 32,
+                ..origin
+            }
+        ));
+        assert!(
+            behind(
+                2 * mib,
+                200 * mib,
+                ms(500),
+                Judge {
+                    transfers: 32,
+                    ..origin
+                }
+            ),
+            "4 MiB/s is under a thirty-second of 200"
+        );
+        // Transfers unknown count as one.
+        assert!(behind(
+            2 * mib,
+            60 * mib,
+            ms(500),
+            Judge {
+                transfers: 0,
+                ..alone
+            }
+        ));
     }
 
     /// Twelve slots of 10 chunks, all trusted, a seeder holding them all.

@@ -428,6 +428,7 @@ fn carry_out(
                             None
                         };
                         let _permit = ctx.engine.fetch_permits.acquire().await.map_err(shutting)?;
+                        let _receiving = ctx.engine.receiving.start();
                         let t0 = Instant::now();
                         // Held until the transfer nears its end (its pace counted from here).
                         let mut swarm_permit = HeldPermit::new(swarm_permit);

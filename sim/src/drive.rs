@@ -677,6 +677,9 @@ impl World {
                     };
                     if self.nodes[src].uploading >= self.p.max_uploads {
                         // It answers `busy`; the daemon leaves it alone for a moment.
+                        if self.trace {
+                            eprintln!("{now:.2} node {n} file {f} slot {slot}: busy {src}");
+                        }
                         if let Some(l) = self.nodes[n].link(src) {
                             l.choked_until = now + CHOKE.as_secs_f64();
                         }

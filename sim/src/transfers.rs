@@ -171,6 +171,12 @@ impl World {
                 if fl.handed {
                     node.handed_over -= 1;
                 }
+                if self.trace {
+                    eprintln!(
+                        "{:.2} node {n} file {} slot {}: origin done",
+                        self.now, fl.file, fl.slot
+                    );
+                }
                 let fr = &mut node.files[fl.file];
                 // The xorb is whole: it proves, and its chunks are published.
                 for &(a, b) in &fl.ranges {
@@ -189,6 +195,12 @@ impl World {
                 let node = &mut self.nodes[n];
                 let fr = &mut node.files[fl.file];
                 let all = ranges::count(&fl.ranges) as u32;
+                if self.trace {
+                    eprintln!(
+                        "{:.2} node {n} file {} slot {}: done {:?} from {s} in {:.2}",
+                        self.now, fl.file, fl.slot, fl.ranges, elapsed
+                    );
+                }
                 deliver(fr, &fl, all);
                 self.spread.grew(n, fl.file);
                 let id = self.nodes[s].id.clone();
@@ -207,6 +219,12 @@ impl World {
 
     pub(crate) fn peer_failed(&mut self, fl: Flow, why: PeerFailure) {
         let Src::Node(s) = fl.src else { return };
+        if self.trace {
+            eprintln!(
+                "{:.2} node {} file {} slot {}: failed {:?} from {s}: {why:?}",
+                self.now, fl.dst, fl.file, fl.slot, fl.ranges
+            );
+        }
         self.peer_failures += 1;
         let id = self.nodes[s].id.clone();
         let fr = &mut self.nodes[fl.dst].files[fl.file];

@@ -763,6 +763,11 @@ pub struct Planner {
     /// Origin ranges in flight at most while no peer shares the file.
     origin_alone: usize,
     relayed: RelayedUnion,
+    /// Whether the seeders (complete peers) in view were there before this node held any
+    /// of the file, decided when it first sees one: a seeded pull, where a seeder is
+    /// waited for rather than parts taken from the downloaders beside it. A seeder that
+    /// appears later is a crowd's first node to finish.
+    seeders_first: Option<bool>,
 }
 
 impl Planner {
@@ -808,6 +813,7 @@ impl Planner {
             peers_off: false,
             origin_alone: usize::MAX,
             relayed: RelayedUnion::default(),
+            seeders_first: None,
         }
     }
 
@@ -999,6 +1005,9 @@ impl Planner {
     /// Assigns every slot that waits for a source.
     pub fn assign(&mut self, s: &Snapshot) -> Vec<Action> {
         let patient = self.patient(s);
+        if self.seeders_first.is_none() && s.peers.iter().any(|p| p.complete) {
+            self.seeders_first = Some(!s.ours.contains(&true));
+        }
         let mut origin_busy = self
             .slots
             .iter()
@@ -1078,8 +1087,14 @@ impl Planner {
             // nobody holds the whole file. A seeder in view is waited for: parts taken from
             // other downloaders beside it, on daemons short of CPU, lost their ranges to the
             // origin (simulated, 7 pulling from one seed on 2 shared cores: 0.13-0.38
-            // copies where there had been none).
-            if (beyond_view || !s.peers.iter().any(|p| p.complete))
+            // copies where there had been none); but only a seeder that was there first
+            // ([`Planner::seeders_first`]). At a crowd's end, the first node to finish is
+            // a seeder with four upload slots while many nodes hold parts of the last
+            // xorbs: waiting on it left most of a crowd idle (simulated, 64 × 2 GiB: a
+            // tail of 5-9 s after the origin's last byte, 4-7 s trading parts).
+            if (beyond_view
+                || self.seeders_first != Some(true)
+                || !s.peers.iter().any(|p| p.complete))
                 && peer_busy < PEER_PARALLEL
                 && s.trusts(&missing)
                 && let Some((k, p, part)) = s
@@ -2617,5 +2632,35 @@ mod tests {
             a.iter().any(|x| matches!(x, Action::FetchFromPeer { slot: 0, ranges, .. } if ranges == &vec![(0, 6)])),
             "{a:?}"
         );
+    }
+
+    #[test]
+    fn a_seeder_there_first_is_waited_for_and_a_crowd_s_first_finisher_is_not() {
+        let t0 = Instant::now();
+        let mut seeder = peer("s", vec![(0, 40)], vec![], 1e6);
+        seeder.busy = true;
+        let partial = peer("a", vec![(0, 6)], vec![], 0.0);
+        let look = |ours: Vec<bool>| Snapshot {
+            ours,
+            ..trusted_snap(t0, vec![seeder.clone(), partial.clone()])
+        };
+        let parts = |a: &[Action]| {
+            a.iter()
+                .any(|x| matches!(x, Action::FetchFromPeer { peer, .. } if peer == "a"))
+        };
+        // Seeded: the seeder was in view before this node held anything. Busy, it is
+        // waited for; the downloader beside it is not asked.
+        let mut seeded = planner(t0);
+        let a = seeded.assign(&look(vec![false; 40]));
+        assert!(!parts(&a), "{a:?}");
+        // Later, holding part of the file, it still waits for that seeder.
+        let mut some = vec![false; 40];
+        some[30..40].fill(true);
+        let a = seeded.assign(&look(some.clone()));
+        assert!(!parts(&a), "{a:?}");
+        // A crowd: this node held part of the file when a peer first finished it. That
+        // peer's upload slots are full; the part another downloader holds is taken.
+        let a = planner(t0).assign(&look(some));
+        assert!(parts(&a), "{a:?}");
     }
 }

@@ -1274,8 +1274,16 @@ impl Planner {
                         || p.relays(me, &slot.ranges)
                             .any(|c| c.done || c.by.as_str() < me))
             });
+            // Within view the crowd keeps one origin stream over all files
+            // ([`VIEW_FLEET_STREAMS`]): when a stream ends, every node sees none and claims
+            // a slot of its own; all but the lowest node id's withdraw. Settled slot by
+            // slot, they all went to the origin together, and their xorbs became whole
+            // together for the crowd to trade at once (simulated, 32 × 2 GiB: eleven
+            // streams at a time, a 9.6 s tail after the origin's last byte).
+            let crowded =
+                !slot.small && fresh.beyond_view().is_none() && fresh.fleet_fetchers_below > 0;
             slot.claimed_at = None;
-            if contested && patient && !slot.hedged {
+            if (contested || crowded) && patient && !slot.hedged {
                 slot.st = St::Todo;
                 actions.push(Action::Withdraw { slot: i });
             } else {

@@ -23,6 +23,7 @@ pub mod origin_pace;
 pub mod origin_patch;
 pub mod peer_fetch;
 pub mod peer_views;
+pub mod pieces;
 pub mod plain_file;
 pub mod planner;
 pub mod progress;

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use super::held;
 pub use super::held::Held;
+use super::pieces;
 use super::swarm_origin::SwarmOrigin;
 
 /// How stale a view of the peers may get.
@@ -1069,10 +1070,18 @@ impl Planner {
                             &missing,
                         )
                         .1;
+                // From a downloader, a piece at a time (`pieces`).
+                let ranges = if p.complete {
+                    missing.clone()
+                } else {
+                    pieces::pick(&slot.ranges, &missing, pieces::turn(&self.my_id, i), |r| {
+                        s.peers.iter().filter(|q| q.holds_all(r)).count()
+                    })
+                };
                 actions.push(Action::FetchFromPeer {
                     slot: i,
                     peer: p.id.clone(),
-                    ranges: missing.clone(),
+                    ranges,
                     seeders_only,
                 });
                 slot.st = St::Peer;
@@ -1112,7 +1121,9 @@ impl Planner {
             {
                 asked.resize(s.peers.len(), 0);
                 asked[k] += 1;
-                let part = vec![part[0]];
+                let part = pieces::pick(&slot.ranges, &part, pieces::turn(&self.my_id, i), |r| {
+                    s.peers.iter().filter(|q| q.holds_all(r)).count()
+                });
                 actions.push(Action::FetchFromPeer {
                     slot: i,
                     peer: p.id.clone(),
@@ -2039,15 +2050,19 @@ mod tests {
                 seeders_only: false,
             }
         );
+        // From a downloader, one piece of it (`pieces`).
         assert_eq!(
             a[0],
             Action::FetchFromPeer {
                 slot: 0,
                 peer: "c".into(),
-                ranges: vec![(0, 10)],
+                ranges: pieces::pick(&[(0, 10)], &[(0, 10)], pieces::turn("m", 0), |_| 3),
                 seeders_only: false,
             },
             "the fastest peer that holds all of the slot's missing chunks"
+        );
+        assert!(
+            matches!(&a[0], Action::FetchFromPeer { ranges, .. } if ranges.len() == 1 && ranges[0].1 - ranges[0].0 <= 3)
         );
         assert_eq!(a.len(), 4);
     }
@@ -2629,17 +2644,15 @@ mod tests {
             origin_draw: 0.9,
             ..trusted_snap(t0, vec![partial.clone()])
         };
+        // One of the two pieces of slot 0 (0..10 cut at 3, 6 and 9) it holds.
+        let piece = |a: &[Action]| {
+            a.iter().any(|x| matches!(x, Action::FetchFromPeer { slot: 0, ranges, .. } if ranges == &vec![(0, 3)] || ranges == &vec![(3, 6)]))
+        };
         let a = planner(t0).assign(&look(Some(1000)));
-        assert!(
-            a.iter().any(|x| matches!(x, Action::FetchFromPeer { slot: 0, ranges, .. } if ranges == &vec![(0, 6)])),
-            "{a:?}"
-        );
+        assert!(piece(&a), "{a:?}");
         // Within its view too: the few holders' upload slots are the limit there.
         let a = planner(t0).assign(&look(None));
-        assert!(
-            a.iter().any(|x| matches!(x, Action::FetchFromPeer { slot: 0, ranges, .. } if ranges == &vec![(0, 6)])),
-            "{a:?}"
-        );
+        assert!(piece(&a), "{a:?}");
     }
 
     #[test]

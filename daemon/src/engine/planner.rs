@@ -1006,9 +1006,6 @@ impl Planner {
     /// Assigns every slot that waits for a source.
     pub fn assign(&mut self, s: &Snapshot) -> Vec<Action> {
         let patient = self.patient(s);
-        if self.seeders_first.is_none() && s.peers.iter().any(|p| p.complete) {
-            self.seeders_first = Some(!s.ours.contains(&true));
-        }
         let mut origin_busy = self
             .slots
             .iter()
@@ -1025,6 +1022,10 @@ impl Planner {
         let mut permits_taken = 0usize;
         let mut actions = Vec::new();
         let beyond_view = s.beyond_view().is_some();
+        // Asked within view only, where it decides anything (below).
+        if self.seeders_first.is_none() && !beyond_view && s.peers.iter().any(|p| p.complete) {
+            self.seeders_first = Some(!s.ours.contains(&true));
+        }
         let admitted = self.admitted(s);
         self.drawn |= admitted && beyond_view;
         // Merged as slots ask, not at every pass.
@@ -1070,13 +1071,22 @@ impl Planner {
                             &missing,
                         )
                         .1;
-                // From a downloader, a piece at a time (`pieces`).
-                let ranges = if p.complete {
+                // From a downloader, a piece at a time (`pieces`), within view.
+                let ranges = if p.complete || beyond_view {
                     missing.clone()
                 } else {
-                    pieces::pick(&slot.ranges, &missing, pieces::turn(&self.my_id, i), |r| {
-                        s.peers.iter().filter(|q| q.holds_all(r)).count()
-                    })
+                    pieces::pick(
+                        &slot.ranges,
+                        &missing,
+                        pieces::turn(&self.my_id, i),
+                        |r, up_to| {
+                            s.peers
+                                .iter()
+                                .filter(|q| q.holds_all(r))
+                                .take(up_to)
+                                .count()
+                        },
+                    )
                 };
                 actions.push(Action::FetchFromPeer {
                     slot: i,
@@ -1121,9 +1131,22 @@ impl Planner {
             {
                 asked.resize(s.peers.len(), 0);
                 asked[k] += 1;
-                let part = pieces::pick(&slot.ranges, &part, pieces::turn(&self.my_id, i), |r| {
-                    s.peers.iter().filter(|q| q.holds_all(r)).count()
-                });
+                let part = if beyond_view {
+                    vec![part[0]]
+                } else {
+                    pieces::pick(
+                        &slot.ranges,
+                        &part,
+                        pieces::turn(&self.my_id, i),
+                        |r, up_to| {
+                            s.peers
+                                .iter()
+                                .filter(|q| q.holds_all(r))
+                                .take(up_to)
+                                .count()
+                        },
+                    )
+                };
                 actions.push(Action::FetchFromPeer {
                     slot: i,
                     peer: p.id.clone(),
@@ -2056,7 +2079,7 @@ mod tests {
             Action::FetchFromPeer {
                 slot: 0,
                 peer: "c".into(),
-                ranges: pieces::pick(&[(0, 10)], &[(0, 10)], pieces::turn("m", 0), |_| 3),
+                ranges: pieces::pick(&[(0, 10)], &[(0, 10)], pieces::turn("m", 0), |_, _| 3),
                 seeders_only: false,
             },
             "the fastest peer that holds all of the slot's missing chunks"
@@ -2644,15 +2667,19 @@ mod tests {
             origin_draw: 0.9,
             ..trusted_snap(t0, vec![partial.clone()])
         };
-        // One of the two pieces of slot 0 (0..10 cut at 3, 6 and 9) it holds.
-        let piece = |a: &[Action]| {
-            a.iter().any(|x| matches!(x, Action::FetchFromPeer { slot: 0, ranges, .. } if ranges == &vec![(0, 3)] || ranges == &vec![(3, 6)]))
-        };
+        // Beyond its view, all of what that peer holds of it.
         let a = planner(t0).assign(&look(Some(1000)));
-        assert!(piece(&a), "{a:?}");
-        // Within its view too: the few holders' upload slots are the limit there.
+        assert!(
+            a.iter().any(|x| matches!(x, Action::FetchFromPeer { slot: 0, ranges, .. } if ranges == &vec![(0, 6)])),
+            "{a:?}"
+        );
+        // Within its view too (the few holders' upload slots are the limit there), one of
+        // the two pieces of slot 0 (0..10 cut at 3, 6 and 9) it holds.
         let a = planner(t0).assign(&look(None));
-        assert!(piece(&a), "{a:?}");
+        assert!(
+            a.iter().any(|x| matches!(x, Action::FetchFromPeer { slot: 0, ranges, .. } if ranges == &vec![(0, 3)] || ranges == &vec![(3, 6)])),
+            "{a:?}"
+        );
     }
 
     #[test]

@@ -49,6 +49,10 @@ pub struct World {
     /// When the origin last sent a byte (simulated seconds).
     pub origin_last_s: f64,
     pub spread: crate::spread::SlotSpread,
+    /// Transfers each node received at the last step (zestd's `engine::receiving`),
+    /// counted while that step moved them; and the list the next count goes into.
+    pub receiving: Vec<usize>,
+    pub receiving_next: Vec<usize>,
 }
 
 impl World {
@@ -103,6 +107,8 @@ impl World {
             trace: std::env::var_os("ZEST_SIM_TRACE").is_some(),
             origin_last_s: 0.0,
             spread: crate::spread::SlotSpread::default(),
+            receiving: Vec::new(),
+            receiving_next: Vec::new(),
         }
     }
 

@@ -112,6 +112,20 @@ impl std::ops::Deref for Held {
     }
 }
 
+/// The parts of `want` inside `held` (both sorted), in order.
+pub fn intersect(held: &[Range], want: &[Range]) -> Vec<Range> {
+    let mut out = Vec::new();
+    for &(a, b) in want {
+        for &(s, e) in held {
+            let (x, y) = (a.max(s), b.min(e));
+            if x < y {
+                out.push((x, y));
+            }
+        }
+    }
+    out
+}
+
 /// What the lists (peers' held, fetching or relayed ranges) cover of a file of `total`
 /// chunks together, so a question about the whole swarm is one look rather than one per
 /// peer; as sorted, disjoint ranges with no two touching, whatever order the lists are in:

@@ -10,6 +10,8 @@
 //! GiB: 1.250x → 1.214x), but the four times as many transfers made the simulator 15%
 //! slower, and 10,000 nodes × 10 GiB took 649 s against its 10-minute budget.
 
+use super::held::intersect;
+
 type Ranges = Vec<(u32, u32)>;
 
 /// A slot is cut into this many pieces of equal length.
@@ -42,20 +44,6 @@ fn cut(slot: &[(u32, u32)]) -> Vec<Ranges> {
     pieces
 }
 
-/// The parts of `want` inside `within` (both sorted), in order.
-fn within(want: &[(u32, u32)], within: &[(u32, u32)]) -> Ranges {
-    let mut out = Vec::new();
-    for &(a, b) in want {
-        for &(s, e) in within {
-            let (x, y) = (a.max(s), b.min(e));
-            if x < y {
-                out.push((x, y));
-            }
-        }
-    }
-    out
-}
-
 /// What to take of `slot` from a peer that can give `avail` (sorted units this node
 /// misses and the peer holds): `avail` within one piece, the piece the fewest peers hold
 /// all of, ties broken by `turn` so that nodes asking at once differ. `holders(r, up_to)`
@@ -69,7 +57,7 @@ pub fn pick(
 ) -> Ranges {
     let mut offers: Vec<Ranges> = cut(slot)
         .iter()
-        .map(|p| within(avail, p))
+        .map(|p| intersect(p, avail))
         .filter(|r| !r.is_empty())
         .collect();
     let n = offers.len();

@@ -245,18 +245,22 @@ impl PeerState {
     }
 }
 
-/// The parts of `want` inside `held` (both sorted), in order.
-fn intersect(held: &[(u32, u32)], want: &[(u32, u32)]) -> Ranges {
-    let mut out = Vec::new();
-    for &(a, b) in want {
-        for &(s, e) in held {
-            let (x, y) = (a.max(s), b.min(e));
-            if x < y {
-                out.push((x, y));
-            }
-        }
-    }
-    out
+/// What node `me` takes of slot `index` (`ranges`) from a downloader that can give `avail`:
+/// one piece, the one the fewest peers in `s` hold (`pieces::pick`).
+fn piece(
+    s: &Snapshot,
+    me: &str,
+    index: usize,
+    ranges: &[(u32, u32)],
+    avail: &[(u32, u32)],
+) -> Ranges {
+    pieces::pick(ranges, avail, pieces::turn(me, index), |r, up_to| {
+        s.peers
+            .iter()
+            .filter(|q| q.holds_all(r))
+            .take(up_to)
+            .count()
+    })
 }
 
 pub fn covered(ranges: &[(u32, u32)], a: u32, b: u32) -> bool {
@@ -1075,18 +1079,7 @@ impl Planner {
                 let ranges = if p.complete || beyond_view {
                     missing.clone()
                 } else {
-                    pieces::pick(
-                        &slot.ranges,
-                        &missing,
-                        pieces::turn(&self.my_id, i),
-                        |r, up_to| {
-                            s.peers
-                                .iter()
-                                .filter(|q| q.holds_all(r))
-                                .take(up_to)
-                                .count()
-                        },
-                    )
+                    piece(s, &self.my_id, i, &slot.ranges, &missing)
                 };
                 actions.push(Action::FetchFromPeer {
                     slot: i,
@@ -1125,7 +1118,7 @@ impl Planner {
                     .filter(|&(k, p)| {
                         p.holds_any(&missing) && askable(p, asked_of(&asked, k), &slot.avoid)
                     })
-                    .map(|(k, p)| (k, p, intersect(&p.held, &missing)))
+                    .map(|(k, p)| (k, p, held::intersect(&p.held, &missing)))
                     .filter(|(_, _, part)| !part.is_empty())
                     .max_by_key(|(_, _, part)| part.first().map(|r| r.1 - r.0).unwrap_or(0))
             {
@@ -1134,18 +1127,7 @@ impl Planner {
                 let part = if beyond_view {
                     vec![part[0]]
                 } else {
-                    pieces::pick(
-                        &slot.ranges,
-                        &part,
-                        pieces::turn(&self.my_id, i),
-                        |r, up_to| {
-                            s.peers
-                                .iter()
-                                .filter(|q| q.holds_all(r))
-                                .take(up_to)
-                                .count()
-                        },
-                    )
+                    piece(s, &self.my_id, i, &slot.ranges, &part)
                 };
                 actions.push(Action::FetchFromPeer {
                     slot: i,

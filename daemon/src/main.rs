@@ -408,6 +408,11 @@ async fn main() -> Result<()> {
             fleet = set.fleet_key().is_some(),
             "serving peers (QUIC, ALPN zest/1)"
         );
+        engine.finds_peers = !static_peers.is_empty()
+            || !cfg.discovery.trackers.is_empty()
+            || !cfg.discovery.private_trackers.is_empty()
+            || cfg.discovery.dht
+            || cfg.discovery.mdns;
         for p in static_peers {
             set.add(p, peer::Origin::Static);
         }

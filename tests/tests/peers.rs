@@ -134,6 +134,26 @@ fn flash_crowd_fetches_each_range_about_once() {
     for d in &daemons {
         assert_same_cache(&lone.cache(), &d.cache());
     }
+    // Nodes that trade cut each xorb's range into requests of about 8 MiB sent at once,
+    // so xorbs finish one after another (`origin_parts`); the lone daemon has nobody to
+    // trade with and sends one request per range, keeping resume checkpoints for all of it.
+    let parts = |d: &Daemon| -> Vec<u64> {
+        d.log()
+            .lines()
+            .filter(|l| l.contains("origin range ended"))
+            .filter_map(|l| l.split(" parts=").nth(1)?.split(' ').next()?.parse().ok())
+            .collect()
+    };
+    let crowd_parts: Vec<u64> = daemons.iter().flat_map(parts).collect();
+    assert!(
+        crowd_parts.iter().any(|&p| p >= 2),
+        "no range of the crowd's went out in parts: {crowd_parts:?}"
+    );
+    let lone_parts = parts(&lone);
+    assert!(
+        !lone_parts.is_empty() && lone_parts.iter().all(|&p| p == 1),
+        "{lone_parts:?}"
+    );
     // Who told whom how: new peers watch each other and ask the old one; the old one only
     // asks and is asked.
     let state = |d: &Daemon, direction: &str, kind: &str| {

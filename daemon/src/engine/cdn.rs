@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::Mutex as AsyncMutex;
 use xet::XetHash;
@@ -15,7 +16,9 @@ use super::error::PullError;
 use super::file_ctx::FileCtx;
 use super::file_plan::{Group, PlacedTerm};
 use super::journal::{Checkpoint, ChunkRecord};
+use super::origin_parts;
 use super::swarm_origin::HeldPermit;
+use crate::sync::lock;
 
 /// Hands out the URL for a group's range, fetching a fresh reconstruction when it expired.
 pub struct GroupUrl<'a> {
@@ -126,11 +129,13 @@ pub fn resume_point(
 }
 
 /// Fetches one group's range and puts every chunk of it through the door for each term
-/// that uses it. Chunks before `start` must already be on disk (resume).
+/// that uses it, in `parts` requests at once at most (`origin_parts`). Chunks before
+/// `start` must already be on disk (resume).
 pub async fn fetch_group(
     ctx: &FileCtx,
     group: &Group,
     start: Start,
+    parts: usize,
     permit: &mut HeldPermit,
 ) -> Result<(), PullError> {
     let source = GroupUrl {
@@ -140,16 +145,23 @@ pub async fn fetch_group(
         bytes: None,
         group,
     };
-    stream_group(ctx, &ctx.terms, group, start, &source, permit).await
+    stream_group(ctx, &ctx.terms, group, start, parts, &source, permit).await
 }
 
 /// Streams `group` (whose term indices point into `terms`, placed in this file) from
 /// `start` to its end, through the door; `permit` is handed over as the end nears.
+///
+/// The range goes out as up to `parts` requests at once (`origin_parts`). The first one's
+/// bytes are decoded as they come, and it alone leaves resume checkpoints; the later ones
+/// are held in memory until the bytes before them are decoded. That costs up to a group's
+/// wire size in memory (a xorb: 64 MiB at most), and nothing in time: the xorb proves, and
+/// its chunks can go onward, only once all of it is in.
 pub async fn stream_group(
     ctx: &FileCtx,
     terms: &[PlacedTerm],
     group: &Group,
     start: Start,
+    parts: usize,
     source: &impl UrlSource,
     permit: &mut HeldPermit,
 ) -> Result<(), PullError> {
@@ -181,13 +193,17 @@ pub async fn stream_group(
         end: group.bytes.end,
     };
     let wire = range.len();
-    let mut got = 0u64;
-
-    let mut sink = |bytes: &[u8]| -> Result<(), PullError> {
-        counters.add_origin(bytes.len() as u64);
+    let got = AtomicU64::new(0);
+    let permit = std::sync::Mutex::new(permit);
+    // Bytes in from any request: counted, and the swarm permit handed over near the end.
+    let arrived = |n: usize| {
+        counters.add_origin(n as u64);
         ctx.live.note_origin_bytes();
-        got += bytes.len() as u64;
-        permit.note(got, wire.saturating_sub(got));
+        let sum = got.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        lock(&permit).note(sum, wire.saturating_sub(sum));
+    };
+    // Bytes in range order: decoded, and every chunk put through the door.
+    let mut feed = |bytes: &[u8]| -> Result<(), PullError> {
         decoder.feed(bytes, |data: &[u8]| -> Result<(), PullError> {
             let k = next;
             next += 1;
@@ -224,7 +240,35 @@ pub async fn stream_group(
         }
         Ok(())
     };
-    ctx.cas.stream_range(source, range, &mut sink).await?;
+    let pieces = origin_parts::split(range, origin_parts::count(wire, parts));
+    let (first, later) = pieces.split_first().unwrap_or((&range, &[]));
+    let mut decode_as_it_comes = |bytes: &[u8]| {
+        arrived(bytes.len());
+        feed(bytes)
+    };
+    let live = ctx
+        .cas
+        .stream_range(source, *first, &mut decode_as_it_comes);
+    let held = futures_util::future::try_join_all(later.iter().map(|r| {
+        let arrived = &arrived;
+        async move {
+            // The CAS's range lengths are not a peer's claim, but a term that says gigabytes
+            // should not reserve them before a byte came.
+            let mut buf = Vec::with_capacity(r.len().min(16 << 20) as usize);
+            ctx.cas
+                .stream_range(source, *r, &mut |bytes: &[u8]| -> Result<(), PullError> {
+                    arrived(bytes.len());
+                    buf.extend_from_slice(bytes);
+                    Ok(())
+                })
+                .await?;
+            Ok::<_, PullError>(buf)
+        }
+    }));
+    let ((), held) = futures_util::future::try_join(live, held).await?;
+    for bytes in held {
+        feed(&bytes)?;
+    }
     decoder.finish()?;
     if next != group.chunks.end {
         return Err(PullError::integrity(format!(
@@ -244,6 +288,10 @@ pub async fn stream_group(
         }
     }
     door.flush(None)?;
-    ctx.engine.origin_pace.record(decoded, t0.elapsed());
+    // One request's pace (what a seeder is judged against): the group's over its parts.
+    let requests = pieces.len().max(1) as u64;
+    ctx.engine
+        .origin_pace
+        .record(decoded / requests, t0.elapsed());
     Ok(())
 }

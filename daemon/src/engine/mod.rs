@@ -20,6 +20,7 @@ pub mod hub_answers;
 pub mod journal;
 pub mod local;
 pub mod origin_pace;
+pub mod origin_parts;
 pub mod origin_patch;
 pub mod peer_fetch;
 pub mod peer_views;
@@ -49,7 +50,8 @@ use crate::totals::Totals;
 pub use error::{Kind, PullError};
 pub use progress::PullCounters;
 
-/// How many xorb ranges are fetched at once, over all pulls.
+/// How many origin requests are in flight at once, over all pulls (a xorb's range takes
+/// several, `origin_parts`).
 pub const DEFAULT_FETCH_CONCURRENCY: usize = 24;
 /// How many origin ranges the downloads local clients wait on keep in flight, over all of
 /// them: few, so xorbs complete (and prove) one after another while clients read the ones
@@ -62,7 +64,11 @@ pub const FILE_CONCURRENCY: usize = 8;
 pub struct Engine {
     pub cache_dir: PathBuf,
     pub default_endpoint: String,
+    /// Origin requests in flight, over all pulls: a range takes one per part it is cut
+    /// into (`origin_parts`), out of [`Engine::origin_requests`].
     pub fetch_permits: Arc<Semaphore>,
+    /// The size of `fetch_permits` (`fetch_concurrency`).
+    pub origin_requests: usize,
     /// Origin ranges in flight for downloads local clients wait on ([`CLIENT_ORIGIN_RANGES`]).
     pub client_permits: Arc<Semaphore>,
     /// Origin ranges in flight, over all files, while peers download the same files.
@@ -86,6 +92,9 @@ pub struct Engine {
     pub xorb_pool: Arc<xorb_pool::XorbPool>,
     /// Trackers or the DHT are on: a download with no peers yet waits briefly for them.
     pub discovering: bool,
+    /// This node looks for peers itself (static peers, trackers, the DHT or mDNS): its
+    /// origin ranges are cut into parts even before a peer connects (`origin_parts`).
+    pub finds_peers: bool,
     /// The node's bandwidth caps (the download cap paces every transfer a pull reads).
     pub limits: Arc<crate::rate::Limits>,
     /// Hub answers kept and shared with the fleet, for when the Hub cannot answer.
@@ -107,6 +116,7 @@ impl Engine {
             cache_dir,
             default_endpoint,
             fetch_permits: Arc::new(Semaphore::new(fetch_concurrency.max(1))),
+            origin_requests: fetch_concurrency.max(1),
             client_permits: Arc::new(Semaphore::new(CLIENT_ORIGIN_RANGES)),
             swarm_origin: Arc::default(),
             origin_pace: Arc::default(),
@@ -119,9 +129,17 @@ impl Engine {
             wanted: Arc::default(),
             xorb_pool: Arc::default(),
             discovering: false,
+            finds_peers: false,
             limits: Arc::new(crate::rate::Limits::none()),
             hub_meta: None,
             allow_stale_refs: false,
         }
+    }
+}
+
+impl Engine {
+    /// Whether what this node fetches can go onward: it has a peer now, or looks for them.
+    pub fn trades(&self) -> bool {
+        self.finds_peers || self.peers.as_ref().is_some_and(|s| s.connected_count() > 0)
     }
 }

@@ -133,27 +133,29 @@ pub fn place_patch(
 }
 
 /// Fetches what `group` still lacks from the origin: narrowed to the missing chunks when
-/// some after `start` are already on disk (a peer delivered part of it), else the range.
+/// some after `start` are already on disk (a peer delivered part of it), else the range;
+/// in up to `parts` requests at once (`origin_parts`).
 pub async fn fetch_from_origin(
     ctx: &FileCtx,
     group: &Group,
     start: Start,
+    parts: usize,
     permit: &mut HeldPermit,
 ) -> Result<(), PullError> {
     // Only the group's chunks are looked at: no copy of the whole chunk table per range.
     let size_of = |i: u32| ctx.live.get(i).map(|p| p.size);
     if !worth_narrowing(&ctx.terms, group, start, |i| size_of(i).is_some()) {
-        return fetch_group(ctx, group, start, permit).await;
+        return fetch_group(ctx, group, start, parts, permit).await;
     }
     let Some(list) = patches(&ctx.terms, group, size_of) else {
         tracing::warn!(file = %ctx.name, xorb = %group.xorb, "held chunks do not fit their terms: fetching the whole range");
-        return fetch_group(ctx, group, Start::of(group), permit).await;
+        return fetch_group(ctx, group, Start::of(group), parts, permit).await;
     };
     for patch in list {
         let recon = ctx.cas.reconstruction_of(&ctx.hash, patch.bytes).await?;
         let Some(terms) = place_patch(&recon, &patch, &ctx.terms) else {
             tracing::warn!(file = %ctx.name, xorb = %group.xorb, "the CAS's reconstruction of the missing bytes does not fit the file: fetching the whole range");
-            return fetch_group(ctx, group, Start::of(group), permit).await;
+            return fetch_group(ctx, group, Start::of(group), parts, permit).await;
         };
         tracing::debug!(file = %ctx.name, xorb = %group.xorb, chunks = patch.chunks, bytes = patch.bytes.len(), "fetching only the missing chunks from the origin");
         let groups = group_terms(&recon, &terms)?;
@@ -166,7 +168,7 @@ pub async fn fetch_from_origin(
                 bytes: Some(patch.bytes),
                 group: g,
             };
-            stream_group(ctx, &terms, g, Start::of(g), &source, permit).await?;
+            stream_group(ctx, &terms, g, Start::of(g), parts, &source, permit).await?;
         }
     }
     Ok(())

@@ -17,6 +17,7 @@ use super::cdn::Start;
 use super::error::{Kind, PullError};
 use super::file_ctx::FileCtx;
 use super::file_plan::{Group, XorbSpan, file_xorbs, total_chunks};
+use super::origin_parts;
 use super::origin_patch::fetch_from_origin;
 use super::peer_fetch::{
     ManifestOutcome, PeerFetchError, XorbOutcome, acquire_manifest, failure_of, fetch_from_peer,
@@ -427,16 +428,32 @@ fn carry_out(
                         } else {
                             None
                         };
-                        let _permit = ctx.engine.fetch_permits.acquire().await.map_err(shutting)?;
-                        let _receiving = ctx.engine.receiving.start();
+                        // One permit per request the range goes out as, taken together and
+                        // in turn: the node's requests work on few xorbs and finish them one
+                        // after another (`origin_parts`).
+                        let parts = origin_parts::requests(
+                            group.bytes.end.saturating_sub(start.byte) + 1,
+                            ctx.engine.origin_requests,
+                            ctx.engine.trades(),
+                            start.byte == group.bytes.start,
+                        );
+                        let _permits = ctx
+                            .engine
+                            .fetch_permits
+                            .acquire_many(parts as u32)
+                            .await
+                            .map_err(shutting)?;
+                        let _receiving: Vec<_> =
+                            (0..parts).map(|_| ctx.engine.receiving.start()).collect();
                         let t0 = Instant::now();
                         // Held until the transfer nears its end (its pace counted from here).
                         let mut swarm_permit = HeldPermit::new(swarm_permit);
-                        let r = fetch_from_origin(&ctx, &group, start, &mut swarm_permit).await;
+                        let r =
+                            fetch_from_origin(&ctx, &group, start, parts, &mut swarm_permit).await;
                         if r.as_ref().is_err_and(|e| e.kind == Kind::Integrity) {
                             EVENTS.verify_failed(VerifySource::Origin);
                         }
-                        tracing::debug!(file = %ctx.name, xorb = %group.xorb, chunks = ?group.chunks, took = ?t0.elapsed(), ok = r.is_ok(), "origin range ended");
+                        tracing::debug!(file = %ctx.name, xorb = %group.xorb, chunks = ?group.chunks, parts, took = ?t0.elapsed(), ok = r.is_ok(), "origin range ended");
                         r
                     }
                     .await;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
+use zestd::engine::origin_parts;
 use zestd::engine::planner::{self, Action, Held, PeerFailure, PeerState, Planner};
 use zestd::peer::set::CHOKE;
 
@@ -160,6 +161,14 @@ impl World {
             let node = &mut self.nodes[self.alive[k]];
             if node.pulls && node.finished.is_none() && node.files.iter().all(|f| f.done) {
                 node.finished = Some(self.now);
+                if self.trace {
+                    eprintln!(
+                        "{:.2} node {}: finished, pull {:.2}",
+                        self.now,
+                        self.alive[k],
+                        self.now - node.arrived
+                    );
+                }
             }
         }
     }
@@ -707,6 +716,7 @@ impl World {
                         permit: false,
                         handed: false,
                         seeders_only,
+                        parts: 1,
                     });
                 }
                 Action::Claim { slot, swarm_limit } => {
@@ -751,6 +761,11 @@ impl World {
                         .unwrap_or_default();
                     let r = ranges::missing(&fr.public.held, &want);
                     let bytes = ranges::count(&r) as f64 * self.shape.unit_wire;
+                    let parts = if self.p.whole_ranges {
+                        1
+                    } else {
+                        origin_parts::count(bytes as u64, self.p.fetch_concurrency)
+                    };
                     self.start_origin(Flow {
                         src: Src::Origin,
                         dst: n,
@@ -765,6 +780,7 @@ impl World {
                         permit,
                         handed: false,
                         seeders_only: false,
+                        parts: parts as u32,
                     });
                 }
             }

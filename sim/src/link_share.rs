@@ -9,56 +9,59 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-/// Max-min fair rates: each transfer crosses links `a` and `b` (indices into `caps`); a
-/// transfer's rate is raised until one of its links is full, links filling in order of
+/// Max-min fair rates: each transfer crosses links `a` and `b` (indices into `caps`) as
+/// `w` connections (an origin range fetched in parts is several); a transfer's rate is
+/// raised, `w` shares at a time, until one of its links is full, links filling in order of
 /// their fair share. Every link ends with its capacity used, or every transfer through it
 /// held back by its other link.
-pub fn max_min(transfers: &[(usize, usize)], caps: &[f64]) -> Vec<f64> {
+pub fn max_min(transfers: &[(usize, usize, u32)], caps: &[f64]) -> Vec<f64> {
     let links = caps.len();
     // Transfers through each link, as one flat list (start offsets per link).
     let mut start = vec![0usize; links + 1];
-    for &(a, b) in transfers {
+    let mut open = vec![0u32; links];
+    for &(a, b, w) in transfers {
         start[a + 1] += 1;
         start[b + 1] += 1;
+        open[a] += w;
+        open[b] += w;
     }
     for l in 0..links {
         start[l + 1] += start[l];
     }
     let mut fill = start.clone();
     let mut through = vec![0usize; start[links]];
-    for (t, &(a, b)) in transfers.iter().enumerate() {
+    for (t, &(a, b, _)) in transfers.iter().enumerate() {
         for l in [a, b] {
             through[fill[l]] = t;
             fill[l] += 1;
         }
     }
     let mut left: Vec<f64> = caps.to_vec();
-    let mut open: Vec<usize> = (0..links).map(|l| start[l + 1] - start[l]).collect();
     let mut rate = vec![f64::NAN; transfers.len()];
     let mut heap: BinaryHeap<Share> = (0..links)
         .filter(|&l| open[l] > 0)
         .map(|l| Share {
-            share: left[l] / open[l] as f64,
+            share: left[l] / f64::from(open[l]),
             link: l,
         })
         .collect();
     while let Some(Share { share, link }) = heap.pop() {
         // Entries are pushed again when a link's share changes; only the current one counts.
-        if open[link] == 0 || share != left[link] / open[link] as f64 {
+        if open[link] == 0 || share != left[link] / f64::from(open[link]) {
             continue;
         }
         for &t in &through[start[link]..start[link + 1]] {
             if !rate[t].is_nan() {
                 continue;
             }
-            rate[t] = share;
-            let (a, b) = transfers[t];
+            let (a, b, w) = transfers[t];
+            rate[t] = share * f64::from(w);
             for l in [a, b] {
-                left[l] = (left[l] - share).max(0.0);
-                open[l] -= 1;
+                left[l] = (left[l] - rate[t]).max(0.0);
+                open[l] -= w;
                 if l != link && open[l] > 0 {
                     heap.push(Share {
-                        share: left[l] / open[l] as f64,
+                        share: left[l] / f64::from(open[l]),
                         link: l,
                     });
                 }
@@ -101,7 +104,10 @@ mod tests {
 
     #[test]
     fn one_link_is_split_equally() {
-        let r = max_min(&[(0, 1), (0, 2), (0, 3)], &[90.0, 1000.0, 1000.0, 1000.0]);
+        let r = max_min(
+            &[(0, 1, 1), (0, 2, 1), (0, 3, 1)],
+            &[90.0, 1000.0, 1000.0, 1000.0],
+        );
         assert_eq!(r, vec![30.0, 30.0, 30.0]);
     }
 
@@ -110,7 +116,7 @@ mod tests {
         // Links: 0 the origin (100), 1 node A's uplink, 2 node B's downlink (1000 each).
         // B receives from the origin (held to 100 there) and from A: A's transfer gets
         // the other 900 of B's downlink, not an equal half.
-        let r = max_min(&[(0, 2), (1, 2)], &[100.0, 1000.0, 1000.0]);
+        let r = max_min(&[(0, 2, 1), (1, 2, 1)], &[100.0, 1000.0, 1000.0]);
         assert_eq!(r, vec![100.0, 900.0]);
     }
 
@@ -122,8 +128,8 @@ mod tests {
         for c in caps.iter_mut() {
             *c = 120.0;
         }
-        let mut t = vec![(0, 101), (0, 102), (0, 103), (0, 104)];
-        t.extend((5..12).map(|h| (h, 101)));
+        let mut t = vec![(0, 101, 1), (0, 102, 1), (0, 103, 1), (0, 104, 1)];
+        t.extend((5..12).map(|h| (h, 101, 1)));
         let r = max_min(&t, &caps);
         // Node 1's downlink: 8 transfers, 15 each; holder 0's other three take the rest.
         assert!((r[0] - 15.0).abs() < 1e-9, "{r:?}");
@@ -134,6 +140,19 @@ mod tests {
         assert!((up0 - 120.0).abs() < 1e-9);
         let down1: f64 = r[4..].iter().sum::<f64>() + r[0];
         assert!((down1 - 120.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_transfer_of_several_connections_takes_as_many_shares() {
+        // The origin (100) carries one range in 3 parts and two of one connection each.
+        let r = max_min(
+            &[(0, 1, 3), (0, 2, 1), (0, 3, 1)],
+            &[100.0, 1000.0, 1000.0, 1000.0],
+        );
+        assert_eq!(r, vec![60.0, 20.0, 20.0]);
+        // Held back at its other end, it leaves the rest to the others.
+        let r = max_min(&[(0, 1, 3), (0, 2, 1)], &[100.0, 30.0, 1000.0]);
+        assert_eq!(r, vec![30.0, 70.0]);
     }
 
     #[test]

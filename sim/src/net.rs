@@ -34,6 +34,9 @@ pub struct Flow {
     pub handed: bool,
     /// Peer transfers: judged against the origin (`planner::Judge::seeders_only`).
     pub seeders_only: bool,
+    /// Connections it takes: 1 from a peer; from the origin, the requests its range is cut
+    /// into (`origin_parts`), each holding a fetch permit and a share of the links.
+    pub parts: u32,
 }
 
 impl Flow {
@@ -64,10 +67,10 @@ pub fn assign_rates(flows: &mut [Flow], nodes: usize, caps: &Caps, now: f64) -> 
     let mut down = vec![0u32; nodes];
     let mut origin = 0u32;
     for f in flows.iter().filter(|f| f.active(now)) {
-        down[f.dst] += 1;
+        down[f.dst] += f.parts;
         match f.src {
-            Src::Origin => origin += 1,
-            Src::Node(s) => up[s] += 1,
+            Src::Origin => origin += f.parts,
+            Src::Node(s) => up[s] += f.parts,
         }
     }
     // Links: the origin's, then each node's uplink, then each node's downlink.
@@ -75,7 +78,7 @@ pub fn assign_rates(flows: &mut [Flow], nodes: usize, caps: &Caps, now: f64) -> 
         let link_caps: Vec<f64> = std::iter::once(caps.origin)
             .chain(std::iter::repeat_n(caps.node, 2 * nodes))
             .collect();
-        let crossing: Vec<(usize, usize)> = flows
+        let crossing: Vec<(usize, usize, u32)> = flows
             .iter()
             .filter(|f| f.active(now))
             .map(|f| {
@@ -83,7 +86,7 @@ pub fn assign_rates(flows: &mut [Flow], nodes: usize, caps: &Caps, now: f64) -> 
                     Src::Origin => 0,
                     Src::Node(s) => 1 + s,
                 };
-                (from, 1 + nodes + f.dst)
+                (from, 1 + nodes + f.dst, f.parts)
             })
             .collect();
         crate::link_share::max_min(&crossing, &link_caps)
@@ -97,10 +100,11 @@ pub fn assign_rates(flows: &mut [Flow], nodes: usize, caps: &Caps, now: f64) -> 
             continue;
         }
         let down_share = caps.node / f64::from(down[f.dst]);
-        let equal = match f.src {
-            Src::Origin => down_share.min(caps.origin / f64::from(origin)),
-            Src::Node(s) => down_share.min(caps.node / f64::from(up[s])),
-        };
+        let equal = f64::from(f.parts)
+            * match f.src {
+                Src::Origin => down_share.min(caps.origin / f64::from(origin)),
+                Src::Node(s) => down_share.min(caps.node / f64::from(up[s])),
+            };
         f.rate = match &fair {
             Some(_) => fair_rates.next().copied().unwrap_or(equal),
             None => equal,
@@ -196,6 +200,7 @@ mod tests {
             permit: false,
             handed: false,
             seeders_only: false,
+            parts: 1,
         }
     }
 

@@ -100,10 +100,15 @@ pub struct Params {
     /// Transfers a node serves at once before it answers `busy` (zestd's `MAX_UPLOADS`).
     #[arg(long, default_value_t = zestd::peer::limits::MAX_UPLOADS)]
     pub max_uploads: usize,
-    /// Origin transfers a node has going at once, over all files; the rest wait their turn
-    /// in order (zestd's `fetch_concurrency`, its engine-wide `fetch_permits`).
+    /// Origin requests a node has going at once, over all files; the ranges that would
+    /// need more wait their turn in order (zestd's `fetch_concurrency`, its engine-wide
+    /// `fetch_permits`). A range takes one per part it is cut into (`origin_parts`).
     #[arg(long, default_value_t = zestd::engine::DEFAULT_FETCH_CONCURRENCY)]
     pub fetch_concurrency: usize,
+    /// Each origin range is one request, as zestd fetched them before 2026-12-05, rather
+    /// than cut into parts of `origin_parts::PART_BYTES` fetched at once.
+    #[arg(long)]
+    pub whole_ranges: bool,
     /// Connections per node at most (zestd's default cap).
     #[arg(long, default_value_t = 64)]
     pub max_peers: usize,

@@ -26,7 +26,7 @@ impl World {
         counting.clear();
         counting.resize(self.nodes.len(), 0);
         for (k, fl) in self.flows.iter_mut().enumerate() {
-            counting[fl.dst] += 1;
+            counting[fl.dst] += fl.parts as usize;
             if fl.rate <= 0.0 {
                 continue;
             }
@@ -121,12 +121,16 @@ impl World {
         }
     }
 
-    /// Starts an origin transfer if the node has a fetch permit free, else queues it behind
-    /// the others (its first byte is then a round trip after it starts).
+    /// Starts an origin transfer if the node has a fetch permit free for each of its
+    /// parts and none waits before it (zestd's permits are handed out in order), else
+    /// queues it behind the others (its first byte is then a round trip after it starts).
     pub(crate) fn start_origin(&mut self, mut fl: Flow) {
         let node = &mut self.nodes[fl.dst];
-        if node.origin_active < self.p.fetch_concurrency.max(1) {
-            node.origin_active += 1;
+        let parts = fl.parts as usize;
+        if node.origin_waiting.is_empty()
+            && node.origin_active + parts <= self.p.fetch_concurrency.max(1)
+        {
+            node.origin_active += parts;
             self.flows.push(fl);
         } else {
             fl.first_byte_at = f64::INFINITY;
@@ -134,13 +138,22 @@ impl World {
         }
     }
 
-    /// An origin transfer of node `n` ended: the first one waiting takes its permit.
-    fn origin_ended(&mut self, n: usize) {
+    /// An origin transfer of node `n` with `parts` permits ended: the ones waiting take
+    /// them, in order, as long as enough are free for the first.
+    fn origin_ended(&mut self, n: usize, parts: u32) {
+        let limit = self.p.fetch_concurrency.max(1);
         let node = &mut self.nodes[n];
-        node.origin_active = node.origin_active.saturating_sub(1);
-        if let Some(mut fl) = node.origin_waiting.pop_front() {
+        node.origin_active = node.origin_active.saturating_sub(parts as usize);
+        while node
+            .origin_waiting
+            .front()
+            .is_some_and(|fl| node.origin_active + fl.parts as usize <= limit)
+        {
+            let Some(mut fl) = node.origin_waiting.pop_front() else {
+                break;
+            };
             fl.first_byte_at = self.now + self.p.origin_rtt_ms / 1000.0;
-            node.origin_active += 1;
+            node.origin_active += fl.parts as usize;
             self.flows.push(fl);
         }
     }
@@ -163,8 +176,9 @@ impl World {
             Src::Origin => {
                 let node = &mut self.nodes[n];
                 let began = fl.first_byte_at - self.p.origin_rtt_ms / 1000.0;
+                // One connection's pace, as zestd records it.
                 node.origin_pace.record(
-                    fl.bytes as u64,
+                    (fl.bytes / f64::from(fl.parts.max(1))) as u64,
                     Duration::from_secs_f64((self.now - began).max(0.0)),
                 );
                 if fl.permit {
@@ -190,7 +204,7 @@ impl World {
                     pl.origin_done(fl.slot);
                 }
                 fr.kick = true;
-                self.origin_ended(n);
+                self.origin_ended(n, fl.parts);
             }
             Src::Node(s) => {
                 let elapsed = (self.now - fl.first_byte_at).max(self.p.tick_ms / 1000.0);

@@ -355,6 +355,9 @@ impl World {
             })
             .collect();
         self.ids.insert(id.clone(), n);
+        if self.trace {
+            eprintln!("{:.2} node {n}: arrives, holds {holds}", self.now);
+        }
         if holds {
             for f in 0..self.shape.files.len() {
                 self.spread.grew(n, f);

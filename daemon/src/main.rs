@@ -408,11 +408,10 @@ async fn main() -> Result<()> {
             fleet = set.fleet_key().is_some(),
             "serving peers (QUIC, ALPN zest/1)"
         );
-        engine.finds_peers = !static_peers.is_empty()
-            || !cfg.discovery.trackers.is_empty()
+        engine.discovering = !cfg.discovery.trackers.is_empty()
             || !cfg.discovery.private_trackers.is_empty()
-            || cfg.discovery.dht
-            || cfg.discovery.mdns;
+            || cfg.discovery.dht;
+        engine.finds_peers = engine.discovering || cfg.discovery.mdns || !static_peers.is_empty();
         for p in static_peers {
             set.add(p, peer::Origin::Static);
         }
@@ -422,9 +421,6 @@ async fn main() -> Result<()> {
             discovery::Discovery::start(&cfg.discovery, &set, local, index, engine.wanted.clone())
                 .await?,
         );
-        engine.discovering = !cfg.discovery.trackers.is_empty()
-            || !cfg.discovery.private_trackers.is_empty()
-            || cfg.discovery.dht;
         engine.peers = Some(set);
     } else if !static_peers.is_empty() {
         anyhow::bail!("--peer needs a listening peer endpoint (--listen is off)");

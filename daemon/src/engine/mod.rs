@@ -135,9 +135,7 @@ impl Engine {
             allow_stale_refs: false,
         }
     }
-}
 
-impl Engine {
     /// Whether what this node fetches can go onward: it has a peer now, or looks for them.
     pub fn trades(&self) -> bool {
         self.finds_peers || self.peers.as_ref().is_some_and(|s| s.connected_count() > 0)

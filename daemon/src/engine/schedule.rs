@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use tokio::task::JoinSet;
 use xet::XetHash;
+use xet::reconstruction::HttpRange;
 
 use super::CLIENT_ORIGIN_RANGES;
 use super::cdn::Start;
@@ -431,8 +432,12 @@ fn carry_out(
                         // One permit per request the range goes out as, taken together and
                         // in turn: the node's requests work on few xorbs and finish them one
                         // after another (`origin_parts`).
+                        let range = HttpRange {
+                            start: start.byte,
+                            end: group.bytes.end,
+                        };
                         let parts = origin_parts::requests(
-                            group.bytes.end.saturating_sub(start.byte) + 1,
+                            range.len(),
                             ctx.engine.origin_requests,
                             ctx.engine.trades(),
                             start.byte == group.bytes.start,

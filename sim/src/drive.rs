@@ -555,6 +555,7 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
             (0, 0)
         };
     let handed_over = node.handed_over;
+    let peer_transfers = node.links.iter().map(|l| l.asking).sum();
     let fr = &mut node.files[f];
     if !peers_on {
         fr.snap.peers_mut().clear();
@@ -568,6 +569,7 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
     fr.snap.fleet_fetchers_below = fleet_fetchers_below;
     fr.snap.handed_over = handed_over;
     fr.snap.swarm_size = ctx.swarm_size;
+    fr.snap.peer_transfers = peer_transfers;
     let Some(pl) = fr.planner.as_mut() else {
         return Vec::new();
     };

@@ -77,6 +77,9 @@ pub struct Engine {
     pub origin_pace: Arc<origin_pace::OriginPace>,
     /// Transfers this node receives now (a judged transfer's share of the link).
     pub receiving: Arc<receiving::Receiving>,
+    /// Transfers this node receives from peers now, over all files (at most
+    /// `planner::PEER_TRANSFERS`).
+    pub peer_transfers: Arc<receiving::Receiving>,
     /// Whether this node is short of CPU lately (then seeders are not judged on a guess).
     pub sched_lag: Arc<sched_lag::SchedLag>,
     pub totals: Arc<Totals>,
@@ -121,6 +124,7 @@ impl Engine {
             swarm_origin: Arc::default(),
             origin_pace: Arc::default(),
             receiving: Arc::default(),
+            peer_transfers: Arc::default(),
             sched_lag: Arc::default(),
             totals,
             index,

@@ -52,8 +52,15 @@ const CDN_WITH_PEERS: usize = 2;
 /// With peers connected but none (yet) downloading this file, the origin is used as
 /// sparingly as in a swarm for this long, so peers starting a moment later find work left.
 const SWARM_GRACE: Duration = Duration::from_secs(1);
-/// Peer transfers in flight per file.
-const PEER_PARALLEL: usize = 8;
+/// Peer transfers a node keeps going at once, over all files: as many as one peer serves
+/// (`peer::limits::MAX_UPLOADS`), so with links alike they fill its downlink when every
+/// peer it asks serves that many. Eight per file (32 for a model of four files) split a
+/// late joiner's link into shares that held the upload slots of the few nodes with the
+/// newest xorbs for seconds at a tenth of their link, and every node waiting for those
+/// xorbs was answered `busy` (simulated staggered rollout over 120 s, 64 and 256 nodes ×
+/// 2 GiB: the longest pull 1.23x and 1.28x the one-copy time on average over ten seeds,
+/// 1.10x and 1.18x capped).
+pub const PEER_TRANSFERS: usize = crate::peer::limits::MAX_UPLOADS;
 /// Transfers this node keeps going from one peer, over all files: what a peer serves one
 /// connection at once (`peer::limits::MAX_UPLOADS_PER_PEER`). Asking more only earns
 /// `busy` answers, and each costs its slot the pause a `busy` peer is given.
@@ -450,6 +457,8 @@ pub struct Snapshot {
     pub swarm_size: Option<usize>,
     /// This node's draw in [0, 1) for the file, fixed for the pull (see [`Planner::admitted`]).
     pub origin_draw: f64,
+    /// Transfers this node has going from peers now, over all files.
+    pub peer_transfers: usize,
 }
 
 impl Snapshot {
@@ -470,6 +479,7 @@ impl Snapshot {
             handed_over: 0,
             swarm_size: None,
             origin_draw: 0.0,
+            peer_transfers: 0,
         }
     }
 
@@ -1015,7 +1025,11 @@ impl Planner {
             .iter()
             .filter(|x| !x.small && matches!(x.st, St::Origin | St::Claimed))
             .count();
-        let mut peer_busy = self.slots.iter().filter(|x| x.st == St::Peer).count();
+        // This file's own transfers are among the node's, but may be counted there only
+        // from the next pass on.
+        let mut peer_busy = s
+            .peer_transfers
+            .max(self.slots.iter().filter(|x| x.st == St::Peer).count());
         let young = s.now.saturating_duration_since(self.started) < SWARM_GRACE;
         let swarm = s.peers.iter().any(|p| p.involved) || (s.connected > 0 && young);
         let origin_limit = if swarm {
@@ -1051,7 +1065,7 @@ impl Planner {
                 slot.st = St::Done;
                 continue;
             }
-            if peer_busy < PEER_PARALLEL
+            if peer_busy < PEER_TRANSFERS
                 && s.trusts(&missing)
                 && let Some((k, p)) = s
                     .peers
@@ -1107,7 +1121,7 @@ impl Planner {
             if (beyond_view
                 || self.seeders_first != Some(true)
                 || !s.peers.iter().any(|p| p.complete))
-                && peer_busy < PEER_PARALLEL
+                && peer_busy < PEER_TRANSFERS
                 && s.trusts(&missing)
                 && let Some((k, p, part)) = s
                     .peers
@@ -1165,9 +1179,15 @@ impl Planner {
             // crowd of 8 that took 1.12 copies).
             // Nor while every seeder holding it answered `busy`: a seeder serving others at
             // capacity is not a slow one, and hedging it sent a seeded fleet's ranges to
-            // the origin (0.37 copies with 4 uploads at once).
+            // the origin (0.37 copies with 4 uploads at once). Nor while this node has all
+            // the peer transfers it keeps going ([`PEER_TRANSFERS`]): each is judged
+            // against the origin itself (`Judge`), and ranges hedged beside them took
+            // their link (simulated staggered rollouts of 16 nodes × 2 GiB, eight
+            // transfers at once: 1.9-2.9 origin copies when the rest hedged, 1.00 waiting).
             if slot.waiting_since.is_some()
-                && (!seeders_only || seeders_busy(s, &slot.avoid, &missing))
+                && (!seeders_only
+                    || peer_busy >= PEER_TRANSFERS
+                    || seeders_busy(s, &slot.avoid, &missing))
             {
                 slot.waiting_since = None;
             }
@@ -1587,10 +1607,10 @@ mod tests {
     }
 
     #[test]
-    fn slots_seeders_leave_waiting_go_to_the_origin_meanwhile() {
+    fn slots_beyond_the_node_s_peer_transfers_wait_for_seeders_not_the_origin() {
         let t0 = Instant::now();
         let (mut p, snap) = seeded(t0);
-        // Five seeders could take ten slots, but a file keeps only PEER_PARALLEL going.
+        // Five seeders could take ten slots, but the node keeps only PEER_TRANSFERS going.
         let seeders = |asked: [usize; 5]| -> Vec<PeerState> {
             (0..5)
                 .map(|k| PeerState {
@@ -1608,34 +1628,78 @@ mod tests {
                 .collect()
         };
         let a = p.assign(&snap(t0, seeders([0; 5])));
-        let to_peer = a
+        let to_peer: Vec<(usize, String)> = a
             .iter()
-            .filter(|x| matches!(x, Action::FetchFromPeer { .. }))
-            .count();
-        assert_eq!(to_peer, PEER_PARALLEL);
+            .filter_map(|x| match x {
+                Action::FetchFromPeer { slot, peer, .. } => Some((*slot, peer.clone())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(to_peer.len(), PEER_TRANSFERS, "{a:?}");
         assert!(
             !a.iter().any(|x| matches!(x, Action::Claim { .. })),
             "{a:?}"
         );
-        // What they were asked, as their counters now say.
-        let going = seeders([2, 2, 2, 2, 0]);
-        // Still waiting half a second on: nothing.
-        assert!(p.assign(&snap(at(t0, 500), going.clone())).is_empty());
-        // After the hedge wait the rest is claimed for the origin, as many as five peers
-        // in the file's swarm allow, and the claim holds although the seeders hold it: one
-        // of them had room and was not asked.
-        let origin = SwarmOrigin::limit(5).min(CDN_WITH_PEERS);
-        let a = p.assign(&snap(at(t0, 1000), going.clone()));
+        // What they were asked, as their counters and the node's now say. Seconds on,
+        // past the hedge wait, the rest still waits: the seeders with room are not slow,
+        // the node has all it takes at once.
+        let going = |now| Snapshot {
+            peer_transfers: PEER_TRANSFERS,
+            ..snap(now, seeders([2, 2, 0, 0, 0]))
+        };
+        for ms in [500, 1000, 3000] {
+            let a = p.assign(&going(at(t0, ms)));
+            assert!(a.is_empty(), "{ms} ms: {a:?}");
+        }
+        // Two end: two more go to peers, none to the origin.
+        for (slot, peer) in &to_peer[..2] {
+            assert_eq!(p.peer_done(*slot, peer, None), None);
+        }
+        let a = p.assign(&Snapshot {
+            peer_transfers: PEER_TRANSFERS - 2,
+            ..snap(at(t0, 3100), seeders([0, 2, 0, 0, 0]))
+        });
         assert_eq!(
             a.iter()
-                .filter(|x| matches!(x, Action::Claim { .. }))
+                .filter(|x| matches!(x, Action::FetchFromPeer { .. }))
                 .count(),
-            origin
+            2,
+            "{a:?}"
         );
-        let due = p.due_claims(at(t0, 1300));
-        assert_eq!(due.len(), origin);
-        let a = p.settle(&due, &snap(at(t0, 1300), going));
-        assert_eq!(origin_slots(&a).len(), origin, "{a:?}");
+        assert!(
+            !a.iter().any(|x| matches!(x, Action::Claim { .. })),
+            "{a:?}"
+        );
+    }
+
+    #[test]
+    fn another_file_s_peer_transfers_count_against_the_node_s() {
+        let t0 = Instant::now();
+        let (mut p, snap) = seeded(t0);
+        let seeder = PeerState {
+            id: "s".into(),
+            complete: true,
+            involved: true,
+            held: vec![(0, 120)].into(),
+            rate: 1e6,
+            ..PeerState::default()
+        };
+        // The node's other downloads have every transfer it keeps going: this file asks
+        // nothing of the seeder and waits (no hedge), until one of them ends.
+        let busy_node = |now| Snapshot {
+            peer_transfers: PEER_TRANSFERS,
+            ..snap(now, vec![seeder.clone()])
+        };
+        for ms in [0, 1000, 2000] {
+            let a = p.assign(&busy_node(at(t0, ms)));
+            assert!(a.is_empty(), "{ms} ms: {a:?}");
+        }
+        let a = p.assign(&Snapshot {
+            peer_transfers: PEER_TRANSFERS - 1,
+            ..snap(at(t0, 2100), vec![seeder.clone()])
+        });
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert!(matches!(a[0], Action::FetchFromPeer { .. }), "{a:?}");
     }
 
     #[test]

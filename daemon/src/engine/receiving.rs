@@ -1,10 +1,12 @@
 //! How many transfers this node receives at once, from peers and the origin, over all
 //! files. They share its link, so a transfer judged against the origin is judged by its
-//! share of it (`planner::Judge::transfers`): a node taking four files from seeders runs
-//! up to 32 transfers, each a thirty-second of its link, and held one by one to a whole
-//! link's bar it benched every seeder and took the files from the origin (simulated, 256
-//! nodes × 2 GiB with 10% churn a minute, seed 1: 1.018 origin copies, 1.25 with pieces
-//! taken beyond view, from the late joiners; 1.000 held to its share).
+//! share of it (`planner::Judge::transfers`): a node taking four files from seeders ran up
+//! to 32 transfers (eight per file, before `planner::PEER_TRANSFERS`), each a thirty-second
+//! of its link, and held one by one to a whole link's bar it benched every seeder and took
+//! the files from the origin (simulated, 256 nodes × 2 GiB with 10% churn a minute, seed 1:
+//! 1.018 origin copies, 1.25 with pieces taken beyond view, from the late joiners; 1.000
+//! held to its share). The same count, of peer transfers alone, is what the planner keeps
+//! within `PEER_TRANSFERS`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

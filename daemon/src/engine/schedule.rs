@@ -353,6 +353,7 @@ fn snapshot(
     // As a tracker counts the swarm; without one, the peers in view are all of it.
     snap.swarm_size = ctx.engine.wanted.swarm_size(&ctx.hash);
     snap.origin_draw = origin_draw;
+    snap.peer_transfers = ctx.engine.peer_transfers.now();
     snap
 }
 
@@ -385,9 +386,12 @@ fn carry_out(
                     continue;
                 };
                 let (ctx, conn) = (ctx.clone(), v.conn.clone());
+                // Counted from now, so the next pass of every file sees it.
+                let counted = ctx.engine.peer_transfers.start();
                 tasks.spawn(async move {
                     let t0 = Instant::now();
                     let r = fetch_from_peer(&ctx, &conn, &ranges, seeders_only).await;
+                    drop(counted);
                     tracing::debug!(file = %ctx.name, peer = ?conn, ranges = ?ranges, seeders_only, took = ?t0.elapsed(), ok = r.is_ok(), "peer range ended");
                     (slot, Outcome::Peer(conn.node_id.clone(), seeders_only, r))
                 });

@@ -128,7 +128,8 @@ pub type SharedClaims = Arc<Vec<Relayed>>;
 
 /// At most this many claims are relayed per file: beyond a node's view only the few drawn
 /// fetchers claim (with 2 ranges each at most), so a fleet's claims on one file are a
-/// handful whatever its size.
+/// handful whatever its size; a node that began alone, before the swarm grew past its
+/// view, claimed many, and [`relay`] tells them as runs. Peers take more as malformed.
 pub const RELAY_CAP: usize = 64;
 
 /// How far from its source a claim is told: two hops beyond the peers that see it
@@ -154,7 +155,8 @@ fn same_id(a: &str, b: &str) -> bool {
 
 /// The claims node `me` relays to its watchers, recomputed from the peers' current states
 /// (so a claim dropped at its source is gone everywhere within `max_hops` updates); each
-/// once at its fewest hops, nearest first, up to [`RELAY_CAP`]:
+/// once at its fewest hops, one node's touching claims of one distance and kind as one
+/// run, nearest first, up to [`RELAY_CAP`]:
 /// - the ranges it took from the origin itself (`own_done`, 0 hops, done);
 /// - its peers' own origin claims, and each complete peer as the whole file taken (1 hop);
 /// - what its peers relay from fewer than `max_hops` hops away, except its own claims.
@@ -214,7 +216,21 @@ pub fn relay<'a>(
             }
         }
     }
-    out.sort_by(|a, b| (a.hops, &a.by, a.range).cmp(&(b.hops, &b.by, b.range)));
+    out.sort_by(|a, b| (a.hops, &a.by, a.done, a.range).cmp(&(b.hops, &b.by, b.done, b.range)));
+    // One node's claims at one distance, told range by range, filled the list: a node
+    // that began alone claims every slot of a file, and the ranges cut off were its last
+    // ones, which nodes two hops away then took from the origin again (simulated
+    // staggered rollout, 256 nodes × 10 GiB, seed 1: 1.081 copies; 1.000 told as runs).
+    out.dedup_by(|next, run| {
+        let joins = next.hops == run.hops
+            && next.done == run.done
+            && next.range.0 <= run.range.1
+            && next.by == run.by;
+        if joins {
+            run.range.1 = run.range.1.max(next.range.1);
+        }
+        joins
+    });
     out.truncate(RELAY_CAP);
     out
 }
@@ -2638,6 +2654,53 @@ mod tests {
         );
         assert!(!relays(Some(4), 3));
         assert!(relays(Some(1000), 64));
+    }
+
+    #[test]
+    fn a_lone_fetcher_s_claims_are_relayed_as_runs_and_its_last_ones_are_not_cut_off() {
+        // A node that began alone claimed every slot of a file: 100 ranges, 60 taken
+        // and 40 in flight, slot by slot.
+        let mut lone = peer(
+            "lone",
+            vec![],
+            (60..100).map(|i| (i * 4, i * 4 + 4)).collect(),
+            0.0,
+        );
+        lone.relayed = Arc::new(
+            (0..60)
+                .map(|i| relayed("lone", (i * 4, i * 4 + 4), 0, true))
+                .collect(),
+        );
+        // Beside it, claims of other nodes that do not touch (a gap between them).
+        let mut other = peer("other", vec![], vec![], 0.0);
+        other.relayed = Arc::new(
+            (0..30)
+                .map(|i| relayed(&format!("n{i:02}"), (i * 20, i * 20 + 1), 1, false))
+                .collect(),
+        );
+        let out = relay("m", &[], RELAY_HOPS, [&lone, &other]);
+        assert!(out.len() <= RELAY_CAP);
+        let of_lone: Vec<&Relayed> = out.iter().filter(|c| c.by == "lone").collect();
+        assert_eq!(
+            of_lone,
+            vec![
+                &relayed("lone", (240, 400), 1, false),
+                &relayed("lone", (0, 240), 1, true),
+            ],
+            "{out:?}"
+        );
+        // Claims with a gap between them, or of another distance or kind, stay apart.
+        assert_eq!(out.iter().filter(|c| c.hops == 2).count(), 30, "{out:?}");
+        let mut gap = peer("g", vec![], vec![(0, 4), (8, 12)], 0.0);
+        gap.relayed = Arc::new(vec![relayed("far", (4, 8), 1, true)]);
+        assert_eq!(
+            relay("m", &[], RELAY_HOPS, [&gap]),
+            vec![
+                relayed("g", (0, 4), 1, false),
+                relayed("g", (8, 12), 1, false),
+                relayed("far", (4, 8), 2, true),
+            ]
+        );
     }
 
     #[test]

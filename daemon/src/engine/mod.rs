@@ -77,8 +77,9 @@ pub struct Engine {
     pub origin_pace: Arc<origin_pace::OriginPace>,
     /// Transfers this node receives now (a judged transfer's share of the link).
     pub receiving: Arc<receiving::Receiving>,
-    /// Transfers this node receives from peers now, over all files (at most
-    /// `planner::PEER_TRANSFERS`).
+    /// Transfers this node receives from peers now, over all files: what keeps them to
+    /// `planner::PEER_TRANSFERS` (files planned at the same moment may each take the last
+    /// place, so it can be passed by a few).
     pub peer_transfers: Arc<receiving::Receiving>,
     /// Whether this node is short of CPU lately (then seeders are not judged on a guess).
     pub sched_lag: Arc<sched_lag::SchedLag>,

@@ -13,7 +13,7 @@ use zestd::engine::planner::{self, Action, Held, PeerFailure, PeerState, Planner
 use zestd::peer::set::CHOKE;
 
 use crate::net::{Flow, Src};
-use crate::node::{Node, trust};
+use crate::node::{FileRun, Node, trust};
 use crate::params::{Params, Shape};
 use crate::ranges;
 use crate::world::World;
@@ -223,11 +223,28 @@ impl World {
         }
     }
 
-    /// Copies onto the board what changed of each live node's files.
+    /// Copies onto the board what changed of each live node's files, when its daemon would
+    /// push it (`push`): a peer's view lags what it shows by up to 250 ms of growth, as
+    /// zestd's watchers' do. Before, the board showed every change at once, fresher than
+    /// any daemon sees its peers (simulated flash of 64 × 2 GiB: 1.172× then, 1.183× now),
+    /// and every view re-read its peer at every step.
     fn show(&mut self) {
         let inst = self.at(self.now);
+        let now = self.now;
+        let poll = self.p.poll;
         let files = self.shape.files.len();
         self.board.fit(self.nodes.len(), files);
+        // Who downloads what, read once: counting each pusher's watchers read 64 other
+        // nodes' files apiece, a cache miss each.
+        let pulling: Vec<bool> = if poll {
+            Vec::new()
+        } else {
+            self.nodes
+                .par_iter()
+                .flat_map_iter(|node| node.files.iter())
+                .map(|w| w.planner.is_some() && !w.done)
+                .collect()
+        };
         let (heads, states) = self.board.all_mut();
         // Each node shows its own part of the board, so nodes are shown in parallel (this
         // was a serial tenth of a 10,000-node tick); what changed is gathered in node order.
@@ -244,8 +261,26 @@ impl World {
                 // Files whose claims changed, or whose relay must go.
                 let mut changed = Vec::new();
                 let shown = heads.iter_mut().zip(states.iter_mut());
-                for (f, (fr, (h, s))) in node.files.iter().zip(shown).enumerate() {
-                    if h.version != fr.version {
+                for (f, (fr, (h, s))) in node.files.iter_mut().zip(shown).enumerate() {
+                    // Pushed state reaches the watchers when zestd's `watch` sends it, not
+                    // at every change: polls read it as it is.
+                    let sent = poll || {
+                        let pushed = push(fr, now);
+                        if let Some(size) = pushed {
+                            let watchers = node
+                                .conns
+                                .iter()
+                                .filter(|&&c| pulling[c * files + f])
+                                .count() as u64;
+                            node.msgs += watchers;
+                            node.msg_bytes += watchers * size;
+                        }
+                        pushed.is_some()
+                    };
+                    // A node first shown is told whole, as a new watch begins with the
+                    // whole state.
+                    let first = h.version == Head::default().version;
+                    if (sent || first) && h.version != fr.version {
                         // What peers relay reads their claims, relays and completion.
                         if !Arc::ptr_eq(&s.fetching, &fr.public.fetching)
                             || !Arc::ptr_eq(&s.relayed, &fr.public.relayed)
@@ -331,68 +366,35 @@ impl World {
             fr.urgent += 1;
         }
     }
+}
 
-    /// What pushed peer state costs (`watch`, docs/PROTOCOL.md §4.4): every node tells
-    /// the peers downloading a file it changed, changes gathered over 50 ms, and sends a
-    /// heartbeat a second while it downloads the file itself. Counted at the sender.
-    pub(crate) fn pushes(&mut self) {
-        if self.p.poll {
-            return;
-        }
-        let now = self.now;
-        let files = self.shape.files.len();
-        // Who downloads what, read once: counting each pusher's watchers read 64 other
-        // nodes' files apiece, a cache miss each.
-        let pulling: Vec<bool> = self
-            .nodes
-            .par_iter()
-            .flat_map_iter(|node| node.files.iter())
-            .map(|w| w.planner.is_some() && !w.done)
-            .collect();
-        debug_assert_eq!(pulling.len(), self.nodes.len() * files);
-        // Each live node counts its own pushes, so nodes are counted in parallel (serially,
-        // this was a fifth of what the planning threads waited on at 10,000 nodes).
-        self.nodes
-            .par_iter_mut()
-            .filter(|node| node.alive)
-            .for_each(|node| {
-                for f in 0..files {
-                    let fr = &node.files[f];
-                    let since = now - fr.pushed_at;
-                    let urgent = fr.urgent != fr.pushed.1;
-                    let changed = fr.version != fr.pushed.0;
-                    let downloading = fr.planner.is_some() && !fr.done;
-                    let due = (urgent && since >= GATHER)
-                        || (changed && since >= HELD_GATHER)
-                        || (downloading && since >= HEARTBEAT);
-                    if !due {
-                        continue;
-                    }
-                    let watchers = node
-                        .conns
-                        .iter()
-                        .filter(|&&c| pulling[c * files + f])
-                        .count() as u64;
-                    // A delta carries the range that landed, the whole `fetching`, and
-                    // `relayed` when it changed (a range, hops and a 16-character node id
-                    // each).
-                    let relayed = if fr.relay_version != fr.relay_pushed {
-                        26 * fr.public.relayed.len() as u64
-                    } else {
-                        0
-                    };
-                    let size = UPDATE
-                        + 8 * (u64::from(changed) + fr.public.fetching.len() as u64)
-                        + relayed;
-                    node.msgs += watchers;
-                    node.msg_bytes += watchers * size;
-                    let fr = &mut node.files[f];
-                    fr.pushed = (fr.version, fr.urgent);
-                    fr.pushed_at = now;
-                    fr.relay_pushed = fr.relay_version;
-                }
-            });
+/// Whether file run `fr` pushes its state to its watchers now (zestd's `watch`,
+/// docs/PROTOCOL.md §4.4): changes gathered over 50 ms (claims, completion) or 250 ms
+/// (growth of what it holds), and a heartbeat a second while it downloads the file itself.
+/// If so, records the push and returns the size of one update: a delta carries the range
+/// that landed, the whole `fetching`, and `relayed` when it changed (a range, hops and a
+/// 16-character node id each). Counted at the sender, once per watcher.
+fn push(fr: &mut FileRun, now: f64) -> Option<u64> {
+    let since = now - fr.pushed_at;
+    let urgent = fr.urgent != fr.pushed.1;
+    let changed = fr.version != fr.pushed.0;
+    let downloading = fr.planner.is_some() && !fr.done;
+    let due = (urgent && since >= GATHER)
+        || (changed && since >= HELD_GATHER)
+        || (downloading && since >= HEARTBEAT);
+    if !due {
+        return None;
     }
+    let relayed = if fr.relay_version != fr.relay_pushed {
+        26 * fr.public.relayed.len() as u64
+    } else {
+        0
+    };
+    let size = UPDATE + 8 * (u64::from(changed) + fr.public.fetching.len() as u64) + relayed;
+    fr.pushed = (fr.version, fr.urgent);
+    fr.pushed_at = now;
+    fr.relay_pushed = fr.relay_version;
+    Some(size)
 }
 
 /// Whether node `n`'s file `f` is due a pass of the scheduler loop now; if so, runs it.
@@ -517,7 +519,8 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
         .is_some_and(Planner::peers_off);
     let connected = node.conns.len();
     let peers_on = !peers_off && connected > 0;
-    // Pushed views are current at every step; polled ones at the planner's pace.
+    // Pushed views are read at every step (they change as pushes land); polled ones at the
+    // planner's pace.
     let refresh = peers_on
         && (!ctx.p.poll
             || Planner::refresh_due(node.files[f].last_refresh.map(|t| ctx.at(t)), inst));

@@ -137,7 +137,6 @@ impl World {
             self.churn(dt);
             self.announce();
             self.steps();
-            self.pushes();
             let used = assign_rates(&mut self.flows, self.nodes.len(), &self.caps, self.now);
             self.cpu_seconds += used * dt;
             let origin_before = self.origin_bytes;

@@ -783,9 +783,12 @@ pub struct Planner {
     known: Option<Instant>,
     /// `note_progress` has looked at the peers before: later growth is progress.
     looked: bool,
-    /// Drawn once to fetch from the origin: stays drawn for the file, so the few that
-    /// were keep taking slots nobody has until the file is whole somewhere.
-    drawn: bool,
+    /// The swarm's size when this node was last drawn to fetch from the origin: it stays
+    /// drawn for the file until the swarm has doubled since (and another node fetches it),
+    /// so the few that were keep
+    /// taking slots nobody has until the file is whole somewhere, while the draws of a
+    /// growing swarm do not pile up ([`Planner::admitted`]).
+    drawn: Option<usize>,
     last_trust_try: Option<Instant>,
     /// Xorbs [`Planner::xorbs_to_check`] has named: one it has not is checked at once.
     span_named: Vec<bool>,
@@ -838,7 +841,7 @@ impl Planner {
             heard: now,
             known: None,
             looked: false,
-            drawn: false,
+            drawn: None,
             last_trust_try: None,
             unverifiable: 0,
             peers_off: false,
@@ -941,15 +944,37 @@ impl Planner {
     /// taken up by a few nodes at a time, never by the whole fleet at once. The share grows
     /// smoothly, not in steps: nodes let in at the same moment, out of each other's view,
     /// took the same slots from the origin (simulated, 256 x 2 GiB: 1.06 copies), where
-    /// one let in after another sees the other's claim relayed. A node once drawn stays
-    /// drawn for the file.
+    /// one let in after another sees the other's claim relayed.
+    ///
+    /// A node once drawn stays drawn for the file until the swarm has doubled since and it
+    /// hears of another node fetching the file. For good, the draws of a rollout piled up: each doubling of the swarm draws about two
+    /// more nodes per file, and 2,000 nodes arriving over two minutes kept 8-12 drawn per
+    /// file, 35 origin streams at once, each so slow (36 s per 64 MiB) that nodes three
+    /// hops away took its range again before it was done (simulated: 1.07 copies).
     pub fn admitted(&self, s: &Snapshot) -> bool {
         let Some(n) = s.beyond_view() else {
             return true;
         };
-        if self.drawn {
-            return true;
-        }
+        self.drawn
+            .is_some_and(|was| n <= 2 * was || !self.hears_other_fetchers(s))
+            || self.draws(s, n)
+    }
+
+    /// Whether some other node is fetching this file from the origin, in view or as its
+    /// peers relay: a drawn node steps down only then, for a file nobody else fetched was
+    /// left to the slow doubling of the share (simulated, 256 × 2 GiB arriving over 120 s,
+    /// seed 7: 1.78× the one-copy time, 1.21× staying on).
+    fn hears_other_fetchers(&self, s: &Snapshot) -> bool {
+        s.peers.iter().any(|p| {
+            !p.fetching.is_empty()
+                || p.relayed
+                    .iter()
+                    .any(|c| !c.done && !same_id(&c.by, &self.my_id))
+        })
+    }
+
+    /// Whether this node's draw falls within the share of a swarm of `n` now.
+    fn draws(&self, s: &Snapshot, n: usize) -> bool {
         let waits = self.quiet(s.now).as_secs_f64() / PATIENCE.as_secs_f64();
         s.origin_draw < FLEET_ORIGIN_STREAMS * 2f64.powf(waits.min(64.0)) / n as f64
     }
@@ -1061,7 +1086,9 @@ impl Planner {
             self.seeders_first = Some(!s.ours.contains(&true));
         }
         let admitted = self.admitted(s);
-        self.drawn |= admitted && beyond_view;
+        if let Some(n) = s.beyond_view().filter(|&n| self.draws(s, n)) {
+            self.drawn = Some(n);
+        }
         // Merged as slots ask, not at every pass.
         let mut merged = Swarm::default();
         // Transfers this pass asks of each peer (by its place in `s.peers`), beside those
@@ -1845,6 +1872,77 @@ mod tests {
         let mut never = planner(t0);
         never.note_receiving(at(t0, 5500));
         assert_eq!(claims(&never.assign(&s)), 0);
+    }
+
+    #[test]
+    fn a_drawn_node_stays_drawn_until_the_swarm_has_doubled_and_another_node_fetches() {
+        let t0 = Instant::now();
+        let idle = |id: &str| PeerState {
+            id: id.into(),
+            involved: true,
+            ..PeerState::default()
+        };
+        // Peer c fetches the file from the origin.
+        let c = PeerState {
+            fetching: Arc::new(vec![(30, 40)]),
+            ..idle("c")
+        };
+        let view = vec![idle("a"), idle("b"), c];
+        let look = |size, draw| Snapshot {
+            swarm_size: Some(size),
+            origin_draw: draw,
+            ..snap(t0, view.clone())
+        };
+        // Drawn in a swarm of 100: 0.015 is within the share of 2 in 100.
+        let mut p = planner(t0);
+        assert!(claims(&p.assign(&look(100, 0.015))) > 0);
+        assert!(
+            p.admitted(&look(200, 0.015)),
+            "still drawn in a swarm of 200, where 0.015 is beyond the share"
+        );
+        assert!(
+            !planner(t0).admitted(&look(200, 0.015)),
+            "one never drawn is not"
+        );
+        assert!(
+            !p.admitted(&look(201, 0.015)),
+            "once the swarm has doubled, its draw counts as anyone's"
+        );
+        let alone = Snapshot {
+            swarm_size: Some(201),
+            origin_draw: 0.015,
+            ..snap(t0, vec![idle("a"), idle("b"), idle("c")])
+        };
+        assert!(
+            p.admitted(&alone),
+            "but it stays on while it hears of nobody else fetching the file"
+        );
+        let relayed_only = Snapshot {
+            swarm_size: Some(201),
+            origin_draw: 0.015,
+            ..snap(
+                t0,
+                vec![PeerState {
+                    relayed: Arc::new(vec![Relayed {
+                        by: "far".into(),
+                        range: (20, 30),
+                        hops: 2,
+                        done: false,
+                    }]),
+                    ..idle("a")
+                }],
+            )
+        };
+        assert!(
+            !p.admitted(&relayed_only),
+            "a fetcher heard of through a peer counts"
+        );
+        // Drawn again as the swarm grows (0.005 is within 2 in 300): counted from there.
+        let mut q = planner(t0);
+        q.assign(&look(100, 0.005));
+        q.assign(&look(300, 0.005));
+        assert!(q.admitted(&look(600, 0.005)));
+        assert!(!q.admitted(&look(601, 0.005)));
     }
 
     #[test]

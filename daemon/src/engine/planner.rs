@@ -785,9 +785,8 @@ pub struct Planner {
     looked: bool,
     /// The swarm's size when this node was last drawn to fetch from the origin: it stays
     /// drawn for the file until the swarm has doubled since (and another node fetches it),
-    /// so the few that were keep
-    /// taking slots nobody has until the file is whole somewhere, while the draws of a
-    /// growing swarm do not pile up ([`Planner::admitted`]).
+    /// so the few that were keep taking slots nobody has until the file is whole
+    /// somewhere, while the draws of a growing swarm do not pile up ([`Planner::admitted`]).
     drawn: Option<usize>,
     last_trust_try: Option<Instant>,
     /// Xorbs [`Planner::xorbs_to_check`] has named: one it has not is checked at once.
@@ -947,10 +946,11 @@ impl Planner {
     /// one let in after another sees the other's claim relayed.
     ///
     /// A node once drawn stays drawn for the file until the swarm has doubled since and it
-    /// hears of another node fetching the file. For good, the draws of a rollout piled up: each doubling of the swarm draws about two
-    /// more nodes per file, and 2,000 nodes arriving over two minutes kept 8-12 drawn per
-    /// file, 35 origin streams at once, each so slow (36 s per 64 MiB) that nodes three
-    /// hops away took its range again before it was done (simulated: 1.07 copies).
+    /// hears of another node fetching the file. Drawn for good, the draws of a rollout
+    /// piled up: each doubling of the swarm draws about two more nodes per file, and 2,000
+    /// nodes arriving over two minutes kept 8-12 drawn per file, 35 origin streams at
+    /// once, each so slow (36 s per 64 MiB) that nodes three hops away took its range again
+    /// before it was done (simulated: 1.07 copies).
     pub fn admitted(&self, s: &Snapshot) -> bool {
         let Some(n) = s.beyond_view() else {
             return true;

@@ -1,5 +1,11 @@
 use clap::Parser;
 
+/// glibc's malloc was a fifth of a large run's time, most of it on the serial thread,
+/// which frees what the planning threads allocated (2,000 × 10 GiB flash: 87 s, 69 s with
+/// mimalloc, the same results).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let p = zest_sim::Params::parse();
     anyhow::ensure!(p.nodes > 0, "--nodes must be at least 1");

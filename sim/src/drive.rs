@@ -428,15 +428,14 @@ fn refresh_views(node: &mut Node, f: usize, ctx: &Ctx) {
     let peers = fr.snap.peers_mut();
     let seen = &mut fr.seen;
     // A peer that answered `busy` stays in view (zestd's `PeerSet::choke`).
-    let same_conns =
-        seen.len() == node.conns.len() && seen.iter().zip(&node.conns).all(|(s, c)| s.0 == *c);
-    if !same_conns {
+    if fr.seen_conns != Some(node.conns_changes) {
         peers.clear();
         seen.clear();
         for &c in &node.conns {
             peers.push(ctx.board.state(c, f).clone());
             seen.push((c, ctx.board.head(c, f).version));
         }
+        fr.seen_conns = Some(node.conns_changes);
     }
     let mut bytes = 0;
     let views = peers.iter_mut().zip(seen.iter_mut()).zip(&node.links);
@@ -563,6 +562,7 @@ fn step(node: &mut Node, n: usize, f: usize, ctx: &Ctx) -> Vec<Action> {
     if !peers_on {
         fr.snap.peers_mut().clear();
         fr.seen.clear();
+        fr.seen_conns = None;
     }
     fr.snap.now = inst;
     fr.snap.connected = connected;

@@ -30,6 +30,9 @@ pub struct Node {
     /// peer of every pass, where maps keyed by peer were a cache miss each (a fifth of a
     /// 10,000-node run's time).
     pub links: Vec<Link>,
+    /// Bumped at every change of `conns`: views built at the same count are of the same
+    /// peers, which comparing the lists at every pass had cost 2% of a large run.
+    pub conns_changes: u64,
     /// Its connections changed since its relay was last computed (zestd recomputes the
     /// relay every tick, so a new peer's claims are relayed from the next one on).
     pub relinked: bool,
@@ -82,6 +85,7 @@ impl Node {
     pub fn link_to(&mut self, peer: usize) {
         self.conns.push(peer);
         self.links.push(Link::default());
+        self.conns_changes += 1;
         self.relinked = true;
     }
 
@@ -91,12 +95,14 @@ impl Node {
             self.conns.remove(k);
             self.links.remove(k);
         }
+        self.conns_changes += 1;
         self.relinked = true;
     }
 
     /// All its connections are gone; the peers it had.
     pub fn unlink_all(&mut self) -> Vec<usize> {
         self.links.clear();
+        self.conns_changes += 1;
         std::mem::take(&mut self.conns)
     }
 
@@ -126,6 +132,8 @@ pub struct FileRun {
     pub version: u64,
     /// Per entry of `snap.peers`: the connection it came from and the version read.
     pub seen: Vec<(usize, u64)>,
+    /// The node's `conns_changes` when `seen` was built; None while there are no views.
+    pub seen_conns: Option<u64>,
     /// Bumped at changes of `public` a watcher is told at once (claims, completion);
     /// growth of `held` alone bumps only `version`.
     pub urgent: u64,
@@ -170,6 +178,7 @@ impl FileRun {
             done: holds,
             version: 0,
             seen: Vec::new(),
+            seen_conns: None,
             urgent: 0,
             pushed: (0, 0),
             pushed_at: 0.0,

@@ -31,7 +31,7 @@ pub struct Node {
     /// 10,000-node run's time).
     pub links: Vec<Link>,
     /// Bumped at every change of `conns`: views built at the same count are of the same
-    /// peers, which comparing the lists at every pass had cost 2% of a large run.
+    /// peers. Comparing the lists at every pass was 2% of a 2,000-node run's profile.
     pub conns_changes: u64,
     /// Its connections changed since its relay was last computed (zestd recomputes the
     /// relay every tick, so a new peer's claims are relayed from the next one on).

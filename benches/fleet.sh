@@ -13,9 +13,11 @@
 #
 # Cases: seeded (one daemon holds the model, N-1 pull at once) and flash crowd (N pull at
 # once, nobody holds it). Needs root, iproute2 (ip, tc) and the test environment
-# (scripts/test.sh creates .venv). Prints a Markdown report. ZEST_BENCH_KEEP=1 keeps the
-# daemons' logs and caches under bench-data/ (RUST_LOG passes through to zestd); the seeded
-# pullers' caches go once checked, and each flash run's when the next starts.
+# (scripts/test.sh creates .venv). Prints a Markdown report, with each case's machine CPU
+# seconds (all cores, from /proc/stat) beside its wall time: the fleet shares this machine.
+# ZEST_BENCH_KEEP=1 keeps the daemons' logs and caches under bench-data/ (RUST_LOG passes
+# through to zestd); the seeded pullers' caches go once checked, and each flash run's when
+# the next starts.
 #
 # How the daemons find each other, ZEST_BENCH_DISCOVERY:
 #   static   (default) every daemon is given every other with --peer
@@ -94,6 +96,10 @@ model_bytes=$("$py" -c 'import json,sys; print(json.load(open(sys.argv[1]))["rep
 repo=zest-bench/model-1g
 egress() { inO cat /sys/class/net/zb-o/statistics/tx_bytes; }
 now() { date +%s.%N; }
+# The machine's busy CPU seconds so far (user, nice, system, irq, softirq, all cores): every
+# daemon, the hub and the CAS server run here, so a case's share is the fleet's CPU cost.
+hz=$(getconf CLK_TCK)
+cpu() { awk -v hz="$hz" '/^cpu /{printf "%.2f\n", ($2 + $3 + $4 + $7 + $8) / hz}' /proc/stat; }
 rate_bits=$("$py" -c 'import re,sys; m=re.fullmatch(r"(\d+)([kmg]?)bit",sys.argv[1]); print(int(m[1])*{"":1,"k":10**3,"m":10**6,"g":10**9}[m[2]])' "$rate")
 
 # Where the daemons learn of each other.
@@ -186,17 +192,20 @@ peer_bytes() { inF "$bin/zestctl" --socket "$work/$1/$2/sock" status --json | "$
 if [ "$cases" = all ]; then
 hf_pull() { inF env HF_ENDPOINT="$endpoint" HF_HOME="$work/hf/$1/home" HF_HUB_CACHE="$work/hf/$1/cache" HF_HUB_DISABLE_PROGRESS_BARS=1 \
   "$py" -c 'import sys; from huggingface_hub import snapshot_download; snapshot_download(sys.argv[1])' "$repo" > /dev/null; }
-e0=$(egress); t0=$(now); hf_pull solo; hf_solo_s=$(echo "$(now) - $t0" | bc -l); hf_solo_b=$(( $(egress) - e0 ))
-e0=$(egress); t0=$(now); p=()
+c0=$(cpu); e0=$(egress); t0=$(now); hf_pull solo; hf_solo_s=$(echo "$(now) - $t0" | bc -l); hf_solo_b=$(( $(egress) - e0 ))
+hf_solo_c=$(echo "$(cpu) - $c0" | bc -l)
+c0=$(cpu); e0=$(egress); t0=$(now); p=()
 for i in $(seq 1 "$n"); do hf_pull "crowd$i" & p+=($!); done
 for x in "${p[@]}"; do wait "$x"; done
-hf_crowd_s=$(echo "$(now) - $t0" | bc -l); hf_crowd_b=$(( $(egress) - e0 ))
+hf_crowd_s=$(echo "$(now) - $t0" | bc -l); hf_crowd_b=$(( $(egress) - e0 )); hf_crowd_c=$(echo "$(cpu) - $c0" | bc -l)
 fi
 
 # Seeded: node 0 pulls alone (this is zest's one-copy run), then nodes 1..N-1 at once.
 start_daemons seeded "$n" 47500
-e0=$(egress); zest_solo_s=$(pull_many seeded 0 0); zest_solo_b=$(( $(egress) - e0 ))
-e0=$(egress); seeded_s=$(pull_many seeded 1 $((n - 1))); seeded_b=$(( $(egress) - e0 ))
+c0=$(cpu); e0=$(egress); zest_solo_s=$(pull_many seeded 0 0); zest_solo_b=$(( $(egress) - e0 ))
+zest_solo_c=$(echo "$(cpu) - $c0" | bc -l)
+c0=$(cpu); e0=$(egress); seeded_s=$(pull_many seeded 1 $((n - 1))); seeded_b=$(( $(egress) - e0 ))
+seeded_c=$(echo "$(cpu) - $c0" | bc -l)
 for i in $(seq 1 $((n - 1))); do check_same seeded 0 seeded "$i"; done
 seeded_peer=$(peer_bytes seeded 1)
 stop_daemons seeded "$n"
@@ -207,20 +216,21 @@ stop_daemons seeded "$n"
 for i in $(seq 1 $((n - 1))); do rm -rf "$work/seeded/$i/cache"; done
 
 # Flash crowd: N fresh daemons pull at once; FLASH_RUNS times, each with fresh daemons.
-flash_all=() flash_copies_all=() flash_state_all=()
+flash_all=() flash_copies_all=() flash_state_all=() flash_cpu_all=()
 for run in $(seq "$flash_runs"); do
   rm -rf "$work/flash"
   start_daemons flash "$n" 47600
   read -r m0 mb0 < <(state_sent flash "$n" 47600)
-  e0=$(egress); s_=$(pull_many flash 0 $((n - 1))); b_=$(( $(egress) - e0 ))
+  c0=$(cpu); e0=$(egress); s_=$(pull_many flash 0 $((n - 1))); b_=$(( $(egress) - e0 ))
+  c_=$(echo "$(cpu) - $c0" | bc -l)
   read -r m1 mb1 < <(state_sent flash "$n" 47600)
   flash_state_all+=("$(echo "scale=1; ($m1 - $m0) / $n / $s_" | bc -l) msgs, $(echo "scale=0; ($mb1 - $mb0) / $n / $s_" | bc -l) B")
   for i in $(seq 1 $((n - 1))); do check_same flash 0 flash "$i"; done
   check_same flash 0 seeded 0
   stop_daemons flash "$n"
-  flash_all+=("$(printf %.2f "$s_")") flash_copies_all+=("$b_")
+  flash_all+=("$(printf %.2f "$s_")") flash_copies_all+=("$b_") flash_cpu_all+=("$(printf %.1f "$c_")")
   # The table shows the last run; every run is listed under it.
-  flash_s=$s_ flash_b=$b_
+  flash_s=$s_ flash_b=$b_ flash_c=$c_
 done
 
 # Flash crowd of vanilla clients: N fresh daemons, and on each node huggingface_hub's own
@@ -230,10 +240,10 @@ start_daemons epflash "$n" 47700
 ep_pull() { inF env HF_ENDPOINT="http://127.0.0.1:$((48700 + $1))" HF_HOME="$work/epflash/$1/home" \
   HF_HUB_CACHE="$work/epflash/$1/cache" HF_HUB_DISABLE_PROGRESS_BARS=1 \
   "$py" -c 'import sys; from huggingface_hub import snapshot_download; print(snapshot_download(sys.argv[1]))' "$repo" > "$work/epflash/$1/out"; }
-e0=$(egress); t0=$(now); p=()
+c0=$(cpu); e0=$(egress); t0=$(now); p=()
 for i in $(seq 0 $((n - 1))); do ep_pull "$i" & p+=($!); done
 for x in "${p[@]}"; do wait "$x" || { echo "an endpoint client failed: $(tail -5 "$work"/epflash/*/log)" >&2; exit 1; }; done
-epflash_s=$(echo "$(now) - $t0" | bc -l); epflash_b=$(( $(egress) - e0 ))
+epflash_s=$(echo "$(now) - $t0" | bc -l); epflash_b=$(( $(egress) - e0 )); epflash_c=$(echo "$(cpu) - $c0" | bc -l)
 for i in $(seq 0 $((n - 1))); do check_same epflash "$i" seeded 0; done
 stop_daemons epflash "$n"
 fi
@@ -248,22 +258,23 @@ cat <<EOF
 
 One copy through the link (zest alone) = $zest_solo_b origin bytes (IP level), $(printf %.2f "$one_copy_s") s at line rate.
 
-| case | origin egress | copies | time to last node | × one-copy time |
-|---|---:|---:|---:|---:|
-| zest, one node alone | $zest_solo_b | 1.000 | $(printf %.2f "$zest_solo_s") s | $(ratio "$zest_solo_s") |
-| zest seeded: $((n - 1)) pull from 1 holder | $seeded_b | $(copies "$seeded_b") | $(printf %.2f "$seeded_s") s | $(ratio "$seeded_s") |
-| zest flash crowd: $n pull at once | $flash_b | $(copies "$flash_b") | $(printf %.2f "$flash_s") s | $(ratio "$flash_s") |
+| case | origin egress | copies | time to last node | × one-copy time | machine CPU |
+|---|---:|---:|---:|---:|---:|
+| zest, one node alone | $zest_solo_b | 1.000 | $(printf %.2f "$zest_solo_s") s | $(ratio "$zest_solo_s") | $(printf %.1f "$zest_solo_c") s |
+| zest seeded: $((n - 1)) pull from 1 holder | $seeded_b | $(copies "$seeded_b") | $(printf %.2f "$seeded_s") s | $(ratio "$seeded_s") | $(printf %.1f "$seeded_c") s |
+| zest flash crowd: $n pull at once | $flash_b | $(copies "$flash_b") | $(printf %.2f "$flash_s") s | $(ratio "$flash_s") | $(printf %.1f "$flash_c") s |
 EOF
 [ "$cases" = all ] && cat <<EOF
-| huggingface_hub+hf_xet through each node's zestd endpoint, $n at once | $epflash_b | $(copies "$epflash_b") | $(printf %.2f "$epflash_s") s | $(ratio "$epflash_s") |
-| huggingface_hub+hf_xet, one node | $hf_solo_b | $(copies "$hf_solo_b") | $(printf %.2f "$hf_solo_s") s | $(ratio "$hf_solo_s") |
-| huggingface_hub+hf_xet, $n nodes at once | $hf_crowd_b | $(copies "$hf_crowd_b") | $(printf %.2f "$hf_crowd_s") s | $(ratio "$hf_crowd_s") |
+| huggingface_hub+hf_xet through each node's zestd endpoint, $n at once | $epflash_b | $(copies "$epflash_b") | $(printf %.2f "$epflash_s") s | $(ratio "$epflash_s") | $(printf %.1f "$epflash_c") s |
+| huggingface_hub+hf_xet, one node | $hf_solo_b | $(copies "$hf_solo_b") | $(printf %.2f "$hf_solo_s") s | $(ratio "$hf_solo_s") | $(printf %.1f "$hf_solo_c") s |
+| huggingface_hub+hf_xet, $n nodes at once | $hf_crowd_b | $(copies "$hf_crowd_b") | $(printf %.2f "$hf_crowd_s") s | $(ratio "$hf_crowd_s") | $(printf %.1f "$hf_crowd_c") s |
 
 Flash crowd vs huggingface_hub for $n nodes: time $(echo "scale=2; $flash_s / $hf_crowd_s" | bc -l)×, origin bytes $(echo "scale=2; $flash_b / $hf_crowd_b" | bc -l)×; through the endpoints: time $(echo "scale=2; $epflash_s / $hf_crowd_s" | bc -l)×, origin bytes $(echo "scale=2; $epflash_b / $hf_crowd_b" | bc -l)×. A seeded node took $(numfmt --to=iec "$seeded_peer") from peers.
 EOF
 echo
 echo "A seeded node took $(numfmt --to=iec "$seeded_peer") from peers."
 echo "Flash crowd runs ($flash_runs), time to last node: $(for x in "${flash_all[@]}"; do printf '%s s (%s×) ' "$x" "$(ratio "$x")"; done)"
+echo "Flash crowd runs, machine CPU seconds: $(for c in "${flash_cpu_all[@]}"; do printf '%s ' "$c"; done)"
 echo "Flash crowd runs, copies: $(for b in "${flash_copies_all[@]}"; do printf '%s ' "$(copies "$b")"; done)"
 echo "Flash crowd runs, peer-state messages sent per node per second of the pull: $(for x in "${flash_state_all[@]}"; do printf '%s; ' "$x"; done)"
 

@@ -42,6 +42,9 @@ pub struct Report {
     pub slot_spread_max_s: f64,
     /// Mean use of each resource while nodes pulled, 0..1.
     pub utilization: Utilization,
+    /// CPU seconds all nodes spent on the bytes they moved (with `--shared-cores`, what
+    /// `benches/fleet.sh` reads as the machine's CPU for a case, less the pulls' setup).
+    pub cpu_seconds: f64,
     pub bottleneck: &'static str,
     pub finished: usize,
     pub unfinished: usize,
@@ -151,6 +154,7 @@ pub fn report(w: &World, p: &Params, wall: f64) -> Report {
         slot_spread_p50_s: spread.p50_s,
         slot_spread_max_s: spread.max_s,
         utilization,
+        cpu_seconds: w.cpu_seconds,
         bottleneck,
         finished: done.len(),
         unfinished: survivors.len() - done.len(),
@@ -176,7 +180,7 @@ impl Report {
              control traffic      {:.1} messages, {:.0} bytes per node per second\n\
              origin's last byte   {:.1} s; last node {:.1} s later; a slot spreads in {:.1} s (p50), {:.1} s (max)\n\
              Hub requests         {} ({:.2} per node; {:.2}x one node's pull)\n\
-             utilization          origin {:.2}, downlinks {:.2}, uplinks {:.2}, cpu {:.2}: bottleneck {}\n\
+             utilization          origin {:.2}, downlinks {:.2}, uplinks {:.2}, cpu {:.2} ({:.1} CPU s): bottleneck {}\n\
              finished {}, unfinished {}, left {}; peer transfers abandoned {}; simulated in {:.1} s",
             self.scenario,
             self.nodes,
@@ -207,6 +211,7 @@ impl Report {
             self.utilization.node_downlink,
             self.utilization.node_uplink,
             self.utilization.cpu,
+            self.cpu_seconds,
             self.bottleneck,
             self.finished,
             self.unfinished,

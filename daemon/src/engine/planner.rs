@@ -1304,6 +1304,17 @@ impl Planner {
                 origin_busy += 1;
             }
             slot.hedged = hedge && elsewhere;
+            // A node that fetches while the swarm fits its view counts as drawn at that
+            // size: when arrivals take the swarm beyond its view, it keeps the file's
+            // origin stream until the swarm has doubled and another node fetches, as a
+            // drawn node does. Never drawn, such a node lost its place the moment the
+            // swarm outgrew its view, and with arrivals copying what the swarm held
+            // (progress, so never quiet enough for the share to grow) nobody took the
+            // rest of the file up (simulated, 256 × 2 GiB over 120 s, seeds 44 and 58:
+            // no origin bytes for 35 s, 2.2× and 2.0× the one-copy time).
+            if !beyond_view && self.drawn.is_none() {
+                self.drawn = s.swarm_size;
+            }
             actions.push(Action::Claim {
                 slot: i,
                 swarm_limit,
@@ -1872,6 +1883,44 @@ mod tests {
         let mut never = planner(t0);
         never.note_receiving(at(t0, 5500));
         assert_eq!(claims(&never.assign(&s)), 0);
+    }
+
+    #[test]
+    fn a_node_that_fetched_within_view_keeps_its_place_when_the_swarm_outgrows_its_view() {
+        let t0 = Instant::now();
+        let idle = |id: &str| PeerState {
+            id: id.into(),
+            involved: true,
+            ..PeerState::default()
+        };
+        let view = vec![idle("a"), idle("b"), idle("c")];
+        let look = |ms, size| Snapshot {
+            swarm_size: Some(size),
+            origin_draw: 0.5,
+            ..snap(at(t0, ms), view.clone())
+        };
+        // A swarm of 4 fits the view: it claims, whatever its draw.
+        let mut p = planner(t0);
+        assert!(claims(&p.assign(&look(0, 4))) > 0);
+        // Arrivals take the swarm to 1000 while the swarm progresses (so the share stays
+        // at 2 in 1000, far below its draw) and nobody else fetches: it goes on taking
+        // slots, as a drawn node does; one that never fetched does not.
+        p.note_receiving(at(t0, 5500));
+        assert!(claims(&p.assign(&look(5600, 1000))) > 0);
+        let mut never = planner(t0);
+        never.note_receiving(at(t0, 5500));
+        assert_eq!(claims(&never.assign(&look(5600, 1000))), 0);
+        // Once the swarm has doubled and another node fetches, it steps down.
+        let fetcher = PeerState {
+            fetching: Arc::new(vec![(30, 40)]),
+            ..idle("c")
+        };
+        let s = Snapshot {
+            swarm_size: Some(1000),
+            origin_draw: 0.5,
+            ..snap(at(t0, 5700), vec![idle("a"), idle("b"), fetcher])
+        };
+        assert!(!p.admitted(&s));
     }
 
     #[test]

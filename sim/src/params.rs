@@ -85,7 +85,7 @@ pub struct Params {
     pub oversubscription: f64,
     /// CPU per byte received from the origin (decode, BLAKE3, write), nanoseconds. The
     /// daemon's side only: in `benches/fleet.sh` the hub and CAS server share the machine
-    /// too (a lone pull there costs the machine 3.8-4.3 CPU seconds), but a real origin
+    /// too (a lone pull there costs the machine 3.8-4.9 CPU seconds), but a real origin
     /// does not.
     #[arg(long, default_value_t = 1.34)]
     pub cpu_origin_in_ns: f64,

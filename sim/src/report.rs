@@ -42,8 +42,8 @@ pub struct Report {
     pub slot_spread_max_s: f64,
     /// Mean use of each resource while nodes pulled, 0..1.
     pub utilization: Utilization,
-    /// CPU seconds all nodes spent on the bytes they moved (with `--shared-cores`, what
-    /// `benches/fleet.sh` reads as the machine's CPU for a case, less the pulls' setup).
+    /// CPU seconds all nodes spent on the bytes they moved. `benches/fleet.sh`'s machine
+    /// CPU for a case also counts the pulls' setup, the clients and the hub and CAS server.
     pub cpu_seconds: f64,
     pub bottleneck: &'static str,
     pub finished: usize,

@@ -1461,6 +1461,15 @@ mod tests {
         Snapshot::new(now, peers, vec![false; 40], vec![false; 40])
     }
 
+    /// A peer in the swarm for the file, holding and fetching nothing.
+    fn idle(id: &str) -> PeerState {
+        PeerState {
+            id: id.into(),
+            involved: true,
+            ..PeerState::default()
+        }
+    }
+
     fn peer(id: &str, held: Ranges, fetching: Ranges, rate: f64) -> PeerState {
         PeerState {
             id: id.into(),
@@ -1834,11 +1843,6 @@ mod tests {
      {
         let t0 = Instant::now();
         // Three peers in view, involved, holding and fetching nothing.
-        let idle = |id: &str| PeerState {
-            id: id.into(),
-            involved: true,
-            ..PeerState::default()
-        };
         let view = vec![idle("a"), idle("b"), idle("c")];
         let look = |ms, size| Snapshot {
             swarm_size: size,
@@ -1888,11 +1892,6 @@ mod tests {
     #[test]
     fn a_node_that_fetched_within_view_keeps_its_place_when_the_swarm_outgrows_its_view() {
         let t0 = Instant::now();
-        let idle = |id: &str| PeerState {
-            id: id.into(),
-            involved: true,
-            ..PeerState::default()
-        };
         let view = vec![idle("a"), idle("b"), idle("c")];
         let look = |ms, size| Snapshot {
             swarm_size: Some(size),
@@ -1926,11 +1925,6 @@ mod tests {
     #[test]
     fn a_drawn_node_stays_drawn_until_the_swarm_has_doubled_and_another_node_fetches() {
         let t0 = Instant::now();
-        let idle = |id: &str| PeerState {
-            id: id.into(),
-            involved: true,
-            ..PeerState::default()
-        };
         // Peer c fetches the file from the origin.
         let c = PeerState {
             fetching: Arc::new(vec![(30, 40)]),

@@ -10,7 +10,7 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use zestd::engine::origin_parts;
 use zestd::engine::planner::{self, Action, Held, PeerFailure, PeerState, Planner};
-use zestd::peer::set::CHOKE;
+use zestd::peer::set::choke_for;
 
 use crate::net::{Flow, Src};
 use crate::node::{FileRun, Node, trust};
@@ -694,8 +694,15 @@ impl World {
                         if self.trace {
                             eprintln!("{now:.2} node {n} file {f} slot {slot}: busy {src}");
                         }
+                        let held: u64 = self.nodes[n]
+                            .files
+                            .iter()
+                            .map(|r| ranges::count(&r.public.held))
+                            .sum();
+                        let total = self.shape.total_units();
+                        let choke = choke_for(total.saturating_sub(held), total);
                         if let Some(l) = self.nodes[n].link(src) {
-                            l.choked_until = now + CHOKE.as_secs_f64();
+                            l.choked_until = now + choke.as_secs_f64();
                         }
                         if let Some(pl) = self.nodes[n].files[f].planner.as_mut() {
                             pl.peer_done(slot, &peer, Some(&PeerFailure::Busy));

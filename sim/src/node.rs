@@ -63,7 +63,7 @@ pub struct Node {
 pub struct Link {
     /// Bytes per second recently received from the peer.
     pub rate: f64,
-    /// It answered `busy`: left alone until then (zestd's `CHOKE`).
+    /// It answered `busy`: left alone until then (zestd's `choke_for`).
     pub choked_until: f64,
     /// Transfers this node has going from it, over all files (zestd's `PeerStats::asked`,
     /// which its planner reads to ask a peer no more than it serves).

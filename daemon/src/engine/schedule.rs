@@ -6,6 +6,7 @@
 use crate::metrics::{EVENTS, VerifySource};
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use rand::seq::SliceRandom;
@@ -486,7 +487,12 @@ fn apply(ctx: &FileCtx, node: &str, verdict: Verdict, e: &PeerError) {
             tracing::info!(peer = short, file = %ctx.name, "peer lacked chunks it said it held");
             set.strike(node, why);
         }
-        Verdict::Choke => set.choke(node),
+        Verdict::Choke => {
+            let c = &ctx.counters;
+            let total = c.bytes_total.load(Ordering::Relaxed);
+            let missing = total.saturating_sub(c.bytes_done.load(Ordering::Relaxed));
+            set.choke(node, crate::peer::set::choke_for(missing, total))
+        }
         Verdict::Bench(why) => {
             tracing::info!(peer = short, file = %ctx.name, "peer transfer abandoned: {e}");
             set.bench(node, why);

@@ -31,6 +31,23 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// How long a `busy` peer is left alone.
 pub const CHOKE: Duration = Duration::from_secs(1);
+/// How long it is left alone by a pull in its endgame ([`choke_for`]).
+pub const ENDGAME_CHOKE: Duration = Duration::from_millis(500);
+/// The share of a pull still missing at which its endgame begins.
+const ENDGAME_SHARE: f64 = 0.05;
+
+/// How long a pull that still misses `missing` of its `total` bytes leaves a `busy` peer
+/// alone. A pull near its end asks again sooner: what it misses is what the fewest hold,
+/// and a place those holders free otherwise goes to whichever of the crowd asks first, so
+/// a node that began early waited for its last xorb like the ninetieth arrival (simulated
+/// rollouts, BENCHMARKS.md). The rest keep the longer wait, so a crowd asks no more often.
+pub fn choke_for(missing: u64, total: u64) -> Duration {
+    if total > 0 && (missing as f64) <= ENDGAME_SHARE * total as f64 {
+        ENDGAME_CHOKE
+    } else {
+        CHOKE
+    }
+}
 /// Benches closer together than this count as repeats.
 const BENCH_MEMORY: Duration = Duration::from_secs(60);
 
@@ -432,8 +449,9 @@ impl PeerSet {
     /// Leaves a `busy` peer alone for a moment. It stays in the views: the ranges it holds
     /// wait for it rather than go to the origin (a crowd whose uploads are all taken would
     /// otherwise send what it is trading to the origin).
-    pub fn choke(&self, node_id: &str) {
-        let until = Instant::now() + CHOKE;
+    /// How long: [`choke_for`].
+    pub fn choke(&self, node_id: &str, how_long: Duration) {
+        let until = Instant::now() + how_long;
         for e in lock(&self.inner.state).peers.values_mut() {
             if e.node_id == node_id {
                 e.busy_until = Some(until);
@@ -441,7 +459,7 @@ impl PeerSet {
         }
     }
 
-    /// The nodes that answered `busy` within the last [`CHOKE`].
+    /// The nodes that answered `busy` and are still left alone.
     pub fn busy(&self) -> std::collections::HashSet<String> {
         let now = Instant::now();
         lock(&self.inner.state)
@@ -856,6 +874,20 @@ fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pull_near_its_end_asks_a_busy_peer_again_sooner() {
+        assert_eq!(choke_for(100, 100), CHOKE);
+        assert_eq!(choke_for(6, 100), CHOKE);
+        assert_eq!(choke_for(5, 100), ENDGAME_CHOKE);
+        assert_eq!(choke_for(0, 100), ENDGAME_CHOKE);
+        assert_eq!(
+            choke_for(0, 0),
+            CHOKE,
+            "a pull of unknown size is not near its end"
+        );
+        assert!(ENDGAME_CHOKE < CHOKE);
+    }
 
     #[test]
     fn the_longest_idle_connection_makes_room_if_idle_long_enough() {

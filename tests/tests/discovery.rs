@@ -246,7 +246,7 @@ fn tracker_only_fleet_seeds_and_shares_a_flash_crowd() {
 
 /// A crowd of 3 in a swarm the tracker counts as 13 (10 members it cannot reach): each
 /// node sees only part of the swarm, so only drawn nodes fetch from the origin, claims
-/// travel two hops (`FileHave.relayed`) and slots may be taken in part. The crowd must
+/// travel three hops (`FileHave.relayed`) and slots may be taken in part. The crowd must
 /// still end with the lone daemon's cache and take about one copy from the origin, and the
 /// claims must have gone over the wire: relayed by some node, heard by some node.
 #[test]

@@ -48,6 +48,7 @@ pub fn choke_for(missing: u64, total: u64) -> Duration {
         CHOKE
     }
 }
+
 /// Benches closer together than this count as repeats.
 const BENCH_MEMORY: Duration = Duration::from_secs(60);
 
@@ -448,8 +449,8 @@ impl PeerSet {
 
     /// Leaves a `busy` peer alone for a moment. It stays in the views: the ranges it holds
     /// wait for it rather than go to the origin (a crowd whose uploads are all taken would
-    /// otherwise send what it is trading to the origin).
-    /// How long: [`choke_for`].
+    /// otherwise send what it is trading to the origin). For how long is the pull's to say
+    /// ([`choke_for`]); the last to say it wins, for every pull of this node.
     pub fn choke(&self, node_id: &str, how_long: Duration) {
         let until = Instant::now() + how_long;
         for e in lock(&self.inner.state).peers.values_mut() {

@@ -137,7 +137,7 @@ pub const RELAY_CAP: usize = 64;
 /// early ones at their connection cap, and two fetchers often share no peer (simulated,
 /// 256 nodes × 2 GiB: 1.25 copies relaying 1 hop, 1.00-1.06 with 2). In a rollout of
 /// thousands, two hops left a file's drawn fetchers out of each other's hearing, and each
-/// took slots the other had taken 8-19 s before (simulated, 4,000 × 10 GiB staggered over
+/// took slots the other had taken 1-19 s before (simulated, 4,000 × 10 GiB staggered over
 /// 120 s, seed 1: 1.125 copies with 2 hops, 1.044 with 3).
 pub const RELAY_HOPS: u8 = 3;
 
@@ -1358,7 +1358,7 @@ impl Planner {
             }
             let missing = fresh.missing_of(&slot.ranges);
             // A claim relayed by a peer settles as a direct one does: the lower node id
-            // keeps it, so two drawn fetchers hops apart do not both withdraw.
+            // keeps it, so two drawn fetchers out of each other's view do not both withdraw.
             let me = self.my_id.as_str();
             let contested = fresh.peers.iter().any(|p| {
                 !slot.avoid.contains(&p.id)
